@@ -1,0 +1,100 @@
+"""What an auditor is given: the model, the images, and the hooks to report progress and stop.
+
+Auditors share one verb, `run(ctx, config) -> AuditResult` (see `registry.py`), and one context so the
+CLI, the Celery worker and a notebook call them the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from auditors.engine import Family, model_device, model_family
+
+
+class AuditCancelled(Exception):
+    """Raised by `ctx.check_cancelled()` when the job was cancelled; the runner records it."""
+
+
+@dataclass
+class Region:
+    """A suspected region: `box` [x, y, w, h] in model-input pixels; optional artifact image [3,h,w]."""
+
+    name: str
+    box: tuple[int, int, int, int]
+    artifact: torch.Tensor | None = None
+    artifact_alpha: torch.Tensor | None = None
+    image_index: int | None = None  # None: applies to every image
+
+
+@dataclass
+class AuditContext:
+    model: nn.Module
+    images: torch.Tensor  # [N,3,H,W] float in [0,1], preprocessed to the model's input size
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    class_names: list[str]
+    out_dir: Path  # where artifacts are written; Artifact.path is relative to it
+    labels: torch.Tensor | None = None  # [N] int64, or None when the dataset has no labels
+    seed: int = 0
+    object_masks: torch.Tensor | None = None  # [N,H,W] bool, when the dataset provides them
+    regions: list[Region] = field(default_factory=list)
+    reference_model: nn.Module | None = None
+    progress: Callable[[float, str], None] | None = None
+    cancelled: Callable[[], bool] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return model_device(self.model)
+
+    @property
+    def family(self) -> Family:
+        return model_family(self.model)
+
+    @property
+    def n_images(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.images.shape[-2]), int(self.images.shape[-1])
+
+    def report(self, fraction: float, message: str = "") -> None:
+        """Progress in [0,1] within the current audit; also the place cancellation is noticed."""
+        if self.progress is not None:
+            self.progress(min(max(fraction, 0.0), 1.0), message)
+        self.check_cancelled()
+
+    def check_cancelled(self) -> None:
+        if self.cancelled is not None and self.cancelled():
+            raise AuditCancelled()
+
+    def artifact_path(self, audit: str, name: str) -> tuple[Path, str]:
+        """Absolute path to write, and the relative path to record in the report."""
+        rel = f"{audit}/{name}"
+        path = self.out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path, rel
+
+    def default_patch_size(self) -> int:
+        """P for a P x P grid: the ViT's own patch, 16 at >= 224 px, else side/8 (AUDITS.md conventions)."""
+        h, w = self.image_size
+        if self.family == "vit":
+            from auditors.engine import vit_patch_size
+
+            p = vit_patch_size(self.model)
+            if h % p == 0 and w % p == 0:
+                return p
+        if min(h, w) >= 224 and h % 16 == 0 and w % 16 == 0:
+            return 16
+        return max(1, min(h, w) // 8)

@@ -1,0 +1,50 @@
+"""The project's own tiny architectures, registered with timm so cards name them like any timm model.
+
+They are ordinary timm classes (`ResNet`, `VisionTransformer`) at small sizes, so the engine's native
+strategies (layer_mask, token_drop) apply to them exactly as to resnet50 / vit_small: tests and the
+demo exercise the same code paths as real checkpoints, on 2 CPU cores, in seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from timm.models import register_model
+from timm.models.resnet import BasicBlock, ResNet
+from timm.models.vision_transformer import VisionTransformer
+
+# Architectures a model card may name: the project's own plus timm families the engine understands.
+# A name outside these patterns is refused before timm is asked to build anything.
+ALLOWED_ARCH_PATTERNS = (
+    "occulta_*",
+    "resnet*",
+    "wide_resnet*",
+    "vit_*",
+    "deit_*",
+    "deit3_*",
+    "convnext_*",
+    "efficientnet_*",
+    "mobilenetv3_*",
+    "swin_*",
+)
+
+
+def _kw(kwargs: dict[str, Any], **defaults: Any) -> dict[str, Any]:
+    kwargs.pop("pretrained_cfg", None)
+    kwargs.pop("pretrained_cfg_overlay", None)
+    kwargs.pop("cache_dir", None)
+    return {**defaults, **kwargs}
+
+
+@register_model
+def occulta_resnet_tiny(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """A 4-stage BasicBlock ResNet with narrow channels for 32-64 px images (~0.33M params)."""
+    return ResNet(block=BasicBlock, layers=(1, 1, 1, 1), **_kw(kwargs, channels=(16, 32, 64, 128), stem_width=16))
+
+
+@register_model
+def occulta_vit_tiny(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """A 4-block ViT on 4 px patches of a 32 px image (64 tokens + class token)."""
+    return VisionTransformer(
+        **_kw(kwargs, img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0)
+    )
