@@ -1,0 +1,30 @@
+"""The `occulta` command. Each group of commands lives in its own module and registers on `app`."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from occulta import __version__
+from occulta.cli.app import app, fail
+
+# Command modules register themselves on import (one line each).
+from occulta.cli import audit as _audit  # noqa: E402,F401
+
+__all__ = ["app", "fail", "main"]
+
+
+def main() -> None:
+    """Console entry point: domain errors become one clear line and exit code 2, never a traceback."""
+    from occulta.errors import OccultaError
+
+    try:
+        app()
+    except OccultaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+def _version() -> str:
+    return __version__
