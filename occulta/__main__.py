@@ -1,0 +1,5 @@
+"""`python -m occulta` is the `occulta` command."""
+
+from occulta.cli import main
+
+main()
