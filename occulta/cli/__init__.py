@@ -11,6 +11,7 @@ from occulta.cli.app import app, fail
 
 # Command modules register themselves on import (one line each).
 from occulta.cli import audit as _audit  # noqa: E402,F401
+from occulta.cli import ci as _ci  # noqa: E402,F401
 
 __all__ = ["app", "fail", "main"]
 
