@@ -6,11 +6,11 @@ import sys
 
 import typer
 
-from occulta import __version__
+from occulta.cli.app import app, fail
 
 # Command modules register themselves on import (one line each).
 from occulta.cli import audit as _audit  # noqa: F401
-from occulta.cli.app import app, fail
+from occulta.cli import ci as _ci  # noqa: F401
 
 __all__ = ["app", "fail", "main"]
 
@@ -24,7 +24,3 @@ def main() -> None:
     except OccultaError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-
-
-def _version() -> str:
-    return __version__
