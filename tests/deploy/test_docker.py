@@ -103,7 +103,9 @@ def test_images_pin_the_torch_version_the_audit_extra_pins():
     api = (DOCKER / "api.Dockerfile").read_text()
     assert f"torch=={torch_pin}+cpu" in api and "download.pytorch.org/whl/cpu" in api
     worker = (DOCKER / "worker.Dockerfile").read_text()
-    assert f"torch=={torch_pin}" in worker and re.search(rf"pytorch/pytorch:{re.escape(torch_pin)}-cuda", worker)
+    assert f"torch=={torch_pin}" in worker and re.search(
+        rf"pytorch/pytorch:{re.escape(torch_pin)}-cuda", worker
+    )
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
@@ -162,7 +164,9 @@ def test_compose_starts_services_only_after_what_they_need_is_ready():
     for name, service in services.items():
         for needed, rule in service.get("depends_on", {}).items():
             if rule["condition"] == "service_healthy":
-                assert "healthcheck" in services[needed], f"{name} waits on {needed}, which has no healthcheck"
+                assert "healthcheck" in services[needed], (
+                    f"{name} waits on {needed}, which has no healthcheck"
+                )
             else:
                 assert services[needed].get("restart") == "no", f"{needed} must be one-shot"
     for name in ("api", "worker", "beat"):
