@@ -23,7 +23,10 @@ from auditors.spurious_signal import RegionSpec, SpuriousConfig, resolve_regions
 from auditors.synthetic import artifact_patch
 from tests.fixtures.models import Planted, get_planted
 
-TASK = "synthetic:shapes?classes=4&size=32&n=1600&artifact={a}&color=255,0,255&artifact_class=0&fraction={f}&seed=3"
+TASK = (
+    "synthetic:shapes?classes=4&size=32&n=1600&artifact={a}&color=255,0,255&artifact_class=0"
+    "&fraction={f}&seed=3"
+)
 ARCH, EPOCHS = "occulta_resnet_tiny", 10
 BOX = (25, 25, 6, 6)  # the synthetic default box for 32 px: the bottom-right corner
 FAST: dict[str, Any] = {"n_images": 96, "n_samples": 4, "steps": 8, "n_overlays": 2, "n_random_boxes": 6}
@@ -34,7 +37,7 @@ def _planted(artifact: str, fraction: float) -> Planted:
 
 
 def _run(p: Planted, out: Path, hints: list[Region] | None = None, **config: Any) -> AuditResult:
-    """Run the audit; `hints` arrive as the runner passes them (ctx.regions), `config` as the user writes it."""
+    """Run the audit; `hints` come as the runner passes them (ctx.regions), `config` as a user writes it."""
     test = p.test
     ctx = AuditContext(
         model=p.model,
