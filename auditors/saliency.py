@@ -139,7 +139,7 @@ def saliency_maps(
     model.eval()
     try:
         for start in range(0, images.shape[0], batch_size):
-            x = images[start : start + batch_size].to(device).float()
+            x = images[start : start + batch_size].to(device).float().requires_grad_()
             t = target[start : start + batch_size]
             if method in ("gradient", "gradient_squared"):
                 g = Saliency(forward).attribute(x, target=t, abs=method == "gradient")
