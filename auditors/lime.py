@@ -105,6 +105,8 @@ def weighted_ridge(
     xbar = (w.unsqueeze(-1) * x).sum(1, keepdim=True) / wsum.unsqueeze(-1)
     ybar = (w * y).sum(1, keepdim=True) / wsum
     xc, yc = x - xbar, y - ybar
+    # A constant column centres to exactly 0; rounding in xbar would otherwise leave ~1e-31 noise.
+    xc = xc.masked_fill((x == x[:, :1]).all(1, keepdim=True), 0.0)
     xw = xc * w.unsqueeze(-1)
     gram = xw.transpose(1, 2) @ xc + alpha * torch.eye(x.shape[-1], dtype=dt, device=x.device)
     rhs = (xw * yc.unsqueeze(-1)).sum(1)
