@@ -39,7 +39,8 @@ services:
 	@bash scripts/ensure-services.sh
 
 bench: install
-	$(BIN)/python bench/engine.py
+	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.lime_sis --quick
 
 clean:
 	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache
