@@ -53,4 +53,6 @@ def check_schema(engine: Engine) -> None:
     current = current_revision(engine)
     if current != head:
         where = "empty (no tables)" if current is None else f"at revision {current}"
-        raise SchemaOutOfDateError(f"database schema is out of date: it is {where}, the code needs {head}; {FIX}")
+        raise SchemaOutOfDateError(
+            f"database schema is out of date: it is {where}, the code needs {head}; {FIX}"
+        )
