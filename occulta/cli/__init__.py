@@ -7,10 +7,11 @@ import sys
 import typer
 
 from occulta import __version__
+from occulta.cli.app import app, fail
 
 # Command modules register themselves on import (one line each).
-from occulta.cli import audit as _audit  # noqa: F401
-from occulta.cli.app import app, fail
+from occulta.cli import audit as _audit  # noqa: E402,F401
+from occulta.cli import ci as _ci  # noqa: E402,F401
 
 __all__ = ["app", "fail", "main"]
 

@@ -1,0 +1,245 @@
+"""CI commands: `occulta submit`, `occulta wait` and `occulta gate`.
+
+Exit codes are the contract with CI runners: 0 pass, 1 the gate failed, 2 something the user must fix
+(flags, policy, credentials, ids: any 4xx), 3 the service or the audit run could not give a verdict.
+Without a verdict the gate fails closed; `--on-error pass` turns only outages (exit 3) into a loud pass.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import tempfile
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from auditors.report import Report
+from occulta.cli.app import app, fail
+from occulta.client import AuditStatus, OccultaClient
+from occulta.errors import OccultaError, PolicyError, ServiceError
+from occulta.gate import GateResult, evaluate, load_policy, to_junit
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_SERVICE = 0, 1, 2, 3
+
+UrlOption = Annotated[
+    str | None, typer.Option("--url", envvar="OCCULTA_URL", help="Server, e.g. https://occulta.example.com")
+]
+KeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="OCCULTA_API_KEY", help="API key occ_...", show_default=False),
+]
+TimeoutOption = Annotated[float, typer.Option("--timeout", min=0, help="Seconds to wait for the audit.")]
+IntervalOption = Annotated[float, typer.Option("--interval", min=0, help="Seconds between status polls.")]
+
+
+class OnError(StrEnum):
+    fail = "fail"
+    pass_ = "pass"
+
+
+def _stderr() -> Console:
+    return Console(stderr=True)
+
+
+def _remote_failure(exc: OccultaError) -> NoReturn:
+    """A ServiceError means no verdict (3); any other server answer is a request the user must fix (2)."""
+    if isinstance(exc, ServiceError):
+        fail(f"service error: {exc}", EXIT_SERVICE)
+    fail(f"{exc.code}: {exc}", EXIT_USAGE)
+
+
+def _client(url: str | None, api_key: str | None) -> OccultaClient:
+    try:
+        return OccultaClient(url, api_key)
+    except OccultaError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+def _read_mapping(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        fail(f"cannot read {what} {path}: {exc}", EXIT_USAGE)
+    if not isinstance(data, dict):
+        fail(f"{what} {path} must be a YAML/JSON mapping", EXIT_USAGE)
+    return data
+
+
+def _wait(client: OccultaClient, audit_id: str, timeout: float, interval: float) -> int:
+    """Show progress until the audit ends; only `succeeded` is exit 0, so a broken run never gates green."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=_stderr(), transient=False) as bar:
+        task = bar.add_task(f"audit {audit_id}: queued", total=1.0)
+
+        def show(status: AuditStatus) -> None:
+            note = f" ({status.message})" if status.message else ""
+            description = f"audit {audit_id}: {status.status}{note}"
+            bar.update(task, completed=status.progress, description=description)
+
+        try:
+            status = client.wait(audit_id, timeout=timeout, interval=interval, on_progress=show)
+        except OccultaError as exc:
+            _remote_failure(exc)
+    if status.status != "succeeded":
+        why = status.error or status.message or "no details"
+        fail(f"audit {audit_id} {status.status}: {why}", EXIT_SERVICE)
+    typer.echo(f"audit {audit_id} succeeded; report verdict: {status.verdict}", err=True)
+    return EXIT_PASS
+
+
+def _tar_directory(folder: Path, into: Path) -> Path:
+    """An ImageFolder directory travels as a .tar.gz; the server extracts it with its own checks."""
+    archive = into / f"{folder.resolve().name or 'dataset'}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=".")
+    return archive
+
+
+@app.command()
+def submit(
+    model: Annotated[Path, typer.Option("--model", exists=True, dir_okay=False, help="Model card (YAML).")],
+    data: Annotated[
+        str, typer.Option("--data", help="Dataset ref (synthetic:..., s3://...) or local archive/folder.")
+    ],
+    audits: Annotated[str, typer.Option("--audits", help="Comma-separated audit names.")],
+    weights: Annotated[
+        Path | None, typer.Option("--weights", exists=True, dir_okay=False, help="Checkpoint file.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", exists=True, dir_okay=False, help="Audit config (YAML/JSON).")
+    ] = None,
+    samples: Annotated[int | None, typer.Option("--samples", min=1, help="Images to audit.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for every random choice.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait; exit 3 unless the audit succeeds.")] = False,
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", help="Reuse to make a re-run create no second audit.")
+    ] = None,
+    timeout: TimeoutOption = 3600.0,
+    interval: IntervalOption = 2.0,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Upload a model and dataset, start an audit battery and print its id (stdout, for `$(...)`)."""
+    names = [a.strip() for a in audits.split(",") if a.strip()]
+    if not names:
+        fail("--audits needs at least one audit name, e.g. missingness_bias,lime_consistency", EXIT_USAGE)
+    settings = _read_mapping(config, "config") if config else {}
+    data_path = Path(data)
+    with _client(url, api_key) as client, tempfile.TemporaryDirectory() as tmp:
+        try:
+            model_id = client.upload_model(model, weights).id
+            if data_path.is_dir():
+                dataset_id = client.upload_dataset(_tar_directory(data_path, Path(tmp))).id
+            elif data_path.is_file():
+                dataset_id = client.upload_dataset(data_path).id
+            else:
+                dataset_id = client.register_dataset(data).id
+            created = client.create_audit(
+                model_id=model_id,
+                dataset_id=dataset_id,
+                audits=names,
+                config=settings,
+                samples=samples,
+                seed=seed,
+                idempotency_key=idempotency_key,
+            )
+        except OccultaError as exc:
+            _remote_failure(exc)
+        typer.echo(created.id)
+        if wait:
+            raise typer.Exit(_wait(client, created.id, timeout, interval))
+
+
+@app.command("wait")
+def wait_command(
+    audit_id: Annotated[str, typer.Argument(help="Audit id printed by `occulta submit`.")],
+    timeout: TimeoutOption = 3600.0,
+    interval: IntervalOption = 2.0,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Wait for an audit with a progress bar; exit 0 when it succeeded, 3 otherwise."""
+    with _client(url, api_key) as client:
+        raise typer.Exit(_wait(client, audit_id, timeout, interval))
+
+
+def _service_unavailable(exc: ServiceError, on_error: OnError) -> NoReturn:
+    if on_error is OnError.fail:
+        fail(f"service error: {exc} (no verdict, so the gate fails closed)", EXIT_SERVICE)
+    warning = f"WARNING: the Occulta gate was NOT evaluated ({exc}); passing only because of --on-error pass."
+    _stderr().print(f"[bold red]{warning}[/]", highlight=False)
+    _append_step_summary(f"> [!WARNING]\n> {warning}\n")
+    raise typer.Exit(EXIT_PASS)
+
+
+def _append_step_summary(markdown: str) -> None:
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(markdown)
+
+
+def _local_result(report_path: Path, policy_text: str) -> GateResult:
+    try:
+        report = Report.model_validate_json(report_path.read_bytes())
+    except OSError as exc:
+        fail(f"cannot read report {report_path}: {exc}", EXIT_USAGE)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        fail(f"{report_path} is not an Occulta report: {exc}", EXIT_USAGE)
+    return evaluate(report, load_policy(policy_text))
+
+
+@app.command("gate")
+def gate_command(
+    policy: Annotated[Path, typer.Option("--policy", "-p", help="Policy file (YAML).", show_default=False)],
+    audit_id: Annotated[str | None, typer.Argument(help="Audit to gate on the server.")] = None,
+    local: Annotated[
+        Path | None, typer.Option("--local", help="Gate a report.json without a server.", show_default=False)
+    ] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write the summary here.")] = None,
+    on_error: Annotated[
+        OnError, typer.Option("--on-error", help="When the service gives no verdict: fail (exit 3) or pass.")
+    ] = OnError.fail,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Check a report against a policy: exit 0 pass, 1 fail, 2 usage/policy error, 3 service error."""
+    if (audit_id is None) == (local is None):
+        fail("give exactly one of AUDIT_ID or --local REPORT.json", EXIT_USAGE)
+    try:
+        policy_text = policy.read_text(encoding="utf-8")
+        load_policy(policy_text)  # a typo is exit 2 before any network call
+    except OSError as exc:
+        fail(f"cannot read policy {policy}: {exc}", EXIT_USAGE)
+    except PolicyError as exc:
+        fail(f"{policy}: {exc}", EXIT_USAGE)
+    if local is not None:
+        result = _local_result(local, policy_text)
+    else:
+        assert audit_id is not None
+        with _client(url, api_key) as client:
+            try:
+                result = client.gate(audit_id, policy_text)
+            except ServiceError as exc:
+                _service_unavailable(exc, on_error)
+            except OccultaError as exc:
+                _remote_failure(exc)
+    typer.echo(result.markdown, nl=False)
+    if markdown is not None:
+        markdown.write_text(result.markdown, encoding="utf-8")
+    _append_step_summary(result.markdown)
+    if junit is not None:
+        junit.write_text(to_junit(result), encoding="utf-8")
+    raise typer.Exit(EXIT_PASS if result.passed else EXIT_FAIL)

@@ -1,0 +1,271 @@
+"""A typed HTTP client for the Occulta REST API, the one the CI commands use.
+
+Errors come back as the same domain exceptions the service raised (the body is
+`{"error": {"code", "message"}}`), so a CLI prints the server's own message. An unreachable service or a
+5xx is a `ServiceError`: the gate treats it as "no verdict" and fails closed. Only calls that are safe to
+repeat (GETs, audit creation under an Idempotency-Key, gate evaluation) are retried on 502/503/504 and
+dropped connections; a refused connection is retried for every call because nothing was sent.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from auditors.report import Report, Verdict
+from occulta import errors
+from occulta.errors import OccultaError, ServiceError
+from occulta.gate import GateResult
+
+AuditState = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
+TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+M = TypeVar("M", bound=BaseModel)
+_RETRY_STATUS = frozenset({502, 503, 504})
+_ERRORS_BY_CODE: dict[str, type[OccultaError]] = {
+    cls.code: cls
+    for cls in vars(errors).values()
+    if isinstance(cls, type) and issubclass(cls, OccultaError) and cls is not OccultaError
+}
+
+
+class Created(BaseModel):
+    """What the service answers for a new model or dataset; other fields are kept as sent."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+
+
+class AuditStatus(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    status: AuditState
+    progress: float = 0.0
+    message: str | None = None
+    verdict: Verdict | None = None
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL_STATES
+
+
+class OccultaClient:
+    """Talks to one Occulta server with one API key (`Authorization: Bearer occ_...`)."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int | None = None,
+        backoff: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        base_url = base_url or os.environ.get("OCCULTA_URL")
+        api_key = api_key or os.environ.get("OCCULTA_API_KEY")
+        if not base_url:
+            raise OccultaError("no server given: pass --url or set OCCULTA_URL", code="usage")
+        if not api_key:
+            raise OccultaError("no API key given: pass --api-key or set OCCULTA_API_KEY", code="usage")
+        # CI jobs tune these without new flags: OCCULTA_RETRIES, OCCULTA_RETRY_BACKOFF (seconds, doubled)
+        self.retries = retries if retries is not None else int(_env_number("OCCULTA_RETRIES", 3))
+        self.backoff = backoff if backoff is not None else _env_number("OCCULTA_RETRY_BACKOFF", 0.5)
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "occulta-cli"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> OccultaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ routes
+
+    def upload_model(self, card: Path, weights: Path | None = None) -> Created:
+        """`POST /v1/models`: the card and (optionally) the checkpoint, streamed as multipart files."""
+        paths = {"card": card} | ({"weights": weights} if weights else {})
+        return Created.model_validate(self._request("POST", "/v1/models", files=paths, expect=201))
+
+    def register_dataset(self, ref: str) -> Created:
+        """`POST /v1/datasets` with a reference (`synthetic:...`, `s3://` in the tenant's space, ...)."""
+        return Created.model_validate(
+            self._request("POST", "/v1/datasets", json={"ref": ref}, idempotent=True, expect=201)
+        )
+
+    def upload_dataset(self, archive: Path) -> Created:
+        """`POST /v1/datasets` with an ImageFolder/WebDataset archive as the multipart `archive` file."""
+        return Created.model_validate(
+            self._request("POST", "/v1/datasets", files={"archive": archive}, expect=201)
+        )
+
+    def create_audit(
+        self,
+        *,
+        model_id: str,
+        dataset_id: str,
+        audits: list[str],
+        config: dict[str, Any] | None = None,
+        samples: int | None = None,
+        seed: int | None = None,
+        regions: list[dict[str, Any]] | None = None,
+        idempotency_key: str | None = None,
+    ) -> AuditStatus:
+        """`POST /v1/audits`; the Idempotency-Key makes a retried request create the audit only once."""
+        body: dict[str, Any] = {
+            "model_id": model_id,
+            "dataset_id": dataset_id,
+            "audits": audits,
+            "config": config or {},
+            "regions": regions or [],
+        }
+        body |= {k: v for k, v in (("samples", samples), ("seed", seed)) if v is not None}
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        data = self._request("POST", "/v1/audits", json=body, headers=headers, idempotent=True, expect=202)
+        return self._parse(AuditStatus, data)
+
+    def get_audit(self, audit_id: str) -> AuditStatus:
+        return self._parse(AuditStatus, self._request("GET", f"/v1/audits/{audit_id}", idempotent=True))
+
+    def get_report(self, audit_id: str) -> Report:
+        data = self._request("GET", f"/v1/audits/{audit_id}/report", idempotent=True)
+        return self._parse(Report, data)
+
+    def gate(self, audit_id: str, policy: str) -> GateResult:
+        """`POST /v1/gate`: the server evaluates the policy text against the audit's stored report."""
+        body = {"audit_id": audit_id, "policy": policy}
+        return self._parse(GateResult, self._request("POST", "/v1/gate", json=body, idempotent=True))
+
+    def wait(
+        self,
+        audit_id: str,
+        *,
+        timeout: float = 3600.0,
+        interval: float = 2.0,
+        on_progress: Callable[[AuditStatus], None] | None = None,
+    ) -> AuditStatus:
+        """Poll until the audit reaches a terminal state; past `timeout` it is a `ServiceError`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.get_audit(audit_id)
+            if on_progress is not None:
+                on_progress(status)
+            if status.done:
+                return status
+            if time.monotonic() + interval > deadline:
+                raise ServiceError(
+                    f"audit {audit_id} still {status.status} after {timeout:g}s; it keeps running on the "
+                    f"server: `occulta wait {audit_id}` resumes waiting"
+                )
+            time.sleep(interval)
+
+    # ------------------------------------------------------------ plumbing
+
+    @staticmethod
+    def _parse(model: type[M], data: Any) -> M:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise ServiceError(f"the service sent an unexpected {model.__name__}: {exc}") from exc
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        files: dict[str, Path] | None = None,
+        headers: dict[str, str] | None = None,
+        idempotent: bool = False,
+        expect: int = 200,
+    ) -> Any:
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = self._send(method, url, json=json, files=files, headers=headers)
+            except httpx.ConnectError as exc:  # nothing reached the server: always safe to retry
+                if last:
+                    msg = f"cannot reach the Occulta service at {self._http.base_url}: {exc}"
+                    raise ServiceError(msg) from exc
+            except httpx.TransportError as exc:
+                if last or not idempotent:
+                    raise ServiceError(f"{method} {url} failed in transit: {exc}") from exc
+            else:
+                if response.status_code in _RETRY_STATUS and idempotent and not last:
+                    response.close()
+                else:
+                    return self._decode(response, expect)
+            time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any,
+        files: dict[str, Path] | None,
+        headers: dict[str, str] | None,
+    ) -> httpx.Response:
+        if not files:
+            return self._http.request(method, url, json=json, headers=headers)
+        handles = {name: path.open("rb") for name, path in files.items()}  # reopened on every attempt
+        try:
+            parts = {name: (files[name].name, fh) for name, fh in handles.items()}
+            return self._http.request(method, url, files=parts, headers=headers)
+        finally:
+            for fh in handles.values():
+                fh.close()
+
+    @staticmethod
+    def _decode(response: httpx.Response, expect: int) -> Any:
+        where = f"{response.request.method} {response.request.url.path}"
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 500:
+            detail = _error_message(body) or response.text[:200]
+            raise ServiceError(f"{where}: the service failed ({response.status_code}): {detail}")
+        if response.status_code >= 400:
+            error = body.get("error") if isinstance(body, dict) else None
+            code = error.get("code") if isinstance(error, dict) else None
+            message = _error_message(body) or f"HTTP {response.status_code}"
+            cls = _ERRORS_BY_CODE.get(str(code), OccultaError)
+            if cls is OccultaError:
+                raise OccultaError(message, code=str(code or f"http_{response.status_code}"))
+            raise cls(message)
+        if response.status_code not in (expect, 200) or body is None:
+            raise ServiceError(f"{where}: unexpected answer {response.status_code} {response.text[:200]!r}")
+        return body
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise OccultaError(f"{name}={raw!r} is not a number", code="usage") from None
+    if value < 0:
+        raise OccultaError(f"{name} must not be negative", code="usage")
+    return value
+
+
+def _error_message(body: Any) -> str | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message) if message else None

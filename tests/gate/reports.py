@@ -1,0 +1,63 @@
+"""Reports built directly from the pydantic schema, so gate tests need no torch and no audit run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auditors.report import (
+    AuditResult,
+    DatasetDescription,
+    Environment,
+    Finding,
+    ModelDescription,
+    Report,
+)
+
+
+def make_report(**overrides: Any) -> Report:
+    """Two audits: missingness bias passes, LIME consistency fails; metrics nested like the audits'."""
+    audits = overrides.pop(
+        "audits",
+        [
+            AuditResult(
+                name="missingness_bias",
+                verdict="pass",
+                summary="Predictions stay spread over classes when half the patches are removed.",
+                metrics={
+                    "worst": {"strategy": "black", "entropy_drop_at_half": 0.4},
+                    "strategies": [{"name": "black", "auc": 0.61}, {"name": "mean", "auc": 0.72}],
+                },
+                findings=[Finding(kind="attractor_class", summary="class b grows", class_name="b")],
+            ),
+            AuditResult(
+                name="lime_consistency",
+                verdict="fail",
+                summary="Explanations are unreliable under black fill.",
+                metrics={"removal": {"own_at_25": 0.7, "random_at_25": 0.8}},
+            ),
+        ],
+    )
+    report = Report(
+        model=ModelDescription(
+            arch="tiny_resnet",
+            num_classes=2,
+            class_names=["a", "b"],
+            input_size=[3, 32, 32],
+            mean=[0.5] * 3,
+            std=[0.25] * 3,
+        ),
+        dataset=DatasetDescription(
+            ref="synthetic:corner",
+            n_images=64,
+            n_classes=2,
+            class_names=["a", "b"],
+            image_size=[32, 32],
+            labelled=True,
+            sample_seed=0,
+        ),
+        seed=0,
+        environment=Environment(device="cpu"),
+        audits=audits,
+        **overrides,
+    )
+    return report.finalize()
