@@ -12,6 +12,8 @@ from occulta.cli.app import app, fail
 # Command modules register themselves on import (one line each).
 from occulta.cli import audit as _audit  # noqa: E402,F401
 from occulta.cli import ci as _ci  # noqa: E402,F401
+from occulta.cli import service as _service  # noqa: E402,F401
+from occulta.cli import admin as _admin  # noqa: E402,F401
 
 __all__ = ["app", "fail", "main"]
 

@@ -12,11 +12,15 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from occulta.errors import OccultaError
+
 FIX = "run: occulta migrate"
 
 
-class SchemaOutOfDateError(RuntimeError):
+class SchemaOutOfDateError(OccultaError):
     """The database is not at the migration head; the message says what to run."""
+
+    code = "schema_out_of_date"
 
 
 def migrations_dir() -> Path:

@@ -1,0 +1,5 @@
+"""`python -m occulta ...`, the same as the `occulta` command."""
+
+from occulta.cli import main
+
+main()
