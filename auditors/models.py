@@ -38,8 +38,13 @@ def _kw(kwargs: dict[str, Any], **defaults: Any) -> dict[str, Any]:
 
 @register_model
 def occulta_resnet_tiny(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    # (timm annotates `block` as an instance where it takes the class, hence the ignore below.)
     """A 4-stage BasicBlock ResNet with narrow channels for 32-64 px images (~0.33M params)."""
-    return ResNet(block=BasicBlock, layers=(1, 1, 1, 1), **_kw(kwargs, channels=(16, 32, 64, 128), stem_width=16))
+    return ResNet(
+        block=BasicBlock,  # type: ignore[arg-type]
+        layers=(1, 1, 1, 1),
+        **_kw(kwargs, channels=(16, 32, 64, 128), stem_width=16),
+    )
 
 
 @register_model

@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777", "#4b5563")
 
@@ -96,5 +96,25 @@ def overlay_grid(
                 ax.set_title((["image", *col_titles])[j], fontsize=7)
         axes[i][0].text(-2, images[i].shape[-2] / 2, row_titles[i], fontsize=6, ha="right", va="center")
     fig.tight_layout(pad=0.3)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def grouped_bars(
+    path: Path, categories: Sequence[str], series: Mapping[str, Sequence[float]], *, title: str, ylabel: str
+) -> None:
+    """Grouped bars: one group per category (e.g. class), one bar per series (e.g. strategy)."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(categories) * max(1, len(series)) / 2), 3.4), dpi=110)
+    n = max(1, len(series))
+    width = 0.8 / n
+    xs = np.arange(len(categories))
+    for i, (name, ys) in enumerate(series.items()):
+        ax.bar(xs + (i - (n - 1) / 2) * width, list(ys), width, label=name, color=PALETTE[i % len(PALETTE)])
+    ax.set_xticks(xs, list(categories), rotation=30 if len(categories) > 6 else 0, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7, frameon=False, ncol=2)
+    fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

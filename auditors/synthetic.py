@@ -76,7 +76,7 @@ class SyntheticSpec:
     def with_(self, **changes: object) -> SyntheticSpec:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
-        return SyntheticSpec(**values)  # type: ignore[arg-type]
+        return SyntheticSpec(**values)
 
     def ref(self) -> str:
         box = ",".join(str(v) for v in self.resolved_box)
@@ -162,7 +162,7 @@ def artifact_patch(spec: SyntheticSpec) -> tuple[torch.Tensor, torch.Tensor]:
 
     Shared by the generator and the audits' counterfactual tests, which stamp it on other classes.
     """
-    x, y, w, h = spec.resolved_box
+    _, _, w, h = spec.resolved_box
     rgb = torch.tensor(spec.color, dtype=torch.float32).div(255).view(3, 1, 1).expand(3, h, w).clone()
     alpha = torch.zeros(h, w, dtype=torch.bool)
     kind = spec.artifact
@@ -212,14 +212,16 @@ def generate(spec: SyntheticSpec) -> SyntheticData:
         t = (xx * rng.uniform(-1, 1) + yy * rng.uniform(-1, 1)) * 0.5 + 0.5
         bg = c0[:, None, None] * (1 - t) + c1[:, None, None] * t
         bg += rng.normal(0, 0.04, size=(3, s, s)).astype(np.float32)
-        r = rng.uniform(0.18, 0.28) * s
+        r = rng.uniform(0.2, 0.3) * s
         # Keep the shape clear of the artifact box so the box carries the shortcut alone.
         for _ in range(20):
             cx, cy = rng.uniform(0.3, 0.7, size=2) * s
             if not (bx - r < cx < bx + bw + r and by - r < cy < by + bh + r) or spec.artifact == "border":
                 break
         m = _shape_mask(SHAPES[labels[i]], s, cx, cy, r, rng.uniform(0, np.pi))
-        colour = rng.uniform(0.05, 0.95, size=3).astype(np.float32)
+        # Contrast with the local background so the shape, not the artifact, is the easy cue.
+        colour = np.clip(1.0 - bg.mean(axis=(1, 2)) + rng.uniform(-0.2, 0.2, size=3), 0.02, 0.98)
+        colour = colour.astype(np.float32)
         img = np.where(m[None], colour[:, None, None], bg)
         images[i] = img
         masks[i] = m

@@ -1,4 +1,4 @@
-"""`python -m occulta ...`, the same as the `occulta` command."""
+"""`python -m occulta` is the `occulta` command."""
 
 from occulta.cli import main
 

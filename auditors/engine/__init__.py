@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -30,7 +30,12 @@ from auditors.engine.fills import (
     parse_strategy,
 )
 from auditors.engine.layer_mask import check_layer_mask, is_layer_mask_model, layer_mask_logits
-from auditors.engine.token_drop import check_token_drop, is_token_drop_model, token_drop_logits, vit_patch_size
+from auditors.engine.token_drop import (
+    check_token_drop,
+    is_token_drop_model,
+    token_drop_logits,
+    vit_patch_size,
+)
 
 __all__ = [
     "NATIVE",
@@ -93,7 +98,7 @@ def prepare_model(model: nn.Module, device: torch.device | str) -> nn.Module:
     device = torch.device(device)
     model = model.eval().to(device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model = model.to(memory_format=torch.channels_last)
     return model
 
 
@@ -164,11 +169,13 @@ def _forward(
         if strategy.name == "token_drop":
             from auditors.engine.token_drop import token_keep
 
-            return token_drop_logits(model, normalize(images, mean, std), token_keep(keep_px, vit_patch_size(model)))
+            return token_drop_logits(
+                model, normalize(images, mean, std), token_keep(keep_px, vit_patch_size(model))
+            )
         if strategy.name == "layer_mask":
             return layer_mask_logits(model, normalize(images, mean, std), keep_px)
         mixed = apply_pixel_fill(strategy, images, keep_px.unsqueeze(1), mean=mean, seed=seed, offset=offset)
-        return model(normalize(mixed, mean, std))  # type: ignore[no-any-return]
+        return cast(torch.Tensor, model(normalize(mixed, mean, std)))
 
 
 def _check_strategy(model: nn.Module, strategy: Strategy, images: torch.Tensor) -> None:
@@ -176,7 +183,9 @@ def _check_strategy(model: nn.Module, strategy: Strategy, images: torch.Tensor) 
         check_token_drop(model)
         p = vit_patch_size(model)
         if images.shape[-1] % p or images.shape[-2] % p:
-            raise EngineError(f"token_drop: image size {tuple(images.shape[-2:])} is not a multiple of patch {p}")
+            raise EngineError(
+                f"token_drop: image size {tuple(images.shape[-2:])} is not a multiple of patch {p}"
+            )
     elif strategy.name == "layer_mask":
         check_layer_mask(model)
 

@@ -112,12 +112,15 @@ def fill_values(
     if name == "blur":
         return gaussian_blur(images)
     if name == "random_color":
-        cols = [torch.rand(3, generator=_sample_generator(dev, seed, offset + i), device=dev) for i in range(b)]
+        cols = [
+            torch.rand(3, generator=_sample_generator(dev, seed, offset + i), device=dev) for i in range(b)
+        ]
         return torch.stack(cols).to(dt).view(b, 3, 1, 1)
     if name == "noise":
         shape = images.shape[1:]
         noise = [
-            torch.rand(shape, generator=_sample_generator(dev, seed, offset + i), device=dev) for i in range(b)
+            torch.rand(shape, generator=_sample_generator(dev, seed, offset + i), device=dev)
+            for i in range(b)
         ]
         return torch.stack(noise).to(dt)
     raise EngineError(f"{strategy} is not a pixel fill")

@@ -13,6 +13,8 @@ refused up front with the module path, rather than silently treated as pointwise
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,16 +61,28 @@ def check_layer_mask(model: nn.Module) -> None:
             f"{type(model).__name__} is not one. Use a pixel fill instead."
         )
     pointwise = (*_POINTWISE, t["DropPath"], t["DropBlock2d"])
-    known = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.Linear, nn.Flatten, nn.Sequential, nn.AdaptiveAvgPool2d)
+    known = (
+        nn.Conv2d,
+        nn.MaxPool2d,
+        nn.AvgPool2d,
+        nn.Linear,
+        nn.Flatten,
+        nn.Sequential,
+        nn.AdaptiveAvgPool2d,
+    )
     for path, mod in model.named_modules():
         if isinstance(mod, t["BasicBlock"] | t["Bottleneck"]):
             se = getattr(mod, "se", None)
             if se is not None and not isinstance(se, nn.Identity):
-                raise EngineError(f"layer_mask cannot handle the attention module at {path}.se ({type(se).__name__})")
+                raise EngineError(
+                    f"layer_mask cannot handle the attention module at {path}.se ({type(se).__name__})"
+                )
             continue
         if isinstance(mod, t["SelectAdaptivePool2d"]):
             if mod.pool_type not in ("avg", "max"):
-                raise EngineError(f"layer_mask handles avg/max global pooling, not {mod.pool_type!r} at {path}")
+                raise EngineError(
+                    f"layer_mask handles avg/max global pooling, not {mod.pool_type!r} at {path}"
+                )
             continue
         if isinstance(mod, (t["ResNet"], *pointwise, *known)):
             continue
@@ -99,8 +113,8 @@ def neighbour_fill(x: torch.Tensor, m: torch.Tensor, rounds: int) -> torch.Tenso
     return x * m + filled
 
 
-def _pool_mask(m: torch.Tensor, kernel: object, stride: object, padding: object, dilation: object = 1) -> torch.Tensor:
-    return F.max_pool2d(m, kernel, stride, padding, dilation)  # type: ignore[arg-type]
+def _pool_mask(m: torch.Tensor, kernel: Any, stride: Any, padding: Any, dilation: Any = 1) -> torch.Tensor:
+    return F.max_pool2d(m, kernel, stride, padding, dilation)
 
 
 def _conv(conv: nn.Conv2d, x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,7 +140,7 @@ def _avgpool(pool: nn.AvgPool2d, x: torch.Tensor, m: torch.Tensor) -> tuple[torc
 
 
 def _global_pool(gp: nn.Module, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    if gp.pool_type == "max":  # type: ignore[comparison-overlap]
+    if gp.pool_type == "max":
         neg = torch.finfo(x.dtype).min
         y = x.masked_fill(m == 0, neg).amax(dim=(2, 3))
         return torch.where(m.amax(dim=(2, 3)) > 0, y, torch.zeros_like(y))
@@ -143,12 +157,16 @@ def _block(block: nn.Module, x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Te
     bottleneck = isinstance(block, _timm_types()["Bottleneck"])
     main, mm = x, m
     for name in _BOTTLENECK_MAIN if bottleneck else _BASIC_MAIN:
-        main, mm = _apply(getattr(block, name), main, mm)
+        main, mm = _apply(_sub(block, name), main, mm)
     if getattr(block, "drop_path", None) is not None:
-        main, mm = _apply(block.drop_path, main, mm)
-    short, ms = (x, m) if block.downsample is None else _apply(block.downsample, x, m)
+        main, mm = _apply(_sub(block, "drop_path"), main, mm)
+    short, ms = (x, m) if block.downsample is None else _apply(_sub(block, "downsample"), x, m)
     # A residual sum is visible only where both branches are.
-    return _apply(block.act3 if bottleneck else block.act2, main + short, mm * ms)
+    return _apply(_sub(block, "act3" if bottleneck else "act2"), main + short, mm * ms)
+
+
+def _sub(module: nn.Module, name: str) -> nn.Module:
+    return cast(nn.Module, getattr(module, name))
 
 
 def _apply(mod: nn.Module, x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,6 +195,6 @@ def layer_mask_logits(model: nn.Module, x_norm: torch.Tensor, keep_pixels: torch
         m = m.contiguous(memory_format=torch.channels_last)
     x = x_norm
     for name in ("conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3", "layer4"):
-        x, m = _apply(getattr(model, name), x, m)
-    feats = _global_pool(model.global_pool, x, m)
-    return model.fc(feats)  # type: ignore[no-any-return,operator]
+        x, m = _apply(_sub(model, name), x, m)
+    feats = _global_pool(_sub(model, "global_pool"), x, m)
+    return cast(torch.Tensor, _sub(model, "fc")(feats))

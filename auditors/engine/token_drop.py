@@ -10,6 +10,8 @@ own unmodified one on a shorter sequence (exact for any pooling: token, avg, map
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,7 +47,7 @@ def check_token_drop(model: nn.Module) -> None:
 
 
 def vit_patch_size(model: nn.Module) -> int:
-    ps = model.patch_embed.patch_size  # type: ignore[union-attr]
+    ps: Any = model.patch_embed.patch_size  # type: ignore[union-attr]
     ps_t = (ps, ps) if isinstance(ps, int) else tuple(ps)
     if ps_t[0] != ps_t[1]:
         raise EngineError(f"token_drop needs square patches; model has {ps_t}")
@@ -63,13 +65,13 @@ def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     tokens = model.patch_embed(x)  # type: ignore[operator]
     tokens = model._pos_embed(tokens)  # type: ignore[operator]
     tokens = model.patch_drop(tokens)  # type: ignore[operator]
-    return model.norm_pre(tokens)  # type: ignore[no-any-return,operator]
+    return model.norm_pre(tokens)  # type: ignore[operator]
 
 
 def head(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     tokens = model.blocks(tokens)  # type: ignore[operator]
     tokens = model.norm(tokens)  # type: ignore[operator]
-    return model.forward_head(tokens)  # type: ignore[no-any-return,operator]
+    return model.forward_head(tokens)  # type: ignore[operator]
 
 
 def token_drop_logits(model: nn.Module, x_norm: torch.Tensor, keep_tokens: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,275 @@
+"""Missingness bias (Jain et al., ICLR 2022, §3; layer-masking paper, Balasubramanian & Feizi 2023, §4).
+
+Remove a random set of patches from every image at fractions d = 0, 0.1, ..., 0.9 with each strategy
+(the same random sets for every strategy) and watch the predictions: a biased model does not merely
+lose accuracy, it drifts toward a few *attractor* classes that it associates with the fill itself
+(ResNet-50 + black fill at 50%: entropy 2.4 nats vs 6.87 clean, "maze" takes 35% of predictions).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from auditors import plots
+from auditors.context import AuditContext
+from auditors.engine import applicable_strategies, masked_logits, parse_strategy, plain_logits
+from auditors.registry import AuditConfig, register_auditor
+from auditors.report import AuditResult, Finding
+
+NAME = "missingness_bias"
+
+
+class MissingnessBiasConfig(AuditConfig):
+    strategies: list[str] | None = Field(default=None, description="None: every strategy that applies")
+    fractions: list[float] = Field(default_factory=lambda: [round(0.1 * i, 1) for i in range(10)])
+    patch_size: int | None = Field(default=None, description="None: the model's patch, or side/8")
+    attractor_fraction: float = 0.5
+    entropy_drop_max: float = Field(default=1.0, description="fail when H(clean) - H(d) exceeds this (nats)")
+    class_share_max: float = 0.05
+    class_share_ratio: float = 10.0
+
+
+def class_entropy(preds: torch.Tensor, k: int) -> tuple[float, np.ndarray]:
+    """H = -sum_c p_c ln p_c over the share of images predicted as class c; also the shares."""
+    shares = torch.bincount(preds, minlength=k).double() / max(1, preds.numel())
+    nz = shares[shares > 0]
+    return float(-(nz * nz.log()).sum()), shares.cpu().numpy()
+
+
+def random_keep(n_images: int, grid: tuple[int, int], fraction: float, seed: int, salt: int) -> torch.Tensor:
+    """Keep masks [N,h,w] removing round(fraction * h*w) random patches per image, seeded."""
+    h, w = grid
+    f = h * w
+    k = round(fraction * f)
+    gen = torch.Generator().manual_seed(seed * 7919 + salt)
+    order = torch.rand(n_images, f, generator=gen).argsort(dim=1)
+    keep = torch.ones(n_images, f, dtype=torch.bool)
+    keep.scatter_(1, order[:, :k], False)
+    return keep.view(n_images, h, w)
+
+
+def _strategy_metrics(
+    preds: list[torch.Tensor],
+    clean: torch.Tensor,
+    labels: torch.Tensor | None,
+    fractions: list[float],
+    half: int,
+    k: int,
+    cfg: MissingnessBiasConfig,
+    class_names: list[str],
+) -> dict[str, Any]:
+    entropy, unchanged, accuracy, shares = [], [], [], []
+    for p in preds:
+        h, s = class_entropy(p, k)
+        entropy.append(round(h, 4))
+        shares.append(s)
+        unchanged.append(round(float((p == clean).float().mean()), 4))
+        if labels is not None:
+            accuracy.append(round(float((p == labels).float().mean()), 4))
+    clean_share = shares[0] if fractions[0] == 0 else class_entropy(clean, k)[1]
+    n = clean.numel()
+    ratio = shares[half] / np.maximum(clean_share, 1.0 / n)
+    order = np.argsort(-(shares[half] - clean_share))[:3]
+    attractors = [
+        {
+            "class": class_names[c],
+            "share": round(float(shares[half][c]), 4),
+            "clean_share": round(float(clean_share[c]), 4),
+            "ratio": round(float(ratio[c]), 2),
+        }
+        for c in order
+        if shares[half][c] > clean_share[c]
+    ]
+    clean_h = class_entropy(clean, k)[0]
+    drop = clean_h - entropy[half]
+    limit = np.maximum(cfg.class_share_max, cfg.class_share_ratio * clean_share)
+    over = [class_names[c] for c in np.nonzero(shares[half] > limit)[0]]
+    failed = drop > cfg.entropy_drop_max or bool(over)
+    return {
+        "entropy": entropy,
+        "unchanged": unchanged,
+        "accuracy": accuracy or None,
+        "auc": round(float(np.mean(unchanged)), 4),
+        "entropy_at_half": entropy[half],
+        "entropy_drop_at_half": round(drop, 4),
+        "max_share_at_half": round(float(shares[half].max()), 4),
+        "shares_at_half": {class_names[c]: round(float(shares[half][c]), 4) for c in range(k)},
+        "attractors": attractors,
+        "over_share_limit": over,
+        "verdict": "fail" if failed else "pass",
+    }
+
+
+@register_auditor(NAME)
+class MissingnessBias:
+    """Does removing patches push predictions toward classes the fill itself evokes?"""
+
+    Config = MissingnessBiasConfig
+
+    def run(self, ctx: AuditContext, config: MissingnessBiasConfig) -> AuditResult:
+        t0 = time.perf_counter()
+        seed = ctx.seed if config.seed is None else config.seed
+        names = config.strategies or applicable_strategies(ctx.model)
+        strategies = [str(parse_strategy(s)) for s in names]
+        fractions = sorted({round(float(f), 4) for f in config.fractions} | {0.0})
+        if any(not 0 <= f < 1 for f in fractions):
+            raise ValueError("fractions must be in [0, 1)")
+        half = int(np.argmin([abs(f - config.attractor_fraction) for f in fractions]))
+        p = config.patch_size or ctx.default_patch_size()
+        height, width = ctx.image_size
+        if height % p or width % p:
+            raise ValueError(f"patch_size {p} does not tile {height}x{width} images")
+        grid = (height // p, width // p)
+        k = ctx.num_classes
+        clean = plain_logits(ctx.model, ctx.images, mean=ctx.mean, std=ctx.std).argmax(1).cpu()
+        labels = ctx.labels
+        keeps = [random_keep(ctx.n_images, grid, f, seed, i) for i, f in enumerate(fractions)]
+
+        per: dict[str, dict[str, Any]] = {}
+        raw: dict[str, np.ndarray] = {}
+        steps = len(strategies) * len(fractions)
+        for si, strat in enumerate(strategies):
+            preds = []
+            for fi, keep in enumerate(keeps):
+                ctx.report((si * len(fractions) + fi) / steps, f"{strat}: {fractions[fi]:.0%} removed")
+                logits = masked_logits(
+                    ctx.model, ctx.images, keep, strat, mean=ctx.mean, std=ctx.std, patch_size=p, seed=seed
+                )
+                preds.append(logits.argmax(1).cpu())
+            raw[strat] = torch.stack(preds).numpy().astype(np.int16)
+            per[strat] = _strategy_metrics(preds, clean, labels, fractions, half, k, config, ctx.class_names)
+
+        clean_h = class_entropy(clean, k)[0]
+        ranked = sorted(per, key=lambda s: (per[s]["entropy_drop_at_half"], -per[s]["auc"]))
+        best, worst = ranked[0], ranked[-1]
+        failing = [s for s in strategies if per[s]["verdict"] == "fail"]
+        metrics: dict[str, Any] = {
+            "patch_size": p,
+            "n_features": grid[0] * grid[1],
+            "n_images": ctx.n_images,
+            "fractions": fractions,
+            "attractor_fraction": fractions[half],
+            "clean": {
+                "entropy": round(clean_h, 4),
+                "max_entropy": round(math.log(k), 4),
+                "accuracy": None if labels is None else round(float((clean == labels).float().mean()), 4),
+            },
+            "strategies": per,
+            "best": {"strategy": best, **{m: per[best][m] for m in ("auc", "entropy_drop_at_half")}},
+            "worst": {
+                "strategy": worst,
+                **{m: per[worst][m] for m in ("auc", "entropy_drop_at_half", "max_share_at_half")},
+            },
+            "failing_strategies": failing,
+        }
+        findings = [
+            Finding(
+                kind="attractor_class",
+                summary=(
+                    f"With {s} fill, removing {fractions[half]:.0%} of patches sends "
+                    f"{a['share']:.0%} of predictions to '{a['class']}' (clean: {a['clean_share']:.0%})."
+                ),
+                class_name=a["class"],
+                evidence={"strategy": s, **a},
+            )
+            for s in failing
+            for a in per[s]["attractors"][:1]
+        ]
+        artifacts = self._plots(ctx, per, fractions, half, clean_h, k, strategies)
+        path, rel = ctx.artifact_path(NAME, "predictions.npz")
+        arrays = {"fractions": np.array(fractions), "clean": clean.numpy().astype(np.int16), **raw}
+        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+        from auditors.report import Artifact
+
+        artifacts.append(
+            Artifact(
+                name="predictions", path=rel, media_type="application/x-npz", description="raw predictions"
+            )
+        )
+        return AuditResult(
+            name=NAME,
+            verdict="fail" if failing else "pass",
+            summary=self._summary(per, failing, best, worst, fractions[half], clean_h),
+            metrics=metrics,
+            findings=findings,
+            artifacts=artifacts,
+            config={**config.model_dump(), "seed": seed, "strategies": strategies, "patch_size": p},
+            seconds=round(time.perf_counter() - t0, 3),
+        )
+
+    @staticmethod
+    def _summary(
+        per: dict[str, dict[str, Any]], failing: list[str], best: str, worst: str, d: float, clean_h: float
+    ) -> str:
+        b = per[best]
+        use = f"use {best} to remove regions (keeps {b['unchanged'][len(b['unchanged']) // 2]:.0%} of predictions"
+        use += f" at {d:.0%}, AUC {b['auc']:.2f})"
+        if not failing:
+            return f"No strategy collapses the class distribution at {d:.0%} removal; {use}."
+        w = per[worst]
+        a = w["attractors"][0] if w["attractors"] else None
+        lead = f"Missingness bias under {', '.join(failing)}: with {worst}, {d:.0%} removal"
+        if a is not None:
+            lead += f" sends {a['share']:.0%} of predictions to '{a['class']}'"
+        lead += f" (class entropy {clean_h:.2f} → {w['entropy_at_half']:.2f} nats)"
+        if best in failing:
+            return (
+                lead
+                + "; every strategy is biased, so removal-based explanations of this model are unreliable."
+            )
+        return lead + f"; {use}."
+
+    @staticmethod
+    def _plots(
+        ctx: AuditContext,
+        per: dict[str, dict[str, Any]],
+        fractions: list[float],
+        half: int,
+        clean_h: float,
+        k: int,
+        strategies: list[str],
+    ) -> list[Any]:
+        from auditors.report import Artifact
+
+        out = []
+        specs = [
+            (
+                "entropy",
+                "Class entropy of predictions",
+                "entropy (nats)",
+                math.log(k),
+                (0, math.log(k) * 1.05),
+            ),
+            ("unchanged", "Predictions unchanged vs clean", "fraction unchanged", None, (0, 1.02)),
+        ]
+        if per[strategies[0]]["accuracy"] is not None:
+            specs.append(("accuracy", "Accuracy vs labels", "accuracy", None, (0, 1.02)))
+        for key, title, ylabel, hline, ylim in specs:
+            path, rel = ctx.artifact_path(NAME, f"{key}.png")
+            plots.line_plot(
+                path,
+                [f * 100 for f in fractions],
+                {s: per[s][key] for s in strategies},
+                title=title,
+                xlabel="patches removed (%)",
+                ylabel=ylabel,
+                hline=hline,
+                ylim=ylim,
+            )
+            out.append(Artifact(name=key, path=rel, description=f"{title} as patches are removed"))
+        path, rel = ctx.artifact_path(NAME, "shares.png")
+        plots.grouped_bars(
+            path,
+            ctx.class_names,
+            {s: [per[s]["shares_at_half"][c] for c in ctx.class_names] for s in strategies},
+            title=f"Share of predictions per class at {fractions[half]:.0%} removed",
+            ylabel="share of predictions",
+        )
+        out.append(Artifact(name="shares", path=rel, description="class shares at the attractor fraction"))
+        return out

@@ -1,0 +1,113 @@
+"""`occulta audit` and `occulta demo`: local runs on the embedded default, no server needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from occulta.cli.app import app, fail
+from occulta.cli.progress import console, progress_bar
+
+
+def _parse_region(spec: str) -> dict[str, Any]:
+    name, _, box = spec.rpartition(":")
+    try:
+        values = [float(v) for v in box.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        fail(f"--region {spec!r}: write NAME:x,y,w,h (pixels, or fractions of the image)")
+    return {"name": name or "region", "box": values}
+
+
+def _load_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        fail(f"cannot read --config {path}: {str(exc).splitlines()[0]}")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        fail(f"--config {path}: expected a mapping of audit name -> settings")
+    return raw
+
+
+def print_verdicts(report: Any, out: Path) -> None:
+    from rich.table import Table
+
+    from occulta.render import VERDICT_ICON
+
+    table = Table(title=f"{report.model.arch}: {VERDICT_ICON[report.verdict]} {report.verdict.upper()}")
+    table.add_column("audit")
+    table.add_column("verdict")
+    table.add_column("summary", overflow="fold")
+    for a in report.audits:
+        table.add_row(a.name, f"{VERDICT_ICON[a.verdict]} {a.verdict}", a.summary)
+    console.print(table)
+    console.print(f"report: {out / 'report.html'}")
+
+
+@app.command()
+def audit(
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Model card (JSON/YAML) naming arch and weights.")
+    ],
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="Folder, .zip/.tar(.gz) archive, or synthetic:...")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for report.json/html and artifacts.")],
+    audits: Annotated[
+        str, typer.Option("--audits", "-a", help="Comma-separated audit names.")
+    ] = "missingness_bias",
+    config: Annotated[
+        Path | None, typer.Option(help="YAML: audit name -> settings; `regions:` list too.")
+    ] = None,
+    samples: Annotated[int | None, typer.Option(help="Audit a seeded sample of N images.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for sampling and every random choice.")] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    region: Annotated[
+        list[str] | None, typer.Option(help="Suspected region NAME:x,y,w,h (repeatable).")
+    ] = None,
+) -> None:
+    """Audit one model on one dataset and write report.json, report.html and summary.md."""
+    from occulta.runner import run_battery, validate_battery
+
+    names = [a.strip() for a in audits.split(",") if a.strip()]
+    raw = _load_config(config)
+    regions = list(raw.pop("regions", None) or []) + [_parse_region(r) for r in region or []]
+    validate_battery(names, raw)
+    with progress_bar(model.stem) as update:
+        report = run_battery(
+            card_path=model,
+            data_ref=data,
+            audits=names,
+            audit_configs=raw,
+            out_dir=out,
+            device=device,
+            samples=samples,
+            seed=seed,
+            regions=regions,
+            progress=update,
+        )
+    print_verdicts(report, out)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where models and reports go.")] = Path("demo-out"),
+    audits: Annotated[
+        str | None, typer.Option(help="Comma-separated audits (default: the demo battery).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for data, training and audits.")] = 0,
+) -> None:
+    """Train a tiny CNN and ViT on a task with a planted shortcut, audit both, write the reports."""
+    from occulta.demo import run_demo
+
+    names = [a.strip() for a in audits.split(",")] if audits else None
+    run_demo(out, audits=names, device=device, seed=seed)

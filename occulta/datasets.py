@@ -1,0 +1,318 @@
+"""Dataset references, in the grammar users know from timm's `create_dataset`.
+
+- a folder of class folders (ImageFolder), or a flat folder of images (unlabelled);
+- a `.zip` / `.tar` / `.tar.gz` archive of such a folder, extracted with traversal checks and caps;
+- `synthetic:TASK?...`, the built-in planted-shortcut tasks (see `auditors.synthetic`).
+
+Images come back as float [N,3,H,W] in [0,1] at the model's input size (resize + centre crop per
+the card); normalisation is the engine's job.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from occulta.errors import DatasetError
+
+if TYPE_CHECKING:
+    import torch
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+DEFAULT_MAX_EXTRACT_BYTES = 4 << 30
+DEFAULT_MAX_MEMBERS = 200_000
+
+
+@dataclass
+class DatasetInfo:
+    kind: str  # synthetic | folder | archive
+    ref: str
+    n_images: int
+    class_names: list[str]
+
+
+@dataclass
+class LoadedDataset:
+    ref: str
+    images: torch.Tensor  # [N,3,H,W] in [0,1]
+    labels: torch.Tensor | None  # indices into the MODEL's class_names
+    class_names: list[str]  # the dataset's own classes
+    n_total: int
+    object_masks: torch.Tensor | None = None
+    synthetic: Any = None  # auditors.synthetic.SyntheticSpec for synthetic references
+
+
+def is_archive(path: Path) -> bool:
+    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _check_member_name(name: str) -> PurePosixPath:
+    if "\\" in name or "\x00" in name:
+        raise DatasetError(f"archive member {name!r} has an odd separator; refusing the archive")
+    p = PurePosixPath(name)
+    if p.is_absolute() or name.startswith("/"):
+        raise DatasetError(f"archive member {name!r} is an absolute path; refusing the archive")
+    if ".." in p.parts:
+        raise DatasetError(f"archive member {name!r} escapes the archive with '..'; refusing the archive")
+    return p
+
+
+def safe_extract(
+    archive: Path,
+    dest: Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+) -> Path:
+    """Extract `archive` into `dest`, refusing absolute paths, `..`, links, devices and bombs.
+
+    All members are checked before anything is written; bytes are counted while copying too, since
+    a zip header's declared size can lie. On refusal `dest` is removed: nothing half-written stays.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        if zipfile.is_zipfile(archive):
+            _extract_zip(archive, dest, max_bytes, max_members)
+        elif tarfile.is_tarfile(archive):
+            _extract_tar(archive, dest, max_bytes, max_members)
+        else:
+            raise DatasetError(f"{archive.name} is not a zip or tar archive")
+    except DatasetError:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise DatasetError(f"{archive.name} is corrupt or truncated ({exc})") from None
+    return dest
+
+
+def _copy_capped(src: Any, out: Path, budget: list[int]) -> None:
+    with out.open("wb") as f:
+        while chunk := src.read(1 << 20):
+            budget[0] -= len(chunk)
+            if budget[0] < 0:
+                raise DatasetError("archive expands past the size cap; refusing it")
+            f.write(chunk)
+
+
+def _extract_zip(archive: Path, dest: Path, max_bytes: int, max_members: int) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        if len(infos) > max_members:
+            raise DatasetError(f"archive has {len(infos)} members, more than the cap of {max_members}")
+        total = 0
+        for info in infos:
+            _check_member_name(info.filename)
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise DatasetError(f"archive member {info.filename!r} is a link; refusing the archive")
+            total += info.file_size
+        if total > max_bytes:
+            raise DatasetError(f"archive expands to {total} bytes, more than the cap of {max_bytes}")
+        budget = [max_bytes]
+        for info in infos:
+            target = dest / _check_member_name(info.filename)
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src:
+                _copy_capped(src, target, budget)
+
+
+def _extract_tar(archive: Path, dest: Path, max_bytes: int, max_members: int) -> None:
+    with tarfile.open(archive) as tf:
+        members = []
+        total = 0
+        for m in tf:
+            members.append(m)
+            if len(members) > max_members:
+                raise DatasetError(f"archive has more than the cap of {max_members} members")
+            _check_member_name(m.name)
+            if m.issym() or m.islnk():
+                raise DatasetError(f"archive member {m.name!r} is a link; refusing the archive")
+            if not (m.isfile() or m.isdir()):
+                raise DatasetError(f"archive member {m.name!r} is not a regular file; refusing the archive")
+            total += m.size
+            if total > max_bytes:
+                raise DatasetError(f"archive expands past the cap of {max_bytes} bytes")
+        budget = [max_bytes]
+        for m in members:
+            target = dest / _check_member_name(m.name)
+            if m.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tf.extractfile(m)
+            if src is None:
+                raise DatasetError(f"archive member {m.name!r} cannot be read")
+            with src:
+                _copy_capped(src, target, budget)
+
+
+def _dataset_root(folder: Path) -> Path:
+    """An archive often wraps the class folders in one top folder: descend through it."""
+    entries = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and entries[0].is_dir():
+        inner = entries[0]
+        if any(p.is_dir() for p in inner.iterdir()) or any(_is_image(p) for p in inner.iterdir()):
+            return _dataset_root(inner)
+    return folder
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+
+
+def scan_folder(folder: Path) -> tuple[list[tuple[Path, str | None]], list[str]]:
+    """(image path, class name or None) pairs in a stable order, and the sorted class names."""
+    root = _dataset_root(folder)
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+    items: list[tuple[Path, str | None]] = []
+    if classes:
+        for c in classes:
+            for f in sorted((root / c).rglob("*")):
+                if _is_image(f):
+                    items.append((f, c))
+    else:
+        items = [(f, None) for f in sorted(root.iterdir()) if _is_image(f)]
+    if not items:
+        raise DatasetError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {folder}")
+    return items, classes
+
+
+def _synthetic_spec(ref: str, size: int | None) -> Any:
+    from auditors.synthetic import SyntheticSpecError, parse_synthetic
+
+    try:
+        spec = parse_synthetic(ref)
+        if size is not None and "size=" not in ref:
+            spec = spec.with_(size=size)
+    except SyntheticSpecError as exc:
+        raise DatasetError(str(exc)) from None
+    return spec
+
+
+def inspect_dataset(
+    ref: str, *, work_dir: Path | None = None, max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES
+) -> DatasetInfo:
+    """Validate a reference without loading pixels: counts and class names."""
+    if ref.startswith("synthetic:"):
+        spec = _synthetic_spec(ref, None)
+        return DatasetInfo("synthetic", spec.ref(), spec.n, spec.class_names)
+    path = Path(ref)
+    if "://" in ref:
+        raise DatasetError(f"{ref!r}: URLs are not dataset references here; upload an archive instead")
+    if not path.exists():
+        raise DatasetError(f"dataset {ref!r} does not exist (a folder, an archive or synthetic:...)")
+    if path.is_file():
+        if not is_archive(path):
+            raise DatasetError(f"{path.name}: expected a folder or a {', '.join(ARCHIVE_SUFFIXES)} archive")
+        import tempfile
+
+        with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+            items, classes = scan_folder(safe_extract(path, Path(tmp) / "x", max_bytes=max_bytes))
+            return DatasetInfo("archive", ref, len(items), classes)
+    items, classes = scan_folder(path)
+    return DatasetInfo("folder", ref, len(items), classes)
+
+
+def _load_image(path: Path, size: tuple[int, int], crop_pct: float, interpolation: str) -> Any:
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    modes = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+    resample = modes.get(
+        interpolation, Image.Resampling.NEAREST if interpolation == "nearest" else modes["bilinear"]
+    )
+    try:
+        with Image.open(path) as raw:
+            im = raw.convert("RGB")
+            h, w = size
+            scale_h, scale_w = round(h / crop_pct), round(w / crop_pct)
+            # Resize the shorter side (timm's eval transform), then centre-crop to the input size.
+            r = max(scale_h / im.height, scale_w / im.width)
+            im = im.resize((max(w, round(im.width * r)), max(h, round(im.height * r))), resample)
+            left, top = (im.width - w) // 2, (im.height - h) // 2
+            im = im.crop((left, top, left + w, top + h))
+            return np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read image {path.name}: {exc}") from None
+
+
+def map_labels(dataset_classes: list[str], model_classes: list[str]) -> dict[str, int]:
+    missing = [c for c in dataset_classes if c not in model_classes]
+    if missing:
+        raise DatasetError(
+            f"dataset classes {missing[:5]} are not among the model's class_names {model_classes[:10]}; "
+            "name the class folders like the card's class_names"
+        )
+    return {c: model_classes.index(c) for c in dataset_classes}
+
+
+def load_dataset(
+    ref: str,
+    *,
+    input_size: tuple[int, int],
+    model_classes: list[str],
+    samples: int | None = None,
+    seed: int = 0,
+    crop_pct: float = 1.0,
+    interpolation: str = "bilinear",
+    work_dir: Path | None = None,
+    max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
+) -> LoadedDataset:
+    """Load (a seeded sample of) the referenced images at the model's input size."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    if samples is not None and samples < 1:
+        raise DatasetError("samples must be at least 1")
+    rng = np.random.default_rng(seed)
+    if ref.startswith("synthetic:"):
+        from auditors.synthetic import generate
+
+        spec = _synthetic_spec(ref, input_size[0] if input_size[0] == input_size[1] else None)
+        data = generate(spec)
+        idx = np.arange(spec.n)
+        if samples is not None and samples < spec.n:
+            idx = np.sort(rng.permutation(spec.n)[:samples])
+        images, masks = data.images[idx], data.object_masks[idx]
+        if tuple(images.shape[-2:]) != tuple(input_size):
+            images = F.interpolate(images, size=input_size, mode="bilinear", align_corners=False)
+            masks = F.interpolate(masks[:, None].float(), size=input_size, mode="nearest")[:, 0] > 0.5
+        mapping = map_labels(data.class_names, model_classes)
+        synth_labels = torch.tensor([mapping[data.class_names[i]] for i in data.labels[idx].tolist()])
+        return LoadedDataset(spec.ref(), images, synth_labels, data.class_names, spec.n, masks, spec)
+    path = Path(ref)
+    if "://" in ref:
+        raise DatasetError(f"{ref!r}: URLs are not dataset references here; upload an archive instead")
+    if not path.exists():
+        raise DatasetError(f"dataset {ref!r} does not exist (a folder, an archive or synthetic:...)")
+    if path.is_file():
+        if not is_archive(path):
+            raise DatasetError(f"{path.name}: expected a folder or a {', '.join(ARCHIVE_SUFFIXES)} archive")
+        if work_dir is None:
+            raise DatasetError("an archive reference needs a work directory to extract into")
+        folder = safe_extract(path, work_dir / f"extract-{os.getpid()}", max_bytes=max_bytes)
+    else:
+        folder = path
+    items, classes = scan_folder(folder)
+    order = np.arange(len(items))
+    if samples is not None and samples < len(items):
+        order = np.sort(rng.permutation(len(items))[:samples])
+    arrays = [_load_image(items[i][0], input_size, crop_pct, interpolation) for i in order]
+    images = torch.from_numpy(np.stack(arrays))
+    labels: torch.Tensor | None = None
+    if classes:
+        mapping = map_labels(classes, model_classes)
+        labels = torch.tensor([mapping[items[i][1]] for i in order])  # type: ignore[index]
+    return LoadedDataset(ref, images, labels, classes, len(items))

@@ -1,0 +1,98 @@
+"""Render a report as a self-contained HTML page (plots embedded) and as a Markdown summary.
+
+Pure text rendering over the pydantic `Report`; no torch. The dashboard reuses `flatten_metrics`
+and the Markdown summary is what a pull-request comment shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from auditors.report import Report
+
+VERDICT_ICON = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️", "error": "💥"}
+_MAX_EMBED_BYTES = 8 << 20
+
+_env = Environment(loader=PackageLoader("occulta", "templates"), autoescape=select_autoescape(["html", "j2"]))
+
+
+def flatten_metrics(metrics: dict[str, Any], prefix: str = "", depth: int = 3) -> list[tuple[str, Any]]:
+    """Scalar metrics as (dotted path, value) rows: the same paths a gate policy uses."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in metrics.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and depth > 1:
+            rows.extend(flatten_metrics(value, path + ".", depth - 1))
+        elif isinstance(value, bool | int | float | str) or value is None:
+            rows.append((path, value))
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value is None else str(value)
+
+
+def _data_uri(path: Path) -> str | None:
+    if not path.is_file() or path.stat().st_size > _MAX_EMBED_BYTES:
+        return None
+    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def render_html(report: Report, base_dir: Path | None = None) -> str:
+    """The report page; PNG artifacts found under `base_dir` are embedded as data URIs."""
+    audits = []
+    for a in report.audits:
+        images = []
+        for art in a.artifacts:
+            if art.media_type.startswith("image/") and base_dir is not None:
+                uri = _data_uri(base_dir / art.path)
+                if uri:
+                    images.append({"name": art.name, "uri": uri, "description": art.description})
+        audits.append(
+            {
+                "a": a,
+                "icon": VERDICT_ICON[a.verdict],
+                "rows": [(p, _fmt(v)) for p, v in flatten_metrics(a.metrics)],
+                "images": images,
+                "files": [art for art in a.artifacts if not art.media_type.startswith("image/")],
+            }
+        )
+    return _env.get_template("report.html.j2").render(r=report, audits=audits, icon=VERDICT_ICON)
+
+
+def render_markdown(report: Report) -> str:
+    """A summary fit for a pull-request comment: verdict, one line per audit, findings."""
+    m = report.model
+    lines = [
+        f"## {VERDICT_ICON[report.verdict]} Occulta audit: **{report.verdict.upper()}**",
+        "",
+        f"Model `{m.arch}` ({m.num_classes} classes, {m.parameters:,} parameters) on "
+        f"`{report.dataset.ref}` ({report.dataset.n_images} images), seed {report.seed}.",
+        "",
+        "| audit | verdict | summary |",
+        "|---|---|---|",
+    ]
+    for a in report.audits:
+        summary = a.summary.replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| `{a.name}` | {VERDICT_ICON[a.verdict]} {a.verdict} | {summary} |")
+    findings = [(a.name, f) for a in report.audits for f in a.findings]
+    if findings:
+        lines += ["", "**Findings**", ""]
+        for name, f in findings:
+            box = f" box `{[round(v) for v in f.box]}`" if f.box else ""
+            cls = f" class `{f.class_name}`" if f.class_name else ""
+            lines.append(f"- `{name}` {f.kind}{cls}{box}: {f.summary}")
+    lines += [
+        "",
+        f"<sub>occulta {report.environment.versions.get('occulta', '')} · {report.environment.device}",
+    ]
+    lines[-1] += f" · {report.wall_seconds:.1f} s · schema {report.schema_version}</sub>"
+    return "\n".join(lines) + "\n"
