@@ -21,33 +21,18 @@ from occulta.service.scope import get_owned
 
 
 def validate_battery(audits: list[str], configs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Every audit name known and every config valid for it; returns the configs as validated (with
-    defaults filled in), so the worker runs exactly what was accepted."""
-    from pydantic import ValidationError
+    """The runner's own check (names known, configs valid), run at request time so a bad battery is a
+    422 now rather than a failed job later; returns the configs with defaults filled in, so the worker
+    runs exactly what was accepted."""
+    from occulta.runner import validate_battery as check
 
-    from auditors.registry import UnknownAuditError, parse_config
-
-    if not audits:
-        raise AuditConfigError("`audits` is empty: name at least one audit")
     if len(set(audits)) != len(audits):
         raise AuditConfigError("`audits` lists the same audit twice")
-    stray = sorted(set(configs) - set(audits))
-    if stray:
-        raise AuditConfigError(f"config given for {', '.join(stray)}, which is not in `audits`")
-    validated: dict[str, dict[str, Any]] = {}
-    for name in audits:
-        try:
-            validated[name] = parse_config(name, configs.get(name)).model_dump(mode="json")
-        except UnknownAuditError as exc:
-            raise AuditConfigError(str(exc)) from None
-        except ModuleNotFoundError as exc:
-            raise AuditConfigError(f"audit {name!r} is not installed on this server ({exc.name})") from None
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or name}: {e['msg']}" for e in exc.errors()
-            )
-            raise AuditConfigError(f"invalid config for {name}: {problems}") from None
-    return validated
+    try:
+        parsed = check(audits, configs)
+    except ModuleNotFoundError as exc:
+        raise AuditConfigError(f"an audit of {audits} is not installed on this server ({exc.name})") from None
+    return {name: config.model_dump(mode="json") for name, config in parsed.items()}
 
 
 def request_hash(body: dict[str, Any]) -> str:
