@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Depends, FastAPI
 
 from api import errors
 from api.deps import current_tenant
@@ -21,6 +21,7 @@ from occulta.settings import Settings, get_settings
 from occulta.storage import get_store
 
 log = logging.getLogger("occulta.api")
+V1_ROUTERS = (models, datasets, audits, gate, keys)
 
 DESCRIPTION = """Audit image classifiers for missingness bias, overinterpretation and spurious signals.
 
@@ -53,10 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     errors.install(app)
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(current_tenant)])
-    for module in (models, datasets, audits, gate, keys):
-        v1.include_router(module.router)
-    app.include_router(v1)
+    # Authentication is attached to every /v1 router here, so a new route cannot forget it.
+    for module in V1_ROUTERS:
+        app.include_router(module.router, prefix="/v1", dependencies=[Depends(current_tenant)])
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

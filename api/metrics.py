@@ -24,9 +24,8 @@ class AuditStatusCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         gauge = GaugeMetricFamily("occulta_audits", "Audit jobs by status", labels=["status"])
         with self.sessions() as session:
-            counts = dict(
-                session.execute(select(AuditJob.status, func.count()).group_by(AuditJob.status)).tuples()
-            )
+            rows = session.execute(select(AuditJob.status, func.count()).group_by(AuditJob.status)).all()
+        counts = {status: int(n) for status, n in rows}
         for status in STATUSES:
             gauge.add_metric([status], counts.get(status, 0))
         yield gauge
@@ -48,6 +47,19 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(AuditStatusCollector(sessions))
+
+
+def route_template(scope: Scope) -> str:
+    """`/v1/audits/{audit_id}` for `/v1/audits/aud_123`. Rebuilt from the path params because a route
+    included through a prefixed router reports its path without the prefix."""
+    if scope.get("route") is None:
+        return "unmatched"
+    path: str = scope["path"]
+    for name, value in (scope.get("path_params") or {}).items():
+        head, sep, tail = path.rpartition(f"/{value}")
+        if sep:
+            path = f"{head}/{{{name}}}{tail}"
+    return path
 
 
 class MetricsMiddleware:
@@ -74,7 +86,6 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = route_template(scope)
             self.metrics.requests.labels(scope["method"], template, str(status)).inc()
             self.metrics.latency.labels(scope["method"], template).observe(time.perf_counter() - start)

@@ -164,7 +164,7 @@ class GateIn(BaseModel):
             "examples": [
                 {
                     "audit_id": "aud_5e4f3a2b1c0d9a8b7c6d",
-                    "policy": "missingness_bias.metrics.flip_rate: [error, {max: 0.2}]\n",
+                    "policy": "assertions:\n  missingness_bias.verdict: [error, {in: [pass]}]\n",
                 }
             ]
         },
