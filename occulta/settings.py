@@ -104,10 +104,15 @@ class Settings(BaseSettings):
     def celery_config(self) -> dict[str, Any]:
         """Celery settings shared by the API (producer) and the worker; plain data so `occulta`
         stays free of celery imports."""
+        # The SQLAlchemy transport hands its options to create_engine and never redelivers unacked
+        # messages, so the visibility timeout only applies to Redis (and SQS-like brokers).
+        transport_options = (
+            {} if self.broker_url.startswith("sqla+") else {"visibility_timeout": self.visibility_timeout}
+        )
         return {
             "broker_url": self.broker_url,
             "broker_connection_retry_on_startup": True,
-            "broker_transport_options": {"visibility_timeout": self.visibility_timeout},
+            "broker_transport_options": transport_options,
             "task_serializer": "json",
             "result_serializer": "json",
             "accept_content": ["json"],

@@ -52,8 +52,8 @@ class OccultaTask(Task):
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         res = resources()
-        extra = {"task": self.name, "task_id": getattr(self.request, "id", None), "args": args}
-        log.info("task start", extra=extra)
+        extra = {"task_name": self.name, "task_id": getattr(self.request, "id", None), "task_args": args}
+        log.info("%s%r start", self.name, args, extra=extra)
         with res.sessions() as session:
             try:
                 return self.run_impl(session, *args, **kwargs)
@@ -63,7 +63,7 @@ class OccultaTask(Task):
                 self.on_transient_error(session, *args, **kwargs)
                 raise self.retry(exc=exc, countdown=min(300, 10 * 2**self.request.retries)) from exc
             finally:
-                log.info("task end", extra=extra)
+                log.info("%s%r end", self.name, args, extra=extra)
 
     def run_impl(self, session: Session, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError

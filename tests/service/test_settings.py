@@ -50,3 +50,13 @@ def test_production_accepts_a_real_configuration() -> None:
 def test_hard_time_limit_must_exceed_the_soft_one() -> None:
     with pytest.raises(ValidationError, match="HARD_TIME_LIMIT"):
         Settings(audit_soft_time_limit=100, audit_hard_time_limit=100)
+
+
+def test_celery_config_is_json_only_late_ack_and_one_task_per_child() -> None:
+    conf = Settings(broker_url="redis://127.0.0.1:6379/0").celery_config()
+    assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
+    assert conf["task_acks_late"] and conf["worker_prefetch_multiplier"] == 1
+    assert conf["worker_max_tasks_per_child"] == 1
+    assert conf["broker_transport_options"]["visibility_timeout"] > conf["task_time_limit"]
+    # The SQLAlchemy transport passes options to create_engine, which rejects visibility_timeout.
+    assert Settings().celery_config()["broker_transport_options"] == {}
