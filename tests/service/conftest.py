@@ -21,9 +21,15 @@ if not (Path(occulta.__file__).parent / "cli" / "audit.py").exists():
 
 
 @pytest.fixture(scope="session")
-def prod_settings(pg_migrated: str, redis_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory):
-    env = prod_env(pg_url=pg_migrated, redis_url=redis_url, s3_endpoint=s3_endpoint,
-                   data_dir=tmp_path_factory.mktemp("prod-data"))
+def prod_settings(
+    pg_migrated: str, redis_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+):
+    env = prod_env(
+        pg_url=pg_migrated,
+        redis_url=redis_url,
+        s3_endpoint=s3_endpoint,
+        data_dir=tmp_path_factory.mktemp("prod-data"),
+    )
     settings = settings_from(env)
     yield settings
     import redis

@@ -23,9 +23,19 @@ class NoopAuditor:
 
 
 def add_model(sessions, tenant_id: str) -> str:  # type: ignore[no-untyped-def]
-    row = ModelRecord(id=new_id("mdl"), tenant_id=tenant_id, name="m", arch="occulta_resnet_tiny",
-                      format="safetensors", sha256="0" * 64, size_bytes=1, storage_key=f"tenants/{tenant_id}/models/x/",
-                      num_classes=2, class_names=["a", "b"], card={"arch": "occulta_resnet_tiny"})
+    row = ModelRecord(
+        id=new_id("mdl"),
+        tenant_id=tenant_id,
+        name="m",
+        arch="occulta_resnet_tiny",
+        format="safetensors",
+        sha256="0" * 64,
+        size_bytes=1,
+        storage_key=f"tenants/{tenant_id}/models/x/",
+        num_classes=2,
+        class_names=["a", "b"],
+        card={"arch": "occulta_resnet_tiny"},
+    )
     with sessions() as s:
         s.add(row)
         s.commit()
@@ -33,8 +43,14 @@ def add_model(sessions, tenant_id: str) -> str:  # type: ignore[no-untyped-def]
 
 
 def add_dataset(sessions, tenant_id: str) -> str:  # type: ignore[no-untyped-def]
-    row = DatasetRecord(id=new_id("ds"), tenant_id=tenant_id, kind="synthetic", ref="synthetic:shapes",
-                        n_images=8, class_names=["a", "b"])
+    row = DatasetRecord(
+        id=new_id("ds"),
+        tenant_id=tenant_id,
+        kind="synthetic",
+        ref="synthetic:shapes",
+        n_images=8,
+        class_names=["a", "b"],
+    )
     with sessions() as s:
         s.add(row)
         s.commit()
@@ -44,8 +60,16 @@ def add_dataset(sessions, tenant_id: str) -> str:  # type: ignore[no-untyped-def
 def add_job(sessions, tenant_id: str, **values: Any) -> str:  # type: ignore[no-untyped-def]
     model_id = values.pop("model_id", None) or add_model(sessions, tenant_id)
     dataset_id = values.pop("dataset_id", None) or add_dataset(sessions, tenant_id)
-    row = AuditJob(id=new_id("aud"), tenant_id=tenant_id, model_id=model_id, dataset_id=dataset_id,
-                   audits=["test_noop"], configs={}, request_hash="x", **values)
+    row = AuditJob(
+        id=new_id("aud"),
+        tenant_id=tenant_id,
+        model_id=model_id,
+        dataset_id=dataset_id,
+        audits=["test_noop"],
+        configs={},
+        request_hash="x",
+        **values,
+    )
     with sessions() as s:
         s.add(row)
         s.commit()

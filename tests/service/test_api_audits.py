@@ -15,8 +15,13 @@ from tests.service.rows import add_dataset, add_job, add_model
 
 
 def _body(sessions, caller, **over):  # type: ignore[no-untyped-def]
-    return {"model_id": add_model(sessions, caller.tenant_id), "dataset_id": add_dataset(sessions, caller.tenant_id),
-            "audits": ["test_noop"], "config": {"test_noop": {"threshold": 0.2}}, "seed": 1} | over
+    return {
+        "model_id": add_model(sessions, caller.tenant_id),
+        "dataset_id": add_dataset(sessions, caller.tenant_id),
+        "audits": ["test_noop"],
+        "config": {"test_noop": {"threshold": 0.2}},
+        "seed": 1,
+    } | over
 
 
 def test_create_commits_the_row_then_sends_the_task_by_name(client, alice, sessions, prod_settings) -> None:  # type: ignore[no-untyped-def]
@@ -43,15 +48,22 @@ def test_the_same_idempotency_key_and_body_returns_the_same_audit(client, alice,
 
 
 def test_unknown_audits_and_bad_configs_are_422_with_the_reason(client, alice, sessions) -> None:  # type: ignore[no-untyped-def]
-    r = client.post("/v1/audits", json=_body(sessions, alice, audits=["no_such_audit"], config={}), headers=alice.headers)
+    r = client.post(
+        "/v1/audits", json=_body(sessions, alice, audits=["no_such_audit"], config={}), headers=alice.headers
+    )
     assert r.status_code == 422 and "no_such_audit" in r.json()["error"]["message"]
     assert r.json()["error"]["code"] == "invalid_audit_config"
-    r = client.post("/v1/audits", json=_body(sessions, alice, config={"test_noop": {"treshold": 1}}),
-                    headers=alice.headers)
+    r = client.post(
+        "/v1/audits",
+        json=_body(sessions, alice, config={"test_noop": {"treshold": 1}}),
+        headers=alice.headers,
+    )
     assert r.status_code == 422 and "treshold" in r.json()["error"]["message"]
     r = client.post("/v1/audits", json=_body(sessions, alice, audits=[]), headers=alice.headers)
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
-    r = client.post("/v1/audits", content=b"{not json", headers=alice.headers | {"content-type": "application/json"})
+    r = client.post(
+        "/v1/audits", content=b"{not json", headers=alice.headers | {"content-type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_json"
 
 
@@ -68,9 +80,13 @@ def test_list_filters_and_paginates_newest_first(client, alice, sessions) -> Non
         if not cursor:
             break
     assert sorted(seen) == sorted([*ids, done]) and len(seen) == len(set(seen))
-    failed = client.get("/v1/audits", params={"verdict": "fail", "model_id": model}, headers=alice.headers).json()
+    failed = client.get(
+        "/v1/audits", params={"verdict": "fail", "model_id": model}, headers=alice.headers
+    ).json()
     assert [a["id"] for a in failed["items"]] == [done]
-    queued = client.get("/v1/audits", params={"status": "queued", "model_id": model}, headers=alice.headers).json()
+    queued = client.get(
+        "/v1/audits", params={"status": "queued", "model_id": model}, headers=alice.headers
+    ).json()
     assert sorted(a["id"] for a in queued["items"]) == sorted(ids)
     assert client.get("/v1/audits", params={"status": "nope"}, headers=alice.headers).status_code == 422
     assert client.get("/v1/audits", params={"cursor": "garbage"}, headers=alice.headers).status_code == 400
@@ -93,8 +109,16 @@ def test_reports_artifacts_and_gate_read_what_the_worker_stored(client, alice, s
     store.put_stream(prefix + "summary.md", io.BytesIO(b"# Summary"))
     store.put_stream(prefix + "artifacts/mb/plot.png", io.BytesIO(b"\x89PNG"))
     with sessions() as s:
-        s.add(ArtifactRecord(job_id=job, tenant_id=alice.tenant_id, path="mb/plot.png", media_type="image/png",
-                             size_bytes=4, storage_key=prefix + "artifacts/mb/plot.png"))
+        s.add(
+            ArtifactRecord(
+                job_id=job,
+                tenant_id=alice.tenant_id,
+                path="mb/plot.png",
+                media_type="image/png",
+                size_bytes=4,
+                storage_key=prefix + "artifacts/mb/plot.png",
+            )
+        )
         s.commit()
     got = client.get(f"/v1/audits/{job}/report", headers=alice.headers)
     assert got.status_code == 200 and got.json()["verdict"] == report.verdict
@@ -110,8 +134,9 @@ def test_reports_artifacts_and_gate_read_what_the_worker_stored(client, alice, s
     gate = client.post("/v1/gate", json={"audit_id": job, "policy": policy}, headers=alice.headers)
     assert gate.status_code == 200, gate.text
     assert gate.json()["passed"] is False and gate.json()["assertions"][0]["actual"] == 0.7
-    typo = client.post("/v1/gate", json={"audit_id": job, "policy": policy.replace("[error", "[eror")},
-                       headers=alice.headers)
+    typo = client.post(
+        "/v1/gate", json={"audit_id": job, "policy": policy.replace("[error", "[eror")}, headers=alice.headers
+    )
     assert typo.status_code == 422 and typo.json()["error"]["code"] == "invalid_policy"
 
 
@@ -137,10 +162,14 @@ def test_keys_are_shown_once_listed_without_the_secret_and_revocable(client, ali
 def test_health_and_metrics(client, alice) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/livez").json()["ok"] is True
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {
+        "database": "ok",
+        "broker": "ok",
+        "storage": "ok",
+    }
     client.get("/v1/models", headers=alice.headers)
     text = client.get("/metrics").text
-    assert 'occulta_http_requests_total{method="GET",route="/v1/models",status="200"}' in text, [l for l in text.splitlines() if "requests_total{" in l]
+    assert 'occulta_http_requests_total{method="GET",route="/v1/models",status="200"}' in text
     assert 'occulta_audits{status="queued"}' in text
     assert "occulta_http_request_duration_seconds_bucket" in text
 
@@ -148,8 +177,18 @@ def test_health_and_metrics(client, alice) -> None:  # type: ignore[no-untyped-d
 def test_openapi_documents_every_route_with_examples(client) -> None:  # type: ignore[no-untyped-def]
     spec = client.get("/openapi.json").json()
     paths = set(spec["paths"])
-    assert {"/v1/models", "/v1/models/{model_id}", "/v1/datasets", "/v1/audits", "/v1/audits/{audit_id}/cancel",
-            "/v1/audits/{audit_id}/report", "/v1/audits/{audit_id}/artifacts/{path}", "/v1/gate", "/v1/keys",
-            "/readyz", "/metrics"} <= paths
+    assert {
+        "/v1/models",
+        "/v1/models/{model_id}",
+        "/v1/datasets",
+        "/v1/audits",
+        "/v1/audits/{audit_id}/cancel",
+        "/v1/audits/{audit_id}/report",
+        "/v1/audits/{audit_id}/artifacts/{path}",
+        "/v1/gate",
+        "/v1/keys",
+        "/readyz",
+        "/metrics",
+    } <= paths
     assert "examples" in spec["components"]["schemas"]["AuditIn"]
     assert "multipart/form-data" in spec["paths"]["/v1/datasets"]["post"]["requestBody"]["content"]

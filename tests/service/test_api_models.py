@@ -25,7 +25,9 @@ def _upload(client, caller, card: bytes, weights: bytes | None, name: str = "w.s
 
 def _nothing_left(sessions, store, caller) -> None:  # type: ignore[no-untyped-def]
     with sessions() as s:
-        n = s.scalar(select(func.count()).select_from(ModelRecord).where(ModelRecord.tenant_id == caller.tenant_id))
+        n = s.scalar(
+            select(func.count()).select_from(ModelRecord).where(ModelRecord.tenant_id == caller.tenant_id)
+        )
     assert n == 0
     assert store.list(tenant_prefix(caller.tenant_id)) == []
 
@@ -57,8 +59,9 @@ class _Payload:
         return (Path.touch, (self.marker,))
 
 
-def test_a_pickle_with_a_payload_is_refused_and_never_executed(client, alice, sessions, store, tiny_model,
-                                                                tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_pickle_with_a_payload_is_refused_and_never_executed(
+    client, alice, sessions, store, tiny_model, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     import torch
 
     marker = tmp_path / "pwned"
@@ -120,7 +123,9 @@ def test_a_card_that_is_not_json_or_yaml_is_refused(client, alice, sessions, sto
     _nothing_left(sessions, store, alice)
 
 
-def test_an_upload_over_the_cap_is_413_and_leaves_nothing(prod_settings, alice, sessions, store, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_an_upload_over_the_cap_is_413_and_leaves_nothing(
+    prod_settings, alice, sessions, store, tiny_model
+) -> None:  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
     from api.app import create_app

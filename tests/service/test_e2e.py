@@ -23,8 +23,15 @@ def _audit_round_trip(stack, tiny_model, log_dir: Path) -> None:  # type: ignore
     with OccultaClient(stack.url, stack.key, retries=0) as client:
         model = client.upload_model(tiny_model.card, tiny_model.weights)
         dataset = client.register_dataset(tiny_model.data_ref.replace("n=256", "n=32"))
-        audit = client.create_audit(model_id=model.id, dataset_id=dataset.id, audits=["missingness_bias"],
-                                    config=CONFIG, samples=16, seed=0, idempotency_key="e2e-1")
+        audit = client.create_audit(
+            model_id=model.id,
+            dataset_id=dataset.id,
+            audits=["missingness_bias"],
+            config=CONFIG,
+            samples=16,
+            seed=0,
+            idempotency_key="e2e-1",
+        )
         assert audit.status == "queued"
         try:
             final = client.wait(audit.id, timeout=90, interval=0.5)
@@ -51,14 +58,26 @@ def _audit_round_trip(stack, tiny_model, log_dir: Path) -> None:  # type: ignore
         art = http.get(f"/v1/audits/{audit.id}/artifacts/{artifacts[0]}", follow_redirects=True)
         assert art.status_code == 200 and len(art.content) > 0
     # A second audit cancelled while queued or running ends cancelled, never succeeded.
-    second = http.post("/v1/audits", json={"model_id": model.id, "dataset_id": dataset.id,
-                                           "audits": ["missingness_bias"], "config": CONFIG, "samples": 16})
+    second = http.post(
+        "/v1/audits",
+        json={
+            "model_id": model.id,
+            "dataset_id": dataset.id,
+            "audits": ["missingness_bias"],
+            "config": CONFIG,
+            "samples": 16,
+        },
+    )
     assert http.post(f"/v1/audits/{second.json()['id']}/cancel").status_code in (202, 409)
     http.close()
 
 
-def test_audit_round_trip_on_postgres_redis_and_s3(pg_migrated, redis_url, s3_endpoint, tiny_model, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    env = prod_env(pg_url=pg_migrated, redis_url=redis_url, s3_endpoint=s3_endpoint, data_dir=tmp_path / "data")
+def test_audit_round_trip_on_postgres_redis_and_s3(
+    pg_migrated, redis_url, s3_endpoint, tiny_model, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    env = prod_env(
+        pg_url=pg_migrated, redis_url=redis_url, s3_endpoint=s3_endpoint, data_dir=tmp_path / "data"
+    )
     with run_stack(env, log_dir=tmp_path / "logs") as stack:
         _audit_round_trip(stack, tiny_model, tmp_path / "logs")
 

@@ -116,21 +116,40 @@ def test_sweep_requeues_stale_jobs_and_times_out_those_past_the_hard_limit(sessi
     with sessions() as s:
         s.execute(update(AuditJob).where(AuditJob.id == exhausted).values(attempts=3))
         s.commit()
-        result = jobs.sweep(s, stale_after=STALE, hard_limit=timedelta(hours=1), max_attempts=3,
-                            resend_queued_after=timedelta(hours=2))
+        result = jobs.sweep(
+            s,
+            stale_after=STALE,
+            hard_limit=timedelta(hours=1),
+            max_attempts=3,
+            resend_queued_after=timedelta(hours=2),
+        )
     assert stale in result.requeued and overdue in result.timed_out and exhausted in result.failed
     assert healthy not in result.requeued + result.timed_out + result.failed
     assert [_get(sessions, j).status for j in (stale, overdue, exhausted, healthy)] == [
-        "queued", "timed_out", "failed", "running"]
+        "queued",
+        "timed_out",
+        "failed",
+        "running",
+    ]
 
 
 def test_sweep_resends_a_queued_job_whose_message_was_lost(sessions, alice) -> None:  # type: ignore[no-untyped-def]
     lost = add_job(sessions, alice.tenant_id, heartbeat_at=utcnow() - timedelta(hours=3))
     fresh = add_job(sessions, alice.tenant_id, heartbeat_at=utcnow())
     with sessions() as s:
-        result = jobs.sweep(s, stale_after=STALE, hard_limit=timedelta(hours=1), max_attempts=3,
-                            resend_queued_after=timedelta(hours=2))
-        again = jobs.sweep(s, stale_after=STALE, hard_limit=timedelta(hours=1), max_attempts=3,
-                           resend_queued_after=timedelta(hours=2))
+        result = jobs.sweep(
+            s,
+            stale_after=STALE,
+            hard_limit=timedelta(hours=1),
+            max_attempts=3,
+            resend_queued_after=timedelta(hours=2),
+        )
+        again = jobs.sweep(
+            s,
+            stale_after=STALE,
+            hard_limit=timedelta(hours=1),
+            max_attempts=3,
+            resend_queued_after=timedelta(hours=2),
+        )
     assert lost in result.requeued and fresh not in result.requeued
     assert lost not in again.requeued  # re-sent once, not on every sweep

@@ -17,7 +17,9 @@ def _diff(url: str) -> list:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+            return compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+            )
     finally:
         engine.dispose()
 

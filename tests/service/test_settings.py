@@ -18,7 +18,9 @@ def test_embedded_defaults_live_under_the_data_dir(tmp_path: Path) -> None:
     assert s.visibility_timeout > s.audit_hard_time_limit
 
 
-def test_env_variables_with_the_occulta_prefix_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_env_variables_with_the_occulta_prefix_are_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("OCCULTA_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("OCCULTA_MAX_UPLOAD_BYTES", "1234")
     monkeypatch.setenv("OCCULTA_S3_SECRET_ACCESS_KEY", "hunter2")
@@ -30,8 +32,12 @@ def test_env_variables_with_the_occulta_prefix_are_read(monkeypatch: pytest.Monk
 @pytest.mark.parametrize("secret", ["changeme", "secret", "short"])
 def test_production_refuses_placeholder_secrets(secret: str) -> None:
     with pytest.raises(ValidationError, match="OCCULTA_SECRET_KEY"):
-        Settings(env="production", secret_key=secret, database_url="postgresql+psycopg://x/y",
-                 broker_url="redis://localhost:6379/0")
+        Settings(
+            env="production",
+            secret_key=secret,
+            database_url="postgresql+psycopg://x/y",
+            broker_url="redis://localhost:6379/0",
+        )
 
 
 def test_production_refuses_sqlite_and_the_sqlite_broker(tmp_path: Path) -> None:
@@ -41,9 +47,13 @@ def test_production_refuses_sqlite_and_the_sqlite_broker(tmp_path: Path) -> None
 
 
 def test_production_accepts_a_real_configuration() -> None:
-    s = Settings(env="production", secret_key="a-long-random-secret-value",
-                 database_url="postgresql+psycopg://db/occulta", broker_url="redis://redis:6379/0",
-                 storage_url="s3://bucket/prefix")
+    s = Settings(
+        env="production",
+        secret_key="a-long-random-secret-value",
+        database_url="postgresql+psycopg://db/occulta",
+        broker_url="redis://redis:6379/0",
+        storage_url="s3://bucket/prefix",
+    )
     assert s.storage_scheme == "s3"
 
 

@@ -20,9 +20,15 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     if request.param == "file":
         return get_store(Settings(data_dir=tmp_path, storage_url=f"file://{tmp_path}/objects"))
     endpoint = request.getfixturevalue("s3_endpoint")
-    return get_store(Settings(data_dir=tmp_path, storage_url=f"s3://occulta-test/{tmp_path.name}",
-                              s3_endpoint_url=endpoint, s3_access_key_id="testing",
-                              s3_secret_access_key="testing"))
+    return get_store(
+        Settings(
+            data_dir=tmp_path,
+            storage_url=f"s3://occulta-test/{tmp_path.name}",
+            s3_endpoint_url=endpoint,
+            s3_access_key_id="testing",
+            s3_secret_access_key="testing",
+        )
+    )
 
 
 def test_put_stream_records_size_and_sha256_and_reads_back(any_store: ObjectStore) -> None:
@@ -49,9 +55,15 @@ def test_delete_prefix_does_not_touch_a_sibling_prefix(any_store: ObjectStore) -
 
 
 def test_presigned_url_serves_the_object_over_http(s3_endpoint: str, tmp_path: Path) -> None:
-    store = get_store(Settings(data_dir=tmp_path, storage_url="s3://occulta-test/presign",
-                               s3_endpoint_url=s3_endpoint, s3_access_key_id="testing",
-                               s3_secret_access_key="testing"))
+    store = get_store(
+        Settings(
+            data_dir=tmp_path,
+            storage_url="s3://occulta-test/presign",
+            s3_endpoint_url=s3_endpoint,
+            s3_access_key_id="testing",
+            s3_secret_access_key="testing",
+        )
+    )
     store.put_stream("a/plot.png", io.BytesIO(b"\x89PNG..."))
     url = store.presigned_url("a/plot.png", expires=60, media_type="image/png")
     assert url is not None and url.startswith(s3_endpoint)
@@ -66,8 +78,19 @@ def test_file_store_has_no_presigned_urls(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["../etc/passwd", "a/../../b", "/abs/path", "a//b", "a\\b", "%2e%2e/secret", "%252e%252e/x", "C:/x", "a/./b",
-     "", "a\x00b"],
+    [
+        "../etc/passwd",
+        "a/../../b",
+        "/abs/path",
+        "a//b",
+        "a\\b",
+        "%2e%2e/secret",
+        "%252e%252e/x",
+        "C:/x",
+        "a/./b",
+        "",
+        "a\x00b",
+    ],
 )
 def test_paths_that_could_escape_are_refused_after_decoding(bad: str) -> None:
     with pytest.raises(InvalidKeyError):

@@ -26,8 +26,16 @@ def alices(sessions, store, alice):  # type: ignore[no-untyped-def]
     from occulta.service.keys import create_key
 
     with sessions() as s:
-        s.add(ArtifactRecord(job_id=done, tenant_id=alice.tenant_id, path="a.png", media_type="image/png",
-                             size_bytes=3, storage_key=prefix + "artifacts/a.png"))
+        s.add(
+            ArtifactRecord(
+                job_id=done,
+                tenant_id=alice.tenant_id,
+                path="a.png",
+                media_type="image/png",
+                size_bytes=3,
+                storage_key=prefix + "artifacts/a.png",
+            )
+        )
         s.commit()
         key = create_key(s, tenant_id=alice.tenant_id, name="second")
     return {"model": model, "dataset": dataset, "running": running, "done": done, "key": key.id}
@@ -47,10 +55,24 @@ def test_every_route_hides_another_tenants_objects(client, alice, bob, alices, s
         ("GET", f"/v1/audits/{a['done']}/report.md", None),
         ("GET", f"/v1/audits/{a['done']}/artifacts/a.png", None),
         ("POST", "/v1/gate", {"audit_id": a["done"], "policy": policy}),
-        ("POST", "/v1/audits", {"model_id": a["model"], "dataset_id": add_dataset(sessions, bob.tenant_id),
-                                "audits": ["test_noop"]}),
-        ("POST", "/v1/audits", {"model_id": add_model(sessions, bob.tenant_id), "dataset_id": a["dataset"],
-                                "audits": ["test_noop"]}),
+        (
+            "POST",
+            "/v1/audits",
+            {
+                "model_id": a["model"],
+                "dataset_id": add_dataset(sessions, bob.tenant_id),
+                "audits": ["test_noop"],
+            },
+        ),
+        (
+            "POST",
+            "/v1/audits",
+            {
+                "model_id": add_model(sessions, bob.tenant_id),
+                "dataset_id": a["dataset"],
+                "audits": ["test_noop"],
+            },
+        ),
         ("DELETE", f"/v1/keys/{a['key']}", None),
     ]
     for method, url, body in calls:
@@ -69,5 +91,9 @@ def test_every_route_hides_another_tenants_objects(client, alice, bob, alices, s
         assert s.get(ApiKey, a["key"]).revoked_at is None  # type: ignore[union-attr]
     # The same calls work for Alice (the 404s above were about tenancy, not broken routes).
     assert client.get(f"/v1/audits/{a['done']}/report", headers=alice.headers).status_code == 200
-    assert client.post("/v1/gate", json={"audit_id": a["done"], "policy": policy},
-                       headers=alice.headers).status_code == 200
+    assert (
+        client.post(
+            "/v1/gate", json={"audit_id": a["done"], "policy": policy}, headers=alice.headers
+        ).status_code
+        == 200
+    )
