@@ -7,6 +7,7 @@ The API and worker are started by module path (uvicorn factory string, `python -
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,9 @@ def serve(
         typer.echo(f"API key (shown once, tenant 'default'): {first.key}")
     else:
         typer.echo("API keys already exist; make another with: occulta admin create-key --tenant default")
+    # uvicorn re-raises SIGTERM after its own shutdown; turning it into SystemExit lets `finally` stop
+    # the worker instead of leaving it orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="info")
     finally:
