@@ -49,7 +49,7 @@ def occulta_resnet_tiny(pretrained: bool = False, **kwargs: Any) -> ResNet:
 
 @register_model
 def occulta_vit_tiny(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    """A 4-block ViT on 4 px patches of a 32 px image (64 tokens + class token)."""
+    """A 4-block ViT on 8 px patches of a 32 px image (16 tokens + class token): trains in seconds."""
     return VisionTransformer(
-        **_kw(kwargs, img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0)
+        **_kw(kwargs, img_size=32, patch_size=8, embed_dim=96, depth=4, num_heads=4, mlp_ratio=2.0)
     )

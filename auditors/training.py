@@ -30,7 +30,7 @@ def train_classifier(
     mean: Sequence[float],
     std: Sequence[float],
     epochs: int = 8,
-    batch_size: int = 64,
+    batch_size: int = 32,
     lr: float = 3e-3,
     weight_decay: float = 0.05,
     seed: int = 0,

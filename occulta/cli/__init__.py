@@ -6,8 +6,6 @@ import sys
 
 import typer
 
-from occulta import __version__
-
 # Command modules register themselves on import (one line each).
 from occulta.cli import admin as _admin  # noqa: F401
 from occulta.cli import audit as _audit  # noqa: F401
@@ -27,7 +25,3 @@ def main() -> None:
     except OccultaError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-
-
-def _version() -> str:
-    return __version__

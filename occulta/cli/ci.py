@@ -23,7 +23,7 @@ from auditors.report import Report
 from occulta.cli.app import app, fail
 from occulta.client import AuditStatus, OccultaClient
 from occulta.errors import OccultaError, PolicyError, ServiceError
-from occulta.gate import GateResult, evaluate, load_policy, to_junit
+from occulta.gate import GateResult, Policy, evaluate, load_policy, to_junit
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_SERVICE = 0, 1, 2, 3
 
@@ -123,7 +123,10 @@ def submit(
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for every random choice.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait; exit 3 unless the audit succeeds.")] = False,
     idempotency_key: Annotated[
-        str | None, typer.Option("--idempotency-key", help="Reuse to make a re-run create no second audit.")
+        str | None,
+        typer.Option(
+            "--idempotency-key", help="Idempotency-Key of the audit creation (default: fresh per run)."
+        ),
     ] = None,
     timeout: TimeoutOption = 3600.0,
     interval: IntervalOption = 2.0,
@@ -190,14 +193,14 @@ def _append_step_summary(markdown: str) -> None:
             fh.write(markdown)
 
 
-def _local_result(report_path: Path, policy_text: str) -> GateResult:
+def _local_result(report_path: Path, policy: Policy) -> GateResult:
     try:
         report = Report.model_validate_json(report_path.read_bytes())
     except OSError as exc:
         fail(f"cannot read report {report_path}: {exc}", EXIT_USAGE)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         fail(f"{report_path} is not an Occulta report: {exc}", EXIT_USAGE)
-    return evaluate(report, load_policy(policy_text))
+    return evaluate(report, policy)
 
 
 @app.command("gate")
@@ -220,13 +223,13 @@ def gate_command(
         fail("give exactly one of AUDIT_ID or --local REPORT.json", EXIT_USAGE)
     try:
         policy_text = policy.read_text(encoding="utf-8")
-        load_policy(policy_text)  # a typo is exit 2 before any network call
+        parsed = load_policy(policy_text)  # a typo is exit 2 before any network call
     except OSError as exc:
         fail(f"cannot read policy {policy}: {exc}", EXIT_USAGE)
     except PolicyError as exc:
         fail(f"{policy}: {exc}", EXIT_USAGE)
     if local is not None:
-        result = _local_result(local, policy_text)
+        result = _local_result(local, parsed)
     else:
         assert audit_id is not None
         with _client(url, api_key) as client:

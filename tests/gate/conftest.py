@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import threading
-import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-import occulta
-
-# `occulta.cli` imports the `occulta audit` command module, which the foundation branch adds. Until that
-# branch is merged here, an empty module stands in so the CI commands can be tested on their own; once
-# the real file exists this does nothing.
-if not (Path(occulta.__file__).parent / "cli" / "audit.py").exists():
-    sys.modules.setdefault("occulta.cli.audit", types.ModuleType("occulta.cli.audit"))
 
 API_KEY = "occ_test_key"
 Reply = tuple[int, Any]
@@ -97,7 +86,7 @@ def server() -> Iterator[FakeOccultaServer]:
     fake = FakeOccultaServer()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
     fake.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield fake

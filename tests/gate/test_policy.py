@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from occulta.errors import PolicyError
@@ -91,3 +93,9 @@ def test_policy_error_has_the_stable_code_the_api_maps() -> None:
     with pytest.raises(PolicyError) as info:
         load_policy("assertions:\n  a: [fatal, {max: 1}]\n")
     assert info.value.code == "invalid_policy"
+
+
+def test_example_policy_in_the_docs_parses_and_covers_the_four_audits() -> None:
+    text = (Path(__file__).parents[2] / "examples" / "policy.yaml").read_text()
+    heads = {a.path.split(".")[0] for a in load_policy(text).assertions}
+    assert heads == {"verdict", "missingness_bias", "lime_consistency", "sis", "spurious_signal"}

@@ -101,10 +101,10 @@ def _hand_written_vit(model, image: torch.Tensor, keep_tokens: torch.Tensor) -> 
 
 
 def test_token_drop_equals_a_hand_written_vit_on_the_kept_tokens_only(vit, images):
-    keep = _random_keep(6)
+    keep = _random_keep(6, grid=4)  # the tiny ViT's own 8-px patch grid
     keep[0] = True  # all kept
     keep[1] = False
-    keep[1, 3, 4] = True  # a single token
+    keep[1, 3, 2] = True  # a single token
     got = masked_logits(vit, images, keep, "token_drop", mean=MEAN, std=STD, chunk_size=4)
     with torch.no_grad():
         for i in range(6):
@@ -115,9 +115,9 @@ def test_token_drop_equals_a_hand_written_vit_on_the_kept_tokens_only(vit, image
 
 def test_token_drop_counts_a_token_removed_if_any_of_its_pixels_is(vit, images):
     keep_px = torch.ones(1, 32, 32, dtype=torch.bool)
-    keep_px[0, 5, 9] = False  # one pixel inside token (row 1, col 2) of the 4-px grid
-    tokens = torch.ones(1, 8, 8, dtype=torch.bool)
-    tokens[0, 1, 2] = False
+    keep_px[0, 5, 9] = False  # one pixel inside token (row 0, col 1) of the 8-px grid
+    tokens = torch.ones(1, 4, 4, dtype=torch.bool)
+    tokens[0, 0, 1] = False
     a = masked_logits(vit, images[:1], keep_px, "token_drop", mean=MEAN, std=STD)
     b = masked_logits(vit, images[:1], tokens, "token_drop", mean=MEAN, std=STD)
     torch.testing.assert_close(a, b)

@@ -1,0 +1,272 @@
+"""LIME consistency audit (Jain et al., ICLR 2022 §4-5; layer masking paper §LIME): AUDITS.md §2.
+
+LIME ranks features by what happens when they are *removed*, so its explanations inherit the model's
+missingness bias. Three checks say whether they can be trusted: the top-k removal test (own ranking vs
+random order vs another model's ranking), consistency across fill colours, and stability across
+perturbation seeds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from auditors.context import AuditContext
+from auditors.engine import DEFAULT_COLORS, NATIVE, applicable_strategies, parse_strategy, plain_logits
+from auditors.lime import FeatureKind, LimeFit, feature_logits, lime_fit, patch_grid, ranking
+from auditors.lime_metrics import (
+    curve_at,
+    random_rankings,
+    spearman,
+    topk_jaccard_curve,
+    write_lime_artifacts,
+)
+from auditors.registry import AuditConfig, register_auditor
+from auditors.report import AuditResult, Finding
+
+NAME = "lime_consistency"
+
+
+class LimeConfig(AuditConfig):
+    """Defaults keep the audit affordable on a CPU: 16 images x 1000 perturbations x (2 + fills) runs."""
+
+    strategies: list[str] | None = None  # None: the model's native strategy if any, else black
+    fills: list[str] = Field(default_factory=lambda: list(DEFAULT_COLORS), min_length=2)
+    features: FeatureKind = "grid"
+    patch_size: int | None = None  # None: the context's default (the ViT's patch; side/8 on small images)
+    n_samples: int = Field(default=1000, ge=16)
+    n_images: int = Field(default=16, ge=1)
+    max_k: int = Field(default=49, ge=1)  # removal/consistency curves run k = 1..min(max_k, F-1)
+    k_removal: int = 25  # the removal test's headline k (AUDITS.md: 25 features)
+    k_consistency: int = 20  # the fill-consistency headline K (AUDITS.md: K = 20)
+    removal_ratio_max: float = 0.5  # pass needs own <= ratio x random at k_removal
+    consistency_min: float = 0.5  # ... and fill consistency at K >= this
+    inconclusive_margin: float = 0.05  # |random - own| below this: the test cannot separate them
+    n_random_orders: int = Field(default=8, ge=2)  # random permutations for the Jaccard baseline
+    n_show: int = Field(default=4, ge=0)  # images in the heatmap overlays
+
+
+def _removal_curve(
+    ctx: AuditContext,
+    images: torch.Tensor,
+    order: torch.Tensor,
+    fit: LimeFit,
+    ks: list[int],
+    strategy: str,
+    grid: tuple[int, int] | None,
+    clean: torch.Tensor,
+    seed: int,
+) -> list[float]:
+    """Unchanged-prediction fraction after removing the first k features of `order`, k in ks."""
+    b, f = order.shape
+    z = torch.ones(b, len(ks), f, dtype=torch.bool)
+    for j, k in enumerate(ks):
+        z[torch.arange(b).unsqueeze(1), j, order[:, :k].cpu()] = False
+    logits = feature_logits(
+        ctx.model,
+        images,
+        z,
+        fit.segments,
+        mean=ctx.mean,
+        std=ctx.std,
+        strategy=strategy,
+        grid=grid,
+        seed=seed,
+    )
+    same = logits.argmax(-1) == clean.to(logits.device).view(-1, 1)
+    return [float(v) for v in same.float().mean(0).cpu()]
+
+
+def _reference_order(
+    ctx: AuditContext, images: torch.Tensor, strategy: str, cfg: LimeConfig, patch: int, seed: int
+) -> tuple[torch.Tensor, str]:
+    """The reference model's LIME ranking, under `strategy` when it applies to that model."""
+    ref = ctx.reference_model
+    assert ref is not None
+    names = applicable_strategies(ref)
+    native = [s for s in names if s in NATIVE]
+    if strategy in names or parse_strategy(strategy).is_pixel_fill:
+        strat = strategy
+    else:  # e.g. token_drop for a ResNet reference: use the reference's own native missingness
+        strat = native[0] if native else "black"
+    fit = lime_fit(
+        ref,
+        images,
+        mean=ctx.mean,
+        std=ctx.std,
+        strategy=strat,
+        features=cfg.features,
+        patch_size=patch,
+        n_samples=cfg.n_samples,
+        seed=seed,
+    )
+    return ranking(fit.coef, fit.n_features), strat
+
+
+@register_auditor(NAME)
+class LimeConsistency:
+    Config = LimeConfig
+
+    def run(self, ctx: AuditContext, config: LimeConfig) -> AuditResult:
+        t0 = time.perf_counter()
+        cfg = config
+        seed = ctx.seed if cfg.seed is None else cfg.seed
+        patch = cfg.patch_size or ctx.default_patch_size()
+        native = [s for s in applicable_strategies(ctx.model) if s in NATIVE]
+        strategies = cfg.strategies or (native[:1] or ["black"])
+        for s in (*strategies, *cfg.fills):
+            parse_strategy(s)
+        primary = strategies[0]
+        images = ctx.images[: cfg.n_images]
+        clean = plain_logits(ctx.model, images, mean=ctx.mean, std=ctx.std).argmax(1)
+        common = dict(
+            mean=ctx.mean, std=ctx.std, features=cfg.features, patch_size=patch, n_samples=cfg.n_samples
+        )
+        runs = [*strategies, *(f for f in cfg.fills if f not in strategies)]
+        total = len(runs) + 2 + (1 if ctx.reference_model is not None else 0)
+        fits: dict[str, LimeFit] = {}
+        for i, s in enumerate(runs):
+            ctx.report(i / total, f"LIME under {s}")
+            fits[s] = lime_fit(ctx.model, images, strategy=s, target=clean, seed=seed, **common)  # type: ignore[arg-type]
+        first = fits[primary]
+        n_feat = first.n_features
+        f_min = int(n_feat.min())
+        kmax = max(1, min(cfg.max_k, f_min - 1))
+        ks = list(range(1, kmax + 1))
+        grid = patch_grid(first.segments, patch)
+        orders = {s: ranking(fits[s].coef, n_feat) for s in runs}
+        rand_orders = random_rankings(n_feat, seed + 7)
+
+        ctx.report(len(runs) / total, "top-k removal test")
+        by_strategy: dict[str, Any] = {}
+        reference_curve: list[float] | None = None
+        ref_strategy: str | None = None
+        if ctx.reference_model is not None:
+            ref_order, ref_strategy = _reference_order(ctx, images, primary, cfg, patch, seed)
+        for s in strategies:
+            own = _removal_curve(ctx, images, orders[s], fits[s], ks, s, grid, clean, seed)
+            rnd = _removal_curve(ctx, images, rand_orders, fits[s], ks, s, grid, clean, seed)
+            entry = _removal_entry(ks, own, rnd, cfg.k_removal)
+            if ctx.reference_model is not None and s == primary:
+                reference_curve = _removal_curve(ctx, images, ref_order, fits[s], ks, s, grid, clean, seed)
+                entry["reference"] = reference_curve
+                entry["reference_strategy"] = ref_strategy
+                entry[f"reference_at_{cfg.k_removal}"] = curve_at(ks, reference_curve, cfg.k_removal)
+            by_strategy[s] = entry
+        removal = by_strategy[primary]
+
+        ctx.report((len(runs) + 1) / total, "seed stability")
+        fit2 = lime_fit(ctx.model, images, strategy=primary, target=clean, seed=seed + 1, **common)  # type: ignore[arg-type]
+        order2 = ranking(fit2.coef, n_feat)
+        seed_jac = topk_jaccard_curve([orders[primary], order2], ks)
+        rho = spearman(first.coef, fit2.coef, n_feat)
+
+        fill_orders = [orders[f] for f in cfg.fills]
+        fill_jac = topk_jaccard_curve(fill_orders, ks)
+        rand_jac = topk_jaccard_curve(
+            [random_rankings(n_feat, seed + 100 + i) for i in range(cfg.n_random_orders)], ks
+        )
+        kc = cfg.k_consistency
+        per_image_cons = topk_jaccard_curve(fill_orders, [min(kc, kmax)], per_image=True)
+        metrics: dict[str, Any] = {
+            "n_images": int(images.shape[0]),
+            "n_samples": cfg.n_samples,
+            "features": cfg.features,
+            "patch_size": patch if cfg.features == "grid" else None,
+            "n_features": {"min": f_min, "max": int(n_feat.max())},
+            "primary_strategy": primary,
+            "seeds": [seed, seed + 1],
+            "removal": removal,
+            "by_strategy": by_strategy,
+            "fill_consistency": {
+                "fills": list(cfg.fills),
+                "K": ks,
+                "jaccard": fill_jac,
+                "random": rand_jac,
+                f"at_{kc}": curve_at(ks, fill_jac, kc),
+                f"random_at_{kc}": curve_at(ks, rand_jac, kc),
+                "colour_free": parse_strategy(primary).name in NATIVE,
+            },
+            "seed_stability": {
+                "K": ks,
+                "jaccard": seed_jac,
+                f"jaccard_at_{kc}": curve_at(ks, seed_jac, kc),
+                "spearman_mean": float(np.mean(rho)),
+                "spearman": rho,
+            },
+        }
+        verdict, summary, findings = _verdict(metrics, cfg, primary)
+        ctx.report((len(runs) + 2) / total, "artifacts")
+        artifacts = write_lime_artifacts(
+            ctx, NAME, images, fits, runs, metrics, per_image_cons, cfg.n_show, kc
+        )
+        return AuditResult(
+            name=NAME,
+            verdict=verdict,
+            summary=summary,
+            metrics=metrics,
+            findings=findings,
+            artifacts=artifacts,
+            config={**cfg.model_dump(), "seed": seed, "patch_size": patch, "strategies": strategies},
+            seconds=time.perf_counter() - t0,
+        )
+
+
+def _removal_entry(ks: list[int], own: list[float], rnd: list[float], k: int) -> dict[str, Any]:
+    at_own, at_rnd = curve_at(ks, own, k), curve_at(ks, rnd, k)
+    return {
+        "k": ks,
+        "own": own,
+        "random": rnd,
+        "k_eval": min(k, ks[-1]),
+        f"own_at_{k}": at_own,
+        f"random_at_{k}": at_rnd,
+        f"ratio_at_{k}": at_own / at_rnd if at_rnd > 0 else None,
+        "own_auc": float(np.mean(own)),
+        "random_auc": float(np.mean(rnd)),
+    }
+
+
+def _verdict(metrics: dict[str, Any], cfg: LimeConfig, primary: str) -> tuple[Any, str, list[Finding]]:
+    """AUDITS.md §2: pass when own <= 0.5 x random at k=25 and fill consistency at K=20 >= 0.5."""
+    k, kc = cfg.k_removal, cfg.k_consistency
+    rem = metrics["removal"]
+    own, rnd = rem[f"own_at_{k}"], rem[f"random_at_{k}"]
+    cons = metrics["fill_consistency"][f"at_{kc}"]
+    colour_free = metrics["fill_consistency"]["colour_free"]
+    findings: list[Finding] = []
+    ref = rem.get(f"reference_at_{k}")
+    if ref is not None and abs(ref - own) <= max(cfg.inconclusive_margin, 0.2 * rnd):
+        findings.append(
+            Finding(
+                kind="indistinguishable_explanations",
+                summary=(
+                    f"removing another model's top-{k} LIME features changes predictions about as much as "
+                    f"this model's own ({ref:.3f} vs {own:.3f} unchanged): the removal test cannot tell "
+                    "explanations apart under this missingness"
+                ),
+                evidence={"own": own, "reference": ref, "random": rnd},
+            )
+        )
+    if abs(rnd - own) < max(cfg.inconclusive_margin, 0.1 * rnd):
+        return (
+            "inconclusive",
+            f"inconclusive: under {primary} removing LIME's top-{k} features leaves {own:.2f} of predictions "
+            f"unchanged vs {rnd:.2f} for random features, so the removal test cannot separate the "
+            "explanations from random",
+            findings,
+        )
+    removal_ok = own <= cfg.removal_ratio_max * rnd
+    # Token dropping and layer masking have no colour: fill consistency describes pixel fills only.
+    cons_ok = colour_free or cons >= cfg.consistency_min
+    detail = (
+        f"own {own:.2f} vs random {rnd:.2f} unchanged after removing {k} features under {primary}; "
+        f"top-{kc} Jaccard across fill colours {cons:.2f}"
+    )
+    if removal_ok and cons_ok:
+        return "pass", f"LIME explanations are informative and consistent: {detail}", findings
+    return "fail", f"explanations unreliable under this missingness: {detail}", findings

@@ -1,0 +1,155 @@
+"""Agreement statistics and artifacts of the LIME consistency audit (AUDITS.md §2).
+
+Rankings are [B,F] feature orders (best first); every statistic is averaged over images so it lands in
+the report as plain floats and lists.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import torch
+
+from auditors.context import AuditContext
+from auditors.lime import LimeFit, coefficient_map
+from auditors.plots import line_plot, overlay_grid
+from auditors.report import Artifact
+
+
+def curve_at(ks: list[int], values: list[float], k: int) -> float:
+    """The curve's value at k, or at its last k when the image has fewer features than k."""
+    return float(values[min(k, ks[-1]) - ks[0]])
+
+
+def random_rankings(n_features: torch.Tensor, seed: int) -> torch.Tensor:
+    """A uniform random order of each image's present features, padding features last: [B,F]."""
+    gen = torch.Generator().manual_seed(seed)
+    f_max = int(n_features.max())
+    keys = torch.rand(len(n_features), f_max, generator=gen)
+    keys[torch.arange(f_max).unsqueeze(0) >= n_features.cpu().unsqueeze(1)] = 2.0
+    return torch.argsort(keys, dim=1)
+
+
+def _positions(order: torch.Tensor) -> torch.Tensor:
+    """Inverse permutation: pos[b, f] = rank of feature f in image b's order."""
+    pos = torch.empty_like(order)
+    pos.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order).contiguous())
+    return pos
+
+
+def topk_jaccard_curve(orders: list[torch.Tensor], ks: list[int], *, per_image: bool = False) -> list[float]:
+    """Mean pairwise Jaccard of the top-K sets of several rankings, for each K in `ks`.
+
+    With `per_image`, `ks` must hold one K and the result is one value per image (mean over pairs).
+    """
+    pos = torch.stack([_positions(o.cpu()) for o in orders])  # [C,B,F]
+    k_t = torch.tensor(ks).view(-1, 1, 1, 1)
+    member = pos.unsqueeze(0) < k_t  # [K,C,B,F]
+    vals = []
+    for a, b in combinations(range(len(orders)), 2):
+        inter = (member[:, a] & member[:, b]).sum(-1).float()
+        union = (member[:, a] | member[:, b]).sum(-1).float().clamp_min(1)
+        vals.append(inter / union)  # [K,B]
+    jac = torch.stack(vals).mean(0)
+    if per_image:
+        return [float(v) for v in jac[0]]
+    return [float(v) for v in jac.mean(1)]
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor, n_features: torch.Tensor) -> list[float]:
+    """Spearman rank correlation of two coefficient vectors per image, over its present features."""
+    out = []
+    for ca, cb, n in zip(a.cpu(), b.cpu(), n_features.tolist(), strict=True):
+        ra = torch.argsort(torch.argsort(ca[:n])).double()
+        rb = torch.argsort(torch.argsort(cb[:n])).double()
+        ra, rb = ra - ra.mean(), rb - rb.mean()
+        den = float(ra.norm() * rb.norm())
+        out.append(float((ra * rb).sum()) / den if den > 0 else 0.0)
+    return out
+
+
+def write_lime_artifacts(
+    ctx: AuditContext,
+    audit: str,
+    images: torch.Tensor,
+    fits: dict[str, LimeFit],
+    runs: list[str],
+    metrics: dict[str, Any],
+    per_image_consistency: list[float],
+    n_show: int,
+    k_consistency: int,
+) -> list[Artifact]:
+    """Heatmap overlays (least fill-consistent images first), removal and consistency curves, raw maps."""
+    artifacts: list[Artifact] = []
+    maps = {s: coefficient_map(fits[s].coef, fits[s].segments) for s in runs}
+    if n_show > 0:
+        show = np.argsort(per_image_consistency, kind="stable")[:n_show].tolist()
+        path, rel = ctx.artifact_path(audit, "heatmaps.png")
+        overlay_grid(
+            path,
+            [images[i] for i in show],
+            [[maps[s][i] for s in runs] for i in show],
+            row_titles=[f"#{i} J={per_image_consistency[i]:.2f}" for i in show],
+            col_titles=runs,
+        )
+        artifacts.append(
+            Artifact(
+                name="heatmaps",
+                path=rel,
+                description=(
+                    f"LIME coefficients per strategy for the {len(show)} images whose top-{k_consistency} "
+                    "features agree least across fill colours (J = mean pairwise Jaccard)"
+                ),
+            )
+        )
+    rem = metrics["removal"]
+    series = {"own LIME": rem["own"], "random order": rem["random"]}
+    if "reference" in rem:
+        series["reference model's LIME"] = rem["reference"]
+    path, rel = ctx.artifact_path(audit, "removal_curve.png")
+    line_plot(
+        path,
+        rem["k"],
+        series,
+        title=f"Top-k removal under {metrics['primary_strategy']} (lower = more informative)",
+        xlabel="features removed (k)",
+        ylabel="unchanged predictions",
+        ylim=(0, 1.02),
+    )
+    artifacts.append(
+        Artifact(name="removal_curve", path=rel, description="unchanged-prediction fraction vs k")
+    )
+    fc, ss = metrics["fill_consistency"], metrics["seed_stability"]
+    path, rel = ctx.artifact_path(audit, "consistency_curve.png")
+    line_plot(
+        path,
+        fc["K"],
+        {
+            "across fill colours": fc["jaccard"],
+            "across seeds": ss["jaccard"],
+            "random rankings": fc["random"],
+        },
+        title="Top-K agreement of LIME rankings (mean pairwise Jaccard)",
+        xlabel="K",
+        ylabel="Jaccard",
+        ylim=(0, 1.02),
+    )
+    artifacts.append(Artifact(name="consistency_curve", path=rel, description="Jaccard of top-K sets vs K"))
+    path, rel = ctx.artifact_path(audit, "attributions.npz")
+    arrays: dict[str, Any] = {
+        f"coef_{i}": fits[s].coef.cpu().numpy().astype(np.float16) for i, s in enumerate(runs)
+    }
+    arrays["strategies"] = np.array(runs)
+    arrays["segments"] = fits[runs[0]].segments.cpu().numpy().astype(np.int32)
+    np.savez_compressed(path, **arrays)
+    artifacts.append(
+        Artifact(
+            name="attributions",
+            path=rel,
+            media_type="application/x-npz",
+            description="raw LIME coefficients (float16), coef_i for strategies[i]; feature segments",
+        )
+    )
+    return artifacts

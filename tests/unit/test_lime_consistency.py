@@ -1,0 +1,177 @@
+"""LIME on the engine and the LIME consistency audit (AUDITS.md §2)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from auditors.context import AuditContext
+from auditors.engine import masked_logits, plain_logits
+from auditors.lime import grid_segments, lime_fit, ranking
+from auditors.lime_consistency import LimeConfig, _verdict
+from auditors.lime_metrics import topk_jaccard_curve
+from auditors.registry import get_auditor, parse_config
+
+
+def _reference_lime_coef(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Textbook LIME for one image: cosine kernel of width 0.25 and ridge (alpha=1) with an
+    unpenalised intercept, solved as one augmented weighted least-squares system."""
+    ones = np.ones(z.shape[1])
+    norms = np.linalg.norm(z, axis=1) * np.linalg.norm(ones)
+    cos = np.divide(z @ ones, norms, out=np.zeros(len(z)), where=norms > 0)
+    w = np.sqrt(np.exp(-((1 - cos) ** 2) / 0.25**2))
+    xa = np.hstack([z, np.ones((len(z), 1))])
+    penalty = np.eye(xa.shape[1])
+    penalty[-1, -1] = 0.0  # the intercept is not shrunk
+    beta = np.linalg.solve(xa.T @ (w[:, None] * xa) + penalty, xa.T @ (w * y))
+    return beta[:-1], float(beta[-1])
+
+
+def test_batched_ridge_equals_per_image_weighted_least_squares(planted_resnet):
+    p = planted_resnet
+    images = p.test.images[:3]
+    fit = lime_fit(
+        p.model, images, mean=p.mean, std=p.std, strategy="mean", patch_size=8, n_samples=96, seed=3
+    )
+    assert fit.z.shape == (3, 96, 16) and bool(fit.z[:, 0].all()), "row 0 is the clean image"
+    clean = torch.softmax(plain_logits(p.model, images, mean=p.mean, std=p.std), 1).amax(1)
+    torch.testing.assert_close(fit.y[:, 0].cpu(), clean, atol=1e-5, rtol=0)
+    for b in range(3):
+        z = fit.z[b].cpu().numpy().astype(np.float64)
+        coef, intercept = _reference_lime_coef(z, fit.y[b].cpu().double().numpy())
+        np.testing.assert_allclose(fit.coef[b].numpy(), coef, atol=1e-5)
+        assert abs(float(fit.intercept[b]) - intercept) < 1e-6
+
+
+def test_lime_targets_come_from_the_engine_with_the_chosen_strategy(planted_resnet):
+    p = planted_resnet
+    img = p.test.images[:1]
+    fit = lime_fit(p.model, img, mean=p.mean, std=p.std, strategy="black", patch_size=8, n_samples=20, seed=0)
+    keep = fit.z[0].view(20, 4, 4)
+    logits = masked_logits(p.model, img, keep, "black", mean=p.mean, std=p.std)
+    expected = torch.softmax(logits, 1)[:, int(fit.target[0])]
+    torch.testing.assert_close(fit.y[0], expected, atol=1e-5, rtol=0)
+
+
+def test_lime_does_not_depend_on_how_images_are_batched(planted_resnet):
+    p = planted_resnet
+    images = p.test.images[:2]
+    kw = dict(mean=p.mean, std=p.std, strategy="mean", patch_size=8, n_samples=48, seed=1)
+    both = lime_fit(p.model, images, **kw).coef
+    alone = lime_fit(p.model, images[1:], **kw).coef
+    assert not torch.allclose(both[0], both[1]), "different images get different explanations"
+    # Each image draws its own perturbations from the seed, so image 1 alone differs in z, but a
+    # one-image batch must reproduce image 0 exactly.
+    torch.testing.assert_close(lime_fit(p.model, images[:1], **kw).coef[0], both[0])
+    assert alone.shape == (1, 16)
+
+
+def test_superpixel_padding_features_get_zero_weight_and_rank_last(planted_resnet):
+    p = planted_resnet
+    images = p.test.images[:2]
+    fit = lime_fit(p.model, images, mean=p.mean, std=p.std, strategy="mean", features="slic", n_samples=40)
+    n = fit.n_features
+    assert int(n.min()) >= 4 and fit.coef.shape[1] == int(n.max())
+    order = ranking(fit.coef, n)
+    for b in range(2):
+        nb = int(n[b])
+        assert torch.all(fit.coef[b, nb:] == 0)
+        assert set(order[b, nb:].tolist()) == set(range(nb, fit.coef.shape[1]))
+
+
+def test_lime_top_features_on_planted_resnet_sit_on_the_artifact_box(planted_resnet):
+    p = planted_resnet
+    idx = torch.nonzero(p.test.has_artifact).squeeze(1)[:4]
+    fit = lime_fit(
+        p.model, p.test.images[idx], mean=p.mean, std=p.std, strategy="mean", patch_size=4, n_samples=300
+    )
+    x, y, w, h = p.test.spec.resolved_box
+    seg = grid_segments(32, 32, 4)[0]
+    box_feats = set(seg[y : y + h, x : x + w].unique().tolist())  # 4 of 64 patches
+    top3 = ranking(fit.coef, fit.n_features)[:, :3]
+    hits = [len(set(t.tolist()) & box_feats) for t in top3]
+    assert sum(hits) >= 2 * len(hits), f"top-3 LIME patches per image on the box: {hits}"
+
+
+def test_random_rankings_have_low_topk_agreement_and_identical_ones_full():
+    order = torch.stack([torch.randperm(64, generator=torch.Generator().manual_seed(i)) for i in range(8)])
+    assert topk_jaccard_curve([order, order], [5, 20]) == [1.0, 1.0]
+    other = torch.stack(
+        [torch.randperm(64, generator=torch.Generator().manual_seed(100 + i)) for i in range(8)]
+    )
+    assert topk_jaccard_curve([order, other], [20])[0] < 0.35
+
+
+def _metrics(own: float, rnd: float, cons: float, colour_free: bool = False) -> dict:
+    return {
+        "removal": {"own_at_25": own, "random_at_25": rnd},
+        "fill_consistency": {"at_20": cons, "colour_free": colour_free},
+    }
+
+
+def test_verdict_follows_audits_thresholds():
+    cfg = LimeConfig()
+    assert _verdict(_metrics(0.16, 0.35, 0.7), cfg, "black")[0] == "pass"
+    assert _verdict(_metrics(0.16, 0.35, 0.2), cfg, "black")[0] == "fail"  # fill colours disagree
+    assert _verdict(_metrics(0.29, 0.91, 0.2, colour_free=True), cfg, "token_drop")[0] == "pass"
+    assert _verdict(_metrics(0.25, 0.35, 0.9), cfg, "black")[0] == "fail"  # not 2x better than random
+    verdict, summary, _ = _verdict(_metrics(0.34, 0.35, 0.9), cfg, "black")
+    assert verdict == "inconclusive" and "cannot separate" in summary
+
+
+def _ctx(planted, tmp_path, reference=None) -> AuditContext:
+    t = planted.test
+    return AuditContext(
+        model=planted.model,
+        images=t.images[:24],
+        labels=t.labels[:24],
+        mean=planted.mean,
+        std=planted.std,
+        class_names=t.class_names,
+        out_dir=tmp_path,
+        reference_model=reference,
+    )
+
+
+def test_lime_consistency_audit_runs_end_to_end_on_planted_resnet(planted_resnet, tmp_path):
+    auditor = get_auditor("lime_consistency")
+    cfg = parse_config("lime_consistency", {"n_images": 6, "n_samples": 160, "n_show": 2})
+    res = auditor.run(_ctx(planted_resnet, tmp_path), cfg)
+    m = res.metrics
+    assert m["primary_strategy"] == "layer_mask"
+    assert res.verdict in ("pass", "fail", "inconclusive") and res.summary
+    rem = m["removal"]
+    assert len(rem["own"]) == len(rem["random"]) == 49 and rem["k"][0] == 1
+    assert rem["own_auc"] < rem["random_auc"], "LIME's ranking must beat a random order on the planted model"
+    assert len(m["fill_consistency"]["fills"]) >= 4
+    assert 0 <= m["seed_stability"]["jaccard_at_20"] <= 1 and len(m["seed_stability"]["spearman"]) == 6
+    json.dumps(res.model_dump(mode="json"))
+    for art in res.artifacts:
+        assert (tmp_path / art.path).stat().st_size > 0, art.path
+    assert {a.name for a in res.artifacts} >= {"heatmaps", "removal_curve", "consistency_curve"}
+
+
+def test_lime_consistency_compares_with_a_reference_models_lime(planted_resnet, tmp_path):
+    import timm
+
+    torch.manual_seed(0)
+    other = timm.create_model("occulta_vit_tiny", num_classes=4).eval()  # an unrelated (untrained) model
+    cfg = LimeConfig(n_images=4, n_samples=96, fills=["black", "grey"], n_show=0, max_k=30)
+    res = get_auditor("lime_consistency").run(_ctx(planted_resnet, tmp_path, other), cfg)
+    rem = res.metrics["removal"]
+    assert res.metrics["primary_strategy"] == "layer_mask"
+    assert rem["reference_strategy"] == "token_drop"  # layer_mask does not apply to a ViT: its own native
+    assert len(rem["reference"]) == 30 and 0 <= rem["reference_at_25"] <= 1
+    assert rem["reference"] != rem["own"]
+
+
+def test_unknown_config_keys_and_strategies_are_refused(planted_resnet, tmp_path):
+    with pytest.raises(ValueError):
+        parse_config("lime_consistency", {"n_sample": 10})
+    from auditors.engine import EngineError
+
+    with pytest.raises(EngineError):
+        get_auditor("lime_consistency").run(_ctx(planted_resnet, tmp_path), LimeConfig(strategies=["chalk"]))

@@ -1,0 +1,198 @@
+"""BackSelect, SIS and the overinterpretation audit (AUDITS.md §3), checked against planted truths."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from auditors.backselect import (
+    BackSelectResult,
+    backselect,
+    backselect_subset,
+    gradient_backselect,
+    sis_from_order,
+    subset_keep,
+)
+from auditors.context import AuditContext
+from auditors.engine import masked_logits, normalize
+from auditors.registry import get_auditor, parse_config
+from auditors.sis import SISConfig
+
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.25, 0.25, 0.25)
+PIXELS_REF = "synthetic:shapes?classes=2&size=16&n=600&artifact=pixels&box=4,4,8,8&seed=5"
+
+
+def _pixels_only_task(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shapes whose label is *only* whether five fixed pixels are stamped (the shape is noise)."""
+    from auditors.synthetic import generate, parse_synthetic, stamp
+
+    spec = parse_synthetic(PIXELS_REF)
+    data = generate(spec.with_(artifact="none", seed=seed))
+    labels = (torch.rand(len(data.labels), generator=torch.Generator().manual_seed(seed)) < 0.5).long()
+    images = data.images.clone()
+    images[labels == 1] = stamp(images[labels == 1], spec)
+    return images, labels
+
+
+def _planted_pixels() -> set[int]:
+    from auditors.synthetic import artifact_patch, parse_synthetic
+
+    spec = parse_synthetic(PIXELS_REF)
+    x, y, _, _ = spec.resolved_box
+    _, alpha = artifact_patch(spec)
+    return {(y + py) * spec.size + x + px for py, px in alpha.nonzero().tolist()}
+
+
+@pytest.fixture(scope="module")
+def pixels_model():
+    import timm
+
+    import auditors.models  # noqa: F401
+    from auditors.training import train_classifier
+
+    torch.manual_seed(0)
+    model = timm.create_model("occulta_resnet_tiny", num_classes=2)
+    images, labels = _pixels_only_task(5)
+    train_classifier(model, images, labels, mean=MEAN, std=STD, epochs=10, seed=0)
+    test_images, test_labels = _pixels_only_task(6)
+    return model.eval(), test_images, test_labels
+
+
+def _f(model, images, keep, target) -> torch.Tensor:
+    logits = masked_logits(model, images, keep, "mean", mean=MEAN, std=STD)
+    return torch.softmax(logits, 1).gather(1, target.view(-1, 1)).squeeze(1)
+
+
+def test_exact_sis_of_a_pixel_planted_model_is_tiny_sits_on_the_pixels_and_is_sufficient(pixels_model):
+    model, images, labels = pixels_model
+    x = images[labels == 1][:2]
+    res = backselect(model, x, mean=MEAN, std=STD)
+    assert torch.all(res.target == 1) and torch.all(res.f_full >= 0.99)
+    assert torch.all(res.f_masked < 0.5), "the fully masked input must be far below tau"
+    truth = _planted_pixels()
+    sis = sis_from_order(res, 0.99)
+    for s in sis:
+        assert s is not None and 1 <= len(s) <= 5
+        assert set(s.tolist()) <= truth, (
+            f"SIS {sorted(s.tolist())} is not on the planted pixels {sorted(truth)}"
+        )
+    f_sis = _f(model, x, subset_keep(sis, 16, 16), res.target)  # type: ignore[arg-type]
+    assert torch.all(f_sis >= 0.99), f"SIS alone must keep f >= tau; got {f_sis.tolist()}"
+
+
+def test_backselect_first_step_removes_the_pixel_a_direct_search_would(pixels_model):
+    model, images, _ = pixels_model
+    x = images[:1]
+    res = backselect(model, x, mean=MEAN, std=STD)
+    # Independent reference: paint each pixel with the mean colour by hand, one model call per pixel.
+    cands = x.repeat(256, 1, 1, 1)
+    cands.view(256, 3, 256)[torch.arange(256), :, torch.arange(256)] = torch.tensor(MEAN)
+    with torch.no_grad():
+        probs = torch.softmax(model(normalize(cands, torch.tensor(MEAN), torch.tensor(STD))), 1)[
+            :, res.target[0]
+        ]
+    assert int(res.order[0, 0]) == int(probs.argmax())
+    torch.testing.assert_close(res.f_after[0, 0], probs.max(), atol=1e-5, rtol=0)
+    assert sorted(res.order[0].tolist()) == list(range(256)), "every pixel is removed exactly once"
+
+
+def test_gradient_backselect_keeps_the_planted_pixels_to_the_end(pixels_model):
+    model, images, labels = pixels_model
+    x = images[labels == 1][:4]
+    res = gradient_backselect(model, x, mean=MEAN, std=STD, k=16)
+    assert res.order.shape == (4, 256) and torch.isfinite(res.f_after[:, 15::16]).all()
+    truth = _planted_pixels()
+    for order, s in zip(res.order, sis_from_order(res, 0.99), strict=True):
+        assert len(set(order[-16:].tolist()) & truth) >= 2
+        assert s is not None and len(s) <= 48 and set(s.tolist()) & truth
+
+
+def test_sis_walks_backwards_to_the_last_confident_point():
+    order = torch.tensor([[3, 1, 0, 2]])
+    f_after = torch.tensor([[0.995, 0.991, 0.4, 0.1]])
+    res = BackSelectResult(order, f_after, torch.tensor([0.999]), torch.tensor([0]), "exact")
+    assert sis_from_order(res, 0.99)[0].tolist() == [0, 2]  # type: ignore[union-attr]
+    assert sis_from_order(res, 0.999)[0].tolist() == [3, 1, 0, 2]  # type: ignore[union-attr]
+    assert sis_from_order(res, 0.9999) == [None]  # f(x) < tau: no SIS
+    assert [s.tolist() for s in backselect_subset(res, 0.5)] == [[0, 2]]
+    assert len(backselect_subset(BackSelectResult(torch.zeros(1, 1024).long(), *([None] * 4)), 0.05)[0]) == 52
+
+
+def _ctx(planted, tmp_path) -> AuditContext:
+    t = planted.test
+    return AuditContext(
+        model=planted.model,
+        images=t.images[:16],
+        labels=t.labels[:16],
+        mean=planted.mean,
+        std=planted.std,
+        class_names=t.class_names,
+        out_dir=tmp_path,
+    )
+
+
+def test_sis_audit_runs_end_to_end_on_planted_resnet(planted_resnet, tmp_path):
+    cfg = parse_config("sis", {"n_images": 6, "tau": 0.9, "n_show": 3})
+    res = get_auditor("sis").run(_ctx(planted_resnet, tmp_path), cfg)
+    m = res.metrics
+    assert m["method"] == "gradient", "32x32 on a CPU defaults to Batched Gradient BackSelect"
+    assert res.verdict in ("pass", "fail", "inconclusive") and res.summary
+    assert m["fully_masked"]["confidence_max"] < 0.9
+    assert m["subset_5pct"]["n_pixels"] == 52
+    bs, rnd = m["subset_5pct"]["backselect"], m["subset_5pct"]["random"]
+    assert bs["target_prob_mean"] > rnd["target_prob_mean"], "backselected pixels beat random ones"
+    if m["sufficiency"]["f"]:
+        assert m["sufficiency"]["share_ge_tau"] == 1.0
+    json.dumps(res.model_dump(mode="json"))
+    assert {a.name for a in res.artifacts} == {"sis_masks", "sis_size_histogram"}
+    for art in res.artifacts:
+        assert (tmp_path / art.path).stat().st_size > 0
+
+
+def test_sis_audit_flags_overinterpretation_of_the_pixel_planted_model(pixels_model, tmp_path):
+    model, images, labels = pixels_model
+    keep = labels == 1
+    ctx = AuditContext(
+        model=model,
+        images=images[keep][:2],
+        labels=labels[keep][:2],
+        mean=MEAN,
+        std=STD,
+        class_names=["plain", "pixels"],
+        out_dir=tmp_path,
+    )
+    res = get_auditor("sis").run(ctx, SISConfig(n_images=2))
+    assert res.metrics["method"] == "exact"
+    assert res.metrics["share_confident_sis_le_5pct"] == 1.0 and res.verdict == "fail"
+
+
+def test_retrain_on_subsets_reports_accuracies_next_to_the_original(pixels_model, tmp_path):
+    model, images, labels = pixels_model
+    # 80 of each class, stamped ones first (the SIS part of the audit looks at the first images).
+    first = torch.cat([torch.nonzero(labels == c).squeeze(1)[:80] for c in (1, 0)])
+    ctx = AuditContext(
+        model=model,
+        images=images[first],
+        labels=labels[first],
+        mean=MEAN,
+        std=STD,
+        class_names=["plain", "pixels"],
+        out_dir=tmp_path,
+    )
+    cfg = SISConfig(
+        n_images=2,
+        method="gradient",
+        gradient_k=32,
+        retrain_on_subsets=True,
+        retrain_images=160,
+        retrain_epochs=30,
+        n_show=0,
+    )
+    r = get_auditor("sis").run(ctx, cfg).metrics["retrain"]
+    assert r["available"] and r["n_train"] == 128 and r["n_test"] == 32
+    # The label lives in 5 pixels that BackSelect keeps and random 5% subsets almost never contain.
+    assert r["backselect_subset_model_accuracy"] >= 0.9
+    assert r["backselect_subset_model_accuracy"] > r["random_subset_model_accuracy"]
