@@ -6,11 +6,12 @@ import sys
 
 import typer
 
-from occulta.cli.app import app, fail
-
 # Command modules register themselves on import (one line each).
+from occulta.cli import admin as _admin  # noqa: F401
 from occulta.cli import audit as _audit  # noqa: F401
 from occulta.cli import ci as _ci  # noqa: F401
+from occulta.cli import service as _service  # noqa: F401
+from occulta.cli.app import app, fail
 
 __all__ = ["app", "fail", "main"]
 

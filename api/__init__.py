@@ -1,0 +1,1 @@
+"""The HTTP face of Occulta: FastAPI routers over the `occulta` service functions."""

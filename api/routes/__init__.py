@@ -1,0 +1,1 @@
+"""Routers per domain; `v1` bundles them behind authentication."""

@@ -1,0 +1,45 @@
+"""/livez, /readyz and /metrics: unauthenticated, for probes and Prometheus."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.schemas import Health
+from occulta.db.migrate import check_schema
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/livez", response_model=Health, summary="The process is up")
+def livez() -> Health:
+    return Health(ok=True)
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    responses={503: {"model": Health}},
+    summary="Database at the migration head, broker and storage reachable",
+)
+def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    checks: dict[str, str] = {}
+    for name, check in (
+        ("database", lambda: check_schema(state.engine)),
+        ("broker", state.queue.check),
+        ("storage", state.store.check),
+    ):
+        try:
+            check()
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = str(exc)
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse(Health(ok=ok, checks=checks).model_dump(), status_code=200 if ok else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,70 @@
+"""/v1/models: upload (card + weights, multipart), list, get, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Response, UploadFile
+from sqlalchemy import select
+
+from api.deps import ScopeDep, SettingsDep, StoreDep
+from api.schemas import ERRORS, ModelOut
+from occulta.db import ModelRecord
+from occulta.errors import WeightsError
+from occulta.service import models as service
+
+router = APIRouter(prefix="/models", tags=["models"], responses=ERRORS)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ModelOut,
+    responses={413: {"description": "upload over the size limit"}},
+    summary="Upload a model: a card (JSON/YAML) and its weights (safetensors or a state dict)",
+)
+def upload_model(
+    scope: ScopeDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    card: Annotated[UploadFile, File(description="model card: arch, class_names, input_size, mean, std")],
+    weights: Annotated[UploadFile | None, File(description=".safetensors, or a torch state dict")] = None,
+    name: Annotated[str | None, Form(max_length=200)] = None,
+) -> ModelOut:
+    """Weights are loaded with safetensors or `torch.load(weights_only=True)` into the card's arch on
+    CPU before anything is stored; full pickles are refused and never executed."""
+    if weights is None:
+        raise WeightsError("the `weights` file is missing: send the checkpoint beside the card")
+    row = service.upload_model(
+        scope.session,
+        store,
+        settings,
+        tenant_id=scope.tenant_id,
+        card=card.file,
+        weights=weights.file,
+        name=name,
+    )
+    return ModelOut.of(row)
+
+
+@router.get("", response_model=list[ModelOut], summary="List your models, newest first")
+def list_models(scope: ScopeDep) -> list[ModelOut]:
+    rows = scope.session.scalars(
+        select(ModelRecord)
+        .where(ModelRecord.tenant_id == scope.tenant_id)
+        .order_by(ModelRecord.created_at.desc())
+    )
+    return [ModelOut.of(r) for r in rows]
+
+
+@router.get("/{model_id}", response_model=ModelOut)
+def get_model(model_id: str, scope: ScopeDep) -> ModelOut:
+    return ModelOut.of(scope.get(ModelRecord, model_id, "model"))
+
+
+@router.delete(
+    "/{model_id}", status_code=204, responses={409: {"description": "an unfinished audit uses it"}}
+)
+def delete_model(model_id: str, scope: ScopeDep, store: StoreDep) -> Response:
+    service.delete_model(scope.session, store, row=scope.get(ModelRecord, model_id, "model"))
+    return Response(status_code=204)

@@ -1,0 +1,134 @@
+"""Model uploads: card + checkpoint in, a validated `models` row and stored objects out, or a domain
+error and nothing left behind (no row, no objects)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from occulta.db import AuditJob, ModelRecord, new_id
+from occulta.db.models import QUEUED, RUNNING
+from occulta.errors import CardError, ConflictError, OccultaError, WeightsError
+from occulta.settings import Settings
+from occulta.storage import ObjectStore, model_prefix
+from occulta.storage.base import CHUNK, CappedReader
+
+MAX_CARD_BYTES = 1024 * 1024
+CARD_FILE = "card.json"
+
+
+def sniff_weights_format(head: bytes) -> str:
+    """safetensors starts with a little-endian u64 header length and a JSON object; everything else is
+    handed to `torch.load(weights_only=True)`, which refuses anything but tensors and plain containers."""
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
+        return "safetensors"
+    return "torch"
+
+
+def parse_card(raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_CARD_BYTES:
+        raise CardError(f"the model card is larger than {MAX_CARD_BYTES} bytes")
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))  # JSON is YAML, so one parser reads both
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise CardError(f"the model card is not valid JSON or YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise CardError("the model card must be a JSON/YAML mapping with at least `arch` and `class_names`")
+    return data
+
+
+def _validate(card_path: Path) -> Any:
+    from occulta.cards import validate_model
+
+    try:
+        return validate_model(card_path)
+    except OccultaError:
+        raise
+    except Exception as exc:  # untrusted bytes: any loader failure is the upload's fault, said plainly
+        raise WeightsError(f"the weights could not be loaded: {type(exc).__name__}: {exc}") from None
+
+
+def upload_model(
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    tenant_id: str,
+    card: BinaryIO,
+    weights: BinaryIO,
+    name: str | None = None,
+) -> ModelRecord:
+    """Copy the checkpoint to a private temp dir (capped, hashed), validate it by loading it into the
+    arch on CPU, and only then store it under a server-built key and insert the row."""
+    card_data = parse_card(card.read(MAX_CARD_BYTES + 1))
+    model_id = new_id("mdl")
+    with tempfile.TemporaryDirectory(prefix="occulta-upload-") as tmp:
+        work = Path(tmp)
+        raw = work / "weights.upload"
+        reader = CappedReader(weights, settings.max_upload_bytes)
+        with raw.open("wb") as out:
+            while chunk := reader.read(CHUNK):
+                out.write(chunk)
+        if reader.size == 0:
+            raise WeightsError("the weights file is empty")
+        with raw.open("rb") as fh:
+            fmt = sniff_weights_format(fh.read(16))
+        weights_name = "weights.safetensors" if fmt == "safetensors" else "weights.pt"
+        raw.rename(work / weights_name)
+        card_data["weights"] = weights_name  # the card's own path points at the user's disk
+        (work / CARD_FILE).write_text(json.dumps(card_data, indent=2, sort_keys=True))
+        parsed = _validate(work / CARD_FILE)
+        class_names = list(getattr(parsed, "class_names", None) or card_data.get("class_names") or [])
+        arch = str(getattr(parsed, "arch", None) or card_data.get("arch"))
+
+        prefix = model_prefix(tenant_id, model_id)
+        try:
+            store.put_file(prefix + CARD_FILE, work / CARD_FILE, content_type="application/json")
+            store.put_file(prefix + weights_name, work / weights_name)
+            row = ModelRecord(
+                id=model_id,
+                tenant_id=tenant_id,
+                name=(name or str(card_data.get("name") or arch))[:200],
+                arch=arch,
+                format=fmt,
+                sha256=reader.sha256,
+                size_bytes=reader.size,
+                storage_key=prefix,
+                num_classes=len(class_names),
+                class_names=class_names,
+                card=card_data,
+            )
+            session.add(row)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            store.delete_prefix(prefix)
+            raise
+    return row
+
+
+def weights_key(row: ModelRecord) -> str:
+    return row.storage_key + str(row.card.get("weights", "weights.pt"))
+
+
+def delete_model(session: Session, store: ObjectStore, *, row: ModelRecord) -> None:
+    """Delete a model and its objects; refused while an audit still needs the weights."""
+    busy = session.scalars(
+        select(AuditJob.id)
+        .where(AuditJob.model_id == row.id, AuditJob.status.in_((QUEUED, RUNNING)))
+        .limit(1)
+    ).first()
+    if busy is not None:
+        raise ConflictError(
+            f"model {row.id} is used by audit {busy}, which has not finished; cancel it first"
+        )
+    prefix = row.storage_key
+    session.delete(row)
+    session.commit()
+    store.delete_prefix(prefix)

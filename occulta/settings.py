@@ -1,0 +1,135 @@
+"""One settings object for every process (API, worker, beat, CLI), read from `OCCULTA_*` variables.
+
+Embedded mode needs no configuration at all: everything defaults to files under `data_dir`. Production
+sets the URLs of PostgreSQL, Redis and S3 and a real secret; the validator refuses to start a production
+process on values that only make sense on one laptop (placeholder secret, SQLite, the SQLite broker),
+because those fail later and quietly: SQLite cannot be shared by several API and worker pods, and a
+placeholder secret signs dashboard sessions anyone can forge.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GiB = 1024**3
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "change_me", "secret", "development", "dev"})
+DEV_SECRET = "changeme"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OCCULTA_", env_file=None, extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("./occulta-data")
+    database_url: str = Field(default="", description="default: sqlite:///{data_dir}/occulta.db")
+    broker_url: str = Field(default="", description="default: sqla+sqlite:///{data_dir}/broker.db")
+    queue: str = Field(default="occulta", description="Celery queue the audits go to")
+    storage_url: str = Field(default="", description="file://{data_dir}/objects or s3://bucket/prefix")
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    secret_key: SecretStr = SecretStr(DEV_SECRET)
+    max_upload_bytes: int = 2 * GiB
+    max_extract_bytes: int = 8 * GiB
+    max_archive_members: int = 200_000
+    audit_soft_time_limit: int = 3600
+    audit_hard_time_limit: int = 3900
+    audit_max_attempts: int = 3
+    heartbeat_stale_seconds: int = 300
+    sweep_interval_seconds: int = 60
+    worker_concurrency: int = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    presign_expiry_seconds: int = 600
+
+    @model_validator(mode="after")
+    def _defaults_and_production_rules(self) -> Settings:
+        data = self.data_dir.expanduser().resolve()
+        self.data_dir = data
+        if not self.database_url:
+            self.database_url = f"sqlite:///{data}/occulta.db"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{data}/broker.db"
+        if not self.storage_url:
+            self.storage_url = f"file://{data}/objects"
+        if self.audit_hard_time_limit <= self.audit_soft_time_limit:
+            raise ValueError(
+                "OCCULTA_AUDIT_HARD_TIME_LIMIT must be larger than OCCULTA_AUDIT_SOFT_TIME_LIMIT"
+            )
+        if self.env == "production":
+            problems = self.production_problems()
+            if problems:
+                raise ValueError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+    def production_problems(self) -> list[str]:
+        """What would make a production deployment unsafe or broken (empty when it is fine)."""
+        problems = []
+        if (
+            self.secret_key.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS
+            or len(self.secret_key.get_secret_value()) < 16
+        ):
+            problems.append("OCCULTA_SECRET_KEY is a placeholder or shorter than 16 characters")
+        if self.database_url.startswith("sqlite"):
+            problems.append("OCCULTA_DATABASE_URL is SQLite; use PostgreSQL (several pods share it)")
+        if self.broker_url.startswith("sqla+"):
+            problems.append("OCCULTA_BROKER_URL is the SQLAlchemy transport; use Redis")
+        return problems
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def storage_scheme(self) -> str:
+        return urlparse(self.storage_url).scheme
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Above the hard limit, so Redis never redelivers a task that is still legitimately running."""
+        return self.audit_hard_time_limit + 600
+
+    def ensure_dirs(self) -> None:
+        """Create the embedded-mode directories (SQLite files and the object folder need a parent)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.storage_scheme == "file":
+            Path(urlparse(self.storage_url).path).mkdir(parents=True, exist_ok=True)
+
+    def celery_config(self) -> dict[str, Any]:
+        """Celery settings shared by the API (producer) and the worker; plain data so `occulta`
+        stays free of celery imports."""
+        # The SQLAlchemy transport hands its options to create_engine and never redelivers unacked
+        # messages, so the visibility timeout only applies to Redis (and SQS-like brokers).
+        transport_options = (
+            {} if self.broker_url.startswith("sqla+") else {"visibility_timeout": self.visibility_timeout}
+        )
+        return {
+            "broker_url": self.broker_url,
+            "broker_connection_retry_on_startup": True,
+            "broker_transport_options": transport_options,
+            "task_serializer": "json",
+            "result_serializer": "json",
+            "accept_content": ["json"],
+            "task_ignore_result": True,
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "task_default_queue": self.queue,
+            "task_soft_time_limit": self.audit_soft_time_limit,
+            "task_time_limit": self.audit_hard_time_limit,
+            "worker_prefetch_multiplier": 1,
+            "worker_max_tasks_per_child": 1,
+            "worker_concurrency": self.worker_concurrency,
+            "worker_hijack_root_logger": False,
+        }
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests build `Settings(...)` directly instead)."""
+    return Settings()

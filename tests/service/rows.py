@@ -1,0 +1,76 @@
+"""Insert rows directly, for API tests that are about routing, scoping and state rather than uploads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from auditors.registry import AuditConfig, register_auditor
+from auditors.report import AuditResult
+from occulta.db import AuditJob, DatasetRecord, ModelRecord, new_id
+
+
+@register_auditor("test_noop")
+class NoopAuditor:
+    """A registered audit with a config, so audit creation can be tested without running anything."""
+
+    class Config(AuditConfig):
+        threshold: float = 0.5
+
+    def run(self, ctx: Any, config: BaseModel) -> AuditResult:
+        return AuditResult(name="test_noop", verdict="pass", summary="nothing to see")
+
+
+def add_model(sessions, tenant_id: str) -> str:  # type: ignore[no-untyped-def]
+    row = ModelRecord(
+        id=new_id("mdl"),
+        tenant_id=tenant_id,
+        name="m",
+        arch="occulta_resnet_tiny",
+        format="safetensors",
+        sha256="0" * 64,
+        size_bytes=1,
+        storage_key=f"tenants/{tenant_id}/models/x/",
+        num_classes=2,
+        class_names=["a", "b"],
+        card={"arch": "occulta_resnet_tiny"},
+    )
+    with sessions() as s:
+        s.add(row)
+        s.commit()
+    return row.id
+
+
+def add_dataset(sessions, tenant_id: str) -> str:  # type: ignore[no-untyped-def]
+    row = DatasetRecord(
+        id=new_id("ds"),
+        tenant_id=tenant_id,
+        kind="synthetic",
+        ref="synthetic:shapes",
+        n_images=8,
+        class_names=["a", "b"],
+    )
+    with sessions() as s:
+        s.add(row)
+        s.commit()
+    return row.id
+
+
+def add_job(sessions, tenant_id: str, **values: Any) -> str:  # type: ignore[no-untyped-def]
+    model_id = values.pop("model_id", None) or add_model(sessions, tenant_id)
+    dataset_id = values.pop("dataset_id", None) or add_dataset(sessions, tenant_id)
+    row = AuditJob(
+        id=new_id("aud"),
+        tenant_id=tenant_id,
+        model_id=model_id,
+        dataset_id=dataset_id,
+        audits=["test_noop"],
+        configs={},
+        request_hash="x",
+        **values,
+    )
+    with sessions() as s:
+        s.add(row)
+        s.commit()
+    return row.id
