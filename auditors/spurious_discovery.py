@@ -6,6 +6,11 @@ removed through the engine (region-removal effect). An object moves from image t
 spreads thin over the grid; a fixed-place shortcut (a watermark, a border) piles up on one window. The
 windows whose removal effect stands out are candidates; the audit confirms each with the counterfactual
 tests before it calls one a finding.
+
+The counterfactuals alone cannot tell a shortcut from the object: pasting the centre box of a class's
+images onto others pastes the object itself, which flips them too. A shortcut is a *fixed pattern at a
+fixed place*, so confirmation also asks whether the box's content repeats across the images the box
+decides (`content_evidence`), and, with object masks, whether the box is mostly the object.
 """
 
 from __future__ import annotations
@@ -42,6 +47,52 @@ def overlap(a: Box, b: Box) -> float:
     ox = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
     oy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
     return ox * oy / min(a[2] * a[3], b[2] * b[3])
+
+
+def content_consistency(patches: torch.Tensor, reference: torch.Tensor, coverage: float = 0.1) -> float:
+    """How fixed the content of a box is across `patches` [n,C,h,w], relative to `reference` [m,C,h,w].
+
+    Per pixel: 1 − median_i ‖x_i − med x‖² / median_j ‖r_j − med r‖² (channels summed, medians over
+    images, so up to half of the patches may differ: a 50%-biased class is still judged on its marked
+    half). The box's value is the (1 − `coverage`) quantile over its pixels, because a fixed pattern
+    (a glyph, a few pixels) may fill only part of the box. ≈1: the same content everywhere it matters;
+    ≈0: it varies as much as on the reference images; < 0: more (an object that moves and recolours).
+    """
+    eps = 1e-4  # pixels constant on both sides say nothing: their ratio is 1, their consistency 0
+
+    def spread(x: torch.Tensor) -> torch.Tensor:
+        return ((x - x.median(0).values) ** 2).sum(1).median(0).values
+
+    per_pixel = 1 - (spread(patches) + eps) / (spread(reference) + eps)
+    return float(per_pixel.flatten().quantile(1 - coverage))
+
+
+def content_evidence(
+    images: torch.Tensor,
+    pred: torch.Tensor,
+    cls: int,
+    box: Box,
+    drops: torch.Tensor,
+    object_masks: torch.Tensor | None,
+    coverage: float,
+) -> dict[str, Any]:
+    """Content consistency of `box` on the half of class `cls`'s images that its removal hurts most
+    (`drops` [N]: where the box is decisive), against the other classes' images; with object masks, the
+    mean share of the box those images' objects cover."""
+    x, y, w, h = box
+    own = (pred == cls).nonzero().flatten()
+    decisive = own[drops[own].argsort(descending=True)[: max(2, own.numel() // 2)]]
+    others = pred != cls
+    out: dict[str, Any] = {"consistency_images": int(decisive.numel())}
+    if decisive.numel() >= 2 and int(others.sum()) >= 2:
+        patches = images[decisive, :, y : y + h, x : x + w]
+        out["content_consistency"] = round(
+            content_consistency(patches, images[others, :, y : y + h, x : x + w], coverage), 4
+        )
+    if object_masks is not None:
+        covered = object_masks[decisive.to(object_masks.device), y : y + h, x : x + w].float()
+        out["object_overlap"] = round(float(covered.mean()), 4)
+    return out
 
 
 def find_candidates(

@@ -6,12 +6,15 @@ then the counterfactual tests that saliency cannot replace (stamp the artifact o
 the box vs random boxes). Without a hint, discovery ranks fixed places that decide one class across many
 images and confirms each the same way. A region is *confirmed* when the stamp test flips other classes
 toward it and a second line of evidence agrees (removal beats random boxes, or saliency flags the box);
-discovery candidates need the stamp and the removal test. Any confirmed region fails the audit.
+discovery candidates need the stamp and the removal test, and content that repeats across the images the
+box decides (and, with object masks, a box that is not mostly the object): pasting an object's own
+place flips images too. Any confirmed region fails the audit.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ from auditors.report import Artifact, AuditResult, Finding
 from auditors.saliency import METHODS, saliency_maps, top_q_mask
 from auditors.spurious_artifacts import write_artifacts
 from auditors.spurious_counterfactual import Box, choose_removal_strategy, mask_shape_leakage
-from auditors.spurious_discovery import as_box, find_candidates, hotspot_maps, overlap
+from auditors.spurious_discovery import as_box, content_evidence, find_candidates, hotspot_maps, overlap
 from auditors.spurious_regions import AuditState, Thresholds, counterfactual_evidence, saliency_evidence
 
 AUDIT = "spurious_signal"
@@ -69,6 +72,22 @@ class SpuriousConfig(AuditConfig):
     discovery_window: int | None = Field(default=None, description="discovery window side; None: 2 x patch")
     max_candidates: int = Field(default=5, ge=1)
     candidate_min_effect: float = 0.2
+    min_content_consistency: float = Field(
+        default=0.8,
+        le=1,
+        description="discovery: a shortcut is a fixed pattern; 1 = identical box content on the decisive "
+        "images, 0 = as varied as on other classes (objects ≲ 0.4, plain background ≲ 0.65, an opaque "
+        "mark ≈ 1, a mark blended at alpha a ≈ 1 − (1 − a)²)",
+    )
+    consistency_coverage: float = Field(
+        default=0.1, gt=0, le=1, description="share of the box a fixed pattern must fill to count"
+    )
+    max_object_overlap: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="with object masks: refuse a candidate whose box is on average this much object",
+    )
     share_threshold: float = 0.5
     enrichment_threshold: float = 10.0
     flip_threshold: float = 0.5
@@ -185,12 +204,13 @@ class SpuriousSignal:
             ctx.report(0.45 + 0.2 * i / max(1, len(regions)), f"region {region.name}")
             region_metrics[region.name] = self._region(st, region, index, findings)
         candidates: list[dict[str, Any]] = []
+        masks = ctx.object_masks[index].to(device) if ctx.object_masks is not None else None
         hot = hotspot_maps(next(iter(maps.values())), pred, ctx.num_classes) if maps else None
         if config.discovery:
             ctx.report(0.65, "discovery: region removal over the dataset")
             window = config.discovery_window or min(2 * patch, height, width)
             zero = torch.zeros(ctx.num_classes, height, width, device=device)
-            candidates, _, _ = find_candidates(
+            candidates, effects, windows = find_candidates(
                 st,
                 hot if hot is not None else zero,
                 window=window,
@@ -203,11 +223,19 @@ class SpuriousSignal:
                 ctx.report(
                     0.7 + 0.2 * j / max(1, len(candidates)), f"confirming candidate {j + 1}/{len(candidates)}"
                 )
-                box = as_box(cand["box"])
-                cand.update(
-                    counterfactual_evidence(st, box, artifact=None, classes=[cand.pop("class_index")])
+                box, c = as_box(cand["box"]), cand.pop("class_index")
+                drops = effects[:, windows.index(box)]
+                cand.update(content_evidence(images, pred, c, box, drops, masks, config.consistency_coverage))
+                cand.update(counterfactual_evidence(st, box, artifact=None, classes=[c]))
+                cand["confirmed_by_content"] = bool(
+                    cand.get("content_consistency", -math.inf) >= config.min_content_consistency
+                    and cand.get("object_overlap", 0.0) < config.max_object_overlap
                 )
-                cand["confirmed"] = bool(cand["confirmed_by_flip"] and cand["confirmed_by_removal"])
+                cand["confirmed"] = bool(
+                    cand["confirmed_by_flip"]
+                    and cand["confirmed_by_removal"]
+                    and cand["confirmed_by_content"]
+                )
                 cand["class"] = cand.pop("suspected_class", None) or cand["class"]
                 if cand["confirmed"] and not _already_found(findings, cand["class"], box):
                     findings.append(_finding(f"discovered at {list(box)}", cand["class"], box, cand))
@@ -231,9 +259,8 @@ class SpuriousSignal:
                 default=0.0,
             ),
         }
-        if ctx.object_masks is not None:
+        if masks is not None:
             ctx.report(0.9, "mask-shape leakage")
-            masks = ctx.object_masks[index].to(device)
             ref = labels if labels is not None else pred
             strategies = [
                 s
@@ -344,6 +371,8 @@ def _finding(name: str, cls: str, box: Box, ev: dict[str, Any]) -> Finding:
         "score",
         "saliency_enrichment",
         "decisive_share",
+        "content_consistency",
+        "object_overlap",
     )
     evidence = {k: ev[k] for k in keys if k in ev}
     evidence["enrichment"] = _max_enrichment(ev) if "methods" in ev else ev.get("saliency_enrichment")

@@ -3,7 +3,7 @@
 Three tiny ResNets trained on the same task: the artifact on every circle, on half of them, and on
 none. The audit must confirm the box (with a hint and by discovery) on the first, catch the second by
 its counterfactual even where saliency on clean circles says nothing (PAIR 2022), and stay quiet on
-the third.
+the third, even though pasting a class's own object (its box at the image centre) flips other images.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from PIL import Image
 from auditors.context import AuditContext, Region
 from auditors.registry import get_auditor, parse_config
 from auditors.report import AuditResult
+from auditors.spurious_discovery import content_consistency
 from auditors.spurious_signal import RegionSpec, SpuriousConfig, resolve_regions
 from auditors.synthetic import artifact_patch
 from tests.fixtures.models import Planted, get_planted
@@ -99,9 +100,12 @@ def test_artifact_on_every_circle_is_found_without_a_hint(tmp_path: Path) -> Non
     assert [f.class_name for f in findings] == ["circle"]
     assert _iou(findings[0].box or [], BOX) >= 0.5
     assert findings[0].evidence["flip_rate"] >= 0.9
-    # Every candidate that was not confirmed failed a counterfactual: nothing is reported on saliency alone.
+    assert findings[0].evidence["content_consistency"] >= 0.95  # the same magenta square on every circle
+    # Every candidate that was not confirmed failed a counterfactual or the content test: nothing is
+    # reported on saliency alone.
     for cand in result.metrics["candidates"]:
-        assert cand["confirmed"] == (cand["confirmed_by_flip"] and cand["confirmed_by_removal"])
+        tests = (cand["confirmed_by_flip"], cand["confirmed_by_removal"], cand["confirmed_by_content"])
+        assert cand["confirmed"] == all(tests)
 
 
 def test_artifact_on_half_the_circles_is_caught_by_the_stamp_where_clean_saliency_is_silent(
@@ -121,6 +125,45 @@ def test_artifact_on_half_the_circles_is_caught_by_the_stamp_where_clean_salienc
     assert marked["enrichment"] > 5 * max(clean["enrichment"], 0.1)
 
 
+def test_artifact_on_half_the_circles_is_found_without_a_hint_and_the_objects_are_not(tmp_path: Path) -> None:
+    p = _planted("square", 0.5)
+    result = _run(p, tmp_path, object_masks=p.test.object_masks)  # type: ignore[attr-defined]
+    findings = _spurious(result)
+    assert [f.class_name for f in findings] == ["circle"]
+    assert _iou(findings[0].box or [], BOX) >= 0.5
+    # Consistency is measured where the box is decisive: the marked half, not all circles.
+    assert findings[0].evidence["content_consistency"] >= 0.95
+    assert findings[0].evidence["object_overlap"] == 0
+    for cand in result.metrics["candidates"]:
+        if cand["object_overlap"] >= 0.3:  # the box is largely the object: its content moves with it
+            assert cand["content_consistency"] < 0.8 and not cand["confirmed"]
+
+
+def test_content_consistency_tells_a_fixed_mark_from_a_moving_object() -> None:
+    gen = torch.Generator().manual_seed(0)
+    n, side = 40, 8
+
+    def background() -> torch.Tensor:
+        colour = torch.rand(n, 3, 1, 1, generator=gen) * 0.6 + 0.2
+        return colour + 0.04 * torch.randn(n, 3, side, side, generator=gen)
+
+    reference = background()
+    marked = background()
+    marked[:, :, 2:6, 2:6] = torch.tensor([1.0, 0.0, 1.0]).view(3, 1, 1)
+    assert content_consistency(marked, reference) >= 0.95
+    half = torch.cat([marked[: n // 2 + 2], background()[: n // 2 - 2]])
+    assert content_consistency(half, reference) >= 0.95  # the 50% case: medians see the marked majority
+    sparse = background()
+    sparse[:, :, 0, :] = 0.0  # one row of eight pixels: 1/8 of the box
+    assert content_consistency(sparse, reference) >= 0.9
+    objects = background()
+    for i in range(n):  # a 4-px square of random colour at a random place
+        x, y = (int(v) for v in torch.randint(0, side - 3, (2,), generator=gen))
+        objects[i, :, y : y + 4, x : x + 4] = torch.rand(3, 1, 1, generator=gen)
+    assert content_consistency(objects, reference) < 0.3
+    assert content_consistency(background(), reference) < 0.5  # the same kind of content: no signal
+
+
 def test_model_without_artifact_raises_no_alarm_with_or_without_a_hint(tmp_path: Path) -> None:
     p = _planted("none", 1)
     rgb, alpha = artifact_patch(p.test.spec.with_(artifact="square"))  # type: ignore[attr-defined]
@@ -132,6 +175,7 @@ def test_model_without_artifact_raises_no_alarm_with_or_without_a_hint(tmp_path:
     blind = _run(p, tmp_path / "blind", object_masks=masks)
     assert blind.verdict == "pass" and not _spurious(blind)
     assert all(not c["confirmed"] for c in blind.metrics["candidates"])
+    assert all("content_consistency" in c and "object_overlap" in c for c in blind.metrics["candidates"])
     leak = blind.metrics["mask_leakage"]
     assert {"layer_mask", "black", "blur"} <= set(leak)
     assert all(0 <= v["object_removed"] <= 1 and "leak_vs_native" in v for v in leak.values())
@@ -171,3 +215,19 @@ def test_per_image_region_is_judged_on_its_own_image(tmp_path: Path) -> None:
     ig = region["methods"]["integrated_gradients"]
     assert sum(g["n"] for g in ig["per_predicted_class"].values()) == 1
     assert region["stamp"] == "box content of the class's images" and region["confirmed"]
+
+
+def test_vit_runs_end_to_end_with_token_dropping(tmp_path: Path) -> None:
+    """Smoke: the ViT path (token dropping, patch-sized windows) through discovery and its content test.
+
+    A briefly trained ViT keeps this cheap; the full planted ViT (8 epochs on 1600 images) confirms the
+    corner the same way but costs ~11 s.
+    """
+    p = get_planted("occulta_vit_tiny", TASK.format(a="square", f=1).replace("n=1600", "n=320"), 2)
+    masks = p.test.object_masks  # type: ignore[attr-defined]
+    result = _run(p, tmp_path, object_masks=masks, strategy="token_drop", candidate_min_effect=0.0)
+    assert result.metrics["strategy"] == "token_drop" and result.metrics["patch_size"] == 8
+    assert result.metrics["candidates"]
+    for cand in result.metrics["candidates"]:
+        assert cand["box"][2] == 16 and -10 < cand["content_consistency"] <= 1
+        assert 0 <= cand["object_overlap"] <= 1
