@@ -18,8 +18,9 @@ from occulta.cards import ModelCard, write_card
 from occulta.cli.progress import console, progress_bar
 
 TASK = "synthetic:shapes?classes=4&size=32&n={n}&artifact={artifact}&artifact_class=0&fraction=1&seed={seed}"
-MEAN = (0.5, 0.5, 0.5)
-STD = (0.25, 0.25, 0.25)
+# timm's ImageNet statistics, so the `mean` fill (the model's mean colour) differs from `grey` (0.5).
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
 # name -> architecture, training and the artifact it is trained with ("none" = the clean control).
 DEMO_MODELS: dict[str, dict[str, Any]] = {
     "cnn": {"arch": "occulta_resnet_tiny", "epochs": 4, "lr": 3e-3, "artifact": "square"},
