@@ -65,7 +65,7 @@ def test_class_folders_the_model_does_not_know_are_named(tmp_path):
 def test_a_corrupt_image_names_the_file(tmp_path):
     root = _folder(tmp_path / "data")
     (root / "cat" / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(DatasetError, match="broken.png"):
+    with pytest.raises(DatasetError, match=r"broken\.png"):
         load_dataset(str(root), input_size=(8, 8), model_classes=CLASSES)
 
 
@@ -127,7 +127,7 @@ def test_tar_links_devices_and_traversal_are_refused(tmp_path):
             elif kind == "dev":
                 info.type = tarfile.CHRTYPE
             tf.addfile(info, io.BytesIO(b"") if kind != "dotdot" else io.BytesIO(b"x"))
-        with pytest.raises(DatasetError, match="link|regular file|escapes"):
+        with pytest.raises(DatasetError, match=r"link|regular file|escapes"):
             safe_extract(path, tmp_path / f"out-{kind}")
         assert not (tmp_path / f"out-{kind}").exists()
 
