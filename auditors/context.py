@@ -69,6 +69,11 @@ class AuditContext:
     def image_size(self) -> tuple[int, int]:
         return int(self.images.shape[-2]), int(self.images.shape[-1])
 
+    def seed_for(self, config: Any) -> int:
+        """An audit's own `seed` when its config sets one, else the run's seed."""
+        own = getattr(config, "seed", None)
+        return self.seed if own is None else int(own)
+
     def report(self, fraction: float, message: str = "") -> None:
         """Progress in [0,1] within the current audit; also the place cancellation is noticed."""
         if self.progress is not None:

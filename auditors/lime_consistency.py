@@ -114,7 +114,7 @@ class LimeConsistency:
     def run(self, ctx: AuditContext, config: LimeConfig) -> AuditResult:
         t0 = time.perf_counter()
         cfg = config
-        seed = ctx.seed if cfg.seed is None else cfg.seed
+        seed = ctx.seed_for(config)
         patch = cfg.patch_size or ctx.default_patch_size()
         native = [s for s in applicable_strategies(ctx.model) if s in NATIVE]
         strategies = cfg.strategies or (native[:1] or ["black"])

@@ -114,7 +114,7 @@ class MissingnessBias:
 
     def run(self, ctx: AuditContext, config: MissingnessBiasConfig) -> AuditResult:
         t0 = time.perf_counter()
-        seed = ctx.seed if config.seed is None else config.seed
+        seed = ctx.seed_for(config)
         names = config.strategies or applicable_strategies(ctx.model)
         strategies = [str(parse_strategy(s)) for s in names]
         fractions = sorted({round(float(f), 4) for f in config.fractions} | {0.0})

@@ -13,21 +13,6 @@ from timm.models import register_model
 from timm.models.resnet import BasicBlock, ResNet
 from timm.models.vision_transformer import VisionTransformer
 
-# Architectures a model card may name: the project's own plus timm families the engine understands.
-# A name outside these patterns is refused before timm is asked to build anything.
-ALLOWED_ARCH_PATTERNS = (
-    "occulta_*",
-    "resnet*",
-    "wide_resnet*",
-    "vit_*",
-    "deit_*",
-    "deit3_*",
-    "convnext_*",
-    "efficientnet_*",
-    "mobilenetv3_*",
-    "swin_*",
-)
-
 
 def _kw(kwargs: dict[str, Any], **defaults: Any) -> dict[str, Any]:
     kwargs.pop("pretrained_cfg", None)

@@ -96,7 +96,7 @@ class SIS:
     def run(self, ctx: AuditContext, config: SISConfig) -> AuditResult:
         t0 = time.perf_counter()
         cfg = config
-        seed = ctx.seed if cfg.seed is None else cfg.seed
+        seed = ctx.seed_for(config)
         if not parse_strategy(cfg.strategy).is_pixel_fill:
             raise ValueError(f"SIS masks single pixels with a fill value; {cfg.strategy} is not a pixel fill")
         method = choose_method(cfg, ctx)

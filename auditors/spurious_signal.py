@@ -143,7 +143,7 @@ class SpuriousSignal:
 
     def run(self, ctx: AuditContext, config: SpuriousConfig) -> AuditResult:
         start = time.perf_counter()
-        seed = ctx.seed if config.seed is None else config.seed
+        seed = ctx.seed_for(config)
         height, width = ctx.image_size
         regions = [*ctx.regions, *resolve_regions(config.regions, height, width)]
         device = model_device(ctx.model)

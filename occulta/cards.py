@@ -17,24 +17,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from auditors.archs import ALLOWED_ARCH_PATTERNS
 from occulta.errors import CardError, WeightsError
 
 if TYPE_CHECKING:
     from torch import nn
 
-# Kept in step with auditors.models.ALLOWED_ARCH_PATTERNS (occulta must not import torch to read it).
-ALLOWED_ARCH_PATTERNS = (
-    "occulta_*",
-    "resnet*",
-    "wide_resnet*",
-    "vit_*",
-    "deit_*",
-    "deit3_*",
-    "convnext_*",
-    "efficientnet_*",
-    "mobilenetv3_*",
-    "swin_*",
-)
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 # The usual wrappers around a state dict (timm's checkpoint helpers read the same ones).
 STATE_DICT_WRAPPERS = ("state_dict_ema", "model_ema", "state_dict", "model")
