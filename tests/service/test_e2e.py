@@ -4,6 +4,9 @@ trained model is uploaded over HTTP, audited, reported on and gated."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -72,6 +75,55 @@ def _audit_round_trip(stack, tiny_model, log_dir: Path) -> None:  # type: ignore
     http.close()
 
 
+def _occulta(stack, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    env = {
+        **os.environ,
+        "OCCULTA_URL": url or stack.url,
+        "OCCULTA_API_KEY": stack.key,
+        "OCCULTA_RETRIES": "0",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "occulta", *args], capture_output=True, text=True, env=env, timeout=180
+    )
+
+
+def _cli_round_trip(stack, tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """What a CI job does: submit with the CLI, wait, gate with a passing and a failing policy."""
+    config = tmp_path / "audits.yaml"
+    config.write_text("missingness_bias: {strategies: [black], fractions: [0.0, 0.5]}\n")
+    data = tiny_model.data_ref.replace("n=256", "n=24")
+    sub = _occulta(
+        stack,
+        "submit",
+        "--model",
+        str(tiny_model.card),
+        "--weights",
+        str(tiny_model.weights),
+        "--data",
+        data,
+        "--audits",
+        "missingness_bias",
+        "--config",
+        str(config),
+        "--wait",
+    )
+    assert sub.returncode == 0, sub.stderr
+    audit_id = sub.stdout.strip().splitlines()[-1]
+    assert audit_id.startswith("aud_")
+    assert _occulta(stack, "wait", audit_id).returncode == 0
+    passing, failing = tmp_path / "pass.yaml", tmp_path / "fail.yaml"
+    passing.write_text(PASSING)
+    failing.write_text(FAILING)
+    ok = _occulta(stack, "gate", audit_id, "--policy", str(passing), "--junit", str(tmp_path / "gate.xml"))
+    assert ok.returncode == 0, ok.stderr
+    assert "Occulta gate" in ok.stdout and (tmp_path / "gate.xml").read_text().startswith("<?xml")
+    assert _occulta(stack, "gate", audit_id, "--policy", str(failing)).returncode == 1
+    dead = "http://127.0.0.1:9"  # nothing listens: a service error fails closed
+    assert _occulta(stack, "gate", audit_id, "--policy", str(passing), url=dead).returncode == 3
+    forgiven = _occulta(stack, "gate", audit_id, "--policy", str(passing), "--on-error", "pass", url=dead)
+    assert forgiven.returncode == 0
+
+
 def test_audit_round_trip_on_postgres_redis_and_s3(
     pg_migrated, redis_url, s3_endpoint, tiny_model, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -80,8 +132,10 @@ def test_audit_round_trip_on_postgres_redis_and_s3(
     )
     with run_stack(env, log_dir=tmp_path / "logs") as stack:
         _audit_round_trip(stack, tiny_model, tmp_path / "logs")
+        _cli_round_trip(stack, tiny_model, tmp_path)
 
 
 def test_audit_round_trip_in_embedded_mode(tiny_model, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with run_stack(embedded_env(tmp_path / "data"), log_dir=tmp_path / "logs") as stack:
         _audit_round_trip(stack, tiny_model, tmp_path / "logs")
+        _cli_round_trip(stack, tiny_model, tmp_path)
