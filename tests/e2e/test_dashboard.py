@@ -41,7 +41,10 @@ def _second_audit(stack, model_id: str, dataset_id: str) -> str:  # type: ignore
         "model_id": model_id,
         "dataset_id": dataset_id,
         "audits": ["missingness_bias", "spurious_signal"],
-        "config": {"missingness_bias": {"strategies": ["black", "mean"]}, "spurious_signal": {"n_images": 32}},
+        "config": {
+            "missingness_bias": {"strategies": ["black", "mean"]},
+            "spurious_signal": {"n_images": 32},
+        },
         "samples": 24,
         "seed": 1,
     }
@@ -51,7 +54,7 @@ def _second_audit(stack, model_id: str, dataset_id: str) -> str:  # type: ignore
 
 
 def test_dashboard_launch_report_compare_gate_and_tenancy(  # type: ignore[no-untyped-def]
-    stack, browser, tiny_model, other_tenant_key
+    stack, browser, shortcut_model, other_tenant_key
 ) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -62,13 +65,14 @@ def test_dashboard_launch_report_compare_gate_and_tenancy(  # type: ignore[no-un
 
     # Launch: upload the card and weights, reference a synthetic dataset, a small battery.
     page.goto(stack.url + "/dashboard/launch")
-    page.set_input_files("input[name=card]", str(tiny_model.card))
-    page.set_input_files("input[name=weights]", str(tiny_model.weights))
+    page.set_input_files("input[name=card]", str(shortcut_model.card))
+    page.set_input_files("input[name=weights]", str(shortcut_model.weights))
     page.fill("input[name=dataset_ref]", DATA_REF)
     page.check("input[name=strategies][value=black]")
     page.check("input[name=strategies][value=layer_mask]")
     page.fill("input[name=samples]", "24")
-    page.fill("input[name='spurious_signal.n_images']", "32")
+    page.fill("input[name='spurious_signal.n_images']", "48")
+    page.fill("textarea[name=regions]", "stamp: 25, 25, 6, 6")  # where the synthetic set plants it
     page.click("button.primary")
     page.wait_for_url(re.compile(r"/dashboard/audits/aud_"))
     first = page.url.rsplit("/", 1)[1]
@@ -88,7 +92,7 @@ def test_dashboard_launch_report_compare_gate_and_tenancy(  # type: ignore[no-un
     assert page.locator("canvas[data-group]").count() >= 3
     assert page.evaluate("Array.from(document.querySelectorAll('canvas')).every(c => Chart.getChart(c))")
     shot = page.locator("li.finding[data-kind=spurious_region] figure.shot").first
-    assert shot.locator("rect.box").count() == 1
+    assert shot.locator("rect.box").count() == 1, page.locator("#spurious_signal > p").first.inner_text()
     assert shot.locator("img").evaluate("img => img.complete && img.naturalWidth === 32")
     gallery = page.locator("#spurious_signal [data-gallery]").first
     before = gallery.locator("img[data-map]").first.get_attribute("src")
@@ -118,18 +122,18 @@ def test_dashboard_launch_report_compare_gate_and_tenancy(  # type: ignore[no-un
 
     # Gate: each assertion on its own row; a typo in the policy is explained, not a crash.
     page.goto(f"{stack.url}/dashboard/gate?audit={first}")
-    page.click("form button[type=submit]")
+    page.click("main form button[type=submit]")
     page.wait_for_selector("[data-gate]")
     assert page.locator("[data-gate] tbody tr, [data-gate] table tr:not(:first-child)").count() >= 2
+    assert errors == [], errors
     page.fill("textarea[name=policy]", "assertions:\n  missingness_bias.verdict: [eror, {in: [pass]}]\n")
-    page.click("form button[type=submit]")
+    page.click("main form button[type=submit]")
     assert page.locator("[data-gate=error]").count() == 1
+    assert [e for e in errors if "status of 422" not in e] == [], errors  # the typo's 422 is expected
     forged = page.request.post(
         f"{stack.url}/dashboard/gate", form={"audit_id": first, "policy": "assertions: {}"}
     )
     assert forged.status == 403  # no CSRF token
-
-    assert errors == [], errors
 
     # Another tenant gets the same 404 page the API gives, not the audit.
     other = browser.new_context()
