@@ -116,9 +116,7 @@ def main() -> None:
     plain_s = timed(lambda: plain_logits(model, images, mean=MEAN, std=STD), device, repeat)
     rows: list[dict[str, Any]] = [{"what": "plain forward", "img_per_s": n / plain_s, "ratio": 1.0}]
     for strat in applicable_strategies(model):
-        s = timed(
-            lambda strat=strat: masked_logits(model, images, keep, strat, mean=MEAN, std=STD), device, repeat
-        )
+        s = timed(lambda strat=strat: masked_logits(model, images, keep, strat, mean=MEAN, std=STD), device, repeat)
         rows.append({"what": f"masked: {strat}", "img_per_s": n / s, "ratio": plain_s / s})
 
     one = images[:1]
@@ -128,11 +126,7 @@ def main() -> None:
     for per_eval in [64] if args.quick else [1, 64]:
         s = captum_lime_seconds(model, one, patch, args.samples, per_eval)
         lime_rows.append(
-            {
-                "what": f"Captum Lime, perturbations_per_eval={per_eval}",
-                "seconds": s,
-                "speedup_ours": s / ours,
-            }
+            {"what": f"Captum Lime, perturbations_per_eval={per_eval}", "seconds": s, "speedup_ours": s / ours}
         )
 
     device_name = torch.cuda.get_device_name(device) if cuda else (platform.processor() or platform.machine())

@@ -22,13 +22,8 @@ class BlackPatchDetector(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         quads = torch.stack(
-            [
-                x[:, :, :16, :16].mean((1, 2, 3)),
-                x[:, :, :16, 16:].mean((1, 2, 3)),
-                x[:, :, 16:, :16].mean((1, 2, 3)),
-                x[:, :, 16:, 16:].mean((1, 2, 3)),
-            ],
-            1,
+            [x[:, :, :16, :16].mean((1, 2, 3)), x[:, :, :16, 16:].mean((1, 2, 3)),
+             x[:, :, 16:, :16].mean((1, 2, 3)), x[:, :, 16:, 16:].mean((1, 2, 3))], 1,
         )
         black = (x.abs().amax(1) < 1e-6).flatten(1).any(1)
         logits = quads * 10
@@ -36,18 +31,10 @@ class BlackPatchDetector(nn.Module):
         return logits
 
 
-def _ctx(
-    model: nn.Module, images: torch.Tensor, tmp: Path, labels: torch.Tensor | None = None
-) -> AuditContext:
+def _ctx(model: nn.Module, images: torch.Tensor, tmp: Path, labels: torch.Tensor | None = None) -> AuditContext:
     return AuditContext(
-        model=model,
-        images=images,
-        labels=labels,
-        mean=(0.0, 0.0, 0.0),
-        std=(1.0, 1.0, 1.0),
-        class_names=["q0", "q1", "q2", "q3"],
-        out_dir=tmp,
-        seed=0,
+        model=model, images=images, labels=labels, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+        class_names=["q0", "q1", "q2", "q3"], out_dir=tmp, seed=0,
     )
 
 
@@ -108,14 +95,8 @@ def test_native_strategies_keep_the_class_distribution_where_constant_fills_do_n
     2023: layer-masked ResNet-50 AUC 0.614 vs 0.260 for grey)."""
     for p, native, fill in ((planted_resnet, "layer_mask", "grey"), (planted_vit, "token_drop", "black")):
         ctx = AuditContext(
-            model=p.model,
-            images=p.test.images[:128],
-            labels=p.test.labels[:128],
-            mean=p.mean,
-            std=p.std,
-            class_names=p.test.class_names,
-            out_dir=tmp_path / native,
-            seed=0,
+            model=p.model, images=p.test.images[:128], labels=p.test.labels[:128], mean=p.mean, std=p.std,
+            class_names=p.test.class_names, out_dir=tmp_path / native, seed=0,
         )
         result = MissingnessBias().run(ctx, MissingnessBiasConfig(strategies=[fill, native]))
         s = result.metrics["strategies"]
