@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL (127.0.0.1:5432, database `test`) and Redis (127.0.0.1:6379) answer, starting
-# them (and, as root on Debian, installing them) when they do not. Tests talk to them for real.
+# them (and, as root on Debian, installing them) when they do not, and that Debian's Chromium is there
+# for the dashboard's browser tests. Tests talk to all of them for real.
 set -euo pipefail
 
 up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -30,4 +31,9 @@ if ! up 6379; then
   for _ in $(seq 30); do up 6379 && break; sleep 1; done
 fi
 up 6379 || { echo "Redis is not reachable on 127.0.0.1:6379" >&2; exit 1; }
-echo "services: PostgreSQL and Redis are up" >&2
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+  echo "installing Chromium (browser tests)" >&2
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+[ -x /usr/bin/chromium ] || { echo "Chromium is missing: install Debian's chromium package" >&2; exit 1; }
+echo "services: PostgreSQL and Redis are up; Chromium is installed" >&2

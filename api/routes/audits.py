@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from api.deps import QueueDep, ScopeDep, SettingsDep, StoreDep
 from api.schemas import ERRORS, AuditIn, AuditOut, AuditPage, AuditResultSummary, Status
+from auditors.report import Report
 from occulta import jobs
 from occulta.db import ArtifactRecord, AuditJob, AuditResultRecord
 from occulta.errors import NotFoundError
@@ -124,6 +125,27 @@ def _report_file(audit_id: str, which: str, scope: ScopeDep, store: StoreDep) ->
     return StreamingResponse(store.iter_bytes(key), media_type=media_type)
 
 
+def load_report(audit_id: str, scope: ScopeDep, store: StoreDep) -> Report:
+    """The parsed report of a finished audit; the gate and the dashboard read it through here."""
+    job = scope.get(AuditJob, audit_id, "audit")
+    key = audit_prefix(job.tenant_id, job.id) + "report.json"
+    if not store.exists(key):
+        raise NotFoundError(f"audit {job.id} has no report yet (status: {job.status})")
+    return Report.model_validate_json(store.read_bytes(key))
+
+
+def find_artifact(audit_id: str, path: str, scope: ScopeDep) -> ArtifactRecord:
+    """One artifact row of the caller's audit; the path is validated before it is looked up."""
+    job = scope.get(AuditJob, audit_id, "audit")
+    clean = validate_relative_path(path)
+    row = scope.session.scalars(
+        select(ArtifactRecord).where(ArtifactRecord.job_id == job.id, ArtifactRecord.path == clean)
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"audit {audit_id} has no artifact {clean}")
+    return row
+
+
 @router.get(
     "/{audit_id}/report",
     summary="The report (JSON, auditors.report.Report)",
@@ -159,13 +181,7 @@ def get_report_md(audit_id: str, scope: ScopeDep, store: StoreDep) -> Response:
 def get_artifact(
     audit_id: str, path: str, scope: ScopeDep, store: StoreDep, settings: SettingsDep
 ) -> Response:
-    job = scope.get(AuditJob, audit_id, "audit")
-    clean = validate_relative_path(path)
-    row = scope.session.scalars(
-        select(ArtifactRecord).where(ArtifactRecord.job_id == job.id, ArtifactRecord.path == clean)
-    ).one_or_none()
-    if row is None:
-        raise NotFoundError(f"audit {audit_id} has no artifact {clean}")
+    row = find_artifact(audit_id, path, scope)
     url = store.presigned_url(
         row.storage_key, expires=settings.presign_expiry_seconds, media_type=row.media_type
     )

@@ -5,12 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import ScopeDep, StoreDep
+from api.routes.audits import load_report
 from api.schemas import ERRORS, GateIn
-from auditors.report import Report
-from occulta.db import AuditJob
-from occulta.errors import NotFoundError
 from occulta.gate import GateResult, evaluate, load_policy
-from occulta.storage import audit_prefix
 
 router = APIRouter(prefix="/gate", tags=["gate"], responses=ERRORS)
 
@@ -19,8 +16,4 @@ router = APIRouter(prefix="/gate", tags=["gate"], responses=ERRORS)
 def gate(body: GateIn, scope: ScopeDep, store: StoreDep) -> GateResult:
     """The policy is parsed first so a typo is a 422 even before the audit has finished."""
     policy = load_policy(body.policy)
-    job = scope.get(AuditJob, body.audit_id, "audit")
-    key = audit_prefix(job.tenant_id, job.id) + "report.json"
-    if not store.exists(key):
-        raise NotFoundError(f"audit {job.id} has no report to gate (status: {job.status})")
-    return evaluate(Report.model_validate_json(store.read_bytes(key)), policy)
+    return evaluate(load_report(body.audit_id, scope, store), policy)

@@ -55,14 +55,25 @@ def create_tenant_key(session: Session, *, tenant: str, name: str = "") -> NewKe
     return create_key(session, tenant_id=tenant_row.id, name=name)
 
 
-def authenticate(session: Session, key: str) -> str | None:
-    """The tenant id a presented key belongs to, or None (unknown, revoked, or not an `occ_` key)."""
+def find_active_key(session: Session, key: str) -> ApiKey | None:
+    """The active key row a presented secret matches, or None (unknown, revoked, or not `occ_...`)."""
     if not key.startswith(KEY_PREFIX):
         return None
-    row = session.scalars(
+    return session.scalars(
         select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
     ).one_or_none()
+
+
+def authenticate(session: Session, key: str) -> str | None:
+    """The tenant id a presented key belongs to, or None (unknown, revoked, or not an `occ_` key)."""
+    row = find_active_key(session, key)
     return row.tenant_id if row is not None else None
+
+
+def is_active(session: Session, *, key_id: str, tenant_id: str) -> bool:
+    """Whether a key (by id, as a dashboard session holds it) still exists unrevoked for its tenant."""
+    row = session.get(ApiKey, key_id)
+    return row is not None and row.revoked_at is None and row.tenant_id == tenant_id
 
 
 def list_keys(session: Session, *, tenant_id: str) -> list[ApiKey]:

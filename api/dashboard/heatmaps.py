@@ -1,0 +1,100 @@
+"""Heatmap PNGs drawn from the raw maps a report ships as `.npz` artifacts (float16, model-input pixels),
+so the gallery can switch method or strategy per image and draw boxes in the same coordinates.
+numpy and Pillow come with the `audit` extra the API image installs; imported lazily."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from occulta.errors import NotFoundError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# Anchors of a perceptual sequential map (close to matplotlib's inferno) and a diverging one for signed maps.
+_SEQUENTIAL = [(0, 0, 4), (87, 16, 110), (188, 55, 84), (249, 142, 9), (252, 255, 164)]
+_DIVERGING = [(33, 102, 172), (146, 197, 222), (247, 247, 247), (244, 165, 130), (178, 24, 43)]
+
+
+@dataclass(frozen=True)
+class MapSet:
+    """Maps in one artifact: `keys` to toggle between (methods or strategies), `count` images each."""
+
+    path: str
+    keys: list[str]
+    count: int
+
+
+def _load(raw: bytes) -> dict[str, Any]:
+    import numpy as np
+
+    with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _lime_keys(arrays: dict[str, Any]) -> list[str] | None:
+    """LIME artifacts hold per-strategy coefficients over superpixels (`coef_i`) plus `segments`."""
+    if "segments" not in arrays or "strategies" not in arrays:
+        return None
+    return [str(s) for s in arrays["strategies"]]
+
+
+def describe(path: str, raw: bytes) -> MapSet | None:
+    """The toggles of a map artifact, or None when it holds no per-image 2-D maps."""
+    arrays = _load(raw)
+    lime = _lime_keys(arrays)
+    if lime is not None:
+        return MapSet(path=path, keys=lime, count=int(arrays["segments"].shape[0]))
+    keys = [k for k, v in arrays.items() if getattr(v, "ndim", 0) == 3]
+    if not keys:
+        return None
+    return MapSet(path=path, keys=keys, count=int(min(arrays[k].shape[0] for k in keys)))
+
+
+def _map(arrays: dict[str, Any], key: str, index: int) -> np.ndarray:
+    import numpy as np
+
+    lime = _lime_keys(arrays)
+    if lime is not None:
+        if key not in lime:
+            raise NotFoundError(f"no strategy {key!r} in this artifact (have: {', '.join(lime)})")
+        coef = arrays[f"coef_{lime.index(key)}"].astype(np.float32)
+        segments = arrays["segments"]
+        maps = np.stack([coef[i][segments[i]] for i in range(segments.shape[0])])
+    else:
+        if key not in arrays or getattr(arrays[key], "ndim", 0) != 3:
+            raise NotFoundError(f"no map {key!r} in this artifact")
+        maps = arrays[key].astype(np.float32)
+    if index < 0:
+        return np.asarray(np.abs(maps).mean(axis=0))
+    if index >= maps.shape[0]:
+        raise NotFoundError(f"image {index} is out of range (the artifact has {maps.shape[0]})")
+    return np.asarray(maps[index])
+
+
+def _colourise(values: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    values = np.nan_to_num(values.astype(np.float32))
+    if values.min() < 0:
+        scale = float(np.abs(values).max()) or 1.0
+        t, anchors = (values / scale + 1) / 2, _DIVERGING
+    else:
+        lo, hi = float(values.min()), float(values.max())
+        t, anchors = (values - lo) / ((hi - lo) or 1.0), _SEQUENTIAL
+    stops = np.linspace(0, 1, len(anchors))
+    lut = np.array(anchors, dtype=np.float32)
+    rgb = np.stack([np.interp(t, stops, lut[:, c]) for c in range(3)], axis=-1)
+    return np.asarray(rgb.round().astype(np.uint8))
+
+
+def render_png(raw: bytes, key: str, index: int) -> bytes:
+    """One map as a PNG at model-input resolution (the page scales it up without smoothing)."""
+    from PIL import Image
+
+    image = Image.fromarray(_colourise(_map(_load(raw), key, index)), mode="RGB")
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()

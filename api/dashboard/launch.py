@@ -1,0 +1,198 @@
+"""Launch an audit from the browser: pick or upload a model, pick, reference or upload a dataset, choose
+the battery and its main settings. Uploads go through the service functions the /v1 model and dataset
+routes call; the audit is created by the /v1 create route with the form's idempotency key,
+so a double click queues one audit."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+
+from api.dashboard.session import DashScope, WebSessionDep, check_csrf
+from api.dashboard.web import PREFIX, PageRoute, render
+from api.deps import QueueDep, SettingsDep, StoreDep
+from api.routes import audits as audits_api
+from api.routes import datasets as datasets_api
+from api.routes import models as models_api
+from api.schemas import AuditIn
+from occulta.errors import AuditConfigError, OccultaError, WeightsError
+from occulta.service import datasets as datasets_service
+from occulta.service import models as models_service
+
+router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False)
+
+AUDITS = {
+    "missingness_bias": "Missingness bias — does the model react to how a region is removed?",
+    "spurious_signal": "Spurious signal — is a watermark, border or stamp deciding the class?",
+    "lime_consistency": "LIME consistency — are explanations informative and stable across fills?",
+    "sis": "Overinterpretation (SIS) — confident from a few meaningless pixels?",
+}
+STRATEGIES = ["black", "mean", "grey", "noise", "blur", "random_color", "layer_mask", "token_drop"]
+# Per-audit integer settings shown on the form: (audit, config field, label).
+NUMBERS = [
+    ("spurious_signal", "n_images", "Spurious signal: images"),
+    ("lime_consistency", "n_images", "LIME: images"),
+    ("lime_consistency", "n_samples", "LIME: perturbations per image"),
+    ("sis", "n_images", "SIS: images"),
+]
+
+
+def _form_context(scope: DashScope, **values: Any) -> dict[str, Any]:
+    return {
+        "models_list": models_api.list_models(scope),
+        "datasets_list": datasets_api.list_datasets(scope),
+        "audit_names": AUDITS,
+        "strategies": STRATEGIES,
+        "numbers": NUMBERS,
+        "idem": secrets.token_urlsafe(16),
+        "v": values,
+        "error": "",
+    }
+
+
+@router.get("/launch")
+def launch_page(request: Request, scope: DashScope) -> HTMLResponse:
+    return render(request, "launch.html", _form_context(scope))
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _file(form: FormData, name: str) -> UploadFile | None:
+    value = form.get(name)
+    return value if isinstance(value, UploadFile) and value.filename else None
+
+
+def _int(form: FormData, name: str) -> int | None:
+    raw = _text(form, name)
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise AuditConfigError(f"{name.replace('_', ' ')} must be a whole number, not {raw!r}") from None
+
+
+def parse_regions(text: str) -> list[dict[str, Any]] | None:
+    """One region per line: `x, y, w, h` or `name: x, y, w, h` (pixels, or fractions when all <= 1)."""
+    regions = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, _, box = line.rpartition(":")
+        try:
+            values = [float(v) for v in box.replace(",", " ").split()]
+        except ValueError:
+            values = []
+        if len(values) != 4:
+            raise AuditConfigError(f"region line {n}: write `x, y, w, h` or `name: x, y, w, h`")
+        regions.append({"name": name.strip() or f"region {n}", "box": values})
+    return regions or None
+
+
+def _config(form: FormData, audits: list[str]) -> dict[str, dict[str, Any]]:
+    config: dict[str, dict[str, Any]] = {name: {} for name in audits}
+    strategies = [s for s in form.getlist("strategies") if isinstance(s, str) and s in STRATEGIES]
+    if "missingness_bias" in config and strategies:
+        config["missingness_bias"]["strategies"] = strategies
+    for audit, field, _ in NUMBERS:
+        value = _int(form, f"{audit}.{field}")
+        if audit in config and value is not None:
+            config[audit][field] = value
+    return config
+
+
+async def _model_id(form: FormData, scope: DashScope, store: StoreDep, settings: SettingsDep) -> str:
+    card, weights = _file(form, "card"), _file(form, "weights")
+    if card is None and weights is None:
+        if not _text(form, "model_id"):
+            raise OccultaError("pick an uploaded model, or upload a model card and its weights")
+        return _text(form, "model_id")
+    if card is None:
+        raise OccultaError("the model card is missing: upload it beside the weights")
+    if weights is None:
+        raise WeightsError("the weights file is missing: upload the checkpoint beside the card")
+    row = await run_in_threadpool(
+        models_service.upload_model,
+        scope.session,
+        store,
+        settings,
+        tenant_id=scope.tenant_id,
+        card=card.file,
+        weights=weights.file,
+        name=None,
+    )
+    return row.id
+
+
+async def _dataset_id(form: FormData, scope: DashScope, store: StoreDep, settings: SettingsDep) -> str:
+    archive, ref = _file(form, "archive"), _text(form, "dataset_ref")
+    if archive is not None:
+        row = await run_in_threadpool(
+            datasets_service.upload_archive,
+            scope.session,
+            store,
+            settings,
+            tenant_id=scope.tenant_id,
+            archive=archive.file,
+            filename=archive.filename,
+        )
+        return row.id
+    if ref:
+        row = await run_in_threadpool(
+            datasets_service.register_ref, scope.session, store, tenant_id=scope.tenant_id, ref=ref
+        )
+        return row.id
+    if not _text(form, "dataset_id"):
+        raise OccultaError(
+            "pick a dataset, give a reference (e.g. synthetic:shapes?...) or upload an archive"
+        )
+    return _text(form, "dataset_id")
+
+
+@router.post("/launch")
+async def launch(
+    request: Request,
+    web: WebSessionDep,
+    scope: DashScope,
+    store: StoreDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+) -> Response:
+    form = await request.form(max_files=3, max_fields=60)
+    check_csrf(web, _text(form, "csrf"))
+    audits = [a for a in form.getlist("audits") if isinstance(a, str) and a in AUDITS]
+    try:
+        if not audits:
+            raise AuditConfigError("choose at least one audit")
+        body = AuditIn(
+            model_id=await _model_id(form, scope, store, settings),
+            dataset_id=await _dataset_id(form, scope, store, settings),
+            audits=audits,
+            config=_config(form, audits),
+            samples=_int(form, "samples"),
+            seed=_int(form, "seed") or 0,
+            regions=parse_regions(_text(form, "regions")),
+        )
+        created = await run_in_threadpool(
+            audits_api.create_audit, body, scope, queue, idempotency_key=_text(form, "idem") or None
+        )
+    except (OccultaError, ValidationError) as exc:
+        message = exc.message if isinstance(exc, OccultaError) else str(exc.errors()[0]["msg"])
+        values = {k: v for k, v in form.items() if isinstance(v, str)} | {
+            "audits": audits,
+            "strategies": form.getlist("strategies"),
+        }
+        context = _form_context(scope, **values) | {"error": message}
+        return render(request, "launch.html", context, status_code=422)
+    audit_id = json.loads(bytes(created.body))["id"]
+    return RedirectResponse(f"{PREFIX}/audits/{audit_id}", status_code=303)

@@ -1,0 +1,300 @@
+"""Dashboard pages: sign-in, the audits list, a report, a comparison and the gate. Every handler reads
+data by calling the public /v1 route functions (or their service layer) with a `Scope` built from the
+session cookie, so tenancy, validation and errors are exactly the API's and no page has its own query."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from api.dashboard import heatmaps
+from api.dashboard.charts import charts_for, compare_rows, metric_rows, overlay
+from api.dashboard.session import (
+    COOKIE,
+    DashScope,
+    WebSessionDep,
+    check_csrf,
+    check_login_token,
+    end_session,
+    new_login_token,
+    read_session,
+    set_login_token,
+    start_session,
+)
+from api.dashboard.web import PREFIX, PageRoute, render
+from api.deps import SessionDep, SettingsDep, StoreDep
+from api.routes import audits as audits_api
+from api.routes import datasets as datasets_api
+from api.routes import gate as gate_api
+from api.routes import models as models_api
+from api.schemas import AuditOut, GateIn
+from auditors.report import Report
+from occulta.errors import PolicyError
+from occulta.service import keys
+
+router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False)
+root = APIRouter(include_in_schema=False)
+FINISHED = {"succeeded", "failed", "cancelled", "timed_out"}
+PAGE_SIZE = 20
+EXAMPLE_POLICY = """assertions:
+  missingness_bias.verdict: [error, {in: [pass, inconclusive]}]
+  spurious_signal.metrics.n_confirmed: [error, {max: 0}]
+"""
+
+
+@root.get("/")
+def home() -> RedirectResponse:
+    """`occulta serve` prints the bare URL; a person opening it lands on the dashboard."""
+    return RedirectResponse(f"{PREFIX}/", status_code=307)
+
+
+def _login_form(request: Request, next: str, error: str = "", status_code: int = 200) -> HTMLResponse:
+    token = new_login_token()
+    page = render(request, "login.html", {"next": next, "error": error, "login_csrf": token}, status_code)
+    set_login_token(request, page, token)
+    return page
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "") -> HTMLResponse:
+    return _login_form(request, next)
+
+
+def _safe_next(target: str) -> str:
+    """Only a path on this dashboard: never an open redirect to another site."""
+    return target if target.startswith(PREFIX + "/") and not target.startswith("//") else f"{PREFIX}/"
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    session: SessionDep,
+    api_key: Annotated[str, Form(max_length=200)],
+    csrf: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    check_login_token(request, csrf)
+    row = keys.find_active_key(session, api_key.strip())
+    if row is None:
+        return _login_form(request, next, "Unknown or revoked API key.", 401)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    start_session(request, response, key_id=row.id, tenant_id=row.tenant_id)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
+    web = read_session(request)
+    if web is not None:
+        check_csrf(web, csrf)
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+    if COOKIE in request.cookies:
+        end_session(response)
+    return response
+
+
+def _names(scope: DashScope) -> tuple[dict[str, str], dict[str, str]]:
+    models = {m.id: m.name for m in models_api.list_models(scope)}
+    datasets = {d.id: d.ref for d in datasets_api.list_datasets(scope)}
+    return models, datasets
+
+
+def _list_context(
+    scope: DashScope, status: str | None, model_id: str | None, verdict: str | None, cursor: str | None
+) -> dict[str, Any]:
+    page = audits_api.list_audits(
+        scope,
+        status=status or None,  # type: ignore[arg-type]
+        model_id=model_id or None,
+        verdict=verdict or None,
+        limit=PAGE_SIZE,
+        cursor=cursor or None,
+    )
+    filters = {k: v for k, v in {"status": status, "model_id": model_id, "verdict": verdict}.items() if v}
+    models, datasets = _names(scope)
+    return {
+        "page": page,
+        "filters": filters,
+        "query": urlencode(filters | ({"cursor": cursor} if cursor else {})),
+        "next_query": urlencode(filters | {"cursor": page.next_cursor}) if page.next_cursor else "",
+        "first_query": urlencode(filters),
+        "cursor": cursor,
+        "models": models,
+        "datasets": datasets,
+        "live": any(a.status not in FINISHED for a in page.items),
+    }
+
+
+StatusQ = Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed|cancelled|timed_out)?$")]
+VerdictQ = Annotated[str | None, Query(pattern="^(pass|fail|inconclusive|error)?$")]
+
+
+@router.get("/")
+def audits_page(
+    request: Request,
+    scope: DashScope,
+    status: StatusQ = None,
+    model_id: str | None = None,
+    verdict: VerdictQ = None,
+    cursor: str | None = None,
+) -> HTMLResponse:
+    return render(request, "audits.html", _list_context(scope, status, model_id, verdict, cursor))
+
+
+@router.get("/audits/rows")
+def audit_rows(
+    request: Request,
+    scope: DashScope,
+    status: StatusQ = None,
+    model_id: str | None = None,
+    verdict: VerdictQ = None,
+    cursor: str | None = None,
+) -> HTMLResponse:
+    """The table body alone, polled by htmx while any listed audit is unfinished."""
+    return render(request, "_rows.html", _list_context(scope, status, model_id, verdict, cursor))
+
+
+def _mapsets(audit_id: str, report: Report, scope: DashScope, store: StoreDep) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for audit in report.audits:
+        for art in audit.artifacts:
+            if art.path.endswith(".npz"):
+                row = audits_api.find_artifact(audit_id, art.path, scope)
+                found = heatmaps.describe(art.path, store.read_bytes(row.storage_key))
+                if found is not None:
+                    out.setdefault(audit.name, []).append(found)
+    return out
+
+
+@router.get("/audits/{audit_id}")
+def report_page(request: Request, audit_id: str, scope: DashScope, store: StoreDep) -> HTMLResponse:
+    audit = audits_api.get_audit(audit_id, scope)
+    models, datasets = _names(scope)
+    context: dict[str, Any] = {"audit": audit, "models": models, "datasets": datasets}
+    if audit.status != "succeeded":
+        return render(request, "pending.html", context)
+    report = audits_api.load_report(audit_id, scope, store)
+    mapsets = _mapsets(audit_id, report, scope, store)
+    any_maps = next((m for sets in mapsets.values() for m in sets), None)
+    context |= {
+        "report": report,
+        "size": (report.model.input_size[2], report.model.input_size[1]),
+        "charts": {a.name: charts_for(a) for a in report.audits},
+        "metrics": {a.name: metric_rows(a) for a in report.audits},
+        "mapsets": mapsets,
+        "finding_maps": {a.name: (mapsets.get(a.name) or [any_maps])[0] for a in report.audits},
+    }
+    return render(request, "report.html", context)
+
+
+@router.get("/audits/{audit_id}/status")
+def audit_status(request: Request, audit_id: str, scope: DashScope) -> Response:
+    """Polled by the pending page; once the audit has finished the browser reloads into the report."""
+    audit = audits_api.get_audit(audit_id, scope)
+    if audit.status in FINISHED:
+        return Response(status_code=204, headers={"HX-Refresh": "true"})
+    return render(request, "_status.html", {"audit": audit})
+
+
+@router.post("/audits/{audit_id}/cancel")
+def cancel(
+    audit_id: str, web: WebSessionDep, scope: DashScope, csrf: Annotated[str, Form(max_length=100)] = ""
+) -> Response:
+    check_csrf(web, csrf)
+    audits_api.cancel_audit(audit_id, scope)
+    return RedirectResponse(f"{PREFIX}/audits/{audit_id}", status_code=303)
+
+
+DOWNLOADS = {"report.json": audits_api.get_report, "report.html": audits_api.get_report_html}
+DOWNLOADS["summary.md"] = audits_api.get_report_md
+
+
+@router.get("/audits/{audit_id}/download/{name}")
+def download(audit_id: str, name: str, scope: DashScope, store: StoreDep) -> Response:
+    fetch = DOWNLOADS.get(name)
+    if fetch is None:
+        return Response(status_code=404)
+    response = fetch(audit_id, scope, store)
+    response.headers["Content-Disposition"] = f'attachment; filename="{audit_id}-{name}"'
+    return response
+
+
+@router.get("/audits/{audit_id}/artifacts/{path:path}")
+def artifact(audit_id: str, path: str, scope: DashScope, store: StoreDep, settings: SettingsDep) -> Response:
+    return audits_api.get_artifact(audit_id, path, scope, store, settings)
+
+
+@router.get("/audits/{audit_id}/maps/{path:path}")
+def heatmap(
+    audit_id: str,
+    path: str,
+    scope: DashScope,
+    store: StoreDep,
+    key: Annotated[str, Query(max_length=100)],
+    index: Annotated[int, Query(ge=-1, le=100_000)] = -1,
+) -> Response:
+    """One map of an `.npz` artifact as a PNG; index -1 is the mean magnitude over the images."""
+    row = audits_api.find_artifact(audit_id, path, scope)
+    png = heatmaps.render_png(store.read_bytes(row.storage_key), key, index)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _finished(scope: DashScope) -> list[AuditOut]:
+    return audits_api.list_audits(
+        scope, status="succeeded", model_id=None, verdict=None, limit=100, cursor=None
+    ).items
+
+
+@router.get("/compare")
+def compare_page(
+    request: Request, scope: DashScope, store: StoreDep, a: str = "", b: str = ""
+) -> HTMLResponse:
+    models, _ = _names(scope)
+    context: dict[str, Any] = {"choices": _finished(scope), "a": a, "b": b, "models": models}
+    if a and b:
+        left, right = audits_api.load_report(a, scope, store), audits_api.load_report(b, scope, store)
+        names = [x.name for x in left.audits] + [x.name for x in right.audits if left.audit(x.name) is None]
+        context |= {
+            "left": left,
+            "right": right,
+            "sides": {"A": audits_api.get_audit(a, scope), "B": audits_api.get_audit(b, scope)},
+            "rows": [
+                {
+                    "name": n,
+                    "a": left.audit(n),
+                    "b": right.audit(n),
+                    "charts": overlay(left.audit(n), right.audit(n)),
+                    "metrics": compare_rows(left.audit(n), right.audit(n)),
+                }
+                for n in names
+            ],
+        }
+    return render(request, "compare.html", context)
+
+
+@router.get("/gate")
+def gate_page(request: Request, scope: DashScope, audit: str = "") -> HTMLResponse:
+    context = {"choices": _finished(scope), "audit_id": audit, "policy": EXAMPLE_POLICY, "result": None}
+    return render(request, "gate.html", context)
+
+
+@router.post("/gate")
+def run_gate(
+    request: Request,
+    web: WebSessionDep,
+    scope: DashScope,
+    store: StoreDep,
+    audit_id: Annotated[str, Form(max_length=100)],
+    policy: Annotated[str, Form(max_length=100_000)],
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> HTMLResponse:
+    check_csrf(web, csrf)
+    context: dict[str, Any] = {"choices": _finished(scope), "audit_id": audit_id, "policy": policy}
+    try:
+        result = gate_api.gate(GateIn(audit_id=audit_id, policy=policy), scope, store)
+    except PolicyError as exc:
+        return render(request, "gate.html", context | {"result": None, "error": exc.message}, 422)
+    return render(request, "gate.html", context | {"result": result})
