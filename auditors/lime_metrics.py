@@ -14,7 +14,7 @@ import torch
 
 from auditors.context import AuditContext
 from auditors.lime import LimeFit, coefficient_map
-from auditors.plots import line_plot, overlay_grid
+from auditors.plots import line_plot, map_inputs, overlay_grid
 from auditors.report import Artifact
 
 
@@ -143,13 +143,14 @@ def write_lime_artifacts(
     }
     arrays["strategies"] = np.array(runs)
     arrays["segments"] = fits[runs[0]].segments.cpu().numpy().astype(np.int32)
+    arrays.update(map_inputs(images, fits[runs[0]].target))
     np.savez_compressed(path, **arrays)
     artifacts.append(
         Artifact(
             name="attributions",
             path=rel,
             media_type="application/x-npz",
-            description="raw LIME coefficients (float16), coef_i for strategies[i]; feature segments",
+            description="raw LIME coefficients (float16), coef_i for strategies[i]; feature segments; inputs",
         )
     )
     return artifacts

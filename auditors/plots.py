@@ -118,3 +118,10 @@ def grouped_bars(
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def map_inputs(images: torch.Tensor, predicted: torch.Tensor) -> dict[str, np.ndarray]:
+    """What a raw-map `.npz` ships beside its maps: the inputs (uint8 [N,3,H,W]) and the predicted
+    classes, so a viewer can show each map next to its image and draw a finding on a real example."""
+    pixels = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    return {"images": pixels.numpy(), "predicted": predicted.detach().cpu().numpy().astype(np.int16)}

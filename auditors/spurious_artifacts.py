@@ -46,13 +46,15 @@ def write_artifacts(
         )
         path, rel = ctx.artifact_path(audit, "saliency_maps.npz")
         arrays = {m: v.detach().cpu().numpy().astype(np.float16) for m, v in maps.items()}
+        count = min(v.shape[0] for v in arrays.values())
+        arrays.update(plots.map_inputs(images[:count], pred[:count]))
         np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
         out.append(
             Artifact(
                 name="saliency_maps",
                 path=rel,
                 media_type="application/x-npz",
-                description="raw maps, float16",
+                description="raw maps (float16) with their input images and predicted classes",
             )
         )
     if hotspots is not None:

@@ -18,13 +18,23 @@ _SEQUENTIAL = [(0, 0, 4), (87, 16, 110), (188, 55, 84), (249, 142, 9), (252, 255
 _DIVERGING = [(33, 102, 172), (146, 197, 222), (247, 247, 247), (244, 165, 130), (178, 24, 43)]
 
 
+IMAGE_KEY = "image"  # the input itself, when the artifact ships it (`images`, uint8 [N,3,H,W])
+
+
 @dataclass(frozen=True)
 class MapSet:
-    """Maps in one artifact: `keys` to toggle between (methods or strategies), `count` images each."""
+    """Maps in one artifact: `keys` to toggle between (methods or strategies), `count` images each,
+    and, when the artifact ships its inputs, the predicted class of each image."""
 
     path: str
     keys: list[str]
     count: int
+    has_images: bool = False
+    predicted: tuple[int, ...] = ()
+
+    def example_of(self, class_index: int) -> int | None:
+        """The first image predicted as `class_index`, to draw that class's finding on."""
+        return next((i for i, p in enumerate(self.predicted[: self.count]) if p == class_index), None)
 
 
 def _load(raw: bytes) -> dict[str, Any]:
@@ -44,13 +54,17 @@ def _lime_keys(arrays: dict[str, Any]) -> list[str] | None:
 def describe(path: str, raw: bytes) -> MapSet | None:
     """The toggles of a map artifact, or None when it holds no per-image 2-D maps."""
     arrays = _load(raw)
+    images = "images" in arrays and getattr(arrays["images"], "ndim", 0) == 4
+    predicted = tuple(int(p) for p in arrays["predicted"]) if "predicted" in arrays else ()
     lime = _lime_keys(arrays)
     if lime is not None:
-        return MapSet(path=path, keys=lime, count=int(arrays["segments"].shape[0]))
+        count = int(arrays["segments"].shape[0])
+        return MapSet(path=path, keys=lime, count=count, has_images=images, predicted=predicted)
     keys = [k for k, v in arrays.items() if getattr(v, "ndim", 0) == 3]
     if not keys:
         return None
-    return MapSet(path=path, keys=keys, count=int(min(arrays[k].shape[0] for k in keys)))
+    count = int(min(arrays[k].shape[0] for k in keys))
+    return MapSet(path=path, keys=keys, count=count, has_images=images, predicted=predicted)
 
 
 def _map(arrays: dict[str, Any], key: str, index: int) -> np.ndarray:
@@ -91,10 +105,19 @@ def _colourise(values: np.ndarray) -> np.ndarray:
 
 
 def render_png(raw: bytes, key: str, index: int) -> bytes:
-    """One map as a PNG at model-input resolution (the page scales it up without smoothing)."""
+    """One map (or, for `key="image"`, the input itself) as a PNG at model-input resolution; the page
+    scales it up without smoothing."""
+    import numpy as np
     from PIL import Image
 
-    image = Image.fromarray(_colourise(_map(_load(raw), key, index)), mode="RGB")
+    arrays = _load(raw)
+    if key == IMAGE_KEY:
+        if "images" not in arrays or not 0 <= index < arrays["images"].shape[0]:
+            raise NotFoundError(f"this artifact holds no input image {index}")
+        rgb = np.ascontiguousarray(arrays["images"][index].transpose(1, 2, 0))
+    else:
+        rgb = _colourise(_map(arrays, key, index))
+    image = Image.fromarray(rgb, mode="RGB")
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)
     return out.getvalue()

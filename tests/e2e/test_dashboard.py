@@ -93,6 +93,8 @@ def test_dashboard_launch_report_compare_gate_and_tenancy(  # type: ignore[no-un
     shot = page.locator("li.finding[data-kind=spurious_region] figure.shot").first
     assert shot.locator("rect.box").count() == 1, page.locator("#spurious_signal > p").first.inner_text()
     assert shot.locator("img").evaluate("img => img.complete && img.naturalWidth === 32")
+    assert "key=image" in (shot.locator("img").get_attribute("src") or ""), "drawn on an input of its class"
+    assert page.locator("#spurious_signal .tile.pair").first.locator("img").count() == 2
     gallery = page.locator("#spurious_signal [data-gallery]").first
     before = gallery.locator("img[data-map]").first.get_attribute("src")
     gallery.locator("button.toggle").nth(1).click()

@@ -42,7 +42,7 @@ def test_chunks_are_sized_from_free_memory_and_many_ablations_fit():
     assert out.shape == (3000, 1000)
     chunk = [v for k, v in _CHUNK_CACHE.items() if k[0] == id(model)]
     assert chunk and chunk[0] > 8
-    free, total = torch.cuda.mem_get_info()
+    _, total = torch.cuda.mem_get_info()
     assert torch.cuda.max_memory_allocated() < total
     ref = plain_logits(model, image, mean=MEAN, std=STD)
     keep_all = torch.ones(1, 14, 14, dtype=torch.bool)
