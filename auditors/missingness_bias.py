@@ -39,7 +39,8 @@ def class_entropy(preds: torch.Tensor, k: int) -> tuple[float, np.ndarray]:
     """H = -sum_c p_c ln p_c over the share of images predicted as class c; also the shares."""
     shares = torch.bincount(preds, minlength=k).double() / max(1, preds.numel())
     nz = shares[shares > 0]
-    return float(-(nz * nz.log()).sum()), shares.cpu().numpy()
+    # max(0, .): a single class gives -0.0, which would print as "-0.00 nats".
+    return max(0.0, float(-(nz * nz.log()).sum())), shares.cpu().numpy()
 
 
 def random_keep(n_images: int, grid: tuple[int, int], fraction: float, seed: int, salt: int) -> torch.Tensor:
