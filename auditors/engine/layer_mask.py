@@ -98,6 +98,8 @@ def neighbour_fill(x: torch.Tensor, m: torch.Tensor, rounds: int) -> torch.Tenso
     Each round: num = conv3x3_ones(x*m), den = conv3x3_ones(m), x += (1-m)*num/(den+1e-5),
     m = clip(m+den, 0, 1). The fill carries no gradient; visible positions are untouched.
     """
+    if bool((m > 0).all()):
+        return x  # nothing removed at this resolution (common in deep layers): skip the fill
     with torch.no_grad():
         c = x.shape[1]
         ones_x = torch.ones(c, 1, 3, 3, device=x.device, dtype=x.dtype)
@@ -109,6 +111,8 @@ def neighbour_fill(x: torch.Tensor, m: torch.Tensor, rounds: int) -> torch.Tenso
             den = F.conv2d(mf, ones_m, padding=1)
             xf = xf + (1 - mf) * num / (den + 1e-5)
             mf = (mf + den).clamp(0, 1)
+            if bool((mf > 0).all()):
+                break  # every position is filled: further rounds would change nothing
         filled = xf * (1 - m)
     return x * m + filled
 
