@@ -19,12 +19,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Celery, chord, group
 from sqlalchemy.orm import Session
 
 from occulta import jobs, shards
 from occulta.db import AuditJob
-from occulta.db.models import CANCELLED, FAILED, QUEUED, RUNNING
+from occulta.db.models import CANCELLED, FAILED, QUEUED, RUNNING, TIMED_OUT
 from occulta.errors import DatasetError, OccultaError
 from occulta.service.audits import saved_results
 from worker.base import OccultaTask, resources
@@ -158,6 +159,12 @@ class RunShard(OccultaTask):
                 partial = _compute(card, data_ref, inputs, audit, range(claim.start, claim.stop), beat)
             except OccultaTask.transient_errors:
                 raise  # the base task retries; on_transient_error released the shard
+            except SoftTimeLimitExceeded:
+                shards.fail(session, claim.id, error="soft time limit reached")
+                jobs.finish(
+                    session, job_id, TIMED_OUT, error=f"shard {audit}[{index}] hit the soft time limit"
+                )
+                return TIMED_OUT
             except OccultaError as exc:  # bad input: every retry would fail the same way
                 shards.fail(session, claim.id, error=f"{exc.code}: {exc}")
                 jobs.finish(session, job_id, FAILED, error=f"{exc.code}: {exc}", message="failed")
