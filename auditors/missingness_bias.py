@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,8 @@ from auditors import plots
 from auditors.context import AuditContext
 from auditors.engine import applicable_strategies, masked_logits, parse_strategy, plain_logits
 from auditors.registry import AuditConfig, register_auditor
-from auditors.report import AuditResult, Finding
+from auditors.report import Artifact, AuditResult, Finding
+from auditors.sharding import Partial, ShardMeta, check_tiling, even_ranges, per_image_uniform
 
 NAME = "missingness_bias"
 
@@ -43,16 +46,25 @@ def class_entropy(preds: torch.Tensor, k: int) -> tuple[float, np.ndarray]:
     return max(0.0, float(-(nz * nz.log()).sum())), shares.cpu().numpy()
 
 
-def random_keep(n_images: int, grid: tuple[int, int], fraction: float, seed: int, salt: int) -> torch.Tensor:
-    """Keep masks [N,h,w] removing round(fraction * h*w) random patches per image, seeded."""
+def image_keep(
+    indices: range | Sequence[int], grid: tuple[int, int], fraction: float, seed: int, salt: int
+) -> torch.Tensor:
+    """Keep masks [N,h,w] removing round(fraction * h*w) random patches per image. Image i's mask
+    depends only on (seed, salt, i), so it is the same in a single run and in any shard."""
     h, w = grid
     f = h * w
     k = round(fraction * f)
-    gen = torch.Generator().manual_seed(seed * 7919 + salt)
-    order = torch.rand(n_images, f, generator=gen).argsort(dim=1)
-    keep = torch.ones(n_images, f, dtype=torch.bool)
+    order = torch.from_numpy(
+        per_image_uniform(indices, f, seed=seed, salt=salt).argsort(axis=1, kind="stable")
+    )
+    keep = torch.ones(len(indices), f, dtype=torch.bool)
     keep.scatter_(1, order[:, :k], False)
-    return keep.view(n_images, h, w)
+    return keep.view(len(indices), h, w)
+
+
+def random_keep(n_images: int, grid: tuple[int, int], fraction: float, seed: int, salt: int) -> torch.Tensor:
+    """`image_keep` for images 0..n-1."""
+    return image_keep(range(n_images), grid, fraction, seed, salt)
 
 
 def _strategy_metrics(
@@ -114,46 +126,129 @@ class MissingnessBias:
     Config = MissingnessBiasConfig
 
     def run(self, ctx: AuditContext, config: MissingnessBiasConfig) -> AuditResult:
+        """The whole dataset as one shard, merged: the same code path as a sharded run."""
         t0 = time.perf_counter()
+        result = self.merge(
+            ShardMeta.from_context(ctx), config, [self.run_shard(ctx, config, range(ctx.n_images))]
+        )
+        result.seconds = round(time.perf_counter() - t0, 3)
+        return result
+
+    def plan_shards(self, n_images: int, config: MissingnessBiasConfig, n_shards: int) -> list[range]:
+        """Every image is independent of the others, so any contiguous split works."""
+        return even_ranges(n_images, n_shards)
+
+    def _resolve(self, ctx: AuditContext, config: MissingnessBiasConfig) -> dict[str, Any]:
         seed = ctx.seed_for(config)
         names = config.strategies or applicable_strategies(ctx.model)
-        strategies = [str(parse_strategy(s)) for s in names]
         fractions = sorted({round(float(f), 4) for f in config.fractions} | {0.0})
         if any(not 0 <= f < 1 for f in fractions):
             raise ValueError("fractions must be in [0, 1)")
-        half = int(np.argmin([abs(f - config.attractor_fraction) for f in fractions]))
         p = config.patch_size or ctx.default_patch_size()
         height, width = ctx.image_size
         if height % p or width % p:
             raise ValueError(f"patch_size {p} does not tile {height}x{width} images")
-        grid = (height // p, width // p)
-        k = ctx.num_classes
-        clean = plain_logits(ctx.model, ctx.images, mean=ctx.mean, std=ctx.std).argmax(1).cpu()
-        labels = ctx.labels
-        keeps = [random_keep(ctx.n_images, grid, f, seed, i) for i, f in enumerate(fractions)]
+        strategies = [str(parse_strategy(s)) for s in names]
+        return {"seed": seed, "strategies": strategies, "fractions": fractions, "patch_size": p}
 
-        per: dict[str, dict[str, Any]] = {}
-        raw: dict[str, np.ndarray] = {}
+    def run_shard(self, ctx: AuditContext, config: MissingnessBiasConfig, indices: range) -> Partial:
+        """Clean and masked predictions for images `indices` (a contiguous range), as JSON lists."""
+        t0 = time.perf_counter()
+        if indices.step != 1 or indices.start < 0 or indices.stop > ctx.n_images:
+            raise ValueError(f"shard {indices} is not a contiguous range inside 0..{ctx.n_images}")
+        plan = self._resolve(ctx, config)
+        seed, strategies, fractions, p = (
+            plan["seed"],
+            plan["strategies"],
+            plan["fractions"],
+            plan["patch_size"],
+        )
+        height, width = ctx.image_size
+        grid = (height // p, width // p)
+        images = ctx.images[indices.start : indices.stop]
+        clean = plain_logits(ctx.model, images, mean=ctx.mean, std=ctx.std).argmax(1).cpu()
+        keeps = [image_keep(indices, grid, f, seed, i) for i, f in enumerate(fractions)]
+        preds: dict[str, list[list[int]]] = {}
         steps = len(strategies) * len(fractions)
         for si, strat in enumerate(strategies):
-            preds = []
+            rows = []
             for fi, keep in enumerate(keeps):
                 ctx.report((si * len(fractions) + fi) / steps, f"{strat}: {fractions[fi]:.0%} removed")
                 logits = masked_logits(
-                    ctx.model, ctx.images, keep, strat, mean=ctx.mean, std=ctx.std, patch_size=p, seed=seed
+                    ctx.model,
+                    images,
+                    keep,
+                    strat,
+                    mean=ctx.mean,
+                    std=ctx.std,
+                    patch_size=p,
+                    seed=seed,
+                    offset=indices.start,
                 )
-                preds.append(logits.argmax(1).cpu())
-            raw[strat] = torch.stack(preds).numpy().astype(np.int16)
-            per[strat] = _strategy_metrics(preds, clean, labels, fractions, half, k, config, ctx.class_names)
+                rows.append(logits.argmax(1).cpu().tolist())
+            preds[strat] = rows
+        labels = ctx.labels
+        return {
+            **plan,
+            "start": indices.start,
+            "stop": indices.stop,
+            "n_features": grid[0] * grid[1],
+            "clean": clean.tolist(),
+            "labels": None if labels is None else labels[indices.start : indices.stop].tolist(),
+            "preds": preds,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
 
+    def merge(
+        self, meta: ShardMeta, config: MissingnessBiasConfig, partials: Sequence[Partial]
+    ) -> AuditResult:
+        """Concatenate the shards' predictions in image order and compute every metric on the whole."""
+        ordered = check_tiling(partials, meta.n_images)
+        first = ordered[0]
+        seed, strategies, fractions, p = (
+            first["seed"],
+            first["strategies"],
+            first["fractions"],
+            first["patch_size"],
+        )
+        for part in ordered[1:]:
+            if (part["seed"], part["strategies"], part["fractions"], part["patch_size"]) != (
+                seed,
+                strategies,
+                fractions,
+                p,
+            ):
+                raise ValueError("shards were run with different settings; rerun them with one config")
+        half = int(np.argmin([abs(f - config.attractor_fraction) for f in fractions]))
+        k = len(meta.class_names)
+        clean = torch.tensor([c for part in ordered for c in part["clean"]], dtype=torch.long)
+        has_labels = all(part["labels"] is not None for part in ordered)
+        labels = (
+            torch.tensor([y for part in ordered for y in part["labels"]], dtype=torch.long)
+            if has_labels
+            else None
+        )
+        per: dict[str, dict[str, Any]] = {}
+        raw: dict[str, np.ndarray] = {}
+        for strat in strategies:
+            stacked = torch.tensor(
+                [[v for part in ordered for v in part["preds"][strat][fi]] for fi in range(len(fractions))],
+                dtype=torch.long,
+            )
+            preds = list(stacked)
+            raw[strat] = stacked.numpy().astype(np.int16)
+            per[strat] = _strategy_metrics(preds, clean, labels, fractions, half, k, config, meta.class_names)
+        grid_features = first["n_features"]
+        n_images = int(clean.numel())
+        seconds = float(sum(part.get("seconds", 0.0) for part in ordered))
         clean_h = class_entropy(clean, k)[0]
         ranked = sorted(per, key=lambda s: (per[s]["entropy_drop_at_half"], -per[s]["auc"]))
         best, worst = ranked[0], ranked[-1]
         failing = [s for s in strategies if per[s]["verdict"] == "fail"]
         metrics: dict[str, Any] = {
             "patch_size": p,
-            "n_features": grid[0] * grid[1],
-            "n_images": ctx.n_images,
+            "n_features": grid_features,
+            "n_images": n_images,
             "fractions": fractions,
             "attractor_fraction": fractions[half],
             "clean": {
@@ -182,12 +277,10 @@ class MissingnessBias:
             for s in failing
             for a in per[s]["attractors"][:1]
         ]
-        artifacts = self._plots(ctx, per, fractions, half, clean_h, k, strategies)
-        path, rel = ctx.artifact_path(NAME, "predictions.npz")
+        artifacts = self._plots(meta, per, fractions, half, clean_h, k, strategies)
+        path, rel = _artifact_path(meta.out_dir, "predictions.npz")
         arrays = {"fractions": np.array(fractions), "clean": clean.numpy().astype(np.int16), **raw}
         np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
-        from auditors.report import Artifact
-
         artifacts.append(
             Artifact(
                 name="predictions", path=rel, media_type="application/x-npz", description="raw predictions"
@@ -201,7 +294,7 @@ class MissingnessBias:
             findings=findings,
             artifacts=artifacts,
             config={**config.model_dump(), "seed": seed, "strategies": strategies, "patch_size": p},
-            seconds=round(time.perf_counter() - t0, 3),
+            seconds=round(seconds, 3),
         )
 
     @staticmethod
@@ -228,7 +321,7 @@ class MissingnessBias:
 
     @staticmethod
     def _plots(
-        ctx: AuditContext,
+        meta: ShardMeta,
         per: dict[str, dict[str, Any]],
         fractions: list[float],
         half: int,
@@ -236,8 +329,6 @@ class MissingnessBias:
         k: int,
         strategies: list[str],
     ) -> list[Any]:
-        from auditors.report import Artifact
-
         out = []
         specs = [
             (
@@ -252,7 +343,7 @@ class MissingnessBias:
         if per[strategies[0]]["accuracy"] is not None:
             specs.append(("accuracy", "Accuracy vs labels", "accuracy", None, (0, 1.02)))
         for key, title, ylabel, hline, ylim in specs:
-            path, rel = ctx.artifact_path(NAME, f"{key}.png")
+            path, rel = _artifact_path(meta.out_dir, f"{key}.png")
             plots.line_plot(
                 path,
                 [f * 100 for f in fractions],
@@ -264,13 +355,21 @@ class MissingnessBias:
                 ylim=ylim,
             )
             out.append(Artifact(name=key, path=rel, description=f"{title} as patches are removed"))
-        path, rel = ctx.artifact_path(NAME, "shares.png")
+        path, rel = _artifact_path(meta.out_dir, "shares.png")
         plots.grouped_bars(
             path,
-            ctx.class_names,
-            {s: [per[s]["shares_at_half"][c] for c in ctx.class_names] for s in strategies},
+            meta.class_names,
+            {s: [per[s]["shares_at_half"][c] for c in meta.class_names] for s in strategies},
             title=f"Share of predictions per class at {fractions[half]:.0%} removed",
             ylabel="share of predictions",
         )
         out.append(Artifact(name="shares", path=rel, description="class shares at the attractor fraction"))
         return out
+
+
+def _artifact_path(out_dir: Path, name: str) -> tuple[Path, str]:
+    """Like `AuditContext.artifact_path`, for a merge that has no context."""
+    rel = f"{NAME}/{name}"
+    path = out_dir / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path, rel

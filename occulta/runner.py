@@ -13,6 +13,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from occulta.datasets import load_dataset
 from occulta.errors import AuditConfigError, OccultaError
 
 if TYPE_CHECKING:
-    from auditors.context import Region
+    from auditors.context import AuditContext, Region
     from auditors.report import AuditResult, Report
 
 log = logging.getLogger(__name__)
@@ -145,32 +146,31 @@ def write_report(report: Report, out_dir: Path) -> None:
         tmp.replace(out_dir / name)
 
 
-def run_battery(
+@dataclass
+class Prepared:
+    """A loaded run: the model on its device, the dataset as an `AuditContext`, and the report skeleton.
+    Shard workers build the very same context as a single run, so image `i` is the same everywhere."""
+
+    ctx: AuditContext
+    report: Report
+
+
+def prepare_run(
     *,
     card_path: Path,
     data_ref: str,
-    audits: list[str],
-    audit_configs: dict[str, dict[str, Any]] | None = None,
     out_dir: Path,
     device: str = "auto",
     samples: int | None = None,
     seed: int = 0,
     regions: list[dict[str, Any]] | None = None,
-    progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
-    completed: dict[str, AuditResult] | None = None,
-    on_audit_done: Callable[[AuditResult], None] | None = None,
-) -> Report:
-    """Run `audits` and write the report into `out_dir`; see the module docstring."""
-    import torch
-
-    from auditors.context import AuditCancelled, AuditContext
+) -> Prepared:
+    """Load the card, weights and (a sample of) the dataset; see `run_battery`."""
+    from auditors.context import AuditContext
     from auditors.engine import model_family, prepare_model
-    from auditors.registry import get_auditor
-    from auditors.report import AuditResult, DatasetDescription, Environment, ModelDescription, Report
+    from auditors.report import DatasetDescription, Environment, ModelDescription, Report
 
-    t0 = time.perf_counter()
-    configs = validate_battery(audits, audit_configs)
     card_path = Path(card_path)
     card = load_card(card_path)
     dev = resolve_device(device)
@@ -230,6 +230,46 @@ def run_battery(
         seed=seed,
         environment=Environment(**_environment(dev)),
     )
+    return Prepared(ctx, report)
+
+
+def run_battery(
+    *,
+    card_path: Path,
+    data_ref: str,
+    audits: list[str],
+    audit_configs: dict[str, dict[str, Any]] | None = None,
+    out_dir: Path,
+    device: str = "auto",
+    samples: int | None = None,
+    seed: int = 0,
+    regions: list[dict[str, Any]] | None = None,
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    completed: dict[str, AuditResult] | None = None,
+    on_audit_done: Callable[[AuditResult], None] | None = None,
+) -> Report:
+    """Run `audits` and write the report into `out_dir`; see the module docstring."""
+    import torch
+
+    from auditors.context import AuditCancelled
+    from auditors.registry import get_auditor
+    from auditors.report import AuditResult
+
+    t0 = time.perf_counter()
+    configs = validate_battery(audits, audit_configs)
+    prepared = prepare_run(
+        card_path=card_path,
+        data_ref=data_ref,
+        out_dir=out_dir,
+        device=device,
+        samples=samples,
+        seed=seed,
+        regions=regions,
+        cancelled=cancelled,
+    )
+    ctx, report = prepared.ctx, prepared.report
+    out_dir = Path(out_dir)
     for i, name in enumerate(audits):
         if completed and name in completed:
             report.audits.append(completed[name])

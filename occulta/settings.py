@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./occulta-data")
     database_url: str = Field(default="", description="default: sqlite:///{data_dir}/occulta.db")
     broker_url: str = Field(default="", description="default: sqla+sqlite:///{data_dir}/broker.db")
+    result_backend_url: str = Field(
+        default="",
+        description="Celery results (shard chords count on it); default: the Redis broker, or "
+        "db+sqlite:///{data_dir}/results.db in embedded mode",
+    )
     queue: str = Field(default="occulta", description="Celery queue the audits go to")
     storage_url: str = Field(default="", description="file://{data_dir}/objects or s3://bucket/prefix")
     s3_endpoint_url: str | None = None
@@ -46,6 +51,10 @@ class Settings(BaseSettings):
     sweep_interval_seconds: int = 60
     worker_concurrency: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    shard_size: int = Field(
+        default=2000, ge=0, description="audits over more images than this are split into shards; 0: never"
+    )
+    shard_max_retries: int = Field(default=3, ge=0, description="retries of one failed shard, alone")
     presign_expiry_seconds: int = 600
 
     @model_validator(mode="after")
@@ -58,6 +67,10 @@ class Settings(BaseSettings):
             self.broker_url = f"sqla+sqlite:///{data}/broker.db"
         if not self.storage_url:
             self.storage_url = f"file://{data}/objects"
+        if not self.result_backend_url:
+            self.result_backend_url = (
+                f"db+sqlite:///{data}/results.db" if self.broker_url.startswith("sqla+") else self.broker_url
+            )
         if self.audit_hard_time_limit <= self.audit_soft_time_limit:
             raise ValueError(
                 "OCCULTA_AUDIT_HARD_TIME_LIMIT must be larger than OCCULTA_AUDIT_SOFT_TIME_LIMIT"
@@ -113,6 +126,8 @@ class Settings(BaseSettings):
             "broker_url": self.broker_url,
             "broker_connection_retry_on_startup": True,
             "broker_transport_options": transport_options,
+            "result_backend": self.result_backend_url,
+            "result_expires": 24 * 3600,
             "task_serializer": "json",
             "result_serializer": "json",
             "accept_content": ["json"],

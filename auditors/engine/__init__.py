@@ -200,6 +200,7 @@ def masked_logits(
     std: Sequence[float] | torch.Tensor,
     patch_size: int | None = None,
     seed: int = 0,
+    offset: int = 0,
     chunk_size: int | None = None,
     progress: Progress | None = None,
 ) -> torch.Tensor:
@@ -207,7 +208,8 @@ def masked_logits(
 
     `patch_size`, when given, is checked against the grid `keep` implies; the grid is otherwise
     inferred from the image size. Random fills (`noise`, `random_color`) are reproducible per
-    `seed` and per sample, whatever the chunking.
+    `seed` and per sample, whatever the chunking; `offset` is the index of row 0 in the caller's
+    numbering (e.g. a shard's first image), so a sample's fill does not depend on which shard it is in.
     """
     strat = strategy if isinstance(strategy, Strategy) else parse_strategy(strategy)
     if images.dim() != 4 or images.shape[1] != 3:
@@ -238,7 +240,9 @@ def masked_logits(
             else:
                 imgs = images[start:stop].to(device, non_blocking=True)
             keep_px = pixel_keep(keep_dev[start:stop], height, width)
-            logits = _forward(model, imgs.float(), keep_px, strat, mean_t, std_t, seed, start).float()
+            logits = _forward(
+                model, imgs.float(), keep_px, strat, mean_t, std_t, seed, offset + start
+            ).float()
             if out is None:
                 out = torch.empty(n, logits.shape[1], device=device)
             out[start:stop] = logits
