@@ -15,10 +15,7 @@ import torch
 from torch import nn
 
 from auditors.engine import Family, model_device, model_family
-
-
-class AuditCancelled(Exception):  # noqa: N818  (a signal, not an error)
-    """Raised by `ctx.check_cancelled()` when the job was cancelled; the runner records it."""
+from auditors.signals import AuditCancelled
 
 
 @dataclass

@@ -10,7 +10,7 @@ import yaml
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from auditors.context import AuditCancelled
+from auditors.signals import AuditCancelled
 from auditors.report import AuditResult, Report
 from occulta.cards import ModelCard, write_card
 from occulta.cli import app

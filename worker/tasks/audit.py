@@ -19,6 +19,7 @@ from typing import Any
 from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session
 
+from auditors.signals import AuditCancelled
 from occulta import jobs
 from occulta.db import AuditJob, DatasetRecord, ModelRecord
 from occulta.db.models import CANCELLED, FAILED, SUCCEEDED, TIMED_OUT
@@ -196,5 +197,5 @@ def execute(
 
 
 def is_cancelled(exc: BaseException) -> bool:
-    """`auditors.context.AuditCancelled`, checked by class name so this module does not import torch."""
-    return type(exc).__name__ == "AuditCancelled" and type(exc).__module__.startswith("auditors")
+    """The runner's cancellation signal (torch-free module, so importing it here is cheap)."""
+    return isinstance(exc, AuditCancelled)
