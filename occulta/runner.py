@@ -252,9 +252,9 @@ def run_battery(
     """Run `audits` and write the report into `out_dir`; see the module docstring."""
     import torch
 
-    from auditors.context import AuditCancelled
     from auditors.registry import get_auditor
     from auditors.report import AuditResult
+    from auditors.signals import AuditCancelled
 
     t0 = time.perf_counter()
     configs = validate_battery(audits, audit_configs)

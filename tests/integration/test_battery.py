@@ -10,8 +10,8 @@ import yaml
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from auditors.signals import AuditCancelled
 from auditors.report import AuditResult, Report
+from auditors.signals import AuditCancelled
 from occulta.cards import ModelCard, write_card
 from occulta.cli import app
 from occulta.gate import evaluate, load_policy
