@@ -42,6 +42,8 @@ class AuditContext:
     object_masks: torch.Tensor | None = None  # [N,H,W] bool, when the dataset provides them
     regions: list[Region] = field(default_factory=list)
     reference_model: nn.Module | None = None
+    # A shard's context holds only images [image_offset, image_offset + n_images) of the dataset.
+    image_offset: int = 0
     progress: Callable[[float, str], None] | None = None
     cancelled: Callable[[], bool] | None = None
     extras: dict[str, Any] = field(default_factory=dict)

@@ -154,8 +154,9 @@ class MissingnessBias:
     def run_shard(self, ctx: AuditContext, config: MissingnessBiasConfig, indices: range) -> Partial:
         """Clean and masked predictions for images `indices` (a contiguous range), as JSON lists."""
         t0 = time.perf_counter()
-        if indices.step != 1 or indices.start < 0 or indices.stop > ctx.n_images:
-            raise ValueError(f"shard {indices} is not a contiguous range inside 0..{ctx.n_images}")
+        off = ctx.image_offset  # a shard's context may hold only its own images
+        if indices.step != 1 or indices.start < off or indices.stop > off + ctx.n_images:
+            raise ValueError(f"shard {indices} is not a contiguous range inside {off}..{off + ctx.n_images}")
         plan = self._resolve(ctx, config)
         seed, strategies, fractions, p = (
             plan["seed"],
@@ -165,7 +166,7 @@ class MissingnessBias:
         )
         height, width = ctx.image_size
         grid = (height // p, width // p)
-        images = ctx.images[indices.start : indices.stop]
+        images = ctx.images[indices.start - off : indices.stop - off]
         clean = plain_logits(ctx.model, images, mean=ctx.mean, std=ctx.std).argmax(1).cpu()
         keeps = [image_keep(indices, grid, f, seed, i) for i, f in enumerate(fractions)]
         preds: dict[str, list[list[int]]] = {}
@@ -194,7 +195,7 @@ class MissingnessBias:
             "stop": indices.stop,
             "n_features": grid[0] * grid[1],
             "clean": clean.tolist(),
-            "labels": None if labels is None else labels[indices.start : indices.stop].tolist(),
+            "labels": None if labels is None else labels[indices.start - off : indices.stop - off].tolist(),
             "preds": preds,
             "seconds": round(time.perf_counter() - t0, 3),
         }

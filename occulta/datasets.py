@@ -47,6 +47,8 @@ class LoadedDataset:
     n_total: int
     object_masks: torch.Tensor | None = None
     synthetic: Any = None  # auditors.synthetic.SyntheticSpec for synthetic references
+    n_sampled: int = 0  # images in the (sampled) dataset; `images` may hold only a range of them
+    offset: int = 0  # index of images[0] in the sampled dataset
 
 
 def is_archive(path: Path) -> bool:
@@ -268,8 +270,13 @@ def load_dataset(
     interpolation: str = "bilinear",
     work_dir: Path | None = None,
     max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
+    indices: range | None = None,
 ) -> LoadedDataset:
-    """Load (a seeded sample of) the referenced images at the model's input size."""
+    """Load (a seeded sample of) the referenced images at the model's input size.
+
+    `indices` keeps only that contiguous range of the sampled images (a shard): image i is the same
+    image whatever the range, and a folder decodes only the images in it.
+    """
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -285,13 +292,16 @@ def load_dataset(
         idx = np.arange(spec.n)
         if samples is not None and samples < spec.n:
             idx = np.sort(rng.permutation(spec.n)[:samples])
+        n_sampled, idx, offset = _select(idx, indices)
         images, masks = data.images[idx], data.object_masks[idx]
         if tuple(images.shape[-2:]) != tuple(input_size):
             images = F.interpolate(images, size=input_size, mode="bilinear", align_corners=False)
             masks = F.interpolate(masks[:, None].float(), size=input_size, mode="nearest")[:, 0] > 0.5
         mapping = map_labels(data.class_names, model_classes)
         synth_labels = torch.tensor([mapping[data.class_names[i]] for i in data.labels[idx].tolist()])
-        return LoadedDataset(spec.ref(), images, synth_labels, data.class_names, spec.n, masks, spec)
+        return LoadedDataset(
+            spec.ref(), images, synth_labels, data.class_names, spec.n, masks, spec, n_sampled, offset
+        )
     path = Path(ref)
     if "://" in ref:
         raise DatasetError(f"{ref!r}: URLs are not dataset references here; upload an archive instead")
@@ -309,10 +319,23 @@ def load_dataset(
     order = np.arange(len(items))
     if samples is not None and samples < len(items):
         order = np.sort(rng.permutation(len(items))[:samples])
+    n_sampled, order, offset = _select(order, indices)
     arrays = [_load_image(items[i][0], input_size, crop_pct, interpolation) for i in order]
     images = torch.from_numpy(np.stack(arrays))
     labels: torch.Tensor | None = None
     if classes:
         mapping = map_labels(classes, model_classes)
-        labels = torch.tensor([mapping[items[i][1]] for i in order])  # type: ignore[index]
-    return LoadedDataset(ref, images, labels, classes, len(items))
+        labels = torch.tensor([mapping[items[i][1]] for i in order])
+    return LoadedDataset(ref, images, labels, classes, len(items), n_sampled=n_sampled, offset=offset)
+
+
+def _select(order: Any, indices: range | None) -> tuple[int, Any, int]:
+    """(size of the sampled dataset, the part of `order` to load, its offset) for a shard range."""
+    n = len(order)
+    if indices is None:
+        return n, order, 0
+    if indices.step != 1 or not 0 <= indices.start <= indices.stop <= n:
+        raise DatasetError(
+            f"image range {indices.start}..{indices.stop} is not inside the {n} sampled images"
+        )
+    return n, order[indices.start : indices.stop], indices.start

@@ -153,6 +153,7 @@ class Prepared:
 
     ctx: AuditContext
     report: Report
+    n_sampled: int  # images in the whole (sampled) dataset; ctx may hold only a shard of them
 
 
 def prepare_run(
@@ -165,8 +166,10 @@ def prepare_run(
     seed: int = 0,
     regions: list[dict[str, Any]] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    indices: range | None = None,
 ) -> Prepared:
-    """Load the card, weights and (a sample of) the dataset; see `run_battery`."""
+    """Load the card, weights and (a sample of) the dataset; see `run_battery`. With `indices`, only
+    that range of the sampled images is loaded (a shard), at `ctx.image_offset`."""
     from auditors.context import AuditContext
     from auditors.engine import model_family, prepare_model
     from auditors.report import DatasetDescription, Environment, ModelDescription, Report
@@ -188,6 +191,7 @@ def prepare_run(
             crop_pct=card.crop_pct,
             interpolation=card.interpolation,
             work_dir=Path(tmp),
+            indices=indices,
         )
     ctx = AuditContext(
         model=model,
@@ -202,6 +206,7 @@ def prepare_run(
         regions=resolve_regions(regions, size, card_path.parent),
         cancelled=cancelled,
         extras={"synthetic": data.synthetic},
+        image_offset=data.offset,
     )
     report = Report(
         model=ModelDescription(
@@ -230,7 +235,7 @@ def prepare_run(
         seed=seed,
         environment=Environment(**_environment(dev)),
     )
-    return Prepared(ctx, report)
+    return Prepared(ctx, report, data.n_sampled)
 
 
 def run_battery(

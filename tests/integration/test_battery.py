@@ -217,3 +217,22 @@ def test_an_audit_that_cannot_run_is_an_error_verdict_and_the_others_still_run(c
     assert mb.verdict == "error" and "patch_size 5 does not tile" in mb.summary
     assert sis.verdict != "error"
     assert report.verdict in ("error", "fail")
+
+
+def test_a_shard_that_loads_only_its_images_computes_the_same_partial(card, data_ref, tmp_path):
+    from auditors.missingness_bias import MissingnessBias, MissingnessBiasConfig
+    from occulta.runner import prepare_run
+
+    cfg = MissingnessBiasConfig(strategies=["black", "noise", "layer_mask"], fractions=[0.0, 0.5])
+    full = prepare_run(card_path=card, data_ref=data_ref, out_dir=tmp_path / "a", samples=40, seed=3)
+    part = prepare_run(
+        card_path=card, data_ref=data_ref, out_dir=tmp_path / "b", samples=40, seed=3, indices=range(13, 29)
+    )
+    assert (part.ctx.n_images, part.ctx.image_offset, part.n_sampled, full.n_sampled) == (16, 13, 40, 40)
+    a = MissingnessBias().run_shard(full.ctx, cfg, range(13, 29))
+    b = MissingnessBias().run_shard(part.ctx, cfg, range(13, 29))
+    a.pop("seconds")
+    b.pop("seconds")
+    assert a == b
+    with pytest.raises(ValueError, match=r"not a contiguous range inside 13\.\.29"):
+        MissingnessBias().run_shard(part.ctx, cfg, range(0, 10))

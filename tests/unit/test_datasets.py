@@ -56,6 +56,18 @@ def test_sampling_is_seeded_and_a_flat_folder_is_unlabelled(tmp_path):
     assert load_dataset(str(flat), input_size=(8, 8), model_classes=CLASSES).labels is None
 
 
+def test_a_range_of_the_sample_decodes_only_those_images(tmp_path):
+    root = _folder(tmp_path / "data", per_class=10)
+    full = load_dataset(str(root), input_size=(8, 8), model_classes=CLASSES, samples=12, seed=1)
+    part = load_dataset(
+        str(root), input_size=(8, 8), model_classes=CLASSES, samples=12, seed=1, indices=range(4, 9)
+    )
+    assert (part.n_sampled, part.offset, part.images.shape[0]) == (12, 4, 5)
+    assert torch.equal(part.images, full.images[4:9]) and torch.equal(part.labels, full.labels[4:9])
+    with pytest.raises(DatasetError, match="not inside the 12 sampled images"):
+        load_dataset(str(root), input_size=(8, 8), model_classes=CLASSES, samples=12, indices=range(10, 14))
+
+
 def test_class_folders_the_model_does_not_know_are_named(tmp_path):
     root = _folder(tmp_path / "data")
     with pytest.raises(DatasetError, match=r"\['cat', 'dog'\] are not among the model's class_names"):

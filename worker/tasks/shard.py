@@ -94,7 +94,8 @@ class ShardBeat(Heartbeat):
 def _compute(
     card: Path, data_ref: str, inputs: JobInputs, audit: str, indices: range, beat: Heartbeat
 ) -> dict[str, Any]:
-    """Load the same context as a single run and compute one shard's JSON partial (torch, child only)."""
+    """Load this shard's images exactly as a single run would and compute its JSON partial (torch,
+    child process only)."""
     from auditors.registry import get_auditor
     from occulta.runner import prepare_run, validate_battery
 
@@ -110,11 +111,12 @@ def _compute(
             seed=spec["seed"],
             regions=spec["regions"],
             cancelled=beat.cancelled,
+            indices=indices,  # decode only this shard's images
         )
         ctx = prepared.ctx
-        if ctx.n_images != inputs.n_images:
+        if prepared.n_sampled != inputs.n_images:
             raise DatasetError(
-                f"the dataset loaded {ctx.n_images} images, the shards were planned for {inputs.n_images}"
+                f"the dataset has {prepared.n_sampled} images, the shards were planned for {inputs.n_images}"
             )
         ctx.progress = beat.progress
         auditor: Any = get_auditor(audit)
