@@ -15,9 +15,11 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from occulta.errors import DatasetError
 
@@ -104,6 +106,24 @@ def _copy_capped(src: Any, out: Path, budget: list[int]) -> None:
             f.write(chunk)
 
 
+def _write_members(
+    dest: Path, members: list[tuple[str, bool, Callable[[], IO[bytes] | None]]], max_bytes: int
+) -> None:
+    """Write checked members (name, is a folder, opener) under `dest`, counting bytes as they come."""
+    budget = [max_bytes]
+    for name, is_dir, opener in members:
+        target = dest / _check_member_name(name)
+        if is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        src = opener()
+        if src is None:
+            raise DatasetError(f"archive member {name!r} cannot be read")
+        with src:
+            _copy_capped(src, target, budget)
+
+
 def _extract_zip(archive: Path, dest: Path, max_bytes: int, max_members: int) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
@@ -118,15 +138,7 @@ def _extract_zip(archive: Path, dest: Path, max_bytes: int, max_members: int) ->
             total += info.file_size
         if total > max_bytes:
             raise DatasetError(f"archive expands to {total} bytes, more than the cap of {max_bytes}")
-        budget = [max_bytes]
-        for info in infos:
-            target = dest / _check_member_name(info.filename)
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src:
-                _copy_capped(src, target, budget)
+        _write_members(dest, [(i.filename, i.is_dir(), partial(zf.open, i)) for i in infos], max_bytes)
 
 
 def _extract_tar(archive: Path, dest: Path, max_bytes: int, max_members: int) -> None:
@@ -145,18 +157,7 @@ def _extract_tar(archive: Path, dest: Path, max_bytes: int, max_members: int) ->
             total += m.size
             if total > max_bytes:
                 raise DatasetError(f"archive expands past the cap of {max_bytes} bytes")
-        budget = [max_bytes]
-        for m in members:
-            target = dest / _check_member_name(m.name)
-            if m.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tf.extractfile(m)
-            if src is None:
-                raise DatasetError(f"archive member {m.name!r} cannot be read")
-            with src:
-                _copy_capped(src, target, budget)
+        _write_members(dest, [(m.name, m.isdir(), partial(tf.extractfile, m)) for m in members], max_bytes)
 
 
 def _dataset_root(folder: Path) -> Path:

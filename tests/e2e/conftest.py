@@ -63,41 +63,7 @@ SHORTCUT_REF = "synthetic:shapes?classes=4&size=32&n=1024&artifact=square&artifa
 def shortcut_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """Like `tiny_model`, trained on enough images that the planted corner square is what decides
     'circle' (the 2-epoch fixture model learns it too weakly for spurious_signal to confirm it)."""
-    import json
+    from tests.fixtures.service import train_tiny_model
 
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
-    import auditors.models  # noqa: F401  (registers the tiny archs)
-    from auditors.synthetic import generate, parse_synthetic
-    from auditors.training import train_classifier
-    from tests.fixtures.service import TinyModel
-
-    torch.set_num_threads(2)
-    spec = parse_synthetic(SHORTCUT_REF)
-    data = generate(spec)
-    torch.manual_seed(0)
-    model = timm.create_model("occulta_resnet_tiny", num_classes=spec.classes)
-    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    train_classifier(model, data.images, data.labels, mean=mean, std=std, epochs=3, seed=0)
-    torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("shortcut-model")
-    weights = folder / "shortcut.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-    card = folder / "card.json"
-    card.write_text(
-        json.dumps(
-            {
-                "name": "shortcut-shapes",
-                "arch": "occulta_resnet_tiny",
-                "arch_kwargs": {"num_classes": spec.classes},
-                "weights": weights.name,
-                "input_size": [3, 32, 32],
-                "mean": list(mean),
-                "std": list(std),
-                "class_names": spec.class_names,
-            }
-        )
-    )
-    return TinyModel(card=card, weights=weights, data_ref=SHORTCUT_REF)
+    return train_tiny_model(folder, SHORTCUT_REF, epochs=3, name="shortcut-shapes", threads=2)
