@@ -11,6 +11,7 @@ artifact=square&artifact_class=0&fraction=1.0&box=25,25,6,6&seed=0``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Literal
 from urllib.parse import parse_qsl
@@ -197,17 +198,26 @@ def stamp(images: torch.Tensor, spec: SyntheticSpec) -> torch.Tensor:
     return out
 
 
-def generate(spec: SyntheticSpec) -> SyntheticData:
-    """Generate `spec.n` images deterministically from `spec.seed` (balanced classes)."""
-    rng = np.random.default_rng(spec.seed)
+def generate(spec: SyntheticSpec, indices: Sequence[int] | None = None) -> SyntheticData:
+    """Generate images `indices` (default: all `spec.n`) of the task, balanced over the classes.
+
+    Image i depends only on (seed, i), so a shard generates just its own images and gets the very
+    same ones a whole run would.
+    """
     s, n = spec.size, spec.n
-    labels = np.arange(n) % spec.classes
-    rng.shuffle(labels)
-    images = np.empty((n, 3, s, s), dtype=np.float32)
-    masks = np.empty((n, s, s), dtype=bool)
+    rows = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        raise SyntheticSpecError(f"image indices must lie in 0..{n - 1}")
+    all_labels = np.arange(n) % spec.classes
+    np.random.default_rng(spec.seed).shuffle(all_labels)
+    labels = all_labels[rows]
+    images = np.empty((len(rows), 3, s, s), dtype=np.float32)
+    masks = np.empty((len(rows), s, s), dtype=bool)
+    has = np.zeros(len(rows), dtype=bool)
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s
     bx, by, bw, bh = spec.resolved_box
-    for i in range(n):
+    for j, i in enumerate(rows.tolist()):
+        rng = np.random.default_rng([spec.seed, i])
         c0, c1 = rng.uniform(0.25, 0.85, size=(2, 3)).astype(np.float32)
         t = (xx * rng.uniform(-1, 1) + yy * rng.uniform(-1, 1)) * 0.5 + 0.5
         bg = c0[:, None, None] * (1 - t) + c1[:, None, None] * t
@@ -218,19 +228,16 @@ def generate(spec: SyntheticSpec) -> SyntheticData:
             cx, cy = rng.uniform(0.3, 0.7, size=2) * s
             if not (bx - r < cx < bx + bw + r and by - r < cy < by + bh + r) or spec.artifact == "border":
                 break
-        m = _shape_mask(SHAPES[labels[i]], s, cx, cy, r, rng.uniform(0, np.pi))
+        m = _shape_mask(SHAPES[labels[j]], s, cx, cy, r, rng.uniform(0, np.pi))
         # Contrast with the local background so the shape, not the artifact, is the easy cue.
         colour = np.clip(1.0 - bg.mean(axis=(1, 2)) + rng.uniform(-0.2, 0.2, size=3), 0.02, 0.98)
         colour = colour.astype(np.float32)
-        img = np.where(m[None], colour[:, None, None], bg)
-        images[i] = img
-        masks[i] = m
+        images[j] = np.where(m[None], colour[:, None, None], bg)
+        masks[j] = m
+        has[j] = spec.artifact != "none" and labels[j] == spec.artifact_class and rng.random() < spec.fraction
     imgs = torch.from_numpy(images).clamp_(0, 1)
+    carriers = torch.from_numpy(has)
+    if bool(carriers.any()):
+        imgs[carriers] = stamp(imgs[carriers], spec)
     lab = torch.from_numpy(labels.astype(np.int64))
-    has = torch.zeros(n, dtype=torch.bool)
-    if spec.artifact != "none" and spec.fraction > 0:
-        idx = (lab == spec.artifact_class).nonzero().squeeze(1)
-        chosen = idx[torch.from_numpy(rng.random(len(idx)) < spec.fraction)]
-        has[chosen] = True
-        imgs[chosen] = stamp(imgs[chosen], spec)
-    return SyntheticData(imgs, lab, torch.from_numpy(masks), has, spec, spec.class_names)
+    return SyntheticData(imgs, lab, torch.from_numpy(masks), carriers, spec, spec.class_names)

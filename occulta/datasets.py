@@ -289,17 +289,17 @@ def load_dataset(
         from auditors.synthetic import generate
 
         spec = _synthetic_spec(ref, input_size[0] if input_size[0] == input_size[1] else None)
-        data = generate(spec)
         idx = np.arange(spec.n)
         if samples is not None and samples < spec.n:
             idx = np.sort(rng.permutation(spec.n)[:samples])
         n_sampled, idx, offset = _select(idx, indices)
-        images, masks = data.images[idx], data.object_masks[idx]
+        data = generate(spec, idx)  # only the images asked for
+        images, masks = data.images, data.object_masks
         if tuple(images.shape[-2:]) != tuple(input_size):
             images = F.interpolate(images, size=input_size, mode="bilinear", align_corners=False)
             masks = F.interpolate(masks[:, None].float(), size=input_size, mode="nearest")[:, 0] > 0.5
         mapping = map_labels(data.class_names, model_classes)
-        synth_labels = torch.tensor([mapping[data.class_names[i]] for i in data.labels[idx].tolist()])
+        synth_labels = torch.tensor([mapping[data.class_names[i]] for i in data.labels.tolist()])
         return LoadedDataset(
             spec.ref(), images, synth_labels, data.class_names, spec.n, masks, spec, n_sampled, offset
         )

@@ -193,3 +193,15 @@ def test_urls_and_missing_paths_are_not_dataset_references(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros(3))
     with pytest.raises(DatasetError, match="expected a folder or"):
         inspect_dataset(str(tmp_path / "x.npy"))
+
+
+def test_a_synthetic_image_depends_only_on_its_index_so_a_shard_can_make_its_own():
+    from auditors.synthetic import generate, parse_synthetic
+
+    spec = parse_synthetic("synthetic:shapes?classes=4&n=120&artifact=square&fraction=0.5&seed=2")
+    whole, part = generate(spec), generate(spec, range(37, 61))
+    assert torch.equal(whole.images[37:61], part.images) and torch.equal(whole.labels[37:61], part.labels)
+    assert torch.equal(whole.has_artifact[37:61], part.has_artifact)
+    assert whole.labels.bincount().tolist() == [30, 30, 30, 30]
+    carriers = whole.has_artifact.sum().item()
+    assert 0 < carriers < 30 and not bool(whole.has_artifact[whole.labels != 0].any())
