@@ -33,6 +33,22 @@ def _settings(data_dir: Path | None = None):  # type: ignore[no-untyped-def]
     return settings
 
 
+def ensure_local_secret(data_dir: Path) -> None:
+    """Give `occulta serve` a random signing secret, kept in its data folder (mode 0600), unless
+    OCCULTA_SECRET_KEY is set. The built-in development value would let anyone who has read this code
+    forge a dashboard session cookie for any local instance."""
+    if os.environ.get("OCCULTA_SECRET_KEY"):
+        return
+    import secrets
+
+    path = data_dir / "secret_key"
+    if not path.is_file():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    os.environ["OCCULTA_SECRET_KEY"] = path.read_text().strip()
+
+
 def _celery_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "worker.app", *args]
 
@@ -63,6 +79,7 @@ def serve(
 
     settings = _settings(data_dir)
     os.environ["OCCULTA_DATA_DIR"] = str(settings.data_dir)
+    ensure_local_secret(settings.data_dir)  # inherited by the API and the worker process
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     with make_session_factory(engine)() as session:

@@ -37,3 +37,23 @@ def test_migrate_then_create_key_from_another_directory(tmp_path: Path) -> None:
     with make_session_factory(engine)() as session:
         assert authenticate(session, key) is not None
     engine.dispose()
+
+
+def test_serve_keeps_a_random_private_secret_in_its_data_folder(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from occulta.cli.service import ensure_local_secret
+    from occulta.settings import DEV_SECRET
+
+    monkeypatch.delenv("OCCULTA_SECRET_KEY", raising=False)
+    ensure_local_secret(tmp_path)
+    first = os.environ["OCCULTA_SECRET_KEY"]
+    assert first != DEV_SECRET and len(first) >= 32
+    assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
+    monkeypatch.delenv("OCCULTA_SECRET_KEY")
+    ensure_local_secret(tmp_path)  # a restart keeps the sessions it signed
+    assert os.environ["OCCULTA_SECRET_KEY"] == first
+    monkeypatch.setenv("OCCULTA_SECRET_KEY", "set-by-the-operator-0123456789")
+    ensure_local_secret(tmp_path / "other")
+    assert os.environ["OCCULTA_SECRET_KEY"] == "set-by-the-operator-0123456789"
