@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from auditors.engine import Strategy, masked_logits, model_device, parse_strategy, plain_logits
+from auditors.engine.fills import sample_generator
 
 FeatureKind = Literal["grid", "slic", "quickshift"]
 KERNEL_WIDTH = 0.25
@@ -63,14 +64,19 @@ def segments_for(
     return seg, seg.flatten(1).amax(1) + 1
 
 
-def sample_perturbations(
-    n_images: int, n_samples: int, n_features: int, seed: int, device: torch.device | str = "cpu"
-) -> torch.Tensor:
-    """z [B,S,F] bool ~ Bernoulli(0.5), row 0 all ones (the clean image), reproducible per seed."""
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.rand(n_images, n_samples, n_features, generator=gen) < 0.5
-    z[:, 0] = True
-    return z.to(device)
+def sample_perturbations(counts: torch.Tensor, n_samples: int, seed: int, *, offset: int = 0) -> torch.Tensor:
+    """z [B,S,F] bool ~ Bernoulli(0.5) over each image's own `counts[i]` features, row 0 all ones (the
+    clean image); features past an image's count are always on (a constant column, coefficient 0).
+
+    Image i's draws depend only on (seed, offset + i), `offset` being the index of images[0] in the
+    dataset, so an image's explanation does not depend on the batch or shard it was computed in.
+    """
+    f_max = int(counts.max())
+    z = torch.ones(len(counts), n_samples, f_max, dtype=torch.bool)
+    for i, f in enumerate(counts.tolist()):
+        gen = sample_generator(torch.device("cpu"), seed, offset + i)
+        z[i, 1:, :f] = torch.rand(n_samples - 1, f, generator=gen) < 0.5
+    return z
 
 
 def kernel_weights(
@@ -149,6 +155,7 @@ def feature_logits(
     grid: tuple[int, int] | None = None,
     seed: int = 0,
     chunk_size: int | None = None,
+    offset: int = 0,
 ) -> torch.Tensor:
     """Logits [B,M,K] of each image seen with the features switched on in z [B,M,F].
 
@@ -166,8 +173,17 @@ def feature_logits(
         else:
             keep = torch.cat([feature_keep(z[i], segments[i]) for i in idx])
         imgs = images[idx[0] : idx[0] + 1] if len(idx) == 1 else images[idx].repeat_interleave(m, 0)
+        # Random fills are keyed by (image index in the dataset) * M + row, whatever the grouping.
         logits = masked_logits(
-            model, imgs, keep, strategy, mean=mean, std=std, seed=seed, chunk_size=chunk_size
+            model,
+            imgs,
+            keep,
+            strategy,
+            mean=mean,
+            std=std,
+            seed=seed,
+            chunk_size=chunk_size,
+            offset=(offset + idx[0]) * m,
         )
         out.append(logits.view(len(idx), m, -1))
     return torch.cat(out)
@@ -205,15 +221,16 @@ def lime_fit(
     n_samples: int = 1000,
     seed: int = 0,
     chunk_size: int | None = None,
+    offset: int = 0,
 ) -> LimeFit:
     """Batched LIME for `images` [B,3,H,W] in [0,1]; `target` defaults to the clean predicted class.
+    `offset` is the index of images[0] in the dataset: an image's perturbations follow its index.
 
     F is the largest feature count in the batch; an image's absent features (fewer superpixels) are a
     constant column, so their coefficient is exactly 0, and `ranking` puts them last.
     """
     device = model_device(model)
     strat = strategy if isinstance(strategy, Strategy) else parse_strategy(strategy)
-    b = images.shape[0]
     if segments is None:
         segments, n_feat = segments_for(images, features, patch_size)
     else:
@@ -223,9 +240,8 @@ def lime_fit(
     if target is None:
         target = plain_logits(model, images, mean=mean, std=std, chunk_size=chunk_size).argmax(1)
     target = target.to(device)
-    z = sample_perturbations(b, n_samples, f_max, seed)
+    z = sample_perturbations(n_feat, n_samples, seed, offset=offset)
     present = torch.arange(f_max).unsqueeze(0) < n_feat.unsqueeze(1)  # [B,F]
-    z = z | ~present.unsqueeze(1)  # an absent feature is "on" in every row: a constant column
     logits = feature_logits(
         model,
         images,
@@ -237,6 +253,7 @@ def lime_fit(
         grid=grid,
         seed=seed,
         chunk_size=chunk_size,
+        offset=offset,
     )
     y = _target_probs(logits, target.view(-1, 1).expand(-1, n_samples))
     zd = z.to(device)

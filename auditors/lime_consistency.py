@@ -103,6 +103,7 @@ def _reference_order(
         patch_size=patch,
         n_samples=cfg.n_samples,
         seed=seed,
+        offset=ctx.image_offset,
     )
     return ranking(fit.coef, fit.n_features), strat
 
@@ -124,7 +125,12 @@ class LimeConsistency:
         images = ctx.images[: cfg.n_images]
         clean = plain_logits(ctx.model, images, mean=ctx.mean, std=ctx.std).argmax(1)
         common = dict(
-            mean=ctx.mean, std=ctx.std, features=cfg.features, patch_size=patch, n_samples=cfg.n_samples
+            mean=ctx.mean,
+            std=ctx.std,
+            features=cfg.features,
+            patch_size=patch,
+            n_samples=cfg.n_samples,
+            offset=ctx.image_offset,
         )
         runs = [*strategies, *(f for f in cfg.fills if f not in strategies)]
         total = len(runs) + 2 + (1 if ctx.reference_model is not None else 0)

@@ -77,9 +77,9 @@ def gaussian_blur(images: torch.Tensor, kernel: int = BLUR_KERNEL, sigma: float 
     return F.conv2d(out, g.view(1, 1, kernel, 1).expand(c, 1, kernel, 1).contiguous(), groups=c)
 
 
-def _sample_generator(device: torch.device, seed: int, index: int) -> torch.Generator:
-    # One generator per (seed, sample index): a sample's random fill does not depend on how the
-    # engine happened to chunk the batch, so results are the same on any machine.
+def sample_generator(device: torch.device, seed: int, index: int) -> torch.Generator:
+    """One generator per (seed, sample index): a sample's random draws do not depend on how the work
+    was chunked or batched, so results are the same on any machine and in any shard."""
     gen = torch.Generator(device=device)
     gen.manual_seed((seed * 1_000_003 + index) % (2**63 - 1))
     return gen
@@ -113,14 +113,13 @@ def fill_values(
         return gaussian_blur(images)
     if name == "random_color":
         cols = [
-            torch.rand(3, generator=_sample_generator(dev, seed, offset + i), device=dev) for i in range(b)
+            torch.rand(3, generator=sample_generator(dev, seed, offset + i), device=dev) for i in range(b)
         ]
         return torch.stack(cols).to(dt).view(b, 3, 1, 1)
     if name == "noise":
         shape = images.shape[1:]
         noise = [
-            torch.rand(shape, generator=_sample_generator(dev, seed, offset + i), device=dev)
-            for i in range(b)
+            torch.rand(shape, generator=sample_generator(dev, seed, offset + i), device=dev) for i in range(b)
         ]
         return torch.stack(noise).to(dt)
     raise EngineError(f"{strategy} is not a pixel fill")

@@ -56,17 +56,21 @@ def test_lime_targets_come_from_the_engine_with_the_chosen_strategy(planted_resn
     torch.testing.assert_close(fit.y[0], expected, atol=1e-5, rtol=0)
 
 
-def test_lime_does_not_depend_on_how_images_are_batched(planted_resnet):
+@pytest.mark.parametrize("strategy", ["mean", "noise"])
+def test_an_images_lime_does_not_depend_on_the_batch_it_is_computed_in(planted_resnet, strategy):
+    """Perturbations (and random fills) follow the image's index in the dataset, not its batch
+    position, so a shard or a re-sampled run explains image i exactly as a whole run does."""
     p = planted_resnet
-    images = p.test.images[:2]
-    kw = dict(mean=p.mean, std=p.std, strategy="mean", patch_size=8, n_samples=48, seed=1)
-    both = lime_fit(p.model, images, **kw).coef
-    alone = lime_fit(p.model, images[1:], **kw).coef
-    assert not torch.allclose(both[0], both[1]), "different images get different explanations"
-    # Each image draws its own perturbations from the seed, so image 1 alone differs in z, but a
-    # one-image batch must reproduce image 0 exactly.
-    torch.testing.assert_close(lime_fit(p.model, images[:1], **kw).coef[0], both[0])
-    assert alone.shape == (1, 16)
+    images = p.test.images[:3]
+    kw = dict(mean=p.mean, std=p.std, strategy=strategy, patch_size=8, n_samples=48, seed=1)
+    batch = lime_fit(p.model, images, **kw).coef
+    assert not torch.allclose(batch[0], batch[1]), "different images get different explanations"
+    for i in range(3):
+        alone = lime_fit(p.model, images[i : i + 1], offset=i, **kw).coef
+        torch.testing.assert_close(alone[0], batch[i])
+    shifted = lime_fit(p.model, images[1:], offset=1, **kw).coef
+    torch.testing.assert_close(shifted, batch[1:])
+    assert shifted.shape == (2, 16)
 
 
 def test_superpixel_padding_features_get_zero_weight_and_rank_last(planted_resnet):
