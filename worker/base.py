@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,8 @@ class OccultaTask(Task):
 
     abstract = True
     max_retries = 5
+    # The task's business logic, `run_impl(session, *args)`, defined by every concrete task.
+    run_impl: Callable[..., Any]
     transient_errors: tuple[type[BaseException], ...] = (OperationalError, ServiceError)
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
@@ -64,9 +67,6 @@ class OccultaTask(Task):
                 raise self.retry(exc=exc, countdown=min(300, 10 * 2**self.request.retries)) from exc
             finally:
                 log.info("%s%r end", self.name, args, extra=extra)
-
-    def run_impl(self, session: Session, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
 
     def on_transient_error(self, session: Session, *args: Any, **kwargs: Any) -> None:
         """Hook to restore state before the retry (e.g. put a running job back to queued)."""
