@@ -203,6 +203,18 @@ def _synthetic_spec(ref: str, size: int | None) -> Any:
     return spec
 
 
+def _local_path(ref: str) -> Path:
+    """A non-synthetic reference must be an existing folder or archive on this machine (never a URL)."""
+    if "://" in ref:
+        raise DatasetError(f"{ref!r}: URLs are not dataset references here; upload an archive instead")
+    path = Path(ref)
+    if not path.exists():
+        raise DatasetError(f"dataset {ref!r} does not exist (a folder, an archive or synthetic:...)")
+    if path.is_file() and not is_archive(path):
+        raise DatasetError(f"{path.name}: expected a folder or a {', '.join(ARCHIVE_SUFFIXES)} archive")
+    return path
+
+
 def inspect_dataset(
     ref: str, *, work_dir: Path | None = None, max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES
 ) -> DatasetInfo:
@@ -210,14 +222,8 @@ def inspect_dataset(
     if ref.startswith("synthetic:"):
         spec = _synthetic_spec(ref, None)
         return DatasetInfo("synthetic", spec.ref(), spec.n, spec.class_names)
-    path = Path(ref)
-    if "://" in ref:
-        raise DatasetError(f"{ref!r}: URLs are not dataset references here; upload an archive instead")
-    if not path.exists():
-        raise DatasetError(f"dataset {ref!r} does not exist (a folder, an archive or synthetic:...)")
+    path = _local_path(ref)
     if path.is_file():
-        if not is_archive(path):
-            raise DatasetError(f"{path.name}: expected a folder or a {', '.join(ARCHIVE_SUFFIXES)} archive")
         import tempfile
 
         with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
@@ -303,14 +309,8 @@ def load_dataset(
         return LoadedDataset(
             spec.ref(), images, synth_labels, data.class_names, spec.n, masks, spec, n_sampled, offset
         )
-    path = Path(ref)
-    if "://" in ref:
-        raise DatasetError(f"{ref!r}: URLs are not dataset references here; upload an archive instead")
-    if not path.exists():
-        raise DatasetError(f"dataset {ref!r} does not exist (a folder, an archive or synthetic:...)")
+    path = _local_path(ref)
     if path.is_file():
-        if not is_archive(path):
-            raise DatasetError(f"{path.name}: expected a folder or a {', '.join(ARCHIVE_SUFFIXES)} archive")
         if work_dir is None:
             raise DatasetError("an archive reference needs a work directory to extract into")
         folder = safe_extract(path, work_dir / f"extract-{os.getpid()}", max_bytes=max_bytes)
