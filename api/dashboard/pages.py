@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.dashboard import heatmaps
@@ -102,9 +102,18 @@ def _names(scope: DashScope) -> tuple[dict[str, str], dict[str, str]]:
     return models, datasets
 
 
+StatusQ = Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed|cancelled|timed_out)?$")]
+VerdictQ = Annotated[str | None, Query(pattern="^(pass|fail|inconclusive|error)?$")]
+
+
 def _list_context(
-    scope: DashScope, status: str | None, model_id: str | None, verdict: str | None, cursor: str | None
+    scope: DashScope,
+    status: StatusQ = None,
+    model_id: str | None = None,
+    verdict: VerdictQ = None,
+    cursor: str | None = None,
 ) -> dict[str, Any]:
+    """The audits table for the query's filters and page: shared by the page and its polled body."""
     page = audits_api.list_audits(
         scope,
         status=status or None,  # type: ignore[arg-type]
@@ -128,33 +137,18 @@ def _list_context(
     }
 
 
-StatusQ = Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed|cancelled|timed_out)?$")]
-VerdictQ = Annotated[str | None, Query(pattern="^(pass|fail|inconclusive|error)?$")]
+ListContext = Annotated[dict[str, Any], Depends(_list_context)]
 
 
 @router.get("/")
-def audits_page(
-    request: Request,
-    scope: DashScope,
-    status: StatusQ = None,
-    model_id: str | None = None,
-    verdict: VerdictQ = None,
-    cursor: str | None = None,
-) -> HTMLResponse:
-    return render(request, "audits.html", _list_context(scope, status, model_id, verdict, cursor))
+def audits_page(request: Request, context: ListContext) -> HTMLResponse:
+    return render(request, "audits.html", context)
 
 
 @router.get("/audits/rows")
-def audit_rows(
-    request: Request,
-    scope: DashScope,
-    status: StatusQ = None,
-    model_id: str | None = None,
-    verdict: VerdictQ = None,
-    cursor: str | None = None,
-) -> HTMLResponse:
+def audit_rows(request: Request, context: ListContext) -> HTMLResponse:
     """The table body alone, polled by htmx while any listed audit is unfinished."""
-    return render(request, "_rows.html", _list_context(scope, status, model_id, verdict, cursor))
+    return render(request, "_rows.html", context)
 
 
 def _mapsets(audit_id: str, report: Report, scope: DashScope, store: StoreDep) -> dict[str, list[Any]]:
