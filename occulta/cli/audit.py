@@ -75,12 +75,11 @@ def audit(
     ] = None,
 ) -> None:
     """Audit one model on one dataset and write report.json, report.html and summary.md."""
-    from occulta.runner import run_battery, validate_battery
+    from occulta.runner import run_battery
 
     names = [a.strip() for a in audits.split(",") if a.strip()]
     raw = _load_config(config)
     regions = list(raw.pop("regions", None) or []) + [_parse_region(r) for r in region or []]
-    validate_battery(names, raw)
     with progress_bar(model.stem) as update:
         report = run_battery(
             card_path=model,
