@@ -75,6 +75,7 @@ class OccultaClient:
             raise OccultaError("no server given: pass --url or set OCCULTA_URL", code="usage")
         if not api_key:
             raise OccultaError("no API key given: pass --api-key or set OCCULTA_API_KEY", code="usage")
+        base_url = check_url(base_url)
         # CI jobs tune these without new flags: OCCULTA_RETRIES, OCCULTA_RETRY_BACKOFF (seconds, doubled)
         self.retries = retries if retries is not None else int(_env_number("OCCULTA_RETRIES", 3))
         self.backoff = backoff if backoff is not None else _env_number("OCCULTA_RETRY_BACKOFF", 0.5)
@@ -252,6 +253,22 @@ class OccultaClient:
         if response.status_code not in (expect, 200) or body is None:
             raise ServiceError(f"{where}: unexpected answer {response.status_code} {response.text[:200]!r}")
         return body
+
+
+def check_url(url: str) -> str:
+    """An http(s) URL with a host, or a usage error: a typo in OCCULTA_URL is the user's to fix, and must
+    never look like an outage (which `--on-error pass` would excuse)."""
+    hint = "write it like http://127.0.0.1:8000 or https://occulta.example.com"
+    try:
+        parsed = httpx.URL(url.strip())
+    except httpx.InvalidURL as exc:
+        raise OccultaError(f"server URL {url!r} is malformed ({exc}); {hint}", code="usage") from None
+    if parsed.scheme not in ("http", "https"):
+        what = f"scheme {parsed.scheme!r}" if parsed.scheme else "no scheme"
+        raise OccultaError(f"server URL {url!r} has {what}; {hint}", code="usage")
+    if not parsed.host or " " in url.strip() or "%20" in parsed.host:
+        raise OccultaError(f"server URL {url!r} has no valid host; {hint}", code="usage")
+    return str(parsed)
 
 
 def _env_number(name: str, default: float) -> float:

@@ -7,6 +7,7 @@ Without a verdict the gate fails closed; `--on-error pass` turns only outages (e
 
 from __future__ import annotations
 
+import json
 import os
 import tarfile
 import tempfile
@@ -16,6 +17,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
@@ -23,7 +25,15 @@ from auditors.report import Report
 from occulta.cli.app import app, fail
 from occulta.client import AuditStatus, OccultaClient
 from occulta.errors import OccultaError, PolicyError, ServiceError
-from occulta.gate import GateResult, Policy, evaluate, load_policy, to_junit
+from occulta.gate import (
+    GateResult,
+    Policy,
+    error_junit,
+    error_markdown,
+    evaluate,
+    load_policy,
+    to_junit,
+)
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_SERVICE = 0, 1, 2, 3
 
@@ -177,13 +187,12 @@ def wait_command(
         raise typer.Exit(_wait(client, audit_id, timeout, interval))
 
 
-def _service_unavailable(exc: ServiceError, on_error: OnError) -> NoReturn:
-    if on_error is OnError.fail:
-        fail(f"service error: {exc} (no verdict, so the gate fails closed)", EXIT_SERVICE)
-    warning = f"WARNING: the Occulta gate was NOT evaluated ({exc}); passing only because of --on-error pass."
-    _stderr().print(f"[bold red]{warning}[/]", highlight=False)
-    _append_step_summary(f"> [!WARNING]\n> {warning}\n")
-    raise typer.Exit(EXIT_PASS)
+class _NoVerdictError(Exception):
+    """The gate could not be evaluated: exit 2 (the user's to fix) or 3 (the service gave no verdict)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.message, self.exit_code = message, exit_code
 
 
 def _append_step_summary(markdown: str) -> None:
@@ -193,14 +202,74 @@ def _append_step_summary(markdown: str) -> None:
             fh.write(markdown)
 
 
-def _local_result(report_path: Path, policy: Policy) -> GateResult:
+def _write_outputs(markdown_text: str, junit_text: str, markdown: Path | None, junit: Path | None) -> None:
+    """Every exit path writes the same files, so a CI reporter step always has something to show."""
+    _append_step_summary(markdown_text)
     try:
-        report = Report.model_validate_json(report_path.read_bytes())
+        if markdown is not None:
+            markdown.write_text(markdown_text, encoding="utf-8")
+        if junit is not None:
+            junit.write_text(junit_text, encoding="utf-8")
     except OSError as exc:
-        fail(f"cannot read report {report_path}: {exc}", EXIT_USAGE)
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        fail(f"{report_path} is not an Occulta report: {exc}", EXIT_USAGE)
-    return evaluate(report, policy)
+        fail(f"cannot write the gate's outputs: {exc}", EXIT_USAGE)
+
+
+def _read_report(report_path: Path) -> Report:
+    try:
+        raw = report_path.read_bytes()
+    except OSError as exc:
+        raise _NoVerdictError(
+            f"cannot read report {report_path}: {exc.strerror or exc}", EXIT_USAGE
+        ) from None
+    hint = "give the report.json an audit wrote (`occulta audit --out DIR` writes DIR/report.json)"
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise _NoVerdictError(
+            f"{report_path} is not JSON, so not an Occulta report; {hint}", EXIT_USAGE
+        ) from None
+    if not isinstance(data, dict) or not {"model", "dataset", "audits"} <= set(data):
+        raise _NoVerdictError(f"{report_path} is not an Occulta report; {hint}", EXIT_USAGE)
+    try:
+        return Report.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the document"
+        message = f"{report_path} is not a valid Occulta report: {where}: {first['msg']}"
+        raise _NoVerdictError(message, EXIT_USAGE) from None
+
+
+def _read_policy(policy: Path) -> tuple[str, Policy]:
+    try:
+        text = policy.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _NoVerdictError(f"cannot read policy {policy}: {exc.strerror or exc}", EXIT_USAGE) from None
+    try:
+        return text, load_policy(text)  # a typo is exit 2 before any network call
+    except PolicyError as exc:
+        raise _NoVerdictError(f"{policy}: {exc}", EXIT_USAGE) from None
+
+
+def _gate_result(
+    policy: Path, audit_id: str | None, local: Path | None, url: str | None, api_key: str | None
+) -> GateResult:
+    if (audit_id is None) == (local is None):
+        raise _NoVerdictError("give exactly one of AUDIT_ID or --local REPORT.json", EXIT_USAGE)
+    policy_text, parsed = _read_policy(policy)
+    if local is not None:
+        return evaluate(_read_report(local), parsed)
+    assert audit_id is not None
+    try:
+        client = OccultaClient(url, api_key)
+    except OccultaError as exc:
+        raise _NoVerdictError(str(exc), EXIT_USAGE) from None
+    with client:
+        try:
+            return client.gate(audit_id, policy_text)
+        except ServiceError as exc:
+            raise _NoVerdictError(f"service error: {exc}", EXIT_SERVICE) from None
+        except OccultaError as exc:
+            raise _NoVerdictError(f"{exc.code}: {exc}", EXIT_USAGE) from None
 
 
 @app.command("gate")
@@ -210,39 +279,43 @@ def gate_command(
     local: Annotated[
         Path | None, typer.Option("--local", help="Gate a report.json without a server.", show_default=False)
     ] = None,
-    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="Write JUnit XML here (also when the gate errors).")
+    ] = None,
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write the summary here.")] = None,
     on_error: Annotated[
-        OnError, typer.Option("--on-error", help="When the service gives no verdict: fail (exit 3) or pass.")
+        OnError,
+        typer.Option(
+            "--on-error",
+            help="When the service gives no verdict (exit 3): fail, or pass loudly. Never excuses exit 2.",
+        ),
     ] = OnError.fail,
     url: UrlOption = None,
     api_key: KeyOption = None,
 ) -> None:
     """Check a report against a policy: exit 0 pass, 1 fail, 2 usage/policy error, 3 service error."""
-    if (audit_id is None) == (local is None):
-        fail("give exactly one of AUDIT_ID or --local REPORT.json", EXIT_USAGE)
     try:
-        policy_text = policy.read_text(encoding="utf-8")
-        parsed = load_policy(policy_text)  # a typo is exit 2 before any network call
-    except OSError as exc:
-        fail(f"cannot read policy {policy}: {exc}", EXIT_USAGE)
-    except PolicyError as exc:
-        fail(f"{policy}: {exc}", EXIT_USAGE)
-    if local is not None:
-        result = _local_result(local, parsed)
-    else:
-        assert audit_id is not None
-        with _client(url, api_key) as client:
-            try:
-                result = client.gate(audit_id, policy_text)
-            except ServiceError as exc:
-                _service_unavailable(exc, on_error)
-            except OccultaError as exc:
-                _remote_failure(exc)
+        result = _gate_result(policy, audit_id, local, url, api_key)
+    except _NoVerdictError as exc:
+        excused = exc.exit_code == EXIT_SERVICE and on_error is OnError.pass_
+        if excused:
+            message = (
+                f"the Occulta gate was NOT evaluated ({exc.message}); passing only because of --on-error pass"
+            )
+            _stderr().print(f"[bold red]WARNING: {message}.[/]", highlight=False)
+            code = EXIT_PASS
+        else:
+            message = exc.message + (" (no verdict, so the gate fails closed)" if exc.exit_code == 3 else "")
+            code = exc.exit_code
+        _write_outputs(
+            error_markdown(message, code, passed_anyway=excused),
+            error_junit(message, code, passed_anyway=excused),
+            markdown,
+            junit,
+        )
+        if excused:
+            raise typer.Exit(EXIT_PASS) from None
+        fail(message, code)
     typer.echo(result.markdown, nl=False)
-    if markdown is not None:
-        markdown.write_text(result.markdown, encoding="utf-8")
-    _append_step_summary(result.markdown)
-    if junit is not None:
-        junit.write_text(to_junit(result), encoding="utf-8")
+    _write_outputs(result.markdown, to_junit(result), markdown, junit)
     raise typer.Exit(EXIT_PASS if result.passed else EXIT_FAIL)
