@@ -15,6 +15,7 @@ from auditors.signals import AuditCancelled
 from occulta.cards import ModelCard, write_card
 from occulta.cli import app
 from occulta.gate import evaluate, load_policy
+from occulta.policy_init import render_policy
 from occulta.runner import run_battery
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +106,14 @@ def test_the_example_policy_addresses_only_metrics_the_audits_produce(report_dir
         a for a in result.assertions if "missing" in a.message.lower() or "not found" in a.message.lower()
     ]
     assert not missing, [a.message for a in missing]
+
+
+def test_policy_init_addresses_only_metrics_the_audits_produce(report_dir):
+    """`occulta policy init` must not drift from the real metric paths either."""
+    report = Report.model_validate_json((report_dir / "report.json").read_text())
+    policy = load_policy(render_policy([a.name for a in report.audits]))
+    missing = [a.message for a in evaluate(report, policy).assertions if a.outcome == "missing"]
+    assert not missing, missing
 
 
 def test_cli_audit_then_local_gate(card, data_ref, tmp_path):
