@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from api import dashboard, errors
+from api import dashboard, docs, errors
 from api.deps import current_tenant
 from api.limits import BodySizeLimit
 from api.metrics import Metrics, MetricsMiddleware
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, prefix="/v1", dependencies=[Depends(current_tenant)])
     app.include_router(health.router)
     dashboard.install(app)
+    docs.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

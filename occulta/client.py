@@ -146,6 +146,27 @@ class OccultaClient:
         data = self._request("GET", f"/v1/audits/{audit_id}/report", idempotent=True)
         return self._parse(Report, data)
 
+    def download(self, audit_id: str, name: str) -> bytes:
+        """A report file (`report.html`, `report.md`) or `artifacts/<path>` as bytes; artifacts on S3
+        answer with a presigned redirect, followed without the API key (httpx drops it cross-origin)."""
+        url = f"/v1/audits/{audit_id}/{name}"
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._http.get(url, follow_redirects=True)
+            except httpx.TransportError as exc:
+                if attempt == self.retries:
+                    raise ServiceError(f"GET {url} failed: {exc}") from exc
+            else:
+                if response.status_code in _RETRY_STATUS and attempt < self.retries:
+                    response.close()
+                elif response.status_code == 200:
+                    return response.content
+                else:
+                    self._decode(response, 200)  # raises the service's error
+                    raise ServiceError(f"GET {url}: unexpected answer {response.status_code}")
+            time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     def gate(self, audit_id: str, policy: str) -> GateResult:
         """`POST /v1/gate`: the server evaluates the policy text against the audit's stored report."""
         body = {"audit_id": audit_id, "policy": policy}

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from auditors.report import Report
 from occulta.cli.app import app, fail
+from occulta.cli.mlflow_options import MlflowExperiment, MlflowFlag, MlflowRun, MlflowUri, log_to_mlflow
 from occulta.client import AuditStatus, OccultaClient
 from occulta.errors import OccultaError, PolicyError, ServiceError
 from occulta.gate import (
@@ -142,11 +143,17 @@ def submit(
     interval: IntervalOption = 2.0,
     url: UrlOption = None,
     api_key: KeyOption = None,
+    mlflow: MlflowFlag = False,
+    mlflow_uri: MlflowUri = None,
+    mlflow_experiment: MlflowExperiment = None,
+    mlflow_run_id: MlflowRun = None,
 ) -> None:
     """Upload a model and dataset, start an audit battery and print its id (stdout, for `$(...)`)."""
     names = [a.strip() for a in audits.split(",") if a.strip()]
     if not names:
         fail("--audits needs at least one audit name, e.g. missingness_bias,lime_consistency", EXIT_USAGE)
+    if mlflow and not wait:
+        fail("--mlflow logs the finished report, so it needs --wait", EXIT_USAGE)
     settings = _read_mapping(config, "config") if config else {}
     data_path = Path(data)
     with _client(url, api_key) as client, tempfile.TemporaryDirectory() as tmp:
@@ -171,7 +178,38 @@ def submit(
             _remote_failure(exc)
         typer.echo(created.id)
         if wait:
-            raise typer.Exit(_wait(client, created.id, timeout, interval))
+            code = _wait(client, created.id, timeout, interval)
+            if mlflow:
+                _log_remote(client, created.id, Path(tmp), mlflow_uri, mlflow_experiment, mlflow_run_id)
+            raise typer.Exit(code)
+
+
+def _log_remote(
+    client: OccultaClient,
+    audit_id: str,
+    into: Path,
+    uri: str | None,
+    experiment: str | None,
+    run_id: str | None,
+) -> None:
+    """Fetch the finished report, its renderings and artifacts, and log them like a local audit's."""
+    folder = into / audit_id
+    try:
+        report = client.get_report(audit_id)
+        files = {"report.html": "report.html", "summary.md": "report.md"}
+        files |= {art.path: f"artifacts/{art.path}" for a in report.audits for art in a.artifacts}
+        for local, remote in files.items():
+            target = folder / local
+            if not target.resolve().is_relative_to(folder.resolve()):
+                raise ServiceError(f"the report names an artifact outside its folder: {local!r}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(client.download(audit_id, remote))
+        (folder / "report.json").write_text(report.model_dump_json(by_alias=True, indent=2), encoding="utf-8")
+        log_to_mlflow(report, folder, uri, experiment, run_id, audit_id=audit_id)
+    except ServiceError as exc:
+        fail(f"service error while fetching the report for MLflow: {exc}", EXIT_SERVICE)
+    except OccultaError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 @app.command("wait")
