@@ -129,7 +129,7 @@ def test_phone_report_page_keeps_navigation_verdict_and_downloads_visible(stack,
     page = context.new_page()
     _sign_in(page, stack.url, stack.key)
     page.goto(f"{stack.url}/dashboard/audits/{audits[0]}")
-    for selector in ("nav >> text=API", "nav >> text=Sign out", ".overall .badge", "a.download >> nth=0"):
+    for selector in ("nav >> text=API", "nav >> text=Sign out", ".overall .badge", ".downloads a >> nth=0"):
         locator = page.locator(selector).first
         assert locator.is_visible(), selector
         box = locator.bounding_box()
