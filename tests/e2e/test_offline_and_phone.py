@@ -13,7 +13,7 @@ import pytest
 
 from tests.fixtures.service import ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 DATA_REF = "synthetic:shapes?classes=4&size=32&n=48&artifact=square&artifact_class=0&fraction=1&seed=3"
 PHONE = {"width": 390, "height": 844}
@@ -22,12 +22,12 @@ SCREENSHOTS = os.environ.get("OCCULTA_SCREENSHOTS") == "1"
 
 
 @pytest.fixture(scope="module")
-def audits(stack, shortcut_model) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def audits(stack, tiny_model) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     """Two finished audits of one model (so compare and the run history have something to show)."""
     from occulta.client import OccultaClient
 
     with OccultaClient(stack.url, stack.key, retries=0) as client:
-        model = client.upload_model(shortcut_model.card, shortcut_model.weights).id
+        model = client.upload_model(tiny_model.card, tiny_model.weights).id
         dataset = client.register_dataset(DATA_REF).id
         ids = []
         for seed in (0, 1):
@@ -37,15 +37,15 @@ def audits(stack, shortcut_model) -> tuple[str, str]:  # type: ignore[no-untyped
                 audits=["missingness_bias", "spurious_signal"],
                 config={
                     "missingness_bias": {"strategies": ["black", "layer_mask"]},
-                    "spurious_signal": {"n_images": 32},
+                    "spurious_signal": {"n_images": 16},
                 },
                 regions=[{"name": "stamp", "box": [25, 25, 6, 6]}],
-                samples=24,
+                samples=16,
                 seed=seed,
             )
             ids.append(created.id)
         for audit_id in ids:
-            assert client.wait(audit_id, timeout=180, interval=0.5).status == "succeeded"
+            assert client.wait(audit_id, timeout=400, interval=0.5).status == "succeeded"
     return ids[0], ids[1]
 
 
@@ -129,7 +129,12 @@ def test_phone_report_page_keeps_navigation_verdict_and_downloads_visible(stack,
     page = context.new_page()
     _sign_in(page, stack.url, stack.key)
     page.goto(f"{stack.url}/dashboard/audits/{audits[0]}")
-    for selector in ("nav >> text=API", "nav >> text=Sign out", ".overall .badge", ".downloads a >> nth=0"):
+    for selector in (
+        "header.top >> text=API",
+        "header.top >> text=Sign out",
+        ".overall .badge",
+        ".downloads a >> nth=0",
+    ):
         locator = page.locator(selector).first
         assert locator.is_visible(), selector
         box = locator.bounding_box()
