@@ -16,3 +16,7 @@ ALLOWED_ARCH_PATTERNS = (
     "mobilenetv3_*",
     "swin_*",
 )
+
+# The project's own architectures (registered with timm by the zoo): an `occulta_*` name outside this
+# list is a typo, caught (with a hint) before torch is imported.
+OCCULTA_ARCHS = ("occulta_resnet_tiny", "occulta_vit_tiny")
