@@ -196,7 +196,7 @@ def build_model(card: ModelCard) -> nn.Module:
     """Instantiate the card's architecture (random weights) from timm's registry."""
     import timm
 
-    import auditors.models  # noqa: F401  (registers the project's own architectures)
+    import auditors.zoo.architectures  # noqa: F401  (registers the project's own architectures)
 
     if not timm.is_model(card.arch):
         raise CardError(f"unknown architecture {card.arch!r}: not a timm model name")

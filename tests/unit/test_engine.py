@@ -7,7 +7,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-import auditors.models  # noqa: F401
+import auditors.zoo.architectures  # noqa: F401
 from auditors.engine import (
     EngineError,
     applicable_strategies,

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from auditors.context import AuditContext
+from auditors.audits.context import AuditContext
+from auditors.audits.lime_consistency.audit import LimeConfig, _verdict
+from auditors.audits.lime_consistency.metrics import topk_jaccard_curve
 from auditors.engine import masked_logits, plain_logits
-from auditors.lime import grid_segments, lime_fit, ranking
-from auditors.lime_consistency import LimeConfig, _verdict
-from auditors.lime_metrics import topk_jaccard_curve
+from auditors.methods.lime import grid_segments, lime_fit, ranking
 from auditors.registry import get_auditor, parse_config
 
 

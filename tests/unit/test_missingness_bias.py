@@ -10,8 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from auditors.context import AuditContext
-from auditors.missingness_bias import MissingnessBias, MissingnessBiasConfig, class_entropy, random_keep
+from auditors.audits.context import AuditContext
+from auditors.audits.missingness_bias.audit import (
+    MissingnessBias,
+    MissingnessBiasConfig,
+    class_entropy,
+    random_keep,
+)
 
 
 class BlackPatchDetector(nn.Module):

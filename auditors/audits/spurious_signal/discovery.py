@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from auditors.saliency import grid_boxes, occlusion_effects
-from auditors.spurious_counterfactual import Box
-from auditors.spurious_regions import AuditState
+from auditors.audits.spurious_signal.counterfactual import Box
+from auditors.audits.spurious_signal.regions import AuditState
+from auditors.methods.saliency import grid_boxes, occlusion_effects
 
 
 def hotspot_maps(maps: torch.Tensor, pred: torch.Tensor, num_classes: int) -> torch.Tensor:

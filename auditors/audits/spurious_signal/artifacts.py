@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditors import plots
-from auditors.context import AuditContext, Region
+from auditors.audits import plots
+from auditors.audits.context import AuditContext, ResolvedRegion
 from auditors.report import Artifact
 
 
@@ -19,7 +19,7 @@ def write_artifacts(
     pred: torch.Tensor,
     maps: dict[str, torch.Tensor],
     hotspots: torch.Tensor | None,
-    regions: list[Region],
+    regions: list[ResolvedRegion],
     candidates: list[dict[str, Any]],
     n_overlays: int,
 ) -> list[Artifact]:

@@ -262,35 +262,6 @@ def lime_fit(
     return LimeFit(coef.float(), intercept, zd, weights, y, target, segments, n_feat)
 
 
-def lime_attributions(
-    model: nn.Module,
-    images: torch.Tensor,
-    *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    strategy: str | Strategy = "black",
-    target: torch.Tensor | None = None,
-    features: FeatureKind = "grid",
-    patch_size: int = 4,
-    n_samples: int = 1000,
-    seed: int = 0,
-) -> torch.Tensor:
-    """LIME coefficients [B,F] (AUDITS.md §2); the notebook-friendly face of `lime_fit`."""
-    fit = lime_fit(
-        model,
-        images,
-        mean=mean,
-        std=std,
-        strategy=strategy,
-        target=target,
-        features=features,
-        patch_size=patch_size,
-        n_samples=n_samples,
-        seed=seed,
-    )
-    return fit.coef
-
-
 def ranking(coef: torch.Tensor, n_features: torch.Tensor | None = None) -> torch.Tensor:
     """Feature order [B,F] by coefficient, descending; absent (padding) features last."""
     c = coef.clone()

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditors.context import AuditContext
-from auditors.lime import LimeFit, coefficient_map
-from auditors.plots import line_plot, map_inputs, overlay_grid
+from auditors.audits.context import AuditContext
+from auditors.audits.plots import line_plot, map_inputs, overlay_grid
+from auditors.methods.lime import LimeFit, coefficient_map
 from auditors.report import Artifact
 
 

@@ -13,9 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from auditors.engine import masked_logits, plain_logits
-from auditors.saliency import box_keep, box_share
-from auditors.spurious_counterfactual import (
+from auditors.audits.spurious_signal.counterfactual import (
     Box,
     carries_artifact,
     flip_rates,
@@ -23,6 +21,8 @@ from auditors.spurious_counterfactual import (
     removal_vs_random,
     stamp_artifact,
 )
+from auditors.engine import masked_logits, plain_logits
+from auditors.methods.saliency import box_keep, box_share
 
 
 @dataclass

@@ -8,24 +8,23 @@ perturbation seeds.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from auditors.context import AuditContext
-from auditors.engine import DEFAULT_COLORS, NATIVE, applicable_strategies, parse_strategy, plain_logits
-from auditors.lime import FeatureKind, LimeFit, feature_logits, lime_fit, patch_grid, ranking
-from auditors.lime_metrics import (
+from auditors.audits.base import Audit, AuditConfig
+from auditors.audits.context import AuditContext
+from auditors.audits.lime_consistency.metrics import (
     curve_at,
     random_rankings,
     spearman,
     topk_jaccard_curve,
     write_lime_artifacts,
 )
-from auditors.registry import AuditConfig, register_auditor
+from auditors.engine import DEFAULT_COLORS, NATIVE, applicable_strategies, parse_strategy, plain_logits
+from auditors.methods.lime import FeatureKind, LimeFit, feature_logits, lime_fit, patch_grid, ranking
 from auditors.report import AuditResult, Finding
 
 NAME = "lime_consistency"
@@ -108,15 +107,13 @@ def _reference_order(
     return ranking(fit.coef, fit.n_features), strat
 
 
-@register_auditor(NAME)
-class LimeConsistency:
+class LimeConsistency(Audit[LimeConfig]):
+    name = NAME
     Config = LimeConfig
 
-    def run(self, ctx: AuditContext, config: LimeConfig) -> AuditResult:
-        t0 = time.perf_counter()
+    def compute(self, ctx: AuditContext, config: LimeConfig, seed: int) -> AuditResult:
         cfg = config
-        seed = ctx.seed_for(config)
-        patch = cfg.patch_size or ctx.default_patch_size()
+        patch = self.patch_size(ctx, config)
         native = [s for s in applicable_strategies(ctx.model) if s in NATIVE]
         strategies = cfg.strategies or (native[:1] or ["black"])
         for s in (*strategies, *cfg.fills):
@@ -217,8 +214,7 @@ class LimeConsistency:
             metrics=metrics,
             findings=findings,
             artifacts=artifacts,
-            config={**cfg.model_dump(), "seed": seed, "patch_size": patch, "strategies": strategies},
-            seconds=time.perf_counter() - t0,
+            config={"patch_size": patch, "strategies": strategies},
         )
 
 
