@@ -55,6 +55,11 @@ def audit_infos() -> dict[str, AuditInfo]:
     return {info.name: info for info in map(_info_of, _packages())}
 
 
+def builtin_infos() -> list[AuditInfo]:
+    """The built-in audits' metadata, in `BUILTIN` order (the demo battery, the example policy)."""
+    return [_info_of(package) for package in BUILTIN]
+
+
 def available_audits() -> list[str]:
     return sorted(audit_infos())
 

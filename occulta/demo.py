@@ -76,12 +76,11 @@ def train_demo_model(key: str, models_dir: Path, *, seed: int, device: str) -> P
 
 def demo_battery(audits: list[str] | None) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """The audits to run (default: the built-ins) and their demo configs, validated."""
-    from auditors.registry import BUILTIN, audit_infos
+    from auditors.registry import audit_infos, builtin_infos
     from occulta.runner import validate_battery
 
     infos = audit_infos()
-    builtin = [info.name for info in infos.values() if f"auditors.audits.{info.name}" in BUILTIN]
-    battery = audits or builtin
+    battery = audits or [info.name for info in builtin_infos()]
     configs = {
         name: dict(infos[name].demo_config) for name in battery if name in infos and infos[name].demo_config
     }

@@ -66,7 +66,8 @@ class AuditInfo:
     form_fields: tuple[FormField, ...] = ()
     policy_comment: str = ""
     policy: tuple[PolicyLine, ...] = ()
-    demo_config: dict[str, Any] = field(default_factory=dict)
+    demo_config: dict[str, Any] = field(default_factory=dict)  # sized for `occulta demo` on a CPU
+    smoke_config: dict[str, Any] = field(default_factory=dict)  # the smallest run: the contract tests
 
 
 @dataclass(frozen=True)

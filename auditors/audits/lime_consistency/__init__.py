@@ -22,4 +22,12 @@ INFO = AuditInfo(
         PolicyLine("metrics.seed_stability.spearman_mean", "warn", {"min": 0.8}),
     ),
     demo_config={"n_images": 8, "n_samples": 500},
+    smoke_config={
+        "n_images": 2,
+        "n_samples": 32,
+        "strategies": ["black"],
+        "max_k": 4,
+        "n_random_orders": 2,
+        "n_show": 1,
+    },
 )

@@ -21,4 +21,5 @@ INFO = AuditInfo(
     # docs/audits.md's 10x attractor ratio is calibrated on 1000 ImageNet classes (clean shares ~0.1%);
     # with four classes at ~25% each no class could ever reach 10x, so the demo asks for 2.5x.
     demo_config={"class_share_ratio": 2.5},
+    smoke_config={"strategies": ["black", "mean"], "fractions": [0.0, 0.5]},
 )

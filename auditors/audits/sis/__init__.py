@@ -15,4 +15,5 @@ INFO = AuditInfo(
         PolicyLine("metrics.subset_5pct.backselect.accuracy", "warn", {"max": 0.5}),
     ),
     demo_config={"n_images": 6},
+    smoke_config={"n_images": 2, "method": "gradient", "gradient_k": 64, "n_show": 1},
 )

@@ -18,4 +18,11 @@ INFO = AuditInfo(
         PolicyLine("metrics.max_flip_rate", "warn", {"max": 0.5}),
     ),
     demo_config={"n_images": 128, "n_samples": 8, "steps": 16},
+    smoke_config={
+        "n_images": 8,
+        "methods": ["gradient"],
+        "discovery": False,
+        "n_random_boxes": 2,
+        "n_overlays": 1,
+    },
 )

@@ -16,4 +16,5 @@ INFO = AuditInfo(
     policy_comment="Toy: no class takes more than half of the predictions.",
     policy=(PolicyLine("metrics.majority_share", "error", {"max": 0.5}),),
     demo_config={"n_images": 16},
+    smoke_config={"n_images": 8},
 )

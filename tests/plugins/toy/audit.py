@@ -56,5 +56,7 @@ class ToyAudit(Audit[ToyConfig]):
             ]
             if failed
             else [],
-            config={"n_images": len(preds)},
+            config=self.recorded_config(
+                config, meta.seed if config.seed is None else config.seed, {"n_images": len(preds)}
+            ),
         )
