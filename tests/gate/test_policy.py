@@ -105,4 +105,6 @@ def test_the_committed_example_policy_is_the_one_generated_from_the_audits_metad
     from occulta.example_policy import render_example_policy
 
     committed = (Path(__file__).parents[2] / "examples" / "policy.yaml").read_text()
-    assert committed == render_example_policy(), "run: python -m occulta.example_policy > examples/policy.yaml"
+    assert committed == render_example_policy(), (
+        "run: python -m occulta.example_policy > examples/policy.yaml"
+    )
