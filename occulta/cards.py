@@ -1,6 +1,6 @@
 """Model cards: a small JSON/YAML file naming the architecture, the weights and the preprocessing.
 
-Security (DESIGN.md): the architecture comes from an allow-list, never from the file; weights are
+Security (docs/architecture.md, "Security"): the architecture comes from an allow-list, never from the file; weights are
 safetensors or a state dict read with `torch.load(weights_only=True)`, so a pickled module or a
 pickle with a payload is refused without executing anything. Every problem is one clear line.
 """

@@ -1,6 +1,6 @@
 """LIME for images on the missingness engine (Ribeiro et al. 2016, as audited by Jain et al. 2022 §4).
 
-AUDITS.md §2 fixes every choice: F features (grid patches or superpixels), `n_samples` perturbations
+docs/audits.md, "LIME consistency" fixes every choice: F features (grid patches or superpixels), `n_samples` perturbations
 z ~ Bernoulli(0.5)^F with row 0 all ones, evaluated through the engine with one missingness strategy;
 target = probability of the clean predicted class; weight w = sqrt(exp(-d^2 / 0.25^2)) with d the
 cosine distance from z to all-ones; weighted ridge (alpha=1, unpenalised intercept). Unlike the
@@ -40,7 +40,7 @@ def grid_segments(height: int, width: int, patch_size: int, n_images: int = 1) -
 
 
 def superpixel_segments(images: torch.Tensor, kind: Literal["slic", "quickshift"]) -> torch.Tensor:
-    """Superpixel ids [B,H,W] with the parameters of AUDITS.md conventions (scikit-image)."""
+    """Superpixel ids [B,H,W] with the parameters of docs/audits.md, "Conventions shared by every audit" (scikit-image)."""
     from skimage.segmentation import quickshift, slic
 
     out = []

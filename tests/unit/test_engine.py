@@ -1,4 +1,4 @@
-"""The missingness engine's identities: each strategy does exactly what AUDITS.md says."""
+"""The missingness engine's identities: each strategy does exactly what docs/audits.md, "Missingness strategies" says."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LIME on the engine and the LIME consistency audit (AUDITS.md §2)."""
+"""LIME on the engine and the LIME consistency audit (docs/audits.md, "LIME consistency")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The missingness-bias audit (AUDITS.md §1) against models whose bias is known by construction."""
+"""The missingness-bias audit (docs/audits.md, "Missingness bias") against models whose bias is known by construction."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""BackSelect, SIS and the overinterpretation audit (AUDITS.md §3), checked against planted truths."""
+"""BackSelect, SIS and the overinterpretation audit (docs/audits.md, "SIS and overinterpretation"), checked against planted truths."""
 
 from __future__ import annotations
 

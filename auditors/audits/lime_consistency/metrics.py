@@ -1,4 +1,4 @@
-"""Agreement statistics and artifacts of the LIME consistency audit (AUDITS.md §2).
+"""Agreement statistics and artifacts of the LIME consistency audit (docs/audits.md, "LIME consistency").
 
 Rankings are [B,F] feature orders (best first); every statistic is averaged over images so it lands in
 the report as plain floats and lists.

@@ -1,4 +1,4 @@
-"""SIS / overinterpretation audit (Carter et al. 2019; Carter et al., NeurIPS 2021): AUDITS.md §3.
+"""SIS / overinterpretation audit (Carter et al. 2019; Carter et al., NeurIPS 2021): docs/audits.md, "SIS and overinterpretation".
 
 A model overinterprets when it stays confident on a few pixels that mean nothing to a person. The
 audit finds each confident image's sufficient input subset (SIS) with BackSelect, then measures how
@@ -106,7 +106,7 @@ class SIS(Audit[SISConfig]):
         labels = ctx.labels[: cfg.n_images].cpu() if ctx.labels is not None else None
         h, w = ctx.image_size
         n_px = h * w
-        # AUDITS.md §3: check first that the fully masked input is well below tau.
+        # docs/audits.md, "SIS and overinterpretation": check first that the fully masked input is well below tau.
         clean = plain_logits(ctx.model, images, mean=ctx.mean, std=ctx.std).argmax(1)
         none_kept = torch.zeros(len(images), h, w, dtype=torch.bool)
         masked = masked_logits(
@@ -208,7 +208,7 @@ class SIS(Audit[SISConfig]):
 def _verdict(m: dict[str, Any], cfg: SISConfig) -> tuple[Verdict, str, list[Finding]]:
     """Fail (overinterpretation) when most confident images rest on <= 5% of their pixels.
 
-    AUDITS.md §3 gives the signals, not a threshold; `max_small_sis_share` is the policy knob. An SIS
+    docs/audits.md, "SIS and overinterpretation" gives the signals, not a threshold; `max_small_sis_share` is the policy knob. An SIS
     means nothing when the fully masked input is itself confident, or when no image is confident.
     """
     fm = m["fully_masked"]

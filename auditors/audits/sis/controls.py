@@ -1,4 +1,4 @@
-"""The SIS audit's secondary signals and artifacts (Carter et al., NeurIPS 2021 §4-5; AUDITS.md §3).
+"""The SIS audit's secondary signals and artifacts (Carter et al., NeurIPS 2021 §4-5; docs/audits.md, "SIS and overinterpretation").
 
 Kept apart from `sis.py` so the audit reads as the paper's procedure and this file as its evidence:
 random-pixel controls, SIS size as a predictor of mistakes, retraining on 5% subsets, and pictures.

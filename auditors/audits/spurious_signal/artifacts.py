@@ -1,4 +1,4 @@
-"""Files the spurious-signal audit writes: overlays for people, raw maps for programs (DESIGN.md)."""
+"""Files the spurious-signal audit writes: overlays for people, raw maps for programs (docs/architecture.md, "Data flow of one audit")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Spurious-signal audit: does the model use a watermark, a ruler or a border instead of the object?
 
-AUDITS.md §4 (PAIR explorable 2022; Zhou et al. 2021; Adebayo et al. 2022). For each suspected region
+docs/audits.md, "Spurious signals" (PAIR explorable 2022; Zhou et al. 2021; Adebayo et al. 2022). For each suspected region
 (from the config or `ctx.regions`): the share of the top-q salient pixels in the box against its area,
 then the counterfactual tests that saliency cannot replace (stamp the artifact on other classes; remove
 the box vs random boxes). Without a hint, discovery ranks fixed places that decide one class across many

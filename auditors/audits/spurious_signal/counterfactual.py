@@ -1,4 +1,4 @@
-"""Counterfactual tests for the spurious-signal audit (AUDITS.md §4; PAIR explorable 2022).
+"""Counterfactual tests for the spurious-signal audit (docs/audits.md, "Spurious signals"; PAIR explorable 2022).
 
 Saliency only shows where a model looks on the images it is given, so it misses a shortcut that is
 *absent* from an image (PAIR: a 50%-watermarked model has p = 0.08 on clean cats). These tests ask the
@@ -21,7 +21,7 @@ from auditors.methods.saliency import box_keep
 
 Box = tuple[int, int, int, int]
 
-# Preference when the bias measurement cannot tell strategies apart (AUDITS.md: native > blur > mean).
+# Preference when the bias measurement cannot tell strategies apart (docs/audits.md, "Spurious signals": native > blur > mean).
 _PREFERENCE = ("token_drop", "layer_mask", "blur", "mean")
 
 

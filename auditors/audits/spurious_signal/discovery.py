@@ -1,4 +1,4 @@
-"""Discovery without a hint: where, across many images, is one class decided? (AUDITS.md §4)
+"""Discovery without a hint: where, across many images, is one class decided? (docs/audits.md, "Spurious signals")
 
 Per predicted class, two aggregates over the dataset: the mean of each image's saliency map normalised
 to sum 1 (the class's hotspot map), and the mean drop of p(class) when each window of a sliding grid is
