@@ -27,7 +27,7 @@ from occulta.errors import AuditConfigError, OccultaError
 if TYPE_CHECKING:
     from auditors.audits.context import AuditContext
     from auditors.regions import Region
-    from auditors.report import AuditResult, Report
+    from auditors.report import AuditResult, Report, SampleSummary
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
@@ -225,6 +225,17 @@ def prepare_run(
     return Prepared(ctx, report, data.n_sampled)
 
 
+def sample_summary(ctx: AuditContext) -> SampleSummary:
+    """Accuracy and the confusion matrix on the audited sample, from one clean forward pass: the context
+    the audits are read against (the same images every audit used)."""
+    from auditors.engine import plain_logits
+    from auditors.sample_summary import summarize_sample
+
+    predicted = plain_logits(ctx.model, ctx.images, mean=ctx.mean, std=ctx.std).argmax(1).cpu().tolist()
+    labels = None if ctx.labels is None else [int(y) for y in ctx.labels.cpu().tolist()]
+    return summarize_sample(predicted, labels, ctx.num_classes)
+
+
 def run_battery(
     *,
     card_path: Path,
@@ -261,6 +272,7 @@ def run_battery(
         cancelled=cancelled,
     )
     ctx, report = prepared.ctx, prepared.report
+    report.sample = sample_summary(ctx)
     out_dir = Path(out_dir)
     for i, name in enumerate(audits):
         if completed and name in completed:
