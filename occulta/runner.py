@@ -23,6 +23,7 @@ from occulta import __version__
 from occulta.cards import load_card, load_model, sha256_file, weights_path
 from occulta.datasets import load_dataset
 from occulta.errors import AuditConfigError, OccultaError
+from occulta.hints import validation_parts
 
 if TYPE_CHECKING:
     from auditors.audits.context import AuditContext
@@ -63,14 +64,9 @@ def validate_battery(audits: list[str], audit_configs: dict[str, dict[str, Any]]
         try:
             parsed[name] = cls.Config.model_validate((audit_configs or {}).get(name) or {})
         except ValidationError as exc:
-            raise AuditConfigError(f"{name} config: {_first_error(exc)}") from None
+            first = validation_parts(exc, cls.Config, "config")[0]
+            raise AuditConfigError(f"{name} config: {first}") from None
     return parsed
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    loc = ".".join(str(x) for x in first["loc"])
-    return f"{loc}: {first['msg']}" if loc else str(first["msg"])
 
 
 def parse_regions(
@@ -87,7 +83,7 @@ def parse_regions(
             if size is not None:
                 region.pixel_box(*size)
         except ValidationError as exc:
-            raise AuditConfigError(f"region {i}: {_first_error(exc)}") from None
+            raise AuditConfigError(f"region {i}: {validation_parts(exc, Region, 'region')[0]}") from None
         except ValueError as exc:
             raise AuditConfigError(f"region {i}: {exc}") from None
         out.append(region)

@@ -116,6 +116,22 @@ def test_policy_init_addresses_only_metrics_the_audits_produce(report_dir):
     assert not missing, missing
 
 
+def _check_logged_to_mlflow(uri: str, report: dict) -> None:  # type: ignore[type-arg]
+    """`occulta audit --mlflow` left one finished run with the verdicts, metrics and heat maps."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("occulta").experiment_id])
+    assert run.data.tags["occulta.verdict"] == report["verdict"]
+    assert run.data.tags["occulta.missingness_bias.verdict"] == report["audits"][0]["verdict"]
+    assert run.data.metrics["sample.accuracy"] == pytest.approx(report["sample"]["accuracy"])
+    assert "missingness_bias.worst.entropy_drop_at_half" in run.data.metrics
+    logged = {f.path for f in client.list_artifacts(run.info.run_id, "occulta")}
+    assert {"occulta/report.json", "occulta/report.html", "occulta/summary.md"} <= logged
+    maps = [f.path for f in client.list_artifacts(run.info.run_id, "occulta/missingness_bias")]
+    assert any(p.endswith(".png") for p in maps), maps
+
+
 def test_cli_audit_then_local_gate(card, data_ref, tmp_path):
     cfg = tmp_path / "audits.yaml"
     cfg.write_text(yaml.safe_dump({"missingness_bias": {"strategies": ["black", "layer_mask"]}}))
@@ -134,11 +150,16 @@ def test_cli_audit_then_local_gate(card, data_ref, tmp_path):
             str(cfg),
             "--samples",
             "48",
+            "--mlflow",
+            "--mlflow-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
         ],
     )
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["audits"][0]["config"]["strategies"] == ["black", "layer_mask"]
+    assert report["sample"]["n"] == 48 and sum(map(sum, report["sample"]["confusion"])) == 48
+    _check_logged_to_mlflow(f"sqlite:///{tmp_path / 'mlflow.db'}", report)
     policy = tmp_path / "p.yaml"
     policy.write_text(
         "assertions:\n  missingness_bias.metrics.strategies.layer_mask.auc: [error, {min: 0.0}]\n"
