@@ -34,3 +34,43 @@
     window.setInterval(tick, 1000);
   });
 })();
+
+/* The launch form offers a native missingness strategy only for a model that has it: token_drop for
+   a ViT, layer_mask for a ResNet (read from the picked model, or from the arch in a card being
+   uploaded); the server refuses a mismatch anyway. */
+(function () {
+  "use strict";
+  var form = document.querySelector("form.launch");
+  if (!form) return;
+  var select = form.querySelector("select[name=model_id]");
+  var cardInput = form.querySelector("input[name=card]");
+  var uploadedNative = null;
+
+  function nativeOf(arch) {
+    if (/^(vit_|deit_|deit3_|occulta_vit)/.test(arch)) return "token_drop";
+    if (/^(resnet|wide_resnet|occulta_resnet)/.test(arch)) return "layer_mask";
+    return "";
+  }
+
+  function apply() {
+    var picked = select && select.value ? select.selectedOptions[0].dataset.native : null;
+    var native = uploadedNative !== null ? uploadedNative : picked;
+    form.querySelectorAll("[data-native-only]").forEach(function (label) {
+      var show = native === null || native === undefined || label.dataset.nativeOnly === native;
+      label.hidden = !show;
+      if (!show) label.querySelector("input").checked = false;
+    });
+  }
+
+  if (select) select.addEventListener("change", function () { uploadedNative = null; apply(); });
+  if (cardInput) cardInput.addEventListener("change", function () {
+    var file = cardInput.files && cardInput.files[0];
+    if (!file) { uploadedNative = null; apply(); return; }
+    file.text().then(function (text) {
+      var m = text.match(/["']?arch["']?\s*:\s*["']?([A-Za-z0-9_.\-]+)/);
+      uploadedNative = m ? nativeOf(m[1]) : null;
+      apply();
+    });
+  });
+  apply();
+})();
