@@ -119,6 +119,8 @@ def test_every_dashboard_page_loads_offline_and_fits_a_phone(stack, offline, aud
         page.wait_for_load_state("networkidle")
         assert _horizontal_overflow(page) <= 0, f"{name} scrolls sideways at 390 px"
         if SCREENSHOTS and name in ("report", "audits", "compare"):
+            page.evaluate("document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')")
+            page.wait_for_load_state("networkidle")
             page.screenshot(path=str(ROOT / "docs" / f"dashboard-{name}-phone.png"), full_page=True)
     assert outside == [], outside
     assert errors == [], errors

@@ -132,7 +132,8 @@ def _check_logged_to_mlflow(uri: str, report: dict) -> None:  # type: ignore[typ
     assert any(p.endswith(".png") for p in maps), maps
 
 
-def test_cli_audit_then_local_gate(card, data_ref, tmp_path):
+def test_cli_audit_then_local_gate(card, data_ref, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow keeps a new experiment's artifacts under ./mlruns
     cfg = tmp_path / "audits.yaml"
     cfg.write_text(yaml.safe_dump({"missingness_bias": {"strategies": ["black", "layer_mask"]}}))
     runner = CliRunner()
