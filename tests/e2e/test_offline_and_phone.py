@@ -26,7 +26,8 @@ def audits(stack, tiny_model) -> tuple[str, str]:  # type: ignore[no-untyped-def
     """Two finished audits of one model (so compare and the run history have something to show)."""
     from occulta.client import OccultaClient
 
-    with OccultaClient(stack.url, stack.key, retries=0) as client:
+    # a model upload is validated by loading it: give a busy CI machine time
+    with OccultaClient(stack.url, stack.key, retries=0, timeout=180) as client:
         model = client.upload_model(tiny_model.card, tiny_model.weights).id
         dataset = client.register_dataset(DATA_REF).id
         ids = []
