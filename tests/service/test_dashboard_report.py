@@ -28,12 +28,15 @@ EXAMPLES = [
 
 
 @pytest.fixture
-def browser(app) -> Iterator:  # type: ignore[no-untyped-def]
-    """A client on https: production sessions set Secure cookies, which a browser sends only there."""
+def browser(app, client) -> Iterator:  # type: ignore[no-untyped-def]
+    """A client on https: production sessions set Secure cookies, which a browser sends only there.
+    Not entered as a context manager: the session's `client` owns the app's lifespan (entering would
+    close the shared queue on exit)."""
     from fastapi.testclient import TestClient
 
-    with TestClient(app, base_url="https://testserver") as c:
-        yield c
+    c = TestClient(app, base_url="https://testserver")
+    yield c
+    c.close()
 
 
 def _stored_audit(sessions, store, tenant_id: str, entropy: float) -> str:  # type: ignore[no-untyped-def]
