@@ -1,11 +1,14 @@
-"""Token dropping for the ViT family (Jain et al., ICLR 2022, §3 "Missingness in ViTs").
+"""Token dropping for transformers (Jain et al., ICLR 2022, §3 "Missingness in ViTs").
 
-Removed patches are not painted over: their tokens are taken out of the sequence, so the model never
-sees a fill colour. Pipeline: patch-embed -> add position embeddings -> gather the kept patch tokens
-(class / register tokens always kept) -> blocks -> norm -> head.
+Removed patches are not painted over: the model never sees a fill colour.
 
-Sequences of different lengths are bucketed by exact length, so every forward pass is the model's
-own unmodified one on a shorter sequence (exact for any pooling: token, avg, map).
+- ViT-like models with global attention (timm `VisionTransformer` and its subclasses: ViT, DeiT and
+  distilled DeiT, DeiT III, CLIP ViTs, register-token ViTs): the removed tokens are taken out of the
+  sequence. Pipeline: patch-embed -> add position embeddings -> gather the kept patch tokens (prefix
+  tokens, i.e. class, distillation and register tokens, always kept) -> blocks -> norm -> head.
+  Sequences of different lengths are bucketed by exact length, so every forward pass is the model's
+  own unmodified one on a shorter sequence (exact for any pooling: token, avg, map).
+- Swin (windowed attention): removed tokens are masked out of the attention instead (`swin.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from auditors.engine import swin
 from auditors.engine.errors import EngineError
 
 
@@ -25,22 +29,32 @@ def _vit_class() -> type[nn.Module]:
     return VisionTransformer
 
 
-def is_token_drop_model(model: nn.Module) -> bool:
+def is_vit(model: nn.Module) -> bool:
     return isinstance(model, _vit_class())
 
 
+def token_drop_family(model: nn.Module) -> str | None:
+    """The family name token dropping would use for `model` (None: not a family it covers)."""
+    if is_vit(model):
+        return "vit"
+    if swin.is_swin(model):
+        return "swin"
+    return None
+
+
+def is_token_drop_model(model: nn.Module) -> bool:
+    return token_drop_family(model) is not None
+
+
 def check_token_drop(model: nn.Module) -> None:
-    """Refuse models whose attention is not global over a token set (Swin, ConvNeXt, ...)."""
-    if not is_token_drop_model(model):
-        name = type(model).__name__
-        hint = (
-            " (its attention is windowed/relative, so dropping tokens is undefined)"
-            if "swin" in name.lower()
-            else ""
-        )
+    """Refuse models that are neither a global-attention ViT nor a Swin built from known layers."""
+    if swin.is_swin(model):
+        swin.check(model)
+        return
+    if not is_vit(model):
         raise EngineError(
-            f"token_drop needs a timm VisionTransformer (ViT/DeiT family); {name} is not eligible{hint}. "
-            "Use a pixel fill instead."
+            "token_drop needs a timm VisionTransformer (ViT, DeiT, CLIP ViT, ...) or SwinTransformer; "
+            f"{type(model).__name__} is not eligible. Use a pixel fill instead."
         )
     if getattr(model, "dynamic_img_size", False):
         raise EngineError("token_drop does not support ViTs built with dynamic_img_size=True")
@@ -74,8 +88,15 @@ def head(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     return model.forward_head(tokens)  # type: ignore[operator]
 
 
-def token_drop_logits(model: nn.Module, x_norm: torch.Tensor, keep_tokens: torch.Tensor) -> torch.Tensor:
-    """Logits for normalised images `x_norm` [B,3,H,W] seeing only the tokens in `keep_tokens` [B,N]."""
+def token_drop_logits(model: nn.Module, x_norm: torch.Tensor, keep_pixels: torch.Tensor) -> torch.Tensor:
+    """Logits for normalised images `x_norm` [B,3,H,W] seeing only the tokens `keep_pixels` [B,H,W] keeps."""
+    if swin.is_swin(model):
+        return swin.logits(model, x_norm, keep_pixels)
+    return vit_logits(model, x_norm, token_keep(keep_pixels, vit_patch_size(model)))
+
+
+def vit_logits(model: nn.Module, x_norm: torch.Tensor, keep_tokens: torch.Tensor) -> torch.Tensor:
+    """Logits of a ViT for normalised images `x_norm` [B,3,H,W] seeing only `keep_tokens` [B,N]."""
     tokens = embed(model, x_norm)
     prefix = int(model.num_prefix_tokens)  # type: ignore[arg-type]
     b, _, d = tokens.shape
