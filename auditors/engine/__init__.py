@@ -11,8 +11,9 @@ rather than painted (each proven by the identities in tests/unit/test_engine*.py
 the plain forward; removed pixels cannot change the output):
 
 - `token_drop` (`token_drop.py`): timm ViT-likes with global attention (ViT, DeiT incl. distilled,
-  DeiT III, CLIP ViTs, register tokens) drop the removed tokens from the sequence; Swin (`swin.py`)
-  masks them out of its windowed attention and merges patches over kept tokens only;
+  DeiT III, CLIP ViTs, register tokens, EVA/EVA-02 with rotary embeddings) drop the removed tokens
+  from the sequence; BEiT (`beit.py`) masks them out of attention under its relative position bias;
+  Swin (`swin.py`) masks them out of its windowed attention and merges patches over kept tokens only;
 - `layer_mask` (`layer_mask.py`): ResNet, EfficientNet, MobileNetV3 and RegNet carry the mask through
   every layer (neighbour-filled convolutions, squeeze-excitation and pooling over visible positions);
   ConvNeXt V1/V2 (`convnext.py`) uses sparse, masked depthwise convolutions with the GRN over kept

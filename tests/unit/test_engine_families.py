@@ -40,6 +40,9 @@ FAMILIES = [
     pytest.param(
         "vit_tiny_patch16_224", {"reg_tokens": 4, "class_token": True}, "vit", "token_drop", id="vit+reg"
     ),
+    pytest.param("vit_base_patch16_clip_224", {"depth": 2}, "vit", "token_drop", id="clip-vit"),
+    pytest.param("eva02_tiny_patch14_224", {}, "vit", "token_drop", id="eva02-rope"),
+    pytest.param("beitv2_base_patch16_224", {"depth": 2}, "vit", "token_drop", id="beitv2-relpos"),
     pytest.param("convnext_tiny", {}, "convnext", "layer_mask", marks=slow),
     pytest.param("convnextv2_atto", {}, "convnext", "layer_mask", id="convnextv2-grn"),
     pytest.param("efficientnet_b0", {}, "efficientnet", "layer_mask"),
@@ -159,7 +162,7 @@ def test_an_unhandled_layer_is_refused_with_its_module_path():
 
 
 def test_families_without_a_native_strategy_get_pixel_fills_only():
-    model = timm.create_model("beit_base_patch16_224", num_classes=3, depth=1)
+    model = timm.create_model("swinv2_tiny_window8_256", num_classes=3, depths=(1, 1, 1, 1), embed_dim=32)
     assert model_family(model) == "other"
     assert native_strategy(model) is None
     with pytest.raises(EngineError, match="token_drop needs a timm VisionTransformer"):
