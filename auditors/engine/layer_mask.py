@@ -1,12 +1,13 @@
 """Layer masking for timm's convolutional families (Balasubramanian & Feizi, 2023).
 
 The binary keep-mask travels with the activations so removed pixels never reach a convolution as a
-colour. Before each spatial convolution removed positions are filled by *neighbour padding*
-(k rounds, k = kernel width; no gradient through the fill); the mask is then downsampled with a
-max-pool of the conv's geometry (a location is visible if any input in its window is). Pointwise
-layers and BatchNorm compute f(x*m)*m, max-pool takes pool(x)*pool(m), a residual add keeps the
-intersection of both branches' masks, squeeze-excitation squeezes the visible positions only, and
-global average pooling averages visible positions only (`masked_ops.py`).
+colour. Before each spatial convolution removed positions are filled by *neighbour padding* (2r
+rounds for a kernel of reach r: every round that can reach a visible output; no gradient through the
+fill); the mask is then downsampled with a max-pool of the conv's geometry (a location is visible if
+any input in its window is). Pointwise layers and BatchNorm run as they are (hidden positions are
+never read downstream, so this equals f(x*m)*m), max-pool takes the max over visible inputs, a
+residual add keeps the intersection of both branches' masks, squeeze-excitation squeezes the visible
+positions only, and global average pooling averages visible positions only (`masked_ops.py`).
 
 One walker serves ResNet, EfficientNet, MobileNetV3 and RegNet: each family is a table of its blocks'
 forward passes (attribute names in order, shortcut, what follows the add), copied from timm's code.
@@ -239,7 +240,7 @@ def _apply(
     if ops.is_squeeze_excite(mod):
         return ops.squeeze_excite(mod, x, m)
     if isinstance(mod, ops.pointwise_types()):
-        return mod(x * m) * m, m
+        return mod(x), m  # per position: hidden positions are never read downstream (masked_ops)
     raise EngineError(f"layer_mask cannot handle {type(mod).__name__}")
 
 
@@ -257,7 +258,7 @@ def _block(
     short, ms = (x, m) if short_mod is None else _apply(fam, short_mod, x, m)
     # A residual sum is visible only where both branches are.
     both = mm * ms
-    out = (main + short) * both
+    out = main + short
     after = _sub(block, spec.after) if spec.after else None
     return _apply(fam, after, out, both) if after is not None else (out, both)
 
