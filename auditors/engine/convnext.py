@@ -2,8 +2,9 @@
 
 ConvNeXt V2 (Woo et al., 2023) pre-trains with *sparse* convolutions: removed positions are absent,
 not painted. Here the keep-mask is carried through every block and activations are kept at zero where
-it is 0: the stem and downsampling convolutions read only kept inputs and keep an output if any input
-in their window is kept; the 7x7 depthwise convolution reads zeros at removed positions and writes only
+it is 0: the patchify stem keeps a 4x4 patch only if all its pixels are (as a ViT's patch embedding
+does); the downsampling convolutions read only kept inputs and keep an output if any input in their
+window is kept; the 7x7 depthwise convolution reads zeros at removed positions and writes only
 where its centre is kept (the mask does not grow); LayerNorm acts per position, the V2 GRN takes its
 spatial L2 norm over kept positions only, and the global pool averages kept positions only.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from auditors.engine import masked_ops as ops
@@ -92,9 +94,22 @@ def check(model: nn.Module) -> None:
     ops.check_global_pool(m.head.global_pool, STRATEGY, "head.global_pool")
 
 
-def _sequence(seq: nn.Module, x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _is_patchify(conv: nn.Module) -> bool:
+    c: Any = conv
+    return isinstance(conv, nn.Conv2d) and c.kernel_size == c.stride and c.padding == (0, 0)
+
+
+def _sequence(
+    seq: nn.Module, x: torch.Tensor, m: torch.Tensor, *, stem: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     for mod in seq.children():
-        if isinstance(mod, nn.Conv2d):
+        if stem and _is_patchify(mod):
+            # The patchify stem, like a ViT's patch embedding: a 4x4 patch is kept only if all its
+            # pixels are, so no removed pixel enters as a colour (zero) beside kept ones.
+            conv: Any = mod
+            m = -F.max_pool2d(-m, conv.kernel_size, conv.stride)
+            x = ops.hide(conv(x), m)
+        elif isinstance(mod, nn.Conv2d):
             x, m = ops.sparse_conv(mod, x, m)
         else:
             x = mod(x) * m
@@ -126,7 +141,7 @@ def _block(block: nn.Module, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
 def logits(model: nn.Module, x_norm: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Logits of a timm ConvNeXt for normalised images [B,3,H,W] and keep-mask `m` [B,1,H,W]."""
     mod: Any = model
-    x, m = _sequence(mod.stem, x_norm, m)
+    x, m = _sequence(mod.stem, x_norm, m, stem=True)
     for stage in mod.stages:
         if not isinstance(stage.downsample, nn.Identity):
             x, m = _sequence(stage.downsample, x, m)

@@ -174,3 +174,23 @@ def test_families_without_a_native_strategy_get_pixel_fills_only():
             mean=MEAN,
             std=STD,
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "strategy"),
+    [
+        ("convnext_atto", {}, "layer_mask"),
+        ("swin_tiny_patch4_window7_224", {"depths": (1, 1, 1, 1), "embed_dim": 32}, "token_drop"),
+    ],
+)
+def test_a_4px_stem_patch_counts_as_removed_if_any_of_its_pixels_is(name, kwargs, strategy):
+    model = build(name, kwargs)
+    image = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(7))
+    one_pixel = torch.ones(1, SIZE, SIZE, dtype=torch.bool)
+    one_pixel[0, 41, 86] = False  # inside the 4x4 stem patch at rows 40-43, columns 84-87
+    whole_patch = torch.ones(1, SIZE, SIZE, dtype=torch.bool)
+    whole_patch[0, 40:44, 84:88] = False
+    a = masked_logits(model, image, one_pixel, strategy, mean=MEAN, std=STD)
+    b = masked_logits(model, image, whole_patch, strategy, mean=MEAN, std=STD)
+    torch.testing.assert_close(a, b)
+    assert (a - plain_logits(model, image, mean=MEAN, std=STD)).abs().max() > 0
