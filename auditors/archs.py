@@ -2,7 +2,7 @@
 
 The project's own tiny models plus the timm families the engine and audits understand (each has a
 native missingness strategy: see auditors/engine); a name outside these patterns is refused before
-timm is asked to build anything (a card cannot make the service build arbitrary code paths).
+timm is asked to build anything (docs/architecture.md, "Security").
 """
 
 ALLOWED_ARCH_PATTERNS = (
