@@ -171,11 +171,17 @@ def _body_kind(scope: Scope) -> str | None:
 
 
 def check_target(scope: Scope) -> None:
-    """Path and query: a NUL in an id, a filter or a cursor never reaches a query."""
+    """Path and query: UTF-8 once decoded (the server would otherwise substitute U+FFFD silently), and
+    no NUL in an id, a filter or a cursor."""
+    for what, raw in (("path", scope.get("raw_path") or b""), ("query string", scope.get("query_string", b""))):
+        decoded = unquote_to_bytes(raw.replace(b"+", b" ") if what == "query string" else raw)
+        try:
+            decoded.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(400, "invalid_request", f"the {what} is not valid UTF-8 once decoded") from None
+        if b"\x00" in decoded:
+            raise InputError(422, "invalid_request", f"the {what} contains a NUL character")
     check_text(scope["path"], "the path")
-    query: bytes = scope.get("query_string", b"")
-    if b"\x00" in unquote_to_bytes(query.replace(b"+", b" ")):
-        raise InputError(422, "invalid_request", "the query string contains a NUL character")
 
 
 class InputGuard:

@@ -73,7 +73,6 @@ class Settings(BaseSettings):
     max_model_params: int = Field(
         default=MAX_MODEL_PARAMS, ge=1, description="parameters a model card may build (ViT-B is 86M)"
     )
-    max_images_per_audit: int = Field(default=100_000, ge=1)
 
     @model_validator(mode="after")
     def _defaults_and_production_rules(self) -> Settings:
