@@ -173,7 +173,10 @@ def _body_kind(scope: Scope) -> str | None:
 def check_target(scope: Scope) -> None:
     """Path and query: UTF-8 once decoded (the server would otherwise substitute U+FFFD silently), and
     no NUL in an id, a filter or a cursor."""
-    for what, raw in (("path", scope.get("raw_path") or b""), ("query string", scope.get("query_string", b""))):
+    for what, raw in (
+        ("path", scope.get("raw_path") or b""),
+        ("query string", scope.get("query_string", b"")),
+    ):
         decoded = unquote_to_bytes(raw.replace(b"+", b" ") if what == "query string" else raw)
         try:
             decoded.decode("utf-8")
