@@ -67,7 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(InputGuard, max_json_bytes=settings.max_json_bytes)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(
-        Admission, max_inflight=settings.max_inflight_requests, retry_after=settings.retry_after_seconds
+        Admission,
+        max_active=settings.max_active_requests,
+        max_waiting=settings.max_waiting_requests,
+        max_wait=settings.max_wait_seconds,
+        retry_after=settings.retry_after_seconds,
     )
     app.add_middleware(errors.ErrorBoundary)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

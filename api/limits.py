@@ -6,14 +6,16 @@
 - `InputGuard`: text the database cannot store (NUL, lone surrogates), invalid UTF-8 and JSON nested
   past a small depth are refused as 4xx here, once for every route, instead of each route meeting them
   as a driver error or a `RecursionError`.
-- `Admission`: past `max_inflight_requests` the API answers 503 with `Retry-After` at once instead of
-  queueing clients into their time-outs.
+- `Admission`: a bound on requests inside the app (no more than the pool has connections), a bounded
+  line in front of it, and 503 with `Retry-After` past the line instead of client time-outs.
 """
 
 from __future__ import annotations
 
 import json
 import math
+
+import anyio
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -245,30 +247,76 @@ def _replay(raw: bytes, receive: Receive) -> Receive:
 
 
 class Admission:
-    """A bound on requests in progress; the one beyond it gets 503 + Retry-After, never a queue slot
-    that ends in a client time-out or a half-done write."""
+    """At most `max_active` requests inside the app; the rest wait here, holding nothing.
 
-    def __init__(self, app: ASGIApp, max_inflight: int, retry_after: int) -> None:
+    A sync route's request holds its pooled connection from the route through FastAPI's response
+    serialization, which waits for a thread of its own; with every client let in, requests past their
+    route sit on connections while the threads wait for connections, and the pool runs dry (the
+    original failure: `QueuePool limit ... reached` after 30 s). With no more requests inside than
+    the pool has connections, a checkout never waits. Past `max_waiting` waiting clients, or after
+    `max_wait` seconds in line, the answer is 503 with `Retry-After`: never a client time-out.
+    Probes and metrics skip the line, so a loaded server is not declared dead.
+    """
+
+    EXEMPT = frozenset({"/livez", "/readyz", "/metrics"})
+
+    def __init__(
+        self, app: ASGIApp, max_active: int, max_waiting: int, max_wait: float, retry_after: int
+    ) -> None:
         self.app = app
-        self.max_inflight = max_inflight
+        self.max_active = max_active
+        self.max_waiting = max_waiting
+        self.max_wait = max_wait
         self.retry_after = retry_after
-        self.inflight = 0
+        self.waiting = 0
+        self._slots: anyio.Semaphore | None = None
+
+    async def _overloaded(self, send: Send, why: str) -> None:
+        await send_error(
+            send,
+            503,
+            "overloaded",
+            f"the server is at capacity ({why}); retry after the seconds in Retry-After",
+            {"retry-after": str(self.retry_after)},
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.EXEMPT:
             await self.app(scope, receive, send)
             return
-        if self.inflight >= self.max_inflight:
-            await send_error(
-                send,
-                503,
-                "overloaded",
-                "the server is at capacity; retry after the time in Retry-After",
-                {"retry-after": str(self.retry_after)},
-            )
+        if self._slots is None:
+            self._slots = anyio.Semaphore(self.max_active)
+        slots = self._slots
+        if self.waiting >= self.max_waiting:
+            await self._overloaded(send, f"{self.waiting} requests waiting")
             return
-        self.inflight += 1
+        self.waiting += 1
+        acquired = False
         try:
-            await self.app(scope, receive, send)
+            with anyio.move_on_after(self.max_wait):
+                await slots.acquire()
+                acquired = True
         finally:
-            self.inflight -= 1
+            self.waiting -= 1
+        if not acquired:
+            await self._overloaded(send, f"no slot within {self.max_wait:.0f} s")
+            return
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                slots.release()
+
+        async def releasing_send(message: Message) -> None:
+            # Once the response starts the route is done with the database: a slow reader of a
+            # streamed report no longer holds a slot.
+            if message["type"] == "http.response.start":
+                release()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, releasing_send)
+        finally:
+            release()

@@ -61,13 +61,17 @@ class Settings(BaseSettings):
     # Capacity of one API process. Every sync route runs on one of `api_threads` threads and holds one
     # pooled connection while it runs, so the pool is sized from the threads, never below them.
     api_threads: int = Field(default=32, ge=1, le=512, description="threads serving sync routes")
-    db_pool_size: int = Field(default=0, ge=0, description="pooled connections; 0: api_threads + 4")
+    db_pool_size: int = Field(default=0, ge=0, description="pooled connections; 0: max_active_requests + 4")
     db_max_overflow: int = Field(default=8, ge=0)
     db_pool_timeout: float = Field(default=10.0, gt=0, description="seconds to wait for a connection")
     db_connect_timeout: int = Field(default=5, ge=1, description="seconds to wait for the server")
-    max_inflight_requests: int = Field(
-        default=4096, ge=1, description="requests in progress beyond which the API answers 503"
+    max_active_requests: int = Field(
+        default=0, ge=0, description="requests inside the app at once; 0: api_threads"
     )
+    max_waiting_requests: int = Field(
+        default=4096, ge=1, description="requests waiting for a slot beyond which the API answers 503"
+    )
+    max_wait_seconds: float = Field(default=60.0, gt=0, description="wait for a slot before a 503")
     retry_after_seconds: int = Field(default=5, ge=1, description="`Retry-After` of a 503")
     max_json_bytes: int = Field(default=1024 * 1024, ge=1024, description="cap of a JSON request body")
     max_model_params: int = Field(
@@ -88,8 +92,16 @@ class Settings(BaseSettings):
             self.result_backend_url = (
                 f"db+sqlite:///{data}/results.db" if self.broker_url.startswith("sqla+") else self.broker_url
             )
+        if not self.max_active_requests:
+            self.max_active_requests = self.api_threads
         if not self.db_pool_size:
-            self.db_pool_size = self.api_threads + 4
+            # One connection per request inside the app, and spare ones for probes and metrics.
+            self.db_pool_size = self.max_active_requests + 4
+        if self.db_pool_size + self.db_max_overflow <= self.max_active_requests:
+            raise ValueError(
+                "OCCULTA_DB_POOL_SIZE + OCCULTA_DB_MAX_OVERFLOW must exceed OCCULTA_MAX_ACTIVE_REQUESTS: "
+                "every request inside the API may hold a connection"
+            )
         if self.audit_hard_time_limit <= self.audit_soft_time_limit:
             raise ValueError(
                 "OCCULTA_AUDIT_HARD_TIME_LIMIT must be larger than OCCULTA_AUDIT_SOFT_TIME_LIMIT"
