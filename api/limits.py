@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 import math
-
-import anyio
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Room for multipart headers and the card beside the weights.
