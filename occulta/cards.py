@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from auditors.archs import ALLOWED_ARCH_PATTERNS
 from occulta.errors import CardError, WeightsError
+from occulta.safe_yaml import MAX_DEPTH, YamlBudgetError, load_bounded
 
 if TYPE_CHECKING:
     from torch import nn
@@ -63,8 +64,6 @@ MAX_TOKENS = 16_384  # (H / patch) x (W / patch) of a ViT-like card
 MAX_CLASSES = 100_000
 MAX_MODEL_PARAMS = 200_000_000  # ViT-B is 86M, ConvNeXt-L 198M; OCCULTA_MAX_MODEL_PARAMS raises it
 MAX_CARD_BYTES = 256 * 1024
-MAX_YAML_NODES = 200_000  # nodes after alias expansion
-MAX_YAML_DEPTH = 32
 
 
 class ModelCard(BaseModel):
@@ -164,25 +163,6 @@ def _one_line(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _yaml_budget(root: yaml.Node | None, source: str) -> None:
-    """Count the nodes the document expands to (an alias counts as everything it points at) and its
-    depth, without recursion and without building anything."""
-    stack: list[tuple[yaml.Node, int]] = [(root, 0)] if root is not None else []
-    seen = 0
-    while stack:
-        node, depth = stack.pop()
-        seen += 1
-        if seen > MAX_YAML_NODES:
-            raise CardError(f"{source} expands to more than {MAX_YAML_NODES} values (YAML aliases?)")
-        if depth > MAX_YAML_DEPTH:
-            raise CardError(f"{source} is nested deeper than {MAX_YAML_DEPTH} levels")
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend((child, depth + 1) for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                stack.extend(((key, depth + 1), (value, depth + 1)))
-
-
 def clean_text(value: str, where: str) -> str:
     """Text every store can hold: a UTF-16 surrogate pair (YAML's way to write an emoji) becomes the
     character; a NUL or a lone surrogate is refused."""
@@ -203,8 +183,8 @@ def _check_depth(data: Any, source: str) -> None:
     stack: list[tuple[Any, int]] = [(data, 0)]
     while stack:
         item, depth = stack.pop()
-        if depth > MAX_YAML_DEPTH:
-            raise CardError(f"{source} is nested deeper than {MAX_YAML_DEPTH} levels")
+        if depth > MAX_DEPTH:
+            raise CardError(f"{source} is nested deeper than {MAX_DEPTH} levels")
         if isinstance(item, dict):
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
@@ -233,13 +213,9 @@ def load_card_data(text: str, *, source: str = "card") -> dict[str, Any]:
         try:
             data: Any = json.loads(text)
         except ValueError:
-            loader = yaml.SafeLoader(text)
-            try:
-                root = loader.get_single_node()
-                _yaml_budget(root, source)
-                data = loader.construct_document(root) if root is not None else None
-            finally:
-                loader.dispose()
+            data = load_bounded(text)
+    except YamlBudgetError as exc:
+        raise CardError(f"{source} {exc}") from None
     except yaml.YAMLError as exc:
         raise CardError(f"{source} is not valid JSON/YAML: {str(exc).splitlines()[0]}") from None
     except RecursionError:

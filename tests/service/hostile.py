@@ -299,6 +299,21 @@ def build_corpus() -> list[Case]:
             )
         )
 
+    for levels in (5, 8):
+        lines = ["version: 1", "assertions:", "  b.verdict: &a0 [error, {in: [pass]}]"]
+        for i in range(1, levels + 1):
+            refs = ", ".join([f"*a{i - 1}"] * 9)
+            lines.append(f"  c{i}.verdict: &a{i} [error, {{in: [{refs}]}}]")
+        bomb = "\n".join(lines) + "\n"
+        cases.append(
+            Case(
+                f"alias-bomb-gate-policy-{levels}",
+                "POST",
+                "/v1/gate",
+                lambda ctx, p=bomb: raw_json(_dumps({"audit_id": ctx.audit_id, "policy": p})),
+            )
+        )
+
     # 4. Bytes that are not text, and JSON that is not JSON.
     for route in ("/v1/audits", "/v1/datasets", "/v1/keys", "/v1/gate"):
         tail = route.rsplit("/", 1)[1]
