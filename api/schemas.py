@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.errors import scrub
+from auditors.regions import Region
 from occulta.db import ApiKey, AuditJob, DatasetRecord, ModelRecord
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
@@ -153,7 +154,9 @@ class AuditIn(BaseModel):
         default=None, ge=1, le=MAX_AUDIT_IMAGES, description="images to sample; null: the whole dataset"
     )
     seed: int = Field(default=0, ge=0, le=INT32_MAX)
-    regions: list[dict[str, Any]] | None = Field(default=None, description="suspected regions to test")
+    regions: list[Region] | None = Field(
+        default=None, description="suspected regions to test; each must fit the model's input"
+    )
 
     @field_validator("config")
     @classmethod

@@ -6,7 +6,10 @@ A case is data (method, path, body builder) so the same corpus can be replayed a
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +95,21 @@ def alias_bomb(levels: int, width: int = 9) -> str:
         lines.append(f"a{i}: &a{i} [{refs}]")
     lines.append(f"class_names: *a{levels}")
     return "\n".join(lines) + "\n"
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A valid PNG signature and header that declares a huge image, with a tiny (wrong) body."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _nested(depth: int) -> str:
@@ -466,6 +484,39 @@ def build_corpus() -> list[Case]:
     cases.append(
         Case("budget-audits-list", "POST", "/v1/audits", _audit_json(audits=["test_noop"] * 100), (422,))
     )
+
+    # 8. Suspected regions: typed, inline bytes only, never a server path.
+    def region(**fields: Any) -> dict[str, Any]:
+        return {"name": "mark", "box": [0, 0, 4, 4]} | fields
+
+    for rid, bad_region in (
+        ("box-text", region(box="x")),
+        ("box-three", region(box=[0, 0, 1])),
+        ("box-negative", region(box=[-1, 0, 4, 4])),
+        ("box-zero", region(box=[0, 0, 0, 4])),
+        ("box-huge", region(box=[0, 0, 1e30, 1e30])),
+        ("box-outside", region(box=[10_000, 10_000, 5, 5])),
+        ("box-strings", region(box=["0", "0", "a", "b"])),
+        ("artifact-not-base64", region(artifact="not base64 at all!")),
+        ("artifact-path", region(artifact="/etc/passwd")),
+        ("artifact-jpeg", region(artifact=base64.b64encode(b"\xff\xd8\xff\xe0" + b"\0" * 64).decode())),
+        ("artifact-png-bomb", region(artifact=base64.b64encode(png_header_only(100_000, 100_000)).decode())),
+        ("artifact-too-big", region(artifact=base64.b64encode(b"\0" * 300_000).decode())),
+        ("path-field", region(path="/etc/passwd")),
+        ("server-path-name", {"path": "/tmp/x.png", "box": [0, 0, 4, 4]}),
+        ("image-index-negative", region(image_index=-1)),
+        ("name-empty", region(name="")),
+        ("name-long", region(name="n" * 1000)),
+    ):
+        cases.append(
+            Case(
+                f"region-{rid}",
+                "POST",
+                "/v1/audits",
+                lambda ctx, r=bad_region: raw_json(_dumps(audit_body(ctx, regions=[r]))),
+                (422,),
+            )
+        )
 
     # 7. Oversize and odd requests.
     cases.append(

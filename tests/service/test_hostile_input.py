@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from occulta.db import ApiKey, AuditJob, DatasetRecord, ModelRecord
 from occulta.storage import tenant_prefix
-from tests.service.hostile import CORPUS, Case, Ctx
+from tests.service.hostile import CORPUS, Case, Ctx, png_header_only
 from tests.service.rows import add_dataset, add_job, add_model
 
 SERVER_PATH = re.compile(r"/(tmp|var|home|root|usr|opt|srv|app|work|mnt|proc)/")
@@ -29,10 +29,20 @@ def private_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tempfile.tempdir = saved
 
 
+def _model_with_input_size(sessions, tenant_id: str) -> str:  # type: ignore[no-untyped-def]
+    """A model row whose card names its input size, so a region can be checked against it."""
+    model_id = add_model(sessions, tenant_id)
+    with sessions() as s:
+        row = s.get(ModelRecord, model_id)
+        row.card = {"arch": "occulta_resnet_tiny", "input_size": [3, 32, 32]}
+        s.commit()
+    return model_id
+
+
 @pytest.fixture
 def ctx(sessions, alice, tiny_model) -> Ctx:  # type: ignore[no-untyped-def]
     return Ctx(
-        model_id=add_model(sessions, alice.tenant_id),
+        model_id=_model_with_input_size(sessions, alice.tenant_id),
         dataset_id=add_dataset(sessions, alice.tenant_id),
         audit_id=add_job(sessions, alice.tenant_id),
         card=tiny_model.card.read_bytes(),
@@ -133,28 +143,11 @@ def test_a_chunked_upload_past_the_cap_is_413_and_leaves_nothing(  # type: ignor
     assert _footprint(sessions, store, alice.tenant_id) == (0, 0, 0, 1, 0)
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    """A valid PNG signature and header that declares a huge image, with a tiny (wrong) body."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
 def test_a_png_decompression_bomb_is_a_dataset_error_before_it_is_decoded(tmp_path: Path) -> None:
     from occulta.datasets import load_dataset
     from occulta.errors import DatasetError
 
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "bomb.png").write_bytes(_png_header_only(100_000, 100_000))
+    (tmp_path / "a" / "bomb.png").write_bytes(png_header_only(100_000, 100_000))
     with pytest.raises(DatasetError, match="decompression bomb"):
         load_dataset(str(tmp_path), input_size=(32, 32), model_classes=["a", "b"])
