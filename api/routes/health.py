@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.schemas import Health
-from occulta.db.migrate import check_schema
+from occulta.db.migrate import SchemaOutOfDateError, check_schema
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("occulta.api")
@@ -41,7 +41,8 @@ def readyz(request: Request) -> JSONResponse:
             checks[name] = "ok"
         except Exception as exc:
             log.warning("readiness: %s is not ready: %s", name, exc)
-            checks[name] = "unavailable"
+            # Our own schema check says what to run; any other error may name hosts and ports.
+            checks[name] = exc.message if isinstance(exc, SchemaOutOfDateError) else "unavailable"
     ok = all(v == "ok" for v in checks.values())
     headers = None if ok else {"Retry-After": str(state.settings.retry_after_seconds)}
     return JSONResponse(
