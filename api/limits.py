@@ -286,20 +286,23 @@ class Admission:
         if self._slots is None:
             self._slots = anyio.Semaphore(self.max_active)
         slots = self._slots
-        if self.waiting >= self.max_waiting:
-            await self._overloaded(send, f"{self.waiting} requests waiting")
-            return
-        self.waiting += 1
-        acquired = False
         try:
-            with anyio.move_on_after(self.max_wait):
-                await slots.acquire()
-                acquired = True
-        finally:
-            self.waiting -= 1
-        if not acquired:
-            await self._overloaded(send, f"no slot within {self.max_wait:.0f} s")
-            return
+            slots.acquire_nowait()  # a free slot: straight in, never counted as waiting
+        except anyio.WouldBlock:
+            if self.waiting >= self.max_waiting:
+                await self._overloaded(send, f"{self.waiting} requests waiting")
+                return
+            self.waiting += 1
+            acquired = False
+            try:
+                with anyio.move_on_after(self.max_wait):
+                    await slots.acquire()
+                    acquired = True
+            finally:
+                self.waiting -= 1
+            if not acquired:
+                await self._overloaded(send, f"no slot within {self.max_wait:.0f} s")
+                return
         released = False
 
         def release() -> None:

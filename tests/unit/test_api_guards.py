@@ -46,3 +46,35 @@ def test_an_emoji_written_as_a_surrogate_pair_is_text() -> None:
 )
 def test_a_message_names_no_server_path(message: str, expected: str) -> None:
     assert scrub(message) == expected
+
+
+def test_past_the_line_a_client_gets_503_with_retry_after_not_a_wait() -> None:
+    import asyncio
+
+    import httpx
+
+    from api.limits import Admission
+
+    release = asyncio.Event()
+
+    async def slow_app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    app = Admission(slow_app, max_active=1, max_waiting=1, max_wait=30, retry_after=7)
+
+    async def scenario() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            inside = asyncio.create_task(http.get("/v1/models"))
+            waiting = asyncio.create_task(http.get("/v1/models"))
+            await asyncio.sleep(0.05)
+            refused = await http.get("/v1/models")  # one inside, one waiting: the line is full
+            release.set()
+            return [await inside, await waiting, refused]
+
+    inside, waiting, refused = asyncio.run(scenario())
+    assert (inside.status_code, waiting.status_code) == (200, 200)
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "7"
+    assert refused.json()["error"]["code"] == "overloaded"
