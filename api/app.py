@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         check_schema(engine)
+        app.state.queue.start_relay()  # sends the outbox rows a request could not (broker down)
         yield
         app.state.queue.close()
         engine.dispose()
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.store = get_store(settings)
-    app.state.queue = Queue(settings)
+    app.state.queue = Queue(settings, sessions)
     app.state.metrics = metrics
     errors.install(app)
 
