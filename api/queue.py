@@ -27,12 +27,15 @@ IDLE_POLL_SECONDS = 1.0
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
-    """The shared Celery settings, with fail-fast connects for a producer that must never block."""
+    """The shared Celery settings, with fail-fast connects for a producer that must never block, and
+    no result backend: the API never reads task results, and a producer with one subscribes to each
+    task's result channel on send, which on a dead Redis retries for 19 s and then stays broken."""
     config = settings.celery_config()
     transport = dict(config.get("broker_transport_options") or {})
     if not settings.broker_url.startswith("sqla+"):
         transport |= {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": CONNECT_TIMEOUT}
     return config | {
+        "result_backend": None,
         "broker_transport_options": transport,
         "broker_connection_timeout": CONNECT_TIMEOUT,
         "broker_connection_retry": False,

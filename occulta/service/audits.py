@@ -109,9 +109,9 @@ def submit_audit(
         heartbeat_at=utcnow(),  # for a queued job: when its message was sent (see jobs.sweep)
     )
     session.add(job)
-    session.flush()  # the outbox row references the job
-    outbox.add(session, job_id=job.id, task=RUN_AUDIT, args=[job.id])
     try:
+        session.flush()  # the outbox row references the job
+        outbox.add(session, job_id=job.id, task=RUN_AUDIT, args=[job.id])
         session.commit()
     except IntegrityError:
         # Two requests with one key raced; the loser answers with the winner's job.
