@@ -4,7 +4,6 @@ recording an `error` result, and the base task puts the job back in the queue an
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +16,6 @@ from sqlalchemy.exc import OperationalError
 from occulta import jobs
 from occulta.db import AuditJob, AuditResultRecord
 from tests.service.rows import add_job
-from worker import base
 from worker.heartbeat import Heartbeat, JobInterrupted
 from worker.pipeline import JobTask
 
@@ -79,14 +77,6 @@ class Interrupted(JobTask):
 
     def retry(self, *args: Any, exc: BaseException | None = None, **kwargs: Any) -> Any:
         return Retry(exc=exc)  # what Celery raises to retry, without a broker
-
-
-@pytest.fixture
-def worker_resources(app, prod_settings):  # type: ignore[no-untyped-def]
-    resources = base.Resources(prod_settings, app.state.engine, app.state.sessions, app.state.store)
-    base._RESOURCES[os.getpid()] = resources
-    yield resources
-    base._RESOURCES.pop(os.getpid(), None)
 
 
 def test_an_interrupted_job_goes_back_to_the_queue_and_is_retried_without_a_verdict(
