@@ -22,7 +22,8 @@ from occulta.jobs import outbox
 from occulta.settings import Settings
 
 log = logging.getLogger("occulta.api")
-CONNECT_TIMEOUT = 2.0
+CONNECT_TIMEOUT = 2.0  # a dead broker is detected this fast
+SEND_TIMEOUT = 10.0  # a live but busy broker gets this long
 IDLE_POLL_SECONDS = 1.0
 
 
@@ -33,7 +34,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     config = settings.celery_config()
     transport = dict(config.get("broker_transport_options") or {})
     if not settings.broker_url.startswith("sqla+"):
-        transport |= {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": CONNECT_TIMEOUT}
+        transport |= {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": SEND_TIMEOUT}
     return config | {
         "result_backend": None,
         "broker_transport_options": transport,
@@ -71,7 +72,7 @@ class Queue:
         if not self._failing:
             try:
                 with self.sessions() as session:
-                    result = outbox.relay(session, self.send, job_id=job_id)
+                    result = outbox.relay(session, self.send, job_id=job_id, first_send=True)
                 self._failing = bool(result.failed)
             except Exception:
                 log.exception("could not send the messages of audit %s; the relay retries", job_id)
@@ -105,11 +106,14 @@ class Queue:
         except Exception as exc:
             raise ServiceError(f"broker not reachable: {exc}") from exc
 
-    def close(self) -> None:
+    def stop_relay(self) -> None:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+
+    def close(self) -> None:
+        self.stop_relay()
         pool: Any = self.celery.pool
         pool.force_close_all()

@@ -27,9 +27,12 @@ Send = Callable[[str, list[Any]], None]
 MAX_BACKOFF_SECONDS = 5.0
 
 
-def add(session: Session, *, job_id: str, task: str, args: list[Any]) -> None:
-    """Stage a message in the caller's transaction; it is sent only if that transaction commits."""
-    session.add(OutboxMessage(job_id=job_id, task=task, args=args, attempts=0, next_attempt_at=utcnow()))
+def add(session: Session, *, job_id: str, task: str, args: list[Any], hold: timedelta = timedelta(0)) -> None:
+    """Stage a message in the caller's transaction; it is sent only if that transaction commits. With
+    `hold`, background relays leave it alone that long: the caller sends it itself right after commit
+    (`relay(..., job_id=...)`), and a relay picking it up meanwhile would only race that send."""
+    due = utcnow() + hold
+    session.add(OutboxMessage(job_id=job_id, task=task, args=args, attempts=0, next_attempt_at=due))
 
 
 def backoff(attempts: int) -> timedelta:
@@ -44,13 +47,20 @@ class RelayResult:
     error: str | None = None
 
 
-def relay(session: Session, send: Send, *, job_id: str | None = None, limit: int = 100) -> RelayResult:
+def relay(
+    session: Session, send: Send, *, job_id: str | None = None, first_send: bool = False, limit: int = 100
+) -> RelayResult:
     """Send every due row (of one job, or all), oldest first; stop at the first failure (the broker is
     down: trying the rest now only waits out more connect timeouts) and push that row's next attempt
-    back."""
-    query = select(OutboxMessage).where(OutboxMessage.next_attempt_at <= utcnow())
+    back. `first_send`: the submitter's own send right after commit, of its rows never tried yet,
+    held or not."""
+    query = select(OutboxMessage)
     if job_id is not None:
         query = query.where(OutboxMessage.job_id == job_id)
+    if first_send:
+        query = query.where(OutboxMessage.attempts == 0)
+    else:
+        query = query.where(OutboxMessage.next_attempt_at <= utcnow())
     rows = session.scalars(
         query.order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)
     ).all()

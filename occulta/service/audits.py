@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import and_, or_, select
@@ -24,6 +24,8 @@ from occulta.jobs.task_names import RUN_AUDIT
 from occulta.service.scope import get_owned
 from occulta.storage import ObjectStore, audit_prefix, validate_relative_path
 
+# How long the relay leaves a new job's message to the request that sends it right after commit.
+SEND_HOLD = timedelta(seconds=10)
 # The stored report files by download name: (object name, media type).
 REPORT_FILES = {
     "report": ("report.json", "application/json"),
@@ -111,7 +113,7 @@ def submit_audit(
     session.add(job)
     try:
         session.flush()  # the outbox row references the job
-        outbox.add(session, job_id=job.id, task=RUN_AUDIT, args=[job.id])
+        outbox.add(session, job_id=job.id, task=RUN_AUDIT, args=[job.id], hold=SEND_HOLD)
         session.commit()
     except IntegrityError:
         # Two requests with one key raced; the loser answers with the winner's job.

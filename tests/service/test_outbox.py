@@ -22,12 +22,23 @@ from tests.service.rows import add_dataset, add_job, add_model
 STALE = timedelta(seconds=60)
 
 
+@pytest.fixture(autouse=True)
+def no_background_relay(app):  # type: ignore[no-untyped-def]
+    """These tests relay by hand: the shared app's relay thread must not send their rows meanwhile."""
+    queue = app.state.queue
+    running = queue._thread is not None
+    queue.stop_relay()
+    yield
+    if running:
+        queue.start_relay()
+
+
 class DeadBroker:
     """A queue whose broker is down: the inline send fails (the outbox must keep the message)."""
 
     def flush(self, job_id: str) -> None:
         with self.sessions() as session:
-            outbox.relay(session, Recorder(fail=True), job_id=job_id)
+            outbox.relay(session, Recorder(fail=True), job_id=job_id, first_send=True)
 
     def __init__(self, sessions) -> None:  # type: ignore[no-untyped-def]
         self.sessions = sessions
@@ -99,14 +110,16 @@ def test_backoff_grows_and_is_capped_at_a_few_seconds() -> None:
 def test_a_relay_round_stops_at_the_first_failed_send(sessions, alice) -> None:  # type: ignore[no-untyped-def]
     first, _ = _submit(sessions, alice.tenant_id, DeadBroker(sessions))
     second, _ = _submit(sessions, alice.tenant_id, DeadBroker(sessions))
-    with sessions() as s:  # both due again at once
+    with sessions() as s:  # both due again at once, and only they
+        table = OutboxMessage.__table__
+        s.execute(table.update().values(next_attempt_at=utcnow() + timedelta(hours=1)))
         s.execute(
-            OutboxMessage.__table__.update()
+            table.update()
             .where(OutboxMessage.job_id.in_([first, second]))
             .values(next_attempt_at=utcnow() - timedelta(seconds=1))
         )
         s.commit()
-        result = outbox.relay(s, Recorder(fail=True), limit=1000)
+        result = outbox.relay(s, Recorder(fail=True))
     assert result.failed == 1 and result.sent == 0
     attempts = [r.attempts for r in _outbox(sessions, first) + _outbox(sessions, second)]
     assert sorted(attempts) == [1, 2]
