@@ -114,6 +114,7 @@ class Queue:
             self._thread = None
 
     def close(self) -> None:
+        """Stop the relay. Broker connections are left to process exit: kombu shares producer pools
+        between Celery apps with the same broker URL, so force-closing ours would break another app's
+        sends in this process (tests build several apps)."""
         self.stop_relay()
-        pool: Any = self.celery.pool
-        pool.force_close_all()

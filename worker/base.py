@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from auditors.signals import AuditCancelled
+from auditors.errors import AuditCancelled
 from occulta.db import make_engine, make_session_factory
 from occulta.errors import OccultaError, ServiceError
 from occulta.settings import Settings, get_settings

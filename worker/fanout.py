@@ -1,9 +1,10 @@
 """One audit over many workers: plan image-range shards of every shardable audit of a job, send them
 as a Celery chord whose callback merges, compute one shard, and merge an audit's partials.
 
-Generic over audits: an audit takes part when its class is shardable (`auditors.sharding`: it plans
-ranges, runs one range to a JSON partial, merges partials into the result a single run gives); the
-battery's other audits run in the merge task as usual. Shard rows (`occulta.jobs.shards`) hold the
+Generic over audits: an audit takes part when its metadata says it is shardable (`AuditInfo.shardable`;
+its class, on `auditors.audits.base.Audit`, then plans ranges, runs one range to a JSON partial and
+merges partials into the result a single run gives); the battery's other audits run in the merge task
+as usual. Shard rows (`occulta.jobs.shards`) hold the
 state and the partials, so messages carry only ids and names.
 """
 
@@ -13,7 +14,7 @@ import logging
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery, chord, group
 from sqlalchemy.orm import Session
@@ -28,16 +29,17 @@ from worker.heartbeat import Heartbeat
 from worker.models import cached_loader
 from worker.pipeline import JobInputs, Staged
 
+if TYPE_CHECKING:
+    from auditors.audits.base import Audit
+
 log = logging.getLogger("occulta.worker")
 
 
-def shardable(name: str) -> Any | None:
-    """The named auditor if its class can be sharded, else None (the one place that asks)."""
-    from auditors.registry import get_auditor
-    from auditors.sharding import is_shardable
+def shardable(name: str) -> Audit[Any] | None:
+    """The named audit if it can be sharded, else None (the one place that asks)."""
+    from auditors.registry import audit_info, get_auditor
 
-    auditor = get_auditor(name)
-    return auditor if is_shardable(auditor) else None
+    return get_auditor(name) if audit_info(name).shardable else None
 
 
 def _config(name: str, inputs: JobInputs) -> Any:
@@ -114,7 +116,7 @@ def compute_shard(
 def merge_partials(job_id: str, inputs: JobInputs, staged: Staged) -> dict[str, Any]:
     """Merge every sharded audit not yet saved into its result and save it; the merge task then runs
     the battery with these as already done (so the unsharded audits run, and the report is written)."""
-    from auditors.sharding import ShardMeta
+    from auditors.audits.base import ShardMeta
     from occulta.cards import load_card
 
     meta = ShardMeta(load_card(staged.card).class_names, staged.out_dir, inputs.spec["seed"], inputs.n_images)

@@ -14,7 +14,7 @@ import time
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from auditors.signals import AuditCancelled
+from auditors.errors import AuditCancelled
 from occulta import jobs
 from occulta.jobs import shards
 

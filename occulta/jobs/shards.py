@@ -1,6 +1,6 @@
 """Shard transitions: `queued → running → done | failed | cancelled` per image range of an audit.
 
-(The sharding arithmetic, plan/run/merge of one audit, is the auditor's: `auditors.sharding`.) Like a
+(The sharding arithmetic, plan/run/merge of one audit, is the audit's: `auditors.audits.base`.) Like a
 job's, every transition is one compare-and-set UPDATE, so a redelivered shard message (Redis
 redelivery, a re-planned job, a sweep re-send) finds its shard done or held and does nothing; a shard
 released for a retry goes back to `queued` and only that shard runs again. Partials are stored on the

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -14,6 +15,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from auditors.regions import Region
 from auditors.report import AuditResult, Report
 from occulta import jobs
 from occulta.db import ArtifactRecord, AuditJob, AuditResultRecord, DatasetRecord, ModelRecord, new_id, utcnow
@@ -56,6 +58,14 @@ def accept_battery(audits: list[str], configs: dict[str, dict[str, Any]]) -> dic
     return {name: config.model_dump(mode="json") for name, config in parsed.items()}
 
 
+def check_regions(regions: list[dict[str, Any]] | None, card: dict[str, Any]) -> None:
+    """Every region must fit the model's input (a 422 now, not a failed job later)."""
+    from occulta.runner import parse_regions
+
+    size = card.get("input_size") or []
+    parse_regions(regions, (int(size[1]), int(size[2])) if len(size) == 3 else None)
+
+
 def request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -71,13 +81,14 @@ def submit_audit(
     configs: dict[str, dict[str, Any]],
     seed: int,
     samples: int | None,
-    regions: list[dict[str, Any]] | None,
+    regions: Sequence[Region] | None,
     idempotency_key: str | None,
 ) -> tuple[AuditJob, bool]:
     """(job, created): the job row and its outbox message commit together, then the message is sent
     (or left to the relay when the broker is down), so a broker outage only delays the audit. With an
     Idempotency-Key, the same body returns the first job (created=False) and a different body is a
     conflict: a retried CI request must never start a second audit."""
+    plain = [r.model_dump(mode="json", exclude_none=True) for r in regions or []] or None
     body = {
         "model_id": model_id,
         "dataset_id": dataset_id,
@@ -85,16 +96,17 @@ def submit_audit(
         "config": configs,
         "seed": seed,
         "samples": samples,
-        "regions": regions or None,
+        "regions": plain,
     }
     digest = request_hash(body)
     if idempotency_key is not None:
         existing = _by_key(session, tenant_id, idempotency_key)
         if existing is not None:
             return _replay(existing, digest, idempotency_key), False
-    get_owned(session, ModelRecord, model_id, tenant_id=tenant_id, what="model")
+    model = get_owned(session, ModelRecord, model_id, tenant_id=tenant_id, what="model")
     get_owned(session, DatasetRecord, dataset_id, tenant_id=tenant_id, what="dataset")
     validated = accept_battery(audits, configs)
+    check_regions(plain, model.card)
     job = AuditJob(
         id=new_id("aud"),
         tenant_id=tenant_id,
@@ -102,7 +114,7 @@ def submit_audit(
         dataset_id=dataset_id,
         audits=audits,
         configs=validated,
-        regions=regions or None,
+        regions=plain,
         seed=seed,
         samples=samples,
         idempotency_key=idempotency_key,
