@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         check_schema(engine)
         # Sync routes run on these threads; the pool holds a connection for each (Settings.db_pool_size).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        app.state.queue.start_relay()  # sends the outbox rows a request could not (broker down)
         yield
         app.state.queue.close()
         engine.dispose()
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.store = get_store(settings)
-    app.state.queue = Queue(settings)
+    app.state.queue = Queue(settings, sessions)
     app.state.metrics = metrics
     errors.install(app)
 

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         default=2000, ge=0, description="audits over more images than this are split into shards; 0: never"
     )
     shard_max_retries: int = Field(default=3, ge=0, description="retries of one failed shard, alone")
+    worker_max_tasks_per_child: int = Field(
+        default=50, ge=1, description="tasks a worker child runs before it is replaced (frees its memory)"
+    )
+    model_cache_size: int = Field(
+        default=1, ge=0, description="models a worker child keeps loaded across tasks (shards of one job)"
+    )
     presign_expiry_seconds: int = 600
     # Capacity of one API process. Every sync route runs on one of `api_threads` threads and holds one
     # pooled connection while it runs, so the pool is sized from the threads, never below them.
@@ -180,7 +186,7 @@ class Settings(BaseSettings):
             "task_soft_time_limit": self.audit_soft_time_limit,
             "task_time_limit": self.audit_hard_time_limit,
             "worker_prefetch_multiplier": 1,
-            "worker_max_tasks_per_child": 1,
+            "worker_max_tasks_per_child": self.worker_max_tasks_per_child,
             "worker_concurrency": self.worker_concurrency,
             "worker_hijack_root_logger": False,
         }

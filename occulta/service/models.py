@@ -112,8 +112,10 @@ def upload_model(
     return row
 
 
-def weights_key(row: ModelRecord) -> str:
-    return row.storage_key + str(row.card.get("weights", "weights.pt"))
+def list_models(session: Session, *, tenant_id: str) -> list[ModelRecord]:
+    """The tenant's models, newest first."""
+    query = select(ModelRecord).where(ModelRecord.tenant_id == tenant_id)
+    return list(session.scalars(query.order_by(ModelRecord.created_at.desc())))
 
 
 def delete_model(session: Session, store: ObjectStore, *, row: ModelRecord) -> None:
