@@ -168,8 +168,9 @@ def outage(pg_migrated, s3_endpoint, tiny_model, tmp_path_factory) -> Iterator[O
                 stderr=subprocess.STDOUT,
             )
             stack.procs.append(beat)
-            http = httpx.Client(base_url=stack.url, headers=stack.headers, timeout=30)
-            with OccultaClient(stack.url, stack.key, retries=0) as client:
+            http = httpx.Client(base_url=stack.url, headers=stack.headers, timeout=120)
+            # A first upload imports torch in the API process: slow on a busy machine.
+            with OccultaClient(stack.url, stack.key, retries=0, timeout=180) as client:
                 model = client.upload_model(tiny_model.card, tiny_model.weights)
                 dataset = client.register_dataset(tiny_model.data_ref)
             body = {
