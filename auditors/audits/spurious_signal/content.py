@@ -48,7 +48,9 @@ def _codes(images: torch.Tensor, offset: float) -> torch.Tensor:
     return (q[:, 0] * (BINS + 1) + q[:, 1]) * (BINS + 1) + q[:, 2]
 
 
-def _signature_maps(codes: list[torch.Tensor], groups: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _signature_maps(
+    codes: list[torch.Tensor], groups: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """[K,H,W] best signature over the grids, and [K,H,W] the index of the grid that gave it."""
     best = torch.full((k, *codes[0].shape[1:]), -1.0)
     which = torch.zeros(k, *codes[0].shape[1:], dtype=torch.long)
@@ -106,7 +108,7 @@ def find_signatures(
     *,
     min_group: int,
     alpha: float = 0.05,
-    n_perm: int = 100,
+    n_perm: int = 50,
     seed: int = 0,
 ) -> tuple[list[Signature], dict[str, float]]:
     """The significant class signatures of `images` [N,3,H,W] in [0,1] grouped by `groups` [N].
@@ -128,7 +130,11 @@ def find_signatures(
         for comp in _components(significant):
             found.append(_signature(images, codes, groups, c, comp, observed[c], which[c], threshold))
     found.sort(key=lambda s: -s.strength * s.n_pixels)
-    return found, {"threshold": round(threshold, 4), "observed_max": round(float(observed.max()), 4), "n_perm": n_perm}
+    return found, {
+        "threshold": round(threshold, 4),
+        "observed_max": round(float(observed.max()), 4),
+        "n_perm": n_perm,
+    }
 
 
 def _signature(

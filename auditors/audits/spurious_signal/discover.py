@@ -40,7 +40,7 @@ class DiscoverySettings:
     alpha: float = 0.05  # family-wise error level of the content null and of the corrected tests
     min_flip: float = 0.1  # the smallest excess of flips over the null a reported shortcut must cause
     min_group: int = 8  # classes with fewer images are not tested (reported as such)
-    n_perm: int = 100
+    n_perm: int = 50  # label permutations behind the content null (its 95% quantile)
     max_recipients: int = 128
     max_candidates: int = 8
     n_random_boxes: int = 8
@@ -80,7 +80,18 @@ def merge_signatures(sigs: list[Signature]) -> list[Signature]:
             carriers |= s.carriers
         n_pix = sum(sigs[i].n_pixels for i in g)
         strength = sum(sigs[i].strength * sigs[i].n_pixels for i in g) / n_pix
-        out.append(Signature(sigs[g[0]].class_index, box, rgb, alpha, round(strength, 4), n_pix, carriers, sigs[g[0]].threshold))
+        out.append(
+            Signature(
+                sigs[g[0]].class_index,
+                box,
+                rgb,
+                alpha,
+                round(strength, 4),
+                n_pix,
+                carriers,
+                sigs[g[0]].threshold,
+            )
+        )
     return out
 
 
@@ -156,7 +167,9 @@ def discover(
             cand["_stamp"] = t
             confirmed.append(cand)
     g_cands, g_conf = (
-        _global(probe, images, groups, pred, labels, class_names, counts, cfg) if cfg.global_test else ([], [])
+        _global(probe, images, groups, pred, labels, class_names, counts, cfg)
+        if cfg.global_test
+        else ([], [])
     )
     return Discovery(candidates, confirmed, g_cands, g_conf, content_null, untested)
 
@@ -173,7 +186,9 @@ def _global(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     tested = [c for c in range(len(class_names)) if int(counts[c]) >= cfg.min_group]
     results = [
-        colour_shift_test(probe, images, groups, pred, labels, c, max_images=cfg.max_recipients, seed=probe.seed + c)
+        colour_shift_test(
+            probe, images, groups, pred, labels, c, max_images=cfg.max_recipients, seed=probe.seed + c
+        )
         for c in tested
     ]
     adjusted = holm([r["p_value"] for r in results])

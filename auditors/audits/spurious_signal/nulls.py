@@ -155,4 +155,3 @@ def removal_test(
         "n_random_boxes": len(boxes) - 1,
         "removal": removal,
     }
-
