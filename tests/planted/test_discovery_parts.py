@@ -163,3 +163,34 @@ def test_colour_cast_of_one_class_is_caught_by_the_global_test_and_not_on_anothe
     assert tinted["flip"]["value"] - tinted["flip"]["null_mean"] > 0.3 and tinted["p_value"] < 0.001
     plain = colour_shift_test(probe, images, labels, pred, labels, 1, max_images=100, seed=0)
     assert plain["flip"]["value"] - plain["flip"]["null_mean"] < 0.1
+
+
+def test_report_gives_one_spurious_region_with_examples_estimates_and_a_clean_sentence(tmp_path):
+    from auditors.audits.spurious_signal.findings import num, report_discovery
+
+    images, labels = _plain()
+    _mark(images, labels == 0, (20, 22, 4, 4))
+    probe = _probe(_ReadsPixel(True))
+    pred = probe.probs(images).argmax(1)
+    names = [f"c{i}" for i in range(K)]
+    found = discover(probe, images, pred, labels, names, DiscoverySettings(n_perm=50))
+
+    def write(name: str):
+        return tmp_path / name, f"spurious_signal/{name}"
+
+    findings, metrics = report_discovery(found, probe, images, labels, names, write)
+    assert [(f.kind, f.class_name, f.box) for f in findings] == [
+        ("spurious_region", "c0", [20.0, 22.0, 4.0, 4.0])
+    ]
+    ev = findings[0].evidence
+    assert set(ev["removal"]) == {"effect", "random_effect", "n"} and ev["removal"]["n"] == PER_CLASS
+    assert {"value", "lo", "hi", "n", "p_value"} <= set(ev["flip"])
+    roles = {e["role"] for e in ev["examples"]}
+    assert roles == {"in_class", "stamped", "removed"}
+    assert all((tmp_path / e["image"].split("/")[-1]).is_file() for e in ev["examples"])
+    stamped = [e for e in ev["examples"] if e["role"] == "stamped"]
+    assert all(e["pred_after"] == "c0" for e in stamped)
+    text = findings[0].summary
+    assert "-0.00" not in text and text.count("[20, 22, 4, 4]") == 1
+    assert metrics["out_of_scope"] and metrics["candidates"][0]["confirmed"]
+    assert num(-0.001) == "0.00" and num(-0.5) == "-0.50"

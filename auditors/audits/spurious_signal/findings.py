@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from auditors.audits.spurious_signal.discover import OUT_OF_SCOPE, Discovery
 from auditors.audits.spurious_signal.nulls import Probe, paste
 from auditors.report import Finding
 
@@ -214,3 +215,34 @@ def global_finding(g: dict[str, Any], height: int, width: int) -> Finding:
         box=[0.0, 0.0, float(width), float(height)],
         evidence=evidence,
     )
+
+
+def _public(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if not k.startswith("_")}
+
+
+def report_discovery(
+    found: Discovery,
+    probe: Probe,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    class_names: list[str],
+    write: ArtifactPath,
+) -> tuple[list[Finding], dict[str, Any]]:
+    """The findings of a discovery run (one per merged local mark, one per colour-cast class) and the
+    metrics block behind them: every candidate with its statistics, the content null, what was not
+    tested and which kinds of signal are out of scope."""
+    height, width = images.shape[-2:]
+    findings = [
+        local_finding(c, examples(write, f"discovered_{j}", probe, images, labels, c, class_names))
+        for j, c in enumerate(found.confirmed)
+    ]
+    findings += [global_finding(g, height, width) for g in found.global_confirmed]
+    metrics = {
+        "candidates": [_public(c) for c in found.candidates],
+        "global": [_public(g) for g in found.global_candidates],
+        "content_null": found.content_null,
+        "untested_classes": found.untested_classes,
+        "out_of_scope": list(OUT_OF_SCOPE),
+    }
+    return findings, metrics
