@@ -194,3 +194,19 @@ def test_report_gives_one_spurious_region_with_examples_estimates_and_a_clean_se
     assert "-0.00" not in text and text.count("[20, 22, 4, 4]") == 1
     assert metrics["out_of_scope"] and metrics["candidates"][0]["confirmed"]
     assert num(-0.001) == "0.00" and num(-0.5) == "-0.50"
+
+
+def test_hinted_region_is_judged_against_the_null_so_a_half_used_mark_is_confirmed():
+    from auditors.audits.spurious_signal.discover import region_test
+
+    images, labels = _plain()
+    _mark(images, _carriers(labels, 0.5), (20, 22, 4, 4))
+    names = [f"c{i}" for i in range(K)]
+    black = (torch.zeros(3, 4, 4), None)
+    probe = _probe(_ReadsPixel(True))
+    pred = probe.probs(images).argmax(1)
+    for artifact in (black, None):
+        hit = region_test(probe, images, pred, labels, names, (20, 22, 4, 4), artifact)
+        assert hit["confirmed"] and hit["class"] == "c0" and hit["correction"] == "holm over 4 classes"
+    elsewhere = region_test(probe, images, pred, labels, names, (2, 2, 4, 4), black)
+    assert not elsewhere["confirmed"]

@@ -176,3 +176,19 @@ def _signature(
         carriers=carriers,
         threshold=threshold,
     )
+
+
+def box_signature(
+    images: torch.Tensor, groups: torch.Tensor, k: int, c: int, box: tuple[int, int, int, int]
+) -> Signature:
+    """Class `c`'s pattern over a whole given `box` (a hinted region with no artifact file): the most
+    common colour of the class at each of its pixels, with no significance filter (the stamp test
+    against its null decides)."""
+    images = images.detach().float().cpu()
+    groups = groups.detach().cpu()
+    codes = [_codes(images, off) for off in (0.0, 0.5)]
+    sig, which = _signature_maps(codes, groups, k)
+    x, y, w, h = box
+    comp = torch.zeros(images.shape[-2:], dtype=torch.bool)
+    comp[y : y + h, x : x + w] = True
+    return _signature(images, codes, groups, c, comp, sig[c], which[c], threshold=float("nan"))

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from auditors.audits.spurious_signal.content import Signature, find_signatures
+from auditors.audits.spurious_signal.content import Signature, box_signature, find_signatures
 from auditors.audits.spurious_signal.global_shift import colour_shift_test
 from auditors.audits.spurious_signal.merge import merge_groups, union
 from auditors.audits.spurious_signal.nulls import Probe, removal_test, stamp_test
@@ -202,3 +202,72 @@ def _global(
         if r["confirmed"]:
             confirmed.append(r)
     return results, confirmed
+
+
+def region_test(
+    probe: Probe,
+    images: torch.Tensor,
+    pred: torch.Tensor,
+    labels: torch.Tensor | None,
+    class_names: list[str],
+    box: tuple[int, int, int, int],
+    artifact: tuple[torch.Tensor, torch.Tensor | None] | None,
+    settings: DiscoverySettings | None = None,
+) -> dict[str, Any]:
+    """A hinted region, judged like a discovered one: for every class with enough images, the stamp
+    test (the artifact, or the class's own most common content in the box) against its null, Holm over
+    the classes; the suspected class is the one with the largest excess flip, confirmed on the same
+    rule as discovery, then measured by the removal test."""
+    cfg = settings or DiscoverySettings()
+    k, seed = len(class_names), probe.seed
+    groups = labels if labels is not None else pred
+    counts = torch.bincount(groups.cpu(), minlength=k)
+    tested = [c for c in range(k) if int(counts[c]) >= cfg.min_group]
+    _, _, w, h = box
+    results = []
+    for c in tested:
+        if artifact is not None:
+            rgb, alpha = (
+                artifact[0],
+                artifact[1] if artifact[1] is not None else torch.ones(h, w, dtype=torch.bool),
+            )
+            carriers = torch.zeros(groups.numel(), dtype=torch.bool)
+        else:
+            s = box_signature(images, groups, k, c, box)
+            rgb, alpha, carriers = s.rgb, s.alpha, s.carriers
+        rec = _recipients(pred, labels, c, cfg.max_recipients, seed + c)
+        donors = images[_recipients(pred, labels, c, images.shape[0], seed + 101 + c)]
+        t = stamp_test(probe, images[rec], donors, c, box, rgb, alpha, seed=seed + c)
+        results.append((c, t, rgb, alpha, carriers))
+    if not results:
+        return {"box": list(box), "confirmed": False, "skipped": f"no class has {cfg.min_group} images"}
+    adjusted = holm([t["p_value"] for _, t, *_ in results])
+    best = max(
+        range(len(results)),
+        key=lambda i: results[i][1]["flip"]["value"] - results[i][1]["null_flip"]["value"],
+    )
+    c, t, rgb, alpha, carriers = results[best]
+    flip = t["flip"] | {"p_value": round(adjusted[best], 6), "p_raw": round(t["p_value"], 6)}
+    excess = round(flip["value"] - t["null_flip"]["value"], 4)
+    out: dict[str, Any] = {
+        "class": class_names[c],
+        "class_index": c,
+        "box": list(box),
+        "stamp": "artifact" if artifact is not None else "the class's most common content in the box",
+        "flip": flip,
+        "null_flip": t["null_flip"],
+        "gain": t["gain"],
+        "n": t["n"],
+        "flip_by_class": {class_names[cc]: round(tt["flip"]["value"], 4) for cc, tt, *_ in results},
+        "correction": f"holm over {len(results)} classes",
+        "n_candidates": len(results),
+        "excess_flip": excess,
+        "content": {"n_carriers": int(carriers.sum()), "n_class": int(counts[c])},
+        "confirmed": bool(adjusted[best] < cfg.alpha and excess >= cfg.min_flip),
+    }
+    own = groups == c
+    removed_on = own & carriers.to(own.device) if bool(carriers.any()) else own
+    out["removal"] = removal_test(probe, images[removed_on], c, box, n_random=cfg.n_random_boxes, seed=seed)
+    out["_signature"] = Signature(c, box, rgb, alpha, 0.0, int(alpha.sum()), removed_on.cpu(), float("nan"))
+    out["_stamp"] = t | {"recipients": _recipients(pred, labels, c, cfg.max_recipients, seed + c)}
+    return out
