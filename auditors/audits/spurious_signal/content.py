@@ -49,15 +49,16 @@ def _codes(images: torch.Tensor, offset: float) -> torch.Tensor:
 
 
 def _signature_maps(
-    codes: list[torch.Tensor], groups: torch.Tensor, k: int
+    codes: list[torch.Tensor], groups: torch.Tensor, k: int, min_group: int = 2
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """[K,H,W] best signature over the grids, and [K,H,W] the index of the grid that gave it."""
+    """[K,H,W] best signature over the grids, and [K,H,W] the index of the grid that gave it; classes
+    with fewer than `min_group` images stay at -1 (not tested, and not part of the null either)."""
     best = torch.full((k, *codes[0].shape[1:]), -1.0)
     which = torch.zeros(k, *codes[0].shape[1:], dtype=torch.long)
     for g, code in enumerate(codes):
         for c in range(k):
             own, other = code[groups == c], code[groups != c]
-            if own.shape[0] < 2 or other.shape[0] < 1:
+            if own.shape[0] < max(2, min_group) or other.shape[0] < 1:
                 continue
             mode = own.mode(0).values
             sig = (own == mode).float().mean(0) - (other == mode).float().mean(0)
@@ -68,7 +69,14 @@ def _signature_maps(
 
 
 def null_threshold(
-    codes: list[torch.Tensor], groups: torch.Tensor, k: int, *, n_perm: int, alpha: float, seed: int
+    codes: list[torch.Tensor],
+    groups: torch.Tensor,
+    k: int,
+    *,
+    n_perm: int,
+    alpha: float,
+    seed: int,
+    min_group: int = 2,
 ) -> float:
     """The 1 − `alpha` quantile of the largest signature over classes and pixels when the class labels
     are permuted: a pixel above it is a class signature at family-wise level `alpha`."""
@@ -76,7 +84,7 @@ def null_threshold(
     maxima = []
     for _ in range(n_perm):
         perm = groups[torch.randperm(groups.numel(), generator=gen)]
-        maps, _ = _signature_maps(codes, perm, k)
+        maps, _ = _signature_maps(codes, perm, k, min_group)
         maxima.append(float(maps.max()))
     return float(torch.tensor(maxima).quantile(1 - alpha))
 
@@ -119,8 +127,8 @@ def find_signatures(
     images = images.detach().float().cpu()
     groups = groups.detach().cpu()
     codes = [_codes(images, off) for off in (0.0, 0.5)]
-    observed, which = _signature_maps(codes, groups, k)
-    threshold = null_threshold(codes, groups, k, n_perm=n_perm, alpha=alpha, seed=seed)
+    observed, which = _signature_maps(codes, groups, k, min_group)
+    threshold = null_threshold(codes, groups, k, n_perm=n_perm, alpha=alpha, seed=seed, min_group=min_group)
     counts = torch.bincount(groups, minlength=k)
     found: list[Signature] = []
     for c in range(k):
