@@ -155,12 +155,15 @@ def _estimate(d: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: d[k] for k in ("value", "lo", "hi", "n", "p_value", "null_mean") if k in d}
 
 
-def local_finding(cand: dict[str, Any], example_list: list[dict[str, Any]]) -> Finding:
-    """The `spurious_region` finding of a confirmed candidate."""
+def local_finding(
+    cand: dict[str, Any], example_list: list[dict[str, Any]], name: str | None = None
+) -> Finding:
+    """The `spurious_region` finding of a confirmed candidate, or of a hinted region called `name`."""
     cls, box, flip, null = cand["class"], cand["box"], cand["flip"], cand["null_flip"]
+    what = f"the hinted region {name!r}" if name else "a fixed mark"
     rem = cand.get("removal") or {"effect": 0.0, "random_effect": 0.0, "n": 0, "removal": None}
     summary = (
-        f"{cls!r} is decided by a fixed mark at {box}: stamping it on {flip['n']} images of other classes "
+        f"{cls!r} is decided by {what} at {box}: stamping it on {flip['n']} images of other classes "
         f"turns {pct(flip['value'])} (95% CI {pct(flip['lo'])}–{pct(flip['hi'])}) into {cls!r}, against "
         f"{pct(null['value'])} for other content at that place (p = {flip['p_value']:.2g}, "
         f"{cand['correction']}); removing it from {rem['n']} images of the class that carry it costs "
@@ -176,7 +179,8 @@ def local_finding(cand: dict[str, Any], example_list: list[dict[str, Any]]) -> F
         "n_candidates": cand["n_candidates"],
         "correction": cand["correction"],
         "excess_flip": cand["excess_flip"],
-        "source": "discovery",
+        "source": "hint" if name else "discovery",
+        "region": name,
         "examples": example_list,
     }
     return Finding(
