@@ -210,3 +210,22 @@ def test_hinted_region_is_judged_against_the_null_so_a_half_used_mark_is_confirm
         assert hit["confirmed"] and hit["class"] == "c0" and hit["correction"] == "holm over 4 classes"
     elsewhere = region_test(probe, images, pred, labels, names, (2, 2, 4, 4), black)
     assert not elsewhere["confirmed"]
+
+
+def test_scattered_fixed_pixels_merge_into_one_candidate_box():
+    images, labels = _plain(seed=4)
+    dots = torch.zeros(6, 6, dtype=torch.bool)
+    for py, px in ((0, 0), (5, 5), (0, 5), (5, 0), (3, 3)):
+        dots[py, px] = True
+    _mark(images, labels == 0, (25, 25, 6, 6), dots)
+    probe = _probe(_ReadsPixel(False))
+    found = discover(
+        probe,
+        images,
+        labels,
+        labels,
+        [f"c{i}" for i in range(K)],
+        DiscoverySettings(n_perm=50, global_test=False),
+    )
+    assert [c["box"] for c in found.candidates] == [[25, 25, 6, 6]]
+    assert found.candidates[0]["content"]["n_pixels"] == 5

@@ -57,9 +57,10 @@ class Discovery:
     untested_classes: list[str] = field(default_factory=list)
 
 
-def merge_signatures(sigs: list[Signature]) -> list[Signature]:
-    """One signature per group of touching boxes of a class: the union box, patterns overlaid."""
-    groups = merge_groups([(s.class_index, s.box) for s in sigs])
+def merge_signatures(sigs: list[Signature], gap: int) -> list[Signature]:
+    """One signature per group of a class's boxes that lie within `gap` pixels of each other (a mark
+    of scattered pixels, a glyph's letters): the union box, patterns overlaid."""
+    groups = merge_groups([(s.class_index, s.box) for s in sigs], gap)
     out = []
     for g in groups:
         if len(g) == 1:
@@ -124,7 +125,8 @@ def discover(
     sigs, content_null = find_signatures(
         images, groups, k, min_group=cfg.min_group, alpha=cfg.alpha, n_perm=cfg.n_perm, seed=seed
     )
-    sigs = merge_signatures(sigs)[: cfg.max_candidates]
+    # Parts of one mark closer than an eighth of the image are one mark (5 fixed pixels in a 6-px box).
+    sigs = merge_signatures(sigs, gap=max(2, min(images.shape[-2:]) // 8))[: cfg.max_candidates]
     tests = []
     for j, s in enumerate(sigs):
         rec = _recipients(pred, labels, s.class_index, cfg.max_recipients, seed + j)
