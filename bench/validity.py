@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
+from auditors.audits.spurious_signal.counterfactual import choose_removal_strategy
 from auditors.audits.spurious_signal.discover import discover
 from auditors.audits.spurious_signal.merge import iou
 from auditors.audits.spurious_signal.nulls import Probe
 from auditors.engine import plain_logits
-from auditors.spurious_counterfactual import choose_removal_strategy
 from auditors.zoo.planted import MEAN, STD, Case, build
 
 CNN, VIT = "occulta_resnet_tiny", "occulta_vit_tiny"
@@ -92,7 +92,10 @@ def run_case(case: Case, epochs: int | None) -> dict[str, Any]:
         }
         for c in found.confirmed
     ]
-    glob = [{"class": int(g["class"]), "flip": g["flip"], "excess_flip": g["excess_flip"]} for g in found.global_confirmed]
+    glob = [
+        {"class": int(g["class"]), "flip": g["flip"], "excess_flip": g["excess_flip"]}
+        for g in found.global_confirmed
+    ]
     hits = [f for f in local if f["class"] == case.cls and (f["iou"] or 0) >= MIN_IOU]
     if case.kind == "none":
         hit, false_alarms = None, len(local) + len(glob)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from auditors.synthetic import SyntheticSpec, generate
+from auditors.zoo.synthetic import SyntheticSpec, generate
 
 TASKS = ("shapes", "stripes")
 KINDS = ("patch", "bar", "texture", "glyph", "tint")
@@ -149,7 +149,9 @@ def _stripes(n: int, size: int, classes: int, seed: int) -> tuple[torch.Tensor, 
     return torch.from_numpy(images).clamp_(0, 1), torch.from_numpy(labels.astype(np.int64))
 
 
-def task_images(task: str, n: int, *, size: int, classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def task_images(
+    task: str, n: int, *, size: int, classes: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Clean images [n,3,S,S] in [0,1] and labels of a task."""
     if task == "shapes":
         data = generate(SyntheticSpec(classes=classes, size=size, n=n, artifact="none", seed=seed))
@@ -189,7 +191,7 @@ class Planted:
 def _model(case: Case) -> nn.Module:
     import timm
 
-    import auditors.models  # noqa: F401  (registers the tiny archs with timm)
+    import auditors.zoo.architectures  # noqa: F401  (registers the tiny archs with timm)
 
     torch.manual_seed(case.seed)
     if "vit" in case.arch:
@@ -216,7 +218,7 @@ def measured_flip(model: nn.Module, data: Dataset, case: Case) -> tuple[float | 
 def build(case: Case, *, epochs: int | None = None) -> Planted:
     """Train the case's model on its planted data and measure its accuracy and stamp flip rate."""
     from auditors.engine import plain_logits
-    from auditors.training import train_classifier
+    from auditors.zoo.training import train_classifier
 
     train = dataset(case, case.n_train, case.seed)
     audit = dataset(case, case.n_audit, case.seed + 1000)
