@@ -107,7 +107,7 @@ class _ReadsPixel(nn.Module):
         logits[torch.arange(x.shape[0]), 1 + x.mean((2, 3)).argmax(1)] = 4.0
         if self.use_mark:
             logits[:, 0] = 8.0 * (x[:, :, 23, 21].mean(1) < 0.1).float()
-        return logits + self.w
+        return logits + self.w + 1e-3 * x.mean((1, 2, 3)).unsqueeze(1)  # differentiable, for saliency
 
 
 def _probe(model: nn.Module) -> Probe:
@@ -229,3 +229,24 @@ def test_scattered_fixed_pixels_merge_into_one_candidate_box():
     )
     assert [c["box"] for c in found.candidates] == [[25, 25, 6, 6]]
     assert found.candidates[0]["content"]["n_pixels"] == 5
+
+
+def test_audit_on_too_few_images_per_class_is_inconclusive_not_a_pass(tmp_path):
+    from auditors.audits.context import AuditContext
+    from auditors.audits.spurious_signal.audit import SpuriousConfig
+    from auditors.registry import get_auditor
+
+    images, labels = _plain()
+    ctx = AuditContext(
+        model=_ReadsPixel(True),
+        images=images[:12],
+        labels=labels[:12],
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        class_names=[f"c{i}" for i in range(K)],
+        out_dir=tmp_path,
+    )
+    config = SpuriousConfig.model_validate({"methods": ["gradient"], "n_overlays": 0, "strategy": "blur"})
+    result = get_auditor("spurious_signal").run(ctx, config)
+    assert result.verdict == "inconclusive" and "Too few images" in result.summary
+    assert result.metrics["untested_classes"] == ["c0", "c1", "c2", "c3"]

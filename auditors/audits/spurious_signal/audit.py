@@ -30,7 +30,7 @@ from auditors.audits.spurious_signal.regions import AuditState, Thresholds, hots
 from auditors.engine import applicable_strategies, model_device, plain_logits
 from auditors.methods.saliency import METHODS, saliency_maps, top_q_mask
 from auditors.regions import Region
-from auditors.report import Artifact, AuditResult, Finding
+from auditors.report import Artifact, AuditResult, Finding, Verdict
 
 AUDIT = "spurious_signal"
 
@@ -221,7 +221,9 @@ class SpuriousSignal(Audit[SpuriousConfig]):
             )
         )
         confirmed = [f for f in findings if f.kind in ("spurious_region", "global_shortcut")]
-        verdict = "fail" if confirmed else "pass"
+        untested = discovery.get("untested_classes", [])
+        tested_regions = [r for r in region_metrics.values() if "flip" in r]
+        verdict: Verdict = "fail" if confirmed else "pass"
         if confirmed:
             summary = "Shortcut(s) confirmed: " + "; ".join(
                 f"{f.class_name!r} at {[round(v) for v in f.box or []]}"
@@ -229,10 +231,18 @@ class SpuriousSignal(Audit[SpuriousConfig]):
                 else f"{f.class_name!r} by its colour cast"
                 for f in confirmed
             )
+        elif config.discovery and len(untested) == ctx.num_classes and not tested_regions:
+            verdict = "inconclusive"
+            summary = (
+                f"Too few images to test: no class has {config.min_group} of the {images.shape[0]} audited "
+                "images; audit more images."
+            )
         else:
             summary = (
                 f"No shortcut confirmed ({len(regions)} hinted, {len(candidates)} discovery candidates "
-                f"and {len(discovery['global'])} class colour casts tested); not tested: "
+                f"and {len(discovery['global'])} class colour casts tested"
+                + (f"; too few images to test {', '.join(untested)}" if untested else "")
+                + "); not tested: "
                 + "; ".join(OUT_OF_SCOPE)
                 + "."
             )
