@@ -290,7 +290,10 @@ class SpuriousSignal(Audit[SpuriousConfig]):
         out.update(sal, flagged_by_saliency=flagged, **test)
         if region.artifact is None and region.image_index is not None:
             out["stamp"] = f"box content of image {region.image_index}"
-        out["confirmed_region"] = bool(test["confirmed"])
+        # Second line of evidence besides the stamp: removal beats random boxes, or saliency flags the box.
+        saliency_agrees = test.get("stamp_confirmed", False) and test.get("class") in flagged
+        out["confirmed_region"] = bool(test["confirmed"] or saliency_agrees)
+        out["confirmed"] = out["confirmed_region"]
         return out
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from auditors.audits.spurious_signal.content import Signature, box_signature, find_signatures
+from auditors.audits.spurious_signal.counterfactual import carries_artifact
 from auditors.audits.spurious_signal.global_shift import colour_shift_test
 from auditors.audits.spurious_signal.merge import merge_groups, union
 from auditors.audits.spurious_signal.nulls import Probe, removal_test, stamp_test
@@ -218,8 +219,9 @@ def region_test(
 ) -> dict[str, Any]:
     """A hinted region, judged like a discovered one: for every class with enough images, the stamp
     test (the artifact, or the class's own most common content in the box) against its null, Holm over
-    the classes; the suspected class is the one with the largest excess flip, confirmed on the same
-    rule as discovery, then measured by the removal test."""
+    the classes; the suspected class is the one with the largest excess flip. Confirmed when its stamp
+    passes discovery's rule and the removal test beats random boxes (the audit also accepts saliency
+    flagging the box as the second line)."""
     cfg = settings or DiscoverySettings()
     k, seed = len(class_names), probe.seed
     groups = labels if labels is not None else pred
@@ -233,7 +235,7 @@ def region_test(
                 artifact[0],
                 artifact[1] if artifact[1] is not None else torch.ones(h, w, dtype=torch.bool),
             )
-            carriers = torch.zeros(groups.numel(), dtype=torch.bool)
+            carriers = carries_artifact(images, box, rgb, alpha).cpu()
         else:
             s = box_signature(images, groups, k, c, box)
             rgb, alpha, carriers = s.rgb, s.alpha, s.carriers
@@ -265,11 +267,20 @@ def region_test(
         "n_candidates": len(results),
         "excess_flip": excess,
         "content": {"n_carriers": int(carriers.sum()), "n_class": int(counts[c])},
-        "confirmed": bool(adjusted[best] < cfg.alpha and excess >= cfg.min_flip),
+        "stamp_confirmed": bool(adjusted[best] < cfg.alpha and excess >= cfg.min_flip),
     }
+    # A stamp alone can move a clean model (an unusual patch is out of distribution): a hinted region is
+    # confirmed only when removing it also costs the class more than random boxes, on the class's
+    # images that carry it (all of the class's images when none does).
     own = groups == c
-    removed_on = own & carriers.to(own.device) if bool(carriers.any()) else own
+    carried = own & carriers.to(own.device)
+    removed_on = carried if bool(carried.any()) else own
     out["removal"] = removal_test(probe, images[removed_on], c, box, n_random=cfg.n_random_boxes, seed=seed)
+    rem = out["removal"].get("removal") or {}
+    out["removal_confirmed"] = bool(
+        rem.get("p_value", 1.0) < cfg.alpha and out["removal"]["effect"] > out["removal"]["random_effect"]
+    )
+    out["confirmed"] = out["stamp_confirmed"] and out["removal_confirmed"]
     out["_signature"] = Signature(c, box, rgb, alpha, 0.0, int(alpha.sum()), removed_on.cpu(), float("nan"))
     out["_stamp"] = t | {"recipients": _recipients(pred, labels, c, cfg.max_recipients, seed + c)}
     return out
