@@ -109,14 +109,15 @@ def _spurious(m: dict[str, Any]) -> list[Chart]:
     return [
         chart(
             "spurious_signal.candidates",
-            "Candidate regions: stamping flips / removal effect",
+            "Candidate regions: stamping flips vs the null / removal effect",
             "candidate (class @ box)",
             "share",
             labels,
             {
-                "flip rate": [c.get("flip_rate") for c in candidates],
-                "removal effect": [c.get("removal_effect") for c in candidates],
-                "random-box effect": [c.get("random_box_effect") for c in candidates],
+                "flip rate": [(c.get("flip") or {}).get("value") for c in candidates],
+                "null flip rate": [(c.get("null_flip") or {}).get("value") for c in candidates],
+                "removal effect": [(c.get("removal") or {}).get("effect") for c in candidates],
+                "random-box effect": [(c.get("removal") or {}).get("random_effect") for c in candidates],
             },
         )
         | {"type": "bar"}

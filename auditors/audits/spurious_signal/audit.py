@@ -1,20 +1,18 @@
-"""Spurious-signal audit: does the model use a watermark, a ruler or a border instead of the object?
+"""Spurious-signal audit: does the model use a watermark, a ruler, a tint instead of the object?
 
-docs/audits.md, "Spurious signals" (PAIR explorable 2022; Zhou et al. 2021; Adebayo et al. 2022). For each suspected region
-(from the config or `ctx.regions`): the share of the top-q salient pixels in the box against its area,
-then the counterfactual tests that saliency cannot replace (stamp the artifact on other classes; remove
-the box vs random boxes). Without a hint, discovery ranks fixed places that decide one class across many
-images and confirms each the same way. A region is *confirmed* when the stamp test flips other classes
-toward it and a second line of evidence agrees (removal beats random boxes, or saliency flags the box);
-discovery candidates need the stamp and the removal test, and content that repeats across the images the
-box decides (and, with object masks, a box that is not mostly the object): pasting an object's own
-place flips images too. Any confirmed region fails the audit.
+docs/audits.md, "Spurious signals" (PAIR explorable 2022; Zhou et al. 2021; Adebayo et al. 2022). For each
+suspected region (from the config or `ctx.regions`): the share of the top-q salient pixels in the box
+against its area, and the stamp test that saliency cannot replace, judged against its null
+(`discover.region_test`). Without a hint, `discover.discover` finds each class's fixed marks by their
+content, confirms them by the stamp test against random content with Holm's correction, and tests each
+class's colour cast globally. A confirmed region (`spurious_region`) or cast (`global_shortcut`) fails the
+audit; every finding carries n, its interval and its corrected p-value.
 """
 
 from __future__ import annotations
 
 import json
-import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,24 +21,16 @@ from pydantic import Field, field_validator
 from auditors.audits.base import Audit, AuditConfig
 from auditors.audits.context import AuditContext, ResolvedRegion
 from auditors.audits.spurious_signal.artifacts import write_artifacts
-from auditors.audits.spurious_signal.counterfactual import Box, choose_removal_strategy, mask_shape_leakage
-from auditors.audits.spurious_signal.discovery import (
-    as_box,
-    content_evidence,
-    find_candidates,
-    hotspot_maps,
-    overlap,
-)
-from auditors.audits.spurious_signal.regions import (
-    AuditState,
-    Thresholds,
-    counterfactual_evidence,
-    saliency_evidence,
-)
+from auditors.audits.spurious_signal.counterfactual import choose_removal_strategy, mask_shape_leakage
+from auditors.audits.spurious_signal.discover import OUT_OF_SCOPE, DiscoverySettings, discover, region_test
+from auditors.audits.spurious_signal.findings import examples, local_finding, report_discovery
+from auditors.audits.spurious_signal.merge import iou
+from auditors.audits.spurious_signal.nulls import Probe
+from auditors.audits.spurious_signal.regions import AuditState, Thresholds, hotspot_maps, saliency_evidence
 from auditors.engine import applicable_strategies, model_device, plain_logits
 from auditors.methods.saliency import METHODS, saliency_maps, top_q_mask
 from auditors.regions import Region
-from auditors.report import Artifact, AuditResult, Finding
+from auditors.report import Artifact, AuditResult, Finding, Verdict
 
 AUDIT = "spurious_signal"
 
@@ -62,30 +52,27 @@ class SpuriousConfig(AuditConfig):
         default=None, description="removal strategy; None: least-biased native/blur/mean"
     )
     discovery: bool = True
-    discovery_window: int | None = Field(default=None, description="discovery window side; None: 2 x patch")
-    max_candidates: int = Field(default=5, ge=1)
-    candidate_min_effect: float = 0.2
-    min_content_consistency: float = Field(
-        default=0.8,
-        le=1,
-        description="discovery: a shortcut is a fixed pattern; 1 = identical box content on the decisive "
-        "images, 0 = as varied as on other classes (objects ≲ 0.4, plain background ≲ 0.65, an opaque "
-        "mark ≈ 1, a mark blended at alpha a ≈ 1 − (1 − a)²)",
+    global_test: bool = Field(
+        default=True, description="test each class's colour cast (a non-local shortcut)"
     )
-    consistency_coverage: float = Field(
-        default=0.1, gt=0, le=1, description="share of the box a fixed pattern must fill to count"
+    max_candidates: int = Field(default=8, ge=1)
+    alpha: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="family-wise error level of the content null and the stamp tests",
     )
-    max_object_overlap: float = Field(
-        default=0.3,
+    min_flip: float = Field(
+        default=0.1,
         ge=0,
         le=1,
-        description="with object masks: refuse a candidate whose box is on average this much object",
+        description="the smallest excess of stamp flips over the null a reported shortcut must cause",
     )
+    n_permutations: int = Field(default=50, ge=19, description="label permutations behind the content null")
+    max_recipients: int = Field(default=128, ge=8, description="other-class images each stamp test uses")
     share_threshold: float = 0.5
     enrichment_threshold: float = 10.0
-    flip_threshold: float = 0.5
-    removal_margin: float = 0.1
-    min_group: int = Field(default=5, ge=1)
+    min_group: int = Field(default=8, ge=2)
     n_random_boxes: int = Field(default=8, ge=1)
     n_overlays: int = Field(default=8, ge=0)
 
@@ -125,25 +112,18 @@ class SpuriousSignal(Audit[SpuriousConfig]):
         else:
             strategy, bias = config.strategy, {}
         pred = plain_logits(ctx.model, images, mean=ctx.mean, std=ctx.std).argmax(1)
-        th = Thresholds(
-            config.share_threshold,
-            config.enrichment_threshold,
-            config.flip_threshold,
-            config.removal_margin,
-            config.min_group,
-        )
-        st = AuditState(
-            ctx.model,
-            images,
-            labels,
-            pred,
-            ctx.class_names,
-            ctx.mean,
-            ctx.std,
-            strategy,
-            seed,
-            config.n_random_boxes,
-            th,
+        th = Thresholds(config.share_threshold, config.enrichment_threshold, config.min_group)
+        st = AuditState(images, labels, pred, ctx.class_names, th)
+        probe = Probe(ctx.model, ctx.mean, ctx.std, strategy, seed)
+        settings = DiscoverySettings(
+            alpha=config.alpha,
+            min_flip=config.min_flip,
+            min_group=config.min_group,
+            n_perm=config.n_permutations,
+            max_recipients=config.max_recipients,
+            max_candidates=config.max_candidates,
+            n_random_boxes=config.n_random_boxes,
+            global_test=config.global_test,
         )
         maps: dict[str, torch.Tensor] = {}
         for i, method in enumerate(config.methods):
@@ -163,47 +143,32 @@ class SpuriousSignal(Audit[SpuriousConfig]):
                 seed=seed,
             )
             st.tops[method], st.top_k = top_q_mask(maps[method], config.q, seed)
+
+        def write(name: str) -> tuple[Path, str]:
+            return ctx.artifact_path(AUDIT, name)
+
         findings: list[Finding] = []
         region_metrics: dict[str, Any] = {}
         for i, region in enumerate(regions):
             ctx.report(0.45 + 0.2 * i / max(1, len(regions)), f"region {region.name}")
-            region_metrics[region.name] = self._region(st, region, index, findings)
-        candidates: list[dict[str, Any]] = []
+            out = self._region(st, probe, region, index, settings)
+            if out.pop("confirmed_region", False):
+                ex = examples(write, f"region_{i}", probe, images, labels, out, ctx.class_names)
+                finding = local_finding(out, ex, name=region.name)
+                finding.evidence["enrichment"] = _max_enrichment(out)
+                finding.evidence["flagged_by_saliency"] = out["flagged_by_saliency"]
+                findings.append(finding)
+            region_metrics[region.name] = {k: v for k, v in out.items() if not k.startswith("_")}
+        discovery: dict[str, Any] = {"candidates": [], "global": [], "out_of_scope": list(OUT_OF_SCOPE)}
+        if config.discovery:
+            ctx.report(0.65, "discovery: class signatures, stamp tests against their nulls")
+            found = discover(probe, images, pred, labels, ctx.class_names, settings)
+            new, discovery = report_discovery(found, probe, images, labels, ctx.class_names, write)
+            findings += [f for f in new if not _already_found(findings, f)]
+        candidates = discovery["candidates"]
         masks = ctx.object_masks[index].to(device) if ctx.object_masks is not None else None
         hot = hotspot_maps(next(iter(maps.values())), pred, ctx.num_classes) if maps else None
-        if config.discovery:
-            ctx.report(0.65, "discovery: region removal over the dataset")
-            window = config.discovery_window or min(2 * patch, height, width)
-            zero = torch.zeros(ctx.num_classes, height, width, device=device)
-            candidates, effects, windows = find_candidates(
-                st,
-                hot if hot is not None else zero,
-                window=window,
-                stride=patch,
-                min_effect=config.candidate_min_effect,
-                min_group=config.min_group,
-                max_candidates=config.max_candidates,
-            )
-            for j, cand in enumerate(candidates):
-                ctx.report(
-                    0.7 + 0.2 * j / max(1, len(candidates)), f"confirming candidate {j + 1}/{len(candidates)}"
-                )
-                box, c = as_box(cand["box"]), cand.pop("class_index")
-                drops = effects[:, windows.index(box)]
-                cand.update(content_evidence(images, pred, c, box, drops, masks, config.consistency_coverage))
-                cand.update(counterfactual_evidence(st, box, artifact=None, classes=[c]))
-                cand["confirmed_by_content"] = bool(
-                    cand.get("content_consistency", -math.inf) >= config.min_content_consistency
-                    and cand.get("object_overlap", 0.0) < config.max_object_overlap
-                )
-                cand["confirmed"] = bool(
-                    cand["confirmed_by_flip"]
-                    and cand["confirmed_by_removal"]
-                    and cand["confirmed_by_content"]
-                )
-                cand["class"] = cand.pop("suspected_class", None) or cand["class"]
-                if cand["confirmed"] and not _already_found(findings, cand["class"], box):
-                    findings.append(_finding(f"discovered at {list(box)}", cand["class"], box, cand))
+        flips = [r["flip"]["value"] for r in [*region_metrics.values(), *candidates] if r.get("flip")]
         metrics: dict[str, Any] = {
             "n_images": int(images.shape[0]),
             "q": config.q,
@@ -213,16 +178,10 @@ class SpuriousSignal(Audit[SpuriousConfig]):
             "strategy_bias": bias,
             "methods": config.methods,
             "regions": region_metrics,
-            "candidates": candidates,
-            "n_confirmed": len(findings),
-            "max_flip_rate": max(
-                [r.get("flip_rate", 0.0) for r in [*region_metrics.values(), *candidates]], default=0.0
-            ),
-            "max_enrichment": max(
-                [_max_enrichment(r) for r in region_metrics.values()]
-                + [c["saliency_enrichment"] for c in candidates],
-                default=0.0,
-            ),
+            **discovery,
+            "n_confirmed": sum(f.kind in ("spurious_region", "global_shortcut") for f in findings),
+            "max_flip_rate": max(flips, default=0.0),
+            "max_enrichment": max([_max_enrichment(r) for r in region_metrics.values()], default=0.0),
         }
         if masks is not None:
             ctx.report(0.9, "mask-shape leakage")
@@ -261,16 +220,31 @@ class SpuriousSignal(Audit[SpuriousConfig]):
                 description="regions and discovery candidates with their evidence",
             )
         )
-        confirmed = [f for f in findings if f.kind == "spurious_region"]
-        verdict = "fail" if confirmed else "pass"
+        confirmed = [f for f in findings if f.kind in ("spurious_region", "global_shortcut")]
+        untested = discovery.get("untested_classes", [])
+        tested_regions = [r for r in region_metrics.values() if "flip" in r]
+        verdict: Verdict = "fail" if confirmed else "pass"
         if confirmed:
-            summary = "Spurious region(s) confirmed: " + "; ".join(
-                f"{f.class_name} at {f.box}" for f in confirmed
+            summary = "Shortcut(s) confirmed: " + "; ".join(
+                f"{f.class_name!r} at {[round(v) for v in f.box or []]}"
+                if f.kind == "spurious_region"
+                else f"{f.class_name!r} by its colour cast"
+                for f in confirmed
+            )
+        elif config.discovery and len(untested) == ctx.num_classes and not tested_regions:
+            verdict = "inconclusive"
+            summary = (
+                f"Too few images to test: no class has {config.min_group} of the {images.shape[0]} audited "
+                "images; audit more images."
             )
         else:
             summary = (
-                f"No spurious region confirmed ({len(regions)} hinted, "
-                f"{len(candidates)} discovery candidates tested)."
+                f"No shortcut confirmed ({len(regions)} hinted, {len(candidates)} discovery candidates "
+                f"and {len(discovery['global'])} class colour casts tested"
+                + (f"; too few images to test {', '.join(untested)}" if untested else "")
+                + "); not tested: "
+                + "; ".join(OUT_OF_SCOPE)
+                + "."
             )
         return AuditResult(
             name=AUDIT,
@@ -287,30 +261,39 @@ class SpuriousSignal(Audit[SpuriousConfig]):
         return config.model_dump(exclude={"regions": {"__all__": {"artifact"}}})
 
     def _region(
-        self, st: AuditState, region: ResolvedRegion, index: torch.Tensor, findings: list[Finding]
+        self,
+        st: AuditState,
+        probe: Probe,
+        region: ResolvedRegion,
+        index: torch.Tensor,
+        settings: DiscoverySettings,
     ) -> dict[str, Any]:
+        """Saliency in the box, then the stamp test against its null (`region_test`). A per-image region
+        without an artifact stamps that image's own box content."""
         box = region.box
+        x, y, w, h = box
         artifact = (region.artifact, region.artifact_alpha) if region.artifact is not None else None
         if region.image_index is not None:
-            pos = (index == region.image_index).nonzero().flatten()
-            sal_index = pos.to(st.images.device)
-            donors = sal_index if pos.numel() else None
+            pos = (index == region.image_index).nonzero().flatten().to(st.images.device)
+            sal_index = pos
+            if artifact is None and pos.numel():
+                artifact = (st.images[pos[0], :, y : y + h, x : x + w].cpu(), None)
         else:
             sal_index = torch.arange(st.images.shape[0], device=st.images.device)
-            donors = None
         out: dict[str, Any] = {"box": list(box), "image_index": region.image_index}
         if sal_index.numel() == 0:
             out["skipped"] = "image_index is not in the audited sample"
             return out
         sal = saliency_evidence(st, box, sal_index, artifact)
         flagged = sorted({c for m in sal["methods"].values() for c in m["flagged_classes"]})
-        cf = counterfactual_evidence(st, box, artifact=artifact, donors_index=donors)
-        confirmed = bool(
-            cf["confirmed_by_flip"] and (cf["confirmed_by_removal"] or cf["suspected_class"] in flagged)
-        )
-        out.update(sal, flagged_by_saliency=flagged, **cf, confirmed=confirmed)
-        if confirmed:
-            findings.append(_finding(region.name, cf["suspected_class"], box, out))
+        test = region_test(probe, st.images, st.pred, st.labels, st.class_names, box, artifact, settings)
+        out.update(sal, flagged_by_saliency=flagged, **test)
+        if region.artifact is None and region.image_index is not None:
+            out["stamp"] = f"box content of image {region.image_index}"
+        # Second line of evidence besides the stamp: removal beats random boxes, or saliency flags the box.
+        saliency_agrees = test.get("stamp_confirmed", False) and test.get("class") in flagged
+        out["confirmed_region"] = bool(test["confirmed"] or saliency_agrees)
+        out["confirmed"] = out["confirmed_region"]
         return out
 
 
@@ -321,36 +304,13 @@ def _max_enrichment(region: dict[str, Any]) -> float:
     return max(vals, default=0.0)
 
 
-def _already_found(findings: list[Finding], cls: str, box: Box) -> bool:
+def _already_found(findings: list[Finding], new: Finding) -> bool:
+    """A discovered mark that a hinted region of the same class already covers is not reported twice."""
     return any(
-        f.class_name == cls and f.box is not None and overlap(box, as_box(f.box)) > 0.5 for f in findings
-    )
-
-
-def _finding(name: str, cls: str, box: Box, ev: dict[str, Any]) -> Finding:
-    keys = (
-        "flip_rate",
-        "control_flip_rate",
-        "removal_effect",
-        "random_box_effect",
-        "random_box_effect_p90",
-        "removal_flip_rate",
-        "flagged_by_saliency",
-        "score",
-        "saliency_enrichment",
-        "decisive_share",
-        "content_consistency",
-        "object_overlap",
-    )
-    evidence = {k: ev[k] for k in keys if k in ev}
-    evidence["enrichment"] = _max_enrichment(ev) if "methods" in ev else ev.get("saliency_enrichment")
-    evidence["region"] = name
-    return Finding(
-        kind="spurious_region",
-        summary=f"{cls!r} is decided by {name} at {list(box)}: stamping it flips {ev['flip_rate']:.0%} of "
-        f"other images; removing it costs {ev['removal_effect']:.2f} confidence vs "
-        f"{ev['random_box_effect']:.2f} for random boxes",
-        class_name=cls,
-        box=[float(v) for v in box],
-        evidence=evidence,
+        f.kind == new.kind
+        and f.class_name == new.class_name
+        and f.box
+        and new.box
+        and iou(f.box, new.box) > 0.3
+        for f in findings
     )

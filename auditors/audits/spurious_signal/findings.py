@@ -1,0 +1,252 @@
+"""Findings of discovery, in the report's contract: sentences, statistics and example images.
+
+A confirmed local shortcut is a `spurious_region` finding (class, box [x, y, w, h] in model-input
+pixels); a confirmed colour cast is a `global_shortcut` finding whose box is the whole image. Evidence
+carries every number behind the verdict (flip and removal as estimates with n, interval and corrected
+p-value, the candidate count and the correction) and a few example images for people: the mark on
+real images of its class, other classes' images before and after stamping, and the class's images with
+the box removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from auditors.audits.spurious_signal.discover import OUT_OF_SCOPE, Discovery
+from auditors.audits.spurious_signal.nulls import Probe, paste
+from auditors.report import Finding
+
+ArtifactPath = Callable[[str], tuple[Path, str]]  # file name -> (absolute path, path relative to report)
+N_EXAMPLES = 3
+
+
+def num(value: float, digits: int = 2) -> str:
+    """`value` with `digits` decimals, never "-0.00": a tiny negative effect reads as zero."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def pct(value: float) -> str:
+    return f"{round(100 * value)}%"
+
+
+def _png(path: Path, image: torch.Tensor, box: list[int] | None, scale: int = 4) -> None:
+    from PIL import Image, ImageDraw
+
+    arr = (image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    img = Image.fromarray(arr).resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.Resampling.NEAREST)
+    if box is not None:
+        x, y, w, h = box
+        ImageDraw.Draw(img).rectangle(
+            [x * scale - 1, y * scale - 1, (x + w) * scale, (y + h) * scale], outline=(255, 0, 0), width=2
+        )
+    img.save(path)
+
+
+def _example(
+    write: ArtifactPath,
+    name: str,
+    image: torch.Tensor,
+    box: list[int] | None,
+    role: str,
+    true: str | None,
+    before: torch.Tensor,
+    after: torch.Tensor,
+    class_names: list[str],
+) -> dict[str, Any]:
+    path, rel = write(name)
+    _png(path, image, box)
+    b, a = int(before.argmax()), int(after.argmax())
+    return {
+        "image": rel,
+        "role": role,
+        "true": true,
+        "pred_before": class_names[b],
+        "conf_before": round(float(before[b]), 4),
+        "pred_after": class_names[a],
+        "conf_after": round(float(after[a]), 4),
+    }
+
+
+def examples(
+    write: ArtifactPath,
+    tag: str,
+    probe: Probe,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    cand: dict[str, Any],
+    class_names: list[str],
+) -> list[dict[str, Any]]:
+    """Up to `N_EXAMPLES` images per role for a confirmed local candidate (see the module doc)."""
+    sig, stamp = cand["_signature"], cand["_stamp"]
+    box = list(sig.box)
+    out: list[dict[str, Any]] = []
+
+    def true_of(i: int) -> str | None:
+        return class_names[int(labels[i])] if labels is not None else None
+
+    carriers = sig.carriers.nonzero().flatten()[:N_EXAMPLES].tolist()
+    if carriers:
+        x = images[carriers]
+        probs = probe.probs(x)
+        keep = torch.ones(len(carriers), *x.shape[-2:], dtype=torch.bool, device=x.device)
+        keep[:, box[1] : box[1] + box[3], box[0] : box[0] + box[2]] = False
+        removed = probe.removed_probs(x, keep)
+        grey = x.clone()
+        grey[:, :, box[1] : box[1] + box[3], box[0] : box[0] + box[2]] = 0.5
+        for j, i in enumerate(carriers):
+            out.append(
+                _example(
+                    write,
+                    f"{tag}_in_class_{j}.png",
+                    x[j],
+                    box,
+                    "in_class",
+                    true_of(i),
+                    probs[j],
+                    probs[j],
+                    class_names,
+                )
+            )
+            out.append(
+                _example(
+                    write,
+                    f"{tag}_removed_{j}.png",
+                    grey[j],
+                    box,
+                    "removed",
+                    true_of(i),
+                    probs[j],
+                    removed[j],
+                    class_names,
+                )
+            )
+    rec = stamp["recipients"][:N_EXAMPLES].tolist()
+    if rec:
+        x = images[rec]
+        before = probe.probs(x)
+        stamped = paste(x, sig.box, sig.rgb, sig.alpha)
+        after = stamp["stamped_probs"][: len(rec)]
+        for j, i in enumerate(rec):
+            out.append(
+                _example(
+                    write,
+                    f"{tag}_stamped_{j}.png",
+                    stamped[j],
+                    box,
+                    "stamped",
+                    true_of(i),
+                    before[j],
+                    after[j],
+                    class_names,
+                )
+            )
+    return out
+
+
+def _estimate(d: dict[str, Any] | None) -> dict[str, Any] | None:
+    if d is None:
+        return None
+    return {k: d[k] for k in ("value", "lo", "hi", "n", "p_value", "null_mean") if k in d}
+
+
+def local_finding(
+    cand: dict[str, Any], example_list: list[dict[str, Any]], name: str | None = None
+) -> Finding:
+    """The `spurious_region` finding of a confirmed candidate, or of a hinted region called `name`."""
+    cls, box, flip, null = cand["class"], cand["box"], cand["flip"], cand["null_flip"]
+    what = f"the hinted region {name!r}" if name else "a fixed mark"
+    rem = cand.get("removal") or {"effect": 0.0, "random_effect": 0.0, "n": 0, "removal": None}
+    summary = (
+        f"{cls!r} is decided by {what} at {box}: stamping it on {flip['n']} images of other classes "
+        f"turns {pct(flip['value'])} (95% CI {pct(flip['lo'])}–{pct(flip['hi'])}) into {cls!r}, against "
+        f"{pct(null['value'])} for other content at that place (p = {flip['p_value']:.2g}, "
+        f"{cand['correction']}); removing it from {rem['n']} images of the class that carry it costs "
+        f"{num(rem['effect'])} confidence vs {num(rem['random_effect'])} for random boxes."
+    )
+    evidence = {
+        "flip": _estimate(flip),
+        "null_flip": _estimate(null),
+        "gain": _estimate(cand["gain"]),
+        "removal": {"effect": rem["effect"], "random_effect": rem["random_effect"], "n": rem["n"]},
+        "removal_estimate": _estimate(rem.get("removal")),
+        "content": cand["content"],
+        "n_candidates": cand["n_candidates"],
+        "correction": cand["correction"],
+        "excess_flip": cand["excess_flip"],
+        "source": "hint" if name else "discovery",
+        "region": name,
+        "examples": example_list,
+    }
+    return Finding(
+        kind="spurious_region",
+        summary=summary,
+        class_name=cls,
+        box=[float(v) for v in box],
+        evidence=evidence,
+    )
+
+
+def global_finding(g: dict[str, Any], height: int, width: int) -> Finding:
+    """The `global_shortcut` finding of a confirmed colour cast: its scope is the whole image."""
+    cls, flip, rem = g["class"], g["flip"], g["removal"]
+    shift = ", ".join(num(v, 3) for v in g["shift"])
+    summary = (
+        f"{cls!r} is decided by its colour cast (mean RGB shift {shift}): moving it onto {flip['n']} images "
+        f"of other classes turns {pct(flip['value'])} (95% CI {pct(flip['lo'])}–{pct(flip['hi'])}) into "
+        f"{cls!r}, against {pct(flip['null_mean'])} for a shift of the same size in a random colour "
+        f"(p = {flip['p_value']:.2g}, {g['correction']}); taking it off the class's own images costs "
+        f"{num(rem['value'])} confidence vs {num(rem['null_mean'] or 0.0)}."
+    )
+    evidence = {
+        "scope": "image",
+        "shift": g["shift"],
+        "flip": _estimate(flip),
+        "removal": _estimate(rem),
+        "gain": _estimate(g["gain"]),
+        "correction": g["correction"],
+        "excess_flip": g["excess_flip"],
+    }
+    return Finding(
+        kind="global_shortcut",
+        summary=summary,
+        class_name=cls,
+        box=[0.0, 0.0, float(width), float(height)],
+        evidence=evidence,
+    )
+
+
+def _public(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if not k.startswith("_")}
+
+
+def report_discovery(
+    found: Discovery,
+    probe: Probe,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    class_names: list[str],
+    write: ArtifactPath,
+) -> tuple[list[Finding], dict[str, Any]]:
+    """The findings of a discovery run (one per merged local mark, one per colour-cast class) and the
+    metrics block behind them: every candidate with its statistics, the content null, what was not
+    tested and which kinds of signal are out of scope."""
+    height, width = images.shape[-2:]
+    findings = [
+        local_finding(c, examples(write, f"discovered_{j}", probe, images, labels, c, class_names))
+        for j, c in enumerate(found.confirmed)
+    ]
+    findings += [global_finding(g, height, width) for g in found.global_confirmed]
+    metrics = {
+        "candidates": [_public(c) for c in found.candidates],
+        "global": [_public(g) for g in found.global_candidates],
+        "content_null": found.content_null,
+        "untested_classes": found.untested_classes,
+        "out_of_scope": list(OUT_OF_SCOPE),
+    }
+    return findings, metrics

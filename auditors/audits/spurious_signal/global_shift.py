@@ -1,0 +1,96 @@
+"""Non-local shortcuts: does a class's colour cast alone decide it?
+
+A tint, a colour balance or an exposure shared by one class's images is a shortcut no box can hold, so
+the box tests pass it by construction. The global counterfactual moves the class's mean colour (per
+channel, over its images and pixels, minus the median of the other classes' means) onto the other classes' images and asks
+how many turn into the class; and it takes the same shift away from the class's own images and asks
+how much p(class) they lose. The null shift has the same size in a random colour direction, drawn
+afresh for every image, so a model that flips on any colour change of that size is not blamed on one
+class. Texture and frequency statistics
+spread over the whole image are not tested (the report says so).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from auditors.audits.spurious_signal.nulls import Probe
+from auditors.stats import mean_estimate, proportion, sign_flip_p_value
+
+
+def _null_shifts(shift: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """[count, 3] colour shifts as large as `shift` in random directions: a model that flips on any
+    colour change of that size flips on these as often as on the class's own cast."""
+    gen = torch.Generator().manual_seed(seed)
+    d = torch.randn(count, 3, generator=gen)
+    return d / d.norm(dim=1, keepdim=True).clamp_min(1e-12) * shift.norm()
+
+
+def _shifted(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    s = shift.to(images.device)
+    s = s.view(1, 3, 1, 1) if s.dim() == 1 else s.view(-1, 3, 1, 1)
+    return (images + s).clamp(0, 1)
+
+
+def colour_shift_test(
+    probe: Probe,
+    images: torch.Tensor,
+    groups: torch.Tensor,
+    pred: torch.Tensor,
+    labels: torch.Tensor | None,
+    c: int,
+    *,
+    max_images: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Stamp and removal of class `c`'s colour cast (class = `groups`: labels, or predictions without
+    them), each paired with a null shift per image."""
+    means = images.detach().float().mean((2, 3)).cpu()
+    own = (groups == c).cpu()
+    g = groups.cpu()
+    # Against the median of the other classes' means, so one tinted class does not make every other
+    # class look like the opposite tint.
+    others = [means[g == o].mean(0) for o in g.unique().tolist() if o != c]
+    shift = means[own].mean(0) - torch.stack(others).median(0).values
+    other = ~own & (pred.cpu() != c)
+    if labels is not None:
+        other &= labels.cpu() != c
+    rec = other.nonzero().flatten()[:max_images]
+    mine = own.nonzero().flatten()[:max_images]
+    nulls = _null_shifts(shift, rec.numel() + mine.numel(), seed)
+    x = images[rec.to(images.device)]
+    moved_probs = probe.probs(_shifted(x, shift))
+    moved, moved_pred = moved_probs[:, c], moved_probs.argmax(1)
+    null = probe.probs(_shifted(x, nulls[: rec.numel()]))
+    gain = (moved - null[:, c]).cpu().numpy().astype(np.float64)
+    p = sign_flip_p_value(gain, seed=seed)
+    flips = int((moved_pred == c).sum())
+    null_flips = int((null.argmax(1) == c).sum())
+    flip = proportion(flips, int(rec.numel()))
+    y = images[mine.to(images.device)]
+    clean = probe.probs(y)[:, c]
+    drop = clean - probe.probs(_shifted(y, -shift))[:, c]
+    null_drop = clean - probe.probs(_shifted(y, -nulls[rec.numel() :]))[:, c]
+    d = drop.cpu().numpy().astype(np.float64)
+    nd = null_drop.cpu().numpy().astype(np.float64)
+    removal = mean_estimate(d, seed=seed)
+    return {
+        "class_index": c,
+        "shift": [round(float(v), 4) for v in shift],
+        "flip": {
+            **flip.as_dict(),
+            "p_value": p,
+            "null_mean": round(null_flips / max(1, rec.numel()), 6),
+        },
+        "gain": mean_estimate(gain, seed=seed).as_dict(),
+        "removal": {
+            **removal.as_dict(),
+            "p_value": sign_flip_p_value(d - nd, seed=seed),
+            "null_mean": round(float(nd.mean()), 6) if nd.size else None,
+        },
+        "p_value": p,
+        "n": int(rec.numel()),
+    }
