@@ -82,6 +82,17 @@ def audit_class(name: str) -> type[Audit[Any]]:
     return cls
 
 
+def audit_charts(name: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The named audit's chart specs for its `metrics` (torch-free; an unknown audit draws none, so an
+    old report of a since-removed audit still renders)."""
+    infos = audit_infos()
+    if name not in infos or not infos[name].charts:
+        return []
+    module, _, fn_name = infos[name].charts.partition(":")
+    charts: list[dict[str, Any]] = getattr(importlib.import_module(module), fn_name)(metrics)
+    return charts
+
+
 def get_auditor(name: str) -> Audit[Any]:
     """An instance of the named audit."""
     return audit_class(name)()

@@ -62,6 +62,7 @@ class AuditInfo:
     title: str
     checks: str  # one line: what the audit checks
     implementation: str
+    charts: str = ""  # `module:function(metrics) -> list[Chart]`, torch-free; "" draws no charts
     shardable: bool = False
     form_fields: tuple[FormField, ...] = ()
     policy_comment: str = ""

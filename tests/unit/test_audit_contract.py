@@ -15,7 +15,7 @@ import torch
 
 from auditors.audits.base import ShardMeta
 from auditors.audits.context import AuditContext
-from auditors.registry import audit_class, audit_infos, get_auditor
+from auditors.registry import audit_charts, audit_class, audit_infos, get_auditor
 from auditors.report import AuditResult
 
 NAMES = sorted(audit_infos())
@@ -90,6 +90,27 @@ def test_a_fixed_seed_gives_the_same_result(name: str, model: torch.nn.Module, t
     assert first.verdict != "error", first.error
     assert first.name == name and first.config["seed"] in (3, None)
     assert _comparable(first) == _comparable(second)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_audit_draws_its_charts_from_its_own_package(
+    name: str, model: torch.nn.Module, tmp_path: Path
+) -> None:
+    """The dashboard reads an audit's charts through the registry: one package, no dashboard edit."""
+    config = audit_class(name).Config.model_validate(audit_infos()[name].smoke_config)
+    result = get_auditor(name).run(_context(model, tmp_path), config)
+    charts = audit_charts(name, result.metrics)
+    assert bool(charts) == bool(audit_infos()[name].charts), "declared charts must draw, and only they"
+    for c in charts:
+        assert {"key", "title", "x_label", "y_label", "x", "series"} <= set(c)
+        assert c["key"].startswith(f"{name}.")
+        assert all(len(s["data"]) == len(c["x"]) for s in c["series"])
+    json.dumps(charts)  # pure data: it travels to the page as JSON
+
+
+def test_a_plug_in_audit_draws_its_own_chart() -> None:
+    charts = audit_charts("toy", {"majority_class": "circle", "majority_share": 0.75})
+    assert charts[0]["series"] == [{"label": "majority share", "data": [0.75]}]
 
 
 @pytest.mark.parametrize("name", SHARDABLE)

@@ -7,6 +7,7 @@ INFO = AuditInfo(
     title="LIME consistency",
     checks="are explanations informative and stable across fills?",
     implementation="auditors.audits.lime_consistency.audit:LimeConsistency",
+    charts="auditors.audits.lime_consistency.charts:charts",
     form_fields=(
         FormField("n_images", "LIME: images"),
         FormField("n_samples", "LIME: perturbations per image"),

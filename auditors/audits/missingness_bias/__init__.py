@@ -7,6 +7,7 @@ INFO = AuditInfo(
     title="Missingness bias",
     checks="does the model react to how a region is removed?",
     implementation="auditors.audits.missingness_bias.audit:MissingnessBias",
+    charts="auditors.audits.missingness_bias.charts:charts",
     shardable=True,
     policy_comment=(
         "Missingness bias: at half the patches removed, class entropy may fall at most 1 nat and no class\n"

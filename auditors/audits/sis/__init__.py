@@ -7,6 +7,7 @@ INFO = AuditInfo(
     title="Overinterpretation (SIS)",
     checks="confident from a few meaningless pixels?",
     implementation="auditors.audits.sis.audit:SIS",
+    charts="auditors.audits.sis.charts:charts",
     form_fields=(FormField("n_images", "SIS: images"),),
     policy_comment="SIS / overinterpretation: few confident images should rest on <= 5% of the pixels.",
     policy=(

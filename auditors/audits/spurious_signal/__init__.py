@@ -7,6 +7,7 @@ INFO = AuditInfo(
     title="Spurious signal",
     checks="is a watermark, border or stamp deciding the class?",
     implementation="auditors.audits.spurious_signal.audit:SpuriousSignal",
+    charts="auditors.audits.spurious_signal.charts:charts",
     form_fields=(FormField("n_images", "Spurious signal: images"),),
     policy_comment=(
         "Spurious signals: no confirmed shortcut region; saliency enrichment and stamp flip rates stay low."

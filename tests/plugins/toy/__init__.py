@@ -11,6 +11,7 @@ INFO = AuditInfo(
     title="Toy majority share",
     checks="does one class take most of the predictions?",
     implementation="tests.plugins.toy.audit:ToyAudit",
+    charts="tests.plugins.toy.charts:charts",
     shardable=True,
     form_fields=(FormField("n_images", "Toy: images"),),
     policy_comment="Toy: no class takes more than half of the predictions.",
