@@ -1,0 +1,381 @@
+"""What an audit battery costs before it runs: forward passes per audit, then seconds on this device.
+
+Each audit's cost is a count of images sent through the model, split by kind: `forward` (inference,
+batched by the engine), `gradient` (forward + backward, for saliency and gradient BackSelect) and
+`calls` (model invocations, each with a fixed overhead that dominates small models on a GPU), plus
+`figures` (report plots, which cost as much as the model work of a tiny model on a CPU). The
+counts follow each audit's code path from its config and the run's shape, so they need no torch and
+the API can compute them in a request. Seconds come from a short `calibrate` of the actual model at
+its input size and of one plot: seconds = forward x t_forward + gradient x t_gradient + calls x
+t_call + figures x t_figure.
+
+Counts that depend on the data (how many discovery candidates survive, how many images a class
+has) take their upper bound, so the estimate errs long. An audit registered from outside may define
+`forward_passes(config, shape) -> Passes` itself; one that does not is reported without a count.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from auditors.registry import AuditConfig, get_auditor
+
+Family = Literal["vit", "resnet", "other"]
+PIXEL_FILL_COUNT = 6  # black, mean, grey, random_color, noise, blur (auditors.engine.fills)
+_DEFAULT_PALETTE = 4  # auditors.engine.DEFAULT_COLORS
+
+
+@dataclass(frozen=True)
+class RunShape:
+    """What an estimate needs to know about a run, without loading the model or the images."""
+
+    n_images: int
+    height: int
+    width: int
+    num_classes: int
+    family: Family = "other"
+    vit_patch: int | None = None  # the ViT's own patch size, when family == "vit"
+    device: str = "cpu"
+    n_regions: int = 0
+    has_object_masks: bool = False
+
+    @property
+    def default_patch(self) -> int:
+        """Same rule as `AuditContext.default_patch_size`."""
+        h, w = self.height, self.width
+        if self.family == "vit" and self.vit_patch and h % self.vit_patch == 0 and w % self.vit_patch == 0:
+            return self.vit_patch
+        if min(h, w) >= 224 and h % 16 == 0 and w % 16 == 0:
+            return 16
+        return max(1, min(h, w) // 8)
+
+    @property
+    def n_strategies(self) -> int:
+        """Pixel fills, plus the family's native strategy."""
+        return PIXEL_FILL_COUNT + (1 if self.family in ("vit", "resnet") else 0)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+def family_of_arch(arch: str) -> tuple[Family, int | None]:
+    """(family, ViT patch) from a timm / occulta arch name, for estimates made without the model."""
+    name = arch.lower()
+    if name.startswith(("vit_", "deit_", "deit3_", "occulta_vit")):
+        digits = "".join(c for c in name.split("patch", 1)[1][:2] if c.isdigit()) if "patch" in name else ""
+        return "vit", int(digits) if digits else (8 if name.startswith("occulta_vit") else 16)
+    if name.startswith(("resnet", "wide_resnet", "occulta_resnet")):
+        return "resnet", None
+    return "other", None
+
+
+@dataclass
+class Passes:
+    forward: int = 0
+    gradient: int = 0
+    calls: int = 0
+    figures: int = 0  # an overlay grid counts as 2
+
+    def __add__(self, other: Passes) -> Passes:
+        return Passes(
+            self.forward + other.forward,
+            self.gradient + other.gradient,
+            self.calls + other.calls,
+            self.figures + other.figures,
+        )
+
+    @property
+    def total(self) -> int:
+        """Images through the model, a backward pass counted as the forward it belongs to."""
+        return self.forward + self.gradient
+
+
+def _missingness_bias(cfg: Any, s: RunShape) -> Passes:
+    n_strat = len(cfg.strategies) if cfg.strategies else s.n_strategies
+    n_frac = len({round(float(f), 4) for f in cfg.fractions} | {0.0})
+    return Passes(forward=s.n_images * (1 + n_strat * n_frac), calls=1 + n_strat * n_frac, figures=4)
+
+
+def _lime_consistency(cfg: Any, s: RunShape) -> Passes:
+    n = min(cfg.n_images, s.n_images)
+    patch = cfg.patch_size or s.default_patch
+    n_feat = (s.height // patch) * (s.width // patch) if cfg.features == "grid" else 150
+    kmax = max(1, min(cfg.max_k, n_feat - 1))
+    strategies = list(
+        cfg.strategies
+        or (
+            ["token_drop" if s.family == "vit" else "layer_mask"]
+            if s.family in ("vit", "resnet")
+            else ["black"]
+        )
+    )
+    runs = len(strategies) + len([f for f in cfg.fills if f not in strategies])
+    fits = runs + 1  # plus the second seed
+    curves = 2 * len(strategies)  # own and random order per strategy
+    return Passes(
+        forward=n + fits * n * cfg.n_samples + curves * n * kmax,
+        calls=1 + fits * n + curves,
+        figures=2 + (2 if cfg.n_show else 0),
+    )
+
+
+def _sis(cfg: Any, s: RunShape) -> Passes:
+    n = min(cfg.n_images, s.n_images)
+    n_px = s.height * s.width
+    limit = cfg.exact_max_pixels or (1024 if s.is_cuda else 256)
+    exact = cfg.method == "exact" or (cfg.method == "auto" and n_px <= limit)
+    # clean, fully masked, targets, sufficiency, two subsets; overlays and a histogram
+    checks = Passes(forward=6 * n, calls=6, figures=1 + (2 if cfg.n_show else 0))
+    if exact:
+        core = Passes(forward=n * n_px * (n_px + 1) // 2, calls=n_px * n)
+    else:
+        steps = math.ceil(n_px / cfg.gradient_k)
+        core = Passes(forward=steps * n, gradient=steps * n, calls=2 * steps * math.ceil(n / 64))
+    if cfg.retrain_on_subsets:
+        m = min(cfg.retrain_images, s.n_images)
+        steps = math.ceil(n_px / cfg.gradient_k)
+        core += Passes(forward=steps * m, gradient=steps * m + cfg.retrain_epochs * m, calls=2 * steps)
+    return checks + core
+
+
+def _saliency(method: str, cfg: Any, n: int, s: RunShape, patch: int) -> Passes:
+    batches = math.ceil(n / 64)
+    if method in ("gradient", "gradient_squared"):
+        return Passes(gradient=n, calls=batches)
+    if method == "smoothgrad":
+        return Passes(gradient=n * cfg.n_samples, calls=batches * cfg.n_samples)
+    if method == "integrated_gradients":
+        return Passes(gradient=n * cfg.steps, calls=batches * math.ceil(cfg.steps / 4))
+    windows = (s.height // patch) * (s.width // patch)  # occlusion
+    return Passes(forward=n * (1 + windows), calls=1 + n)
+
+
+def _spurious_signal(cfg: Any, s: RunShape) -> Passes:
+    n = min(cfg.n_images, s.n_images)
+    patch = cfg.patch_size or s.default_patch
+    per_class = math.ceil(n / max(1, s.num_classes))
+    total = Passes(forward=n, calls=1, figures=2 + (2 if cfg.n_overlays else 0))  # predictions, plots
+    if cfg.strategy is None:  # choose the removal strategy on up to 32 images
+        total += Passes(forward=min(32, n) * (1 + 3), calls=4)
+    for method in cfg.methods:
+        total += _saliency(method, cfg, n, s, patch)
+    # A region or candidate: stamp/paste (all images), the removed-box control, the removal test on
+    # its class vs n_random_boxes, and for discovery the donors' box drops.
+    confirm = Passes(forward=3 * n + per_class * (3 + cfg.n_random_boxes), calls=5)
+    for _ in range(s.n_regions + len(cfg.regions)):
+        total += confirm
+    if cfg.discovery:
+        window = cfg.discovery_window or min(2 * patch, s.height, s.width)
+        windows = ((s.height - window) // patch + 1) * ((s.width - window) // patch + 1)
+        total += Passes(forward=n * (1 + windows), calls=1 + n)
+        for _ in range(cfg.max_candidates):
+            total += confirm
+    if s.has_object_masks:
+        total += Passes(forward=2 * n * s.n_strategies, calls=2 * s.n_strategies)
+    return total
+
+
+BUILTIN_COSTS: dict[str, Callable[[Any, RunShape], Passes]] = {
+    "missingness_bias": _missingness_bias,
+    "lime_consistency": _lime_consistency,
+    "sis": _sis,
+    "spurious_signal": _spurious_signal,
+}
+
+
+def forward_passes(name: str, config: AuditConfig, shape: RunShape) -> Passes | None:
+    """The audit's cost; None for a plug-in audit that does not say."""
+    if name in BUILTIN_COSTS:
+        return BUILTIN_COSTS[name](config, shape)
+    own = getattr(get_auditor(name), "forward_passes", None)
+    return own(config, shape) if callable(own) else None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Measured seconds per image (forward; forward + backward) and per model call, on one device."""
+
+    device: str
+    forward_s: float
+    gradient_s: float
+    call_s: float
+    figure_s: float
+    batch: int
+    seconds: float  # what the calibration itself took
+
+    def seconds_for(self, p: Passes) -> float:
+        return (
+            p.forward * self.forward_s
+            + p.gradient * self.gradient_s
+            + p.calls * self.call_s
+            + p.figures * self.figure_s
+        )
+
+
+@dataclass
+class Estimate:
+    """Per-audit passes and seconds; `seconds` is None without a calibration."""
+
+    audits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float | None = None
+    calibration: Calibration | None = None
+    changes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        cal = self.calibration
+        return {
+            "audits": self.audits,
+            "forward_passes": sum(a["forward_passes"] or 0 for a in self.audits.values()),
+            "seconds": None if self.seconds is None else round(self.seconds, 2),
+            "calibration": None
+            if cal is None
+            else {
+                "device": cal.device,
+                "forward_ms_per_image": round(cal.forward_s * 1e3, 4),
+                "gradient_ms_per_image": round(cal.gradient_s * 1e3, 4),
+                "call_ms": round(cal.call_s * 1e3, 4),
+                "figure_ms": round(cal.figure_s * 1e3, 1),
+                "batch": cal.batch,
+            },
+            "changes": self.changes,
+        }
+
+
+def estimate(configs: dict[str, AuditConfig], shape: RunShape, calibration: Calibration | None) -> Estimate:
+    out = Estimate(calibration=calibration)
+    total = 0.0
+    for name, cfg in configs.items():
+        p = forward_passes(name, cfg, shape)
+        secs = None if p is None or calibration is None else calibration.seconds_for(p)
+        out.audits[name] = {
+            "forward_passes": None if p is None else p.total,
+            "gradient_passes": None if p is None else p.gradient,
+            "seconds": None if secs is None else round(secs, 2),
+        }
+        total += secs or 0.0
+    out.seconds = total if calibration is not None else None
+    return out
+
+
+def calibrate(model: Any, height: int, width: int, *, target_s: float = 0.25) -> Calibration:
+    """Time the model at its input size: batch 1 (call overhead), a batch of ~`target_s` seconds,
+    and forward + backward (saliency's path). A few seconds at most, even for a ResNet-50 on a CPU."""
+    import torch
+
+    from auditors.engine import autocast, model_device, plain_logits
+
+    t_start = time.perf_counter()
+    device = model_device(model)
+    cuda = device.type == "cuda"
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+    def run(n: int) -> float:
+        x = torch.rand(n, 3, height, width, device=device)
+        plain_logits(model, x, mean=mean, std=std, chunk_size=n)  # warm-up at this shape
+        if cuda:
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        plain_logits(model, x, mean=mean, std=std, chunk_size=n)
+        if cuda:
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t
+
+    t1 = run(1)
+    cap = 256 if cuda else 64
+    batch = int(min(cap, max(4, target_s / max(t1, 1e-6))))
+    tb = run(batch)
+    forward_s = tb / batch
+    call_s = max(0.0, t1 - forward_s)
+    gb = max(2, batch // 4)
+    x = torch.rand(gb, 3, height, width, device=device, requires_grad=True)
+
+    def grad() -> None:
+        with torch.enable_grad(), autocast(device):
+            torch.autograd.grad(model(x).float().logsumexp(1).sum(), x)
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    grad()
+    t = time.perf_counter()
+    grad()
+    gradient_s = max(forward_s, (time.perf_counter() - t) / gb)
+    return Calibration(
+        str(device), forward_s, gradient_s, call_s, figure_seconds(), batch, time.perf_counter() - t_start
+    )
+
+
+def figure_seconds() -> float:
+    """Seconds to render one report plot (the second of two: the first pays for imports)."""
+    import tempfile
+    from pathlib import Path
+
+    from auditors import plots
+
+    with tempfile.TemporaryDirectory(prefix="occulta-cal-") as tmp:
+        took = 0.0
+        for i in range(2):
+            t = time.perf_counter()
+            plots.line_plot(
+                Path(tmp) / f"{i}.png",
+                [0.0, 0.5, 1.0],
+                {"a": [1.0, 0.5, 0.2], "b": [0.9, 0.6, 0.1]},
+                title="calibration",
+                xlabel="x",
+                ylabel="y",
+            )
+            took = time.perf_counter() - t
+    return took
+
+
+# Knobs a budget may shrink, per audit: (config field, floor). Largest-cost audit shrinks first.
+BUDGET_KNOBS: dict[str, list[tuple[str, int]]] = {
+    "lime_consistency": [("n_samples", 100), ("n_images", 2)],
+    "sis": [("n_images", 1)],
+    "spurious_signal": [("n_images", 16), ("steps", 8), ("n_samples", 4)],
+}
+
+
+def fit_budget(
+    configs: dict[str, AuditConfig], shape: RunShape, calibration: Calibration, budget_s: float
+) -> tuple[dict[str, AuditConfig], int, list[str]]:
+    """Shrink sample sizes until the estimate fits `budget_s`: (configs, images to keep, changes).
+
+    Each round takes the costliest audit and shrinks by 30% its first knob still above its floor,
+    then the run's images (which every audit sees), down to 16. Changes read `audit.knob: old -> new`.
+    Stops when nothing is left to shrink, so a budget below the floors is exceeded, and says so.
+    """
+    cfgs = {k: v.model_copy() for k, v in configs.items()}
+    n = shape.n_images
+    first: dict[str, Any] = {}
+    for _ in range(500):
+        est = estimate(cfgs, replace(shape, n_images=n), calibration)
+        if est.seconds is None or est.seconds <= budget_s:
+            break
+        moved = False
+        for name in sorted(est.audits, key=lambda a: -(est.audits[a]["seconds"] or 0.0)):
+            for knob, floor in BUDGET_KNOBS.get(name, []):
+                value = getattr(cfgs[name], knob)
+                if value > floor:
+                    first.setdefault(f"{name}.{knob}", value)
+                    cfgs[name] = cfgs[name].model_copy(update={knob: max(floor, int(value * 0.7))})
+                    moved = True
+                    break
+            if not moved and n > 16:
+                first.setdefault("images", n)
+                n = max(16, int(n * 0.7))
+                moved = True
+            if moved:
+                break
+        if not moved:
+            break
+    changes = []
+    for key, old in first.items():
+        audit, _, knob = key.partition(".")
+        new = n if key == "images" else getattr(cfgs[audit], knob)
+        changes.append(f"{key}: {old} -> {new}")
+    return cfgs, n, changes
