@@ -129,8 +129,8 @@ def _sis(cfg: Any, s: RunShape) -> Passes:
     n_px = s.height * s.width
     limit = cfg.exact_max_pixels or (1024 if s.is_cuda else 256)
     exact = cfg.method == "exact" or (cfg.method == "auto" and n_px <= limit)
-    # clean, fully masked, targets, sufficiency, two subsets; overlays and a histogram
-    checks = Passes(forward=6 * n, calls=6, figures=1 + (2 if cfg.n_show else 0))
+    # clean, fully masked, BackSelect's target and f(x), sufficiency, two 5% subsets; plots
+    checks = Passes(forward=7 * n, calls=7, figures=1 + (2 if cfg.n_show else 0))
     if exact:
         core = Passes(forward=n * n_px * (n_px + 1) // 2, calls=n_px * n)
     else:
