@@ -253,6 +253,7 @@ def run_battery(
     cancelled: Callable[[], bool] | None = None,
     completed: dict[str, AuditResult] | None = None,
     on_audit_done: Callable[[AuditResult], None] | None = None,
+    plan: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Report:
     """Run `audits` and write the report into `out_dir`; see the module docstring."""
     import torch
@@ -274,6 +275,9 @@ def run_battery(
         cancelled=cancelled,
     )
     ctx, report = prepared.ctx, prepared.report
+    if plan is not None:  # the cost estimate; a budget may shrink configs and the images
+        configs = plan(ctx, configs)
+        report.dataset.n_images = ctx.n_images
     out_dir = Path(out_dir)
     for i, name in enumerate(audits):
         if completed and name in completed:

@@ -73,10 +73,20 @@ def audit(
     region: Annotated[
         list[str] | None, typer.Option(help="Suspected region NAME:x,y,w,h (repeatable).")
     ] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(help="Seconds to fit in: shrink sample sizes to the estimate, and say what changed."),
+    ] = None,
 ) -> None:
-    """Audit one model on one dataset and write report.json, report.html and summary.md."""
+    """Audit one model on one dataset and write report.json, report.html and summary.md.
+
+    Before running it prints the forward passes per audit and the time they should take here,
+    from a few seconds of calibration on the loaded model."""
+    from occulta.estimate import describe, planner
     from occulta.runner import run_battery
 
+    if budget is not None and budget <= 0:
+        fail(f"--budget {budget}: give the seconds the run may take, e.g. --budget 600")
     names = [a.strip() for a in audits.split(",") if a.strip()]
     raw = _load_config(config)
     regions = list(raw.pop("regions", None) or []) + [_parse_region(r) for r in region or []]
@@ -92,6 +102,7 @@ def audit(
             seed=seed,
             regions=regions,
             progress=update,
+            plan=planner(budget, lambda est: console.print("\n".join(["cost estimate:", *describe(est)]))),
         )
     print_verdicts(report, out)
 
