@@ -44,18 +44,22 @@ def shape_of_context(ctx: AuditContext) -> RunShape:
 
 
 def shape_of_card(
-    card: dict[str, Any], n_images: int, *, samples: int | None = None, n_regions: int = 0
+    card: dict[str, Any],
+    n_images: int,
+    *,
+    num_classes: int,
+    samples: int | None = None,
+    n_regions: int = 0,
 ) -> RunShape:
     """The run's shape from a stored model card and dataset size: what the API knows without torch."""
     family, patch = family_of_arch(str(card.get("arch", "")))
     _, h, w = card.get("input_size") or (3, 224, 224)
-    names = card.get("class_names") or []
     kwargs = card.get("arch_kwargs") or {}
     return RunShape(
         n_images=min(n_images, samples) if samples else n_images,
         height=int(h),
         width=int(w),
-        num_classes=len(names) or int(kwargs.get("num_classes", 1000)),
+        num_classes=num_classes,
         family=family,
         vit_patch=int(kwargs.get("patch_size", patch)) if patch else None,
         n_regions=n_regions,
@@ -88,6 +92,11 @@ def planner(budget_s: float | None, on_estimate: Callable[[Estimate], None]) -> 
         return configs
 
     return plan
+
+
+def calibration_key(model_prefix: str) -> str:
+    """Where a worker stores the calibration of a model: beside its weights, deleted with it."""
+    return model_prefix.rstrip("/") + "/" + CALIBRATION_FILE
 
 
 def calibration_json(cal: Calibration) -> bytes:

@@ -25,6 +25,7 @@ from api.schemas import AuditIn
 from occulta.errors import AuditConfigError, OccultaError, WeightsError
 from occulta.service import datasets as datasets_service
 from occulta.service import models as models_service
+from occulta.service.estimates import audit_estimate
 
 router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False)
 
@@ -159,6 +160,20 @@ async def _dataset_id(form: FormData, scope: DashScope, store: StoreDep, setting
     return _text(form, "dataset_id")
 
 
+def _estimate(body: AuditIn, scope: DashScope, store: StoreDep) -> dict[str, Any]:
+    return audit_estimate(
+        scope.session,
+        store,
+        tenant_id=scope.tenant_id,
+        model_id=body.model_id,
+        dataset_id=body.dataset_id,
+        audits=body.audits,
+        configs=body.config,
+        samples=body.samples,
+        regions=body.regions,
+    )
+
+
 @router.post("/launch")
 async def launch(
     request: Request,
@@ -183,8 +198,17 @@ async def launch(
             seed=_int(form, "seed") or 0,
             regions=parse_regions(_text(form, "regions")),
         )
+        if _text(form, "action") == "estimate":  # show the cost on the form; queue nothing
+            estimate = await run_in_threadpool(_estimate, body, scope, store)
+            values = {k: v for k, v in form.items() if isinstance(v, str)} | {
+                "audits": audits,
+                "strategies": form.getlist("strategies"),
+                "model_id": body.model_id,
+                "dataset_id": body.dataset_id,
+            }
+            return render(request, "launch.html", _form_context(scope, **values) | {"estimate": estimate})
         created = await run_in_threadpool(
-            audits_api.create_audit, body, scope, queue, idempotency_key=_text(form, "idem") or None
+            audits_api.create_audit, body, scope, queue, store, idempotency_key=_text(form, "idem") or None
         )
     except (OccultaError, ValidationError) as exc:
         message = exc.message if isinstance(exc, OccultaError) else str(exc.errors()[0]["msg"])

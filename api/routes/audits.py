@@ -15,6 +15,7 @@ from occulta import jobs
 from occulta.db import ArtifactRecord, AuditJob, AuditResultRecord
 from occulta.errors import NotFoundError
 from occulta.service import audits as service
+from occulta.service.estimates import audit_estimate
 from occulta.storage import audit_prefix, validate_relative_path
 
 router = APIRouter(prefix="/audits", tags=["audits"], responses=ERRORS)
@@ -51,6 +52,7 @@ def create_audit(
     body: AuditIn,
     scope: ScopeDep,
     queue: QueueDep,
+    store: StoreDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     """The row is committed before the task is sent, so a worker never sees a job that does not exist;
@@ -70,6 +72,17 @@ def create_audit(
     if created:
         queue.send_audit(job.id)
     out = _out(scope, job)
+    out.estimate = audit_estimate(
+        scope.session,
+        store,
+        tenant_id=scope.tenant_id,
+        model_id=body.model_id,
+        dataset_id=body.dataset_id,
+        audits=body.audits,
+        configs=body.config,
+        samples=body.samples,
+        regions=body.regions,
+    )
     return JSONResponse(
         out.model_dump(mode="json"),
         status_code=202 if created else 200,

@@ -8,6 +8,7 @@ chord of shard tasks whose callback comes back through `execute` here), so both 
 
 from __future__ import annotations
 
+import io
 import logging
 import tempfile
 from collections.abc import Callable
@@ -149,7 +150,13 @@ def execute(
                 data_ref = stage_dataset(res.store, settings, source=inputs.source, dest=work / "data")
                 if before is not None:
                     completed.update(before(Staged(card, data_ref, out_dir, saver)))
+                from occulta.estimate import calibration_json, calibration_key, planner
                 from occulta.runner import run_battery  # imports torch: only ever inside the worker child
+
+                def record(est: Any) -> None:  # the calibration the API's estimates use
+                    if est.calibration is not None:
+                        data = io.BytesIO(calibration_json(est.calibration))
+                        res.store.put_stream(calibration_key(inputs.model_prefix), data)
 
                 report = run_battery(
                     card_path=card,
@@ -160,6 +167,7 @@ def execute(
                     cancelled=beat.cancelled,
                     completed=completed,
                     on_audit_done=saver.on_audit_done,
+                    plan=planner(None, record),
                     **spec,
                 )
                 saver.finish()
