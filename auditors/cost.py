@@ -74,9 +74,13 @@ def family_of_arch(arch: str) -> tuple[Family, int | None]:
     return "other", None
 
 
+NATIVE = ("token_drop", "layer_mask")
+
+
 @dataclass
 class Passes:
-    forward: int = 0
+    forward: int = 0  # plain, or masked with a pixel fill
+    native: int = 0  # masked with the model's native strategy (layer masking, token dropping)
     gradient: int = 0
     calls: int = 0
     figures: int = 0  # an overlay grid counts as 2
@@ -84,6 +88,7 @@ class Passes:
     def __add__(self, other: Passes) -> Passes:
         return Passes(
             self.forward + other.forward,
+            self.native + other.native,
             self.gradient + other.gradient,
             self.calls + other.calls,
             self.figures + other.figures,
@@ -92,13 +97,27 @@ class Passes:
     @property
     def total(self) -> int:
         """Images through the model, a backward pass counted as the forward it belongs to."""
-        return self.forward + self.gradient
+        return self.forward + self.native + self.gradient
+
+
+def _masked(strategy: str | None, images: int, calls: int = 1) -> Passes:
+    if strategy in NATIVE:
+        return Passes(native=images, calls=calls)
+    return Passes(forward=images, calls=calls)
+
+
+def _native_of(s: RunShape) -> str | None:
+    return {"vit": "token_drop", "resnet": "layer_mask"}.get(s.family)
 
 
 def _missingness_bias(cfg: Any, s: RunShape) -> Passes:
-    n_strat = len(cfg.strategies) if cfg.strategies else s.n_strategies
+    native = _native_of(s)
+    names = list(cfg.strategies or [*(["black"] * PIXEL_FILL_COUNT), *([native] if native else [])])
     n_frac = len({round(float(f), 4) for f in cfg.fractions} | {0.0})
-    return Passes(forward=s.n_images * (1 + n_strat * n_frac), calls=1 + n_strat * n_frac, figures=4)
+    total = Passes(forward=s.n_images, calls=1, figures=4)
+    for name in names:
+        total += _masked(name, s.n_images * n_frac, n_frac)
+    return total
 
 
 def _lime_consistency(cfg: Any, s: RunShape) -> Passes:
@@ -106,22 +125,15 @@ def _lime_consistency(cfg: Any, s: RunShape) -> Passes:
     patch = cfg.patch_size or s.default_patch
     n_feat = (s.height // patch) * (s.width // patch) if cfg.features == "grid" else 150
     kmax = max(1, min(cfg.max_k, n_feat - 1))
-    strategies = list(
-        cfg.strategies
-        or (
-            ["token_drop" if s.family == "vit" else "layer_mask"]
-            if s.family in ("vit", "resnet")
-            else ["black"]
-        )
-    )
-    runs = len(strategies) + len([f for f in cfg.fills if f not in strategies])
-    fits = runs + 1  # plus the second seed
-    curves = 2 * len(strategies)  # own and random order per strategy
-    return Passes(
-        forward=n + fits * n * cfg.n_samples + curves * n * kmax,
-        calls=1 + fits * n + curves,
-        figures=2 + (2 if cfg.n_show else 0),
-    )
+    native = _native_of(s)
+    strategies = list(cfg.strategies or [native or "black"])
+    runs = [*strategies, *(f for f in cfg.fills if f not in strategies), strategies[0]]  # + 2nd seed
+    total = Passes(forward=n, calls=1, figures=2 + (2 if cfg.n_show else 0))
+    for name in runs:
+        total += _masked(name, n * cfg.n_samples, n)
+    for name in strategies:  # removal curves: own and random order
+        total += _masked(name, 2 * n * kmax, 2)
+    return total
 
 
 def _sis(cfg: Any, s: RunShape) -> Passes:
@@ -143,7 +155,7 @@ def _sis(cfg: Any, s: RunShape) -> Passes:
     return checks + core
 
 
-def _saliency(method: str, cfg: Any, n: int, s: RunShape, patch: int) -> Passes:
+def _saliency(method: str, cfg: Any, n: int, s: RunShape, patch: int, strategy: str | None) -> Passes:
     batches = math.ceil(n / 64)
     if method in ("gradient", "gradient_squared"):
         return Passes(gradient=n, calls=batches)
@@ -152,31 +164,37 @@ def _saliency(method: str, cfg: Any, n: int, s: RunShape, patch: int) -> Passes:
     if method == "integrated_gradients":
         return Passes(gradient=n * cfg.steps, calls=batches * math.ceil(cfg.steps / 4))
     windows = (s.height // patch) * (s.width // patch)  # occlusion
-    return Passes(forward=n * (1 + windows), calls=1 + n)
+    return Passes(forward=n, calls=1) + _masked(strategy, n * windows, n)
 
 
 def _spurious_signal(cfg: Any, s: RunShape) -> Passes:
     n = min(cfg.n_images, s.n_images)
     patch = cfg.patch_size or s.default_patch
     per_class = math.ceil(n / max(1, s.num_classes))
+    native = _native_of(s)
+    strategy = cfg.strategy or native or "blur"  # what choose_removal_strategy usually picks
     total = Passes(forward=n, calls=1, figures=2 + (2 if cfg.n_overlays else 0))  # predictions, plots
-    if cfg.strategy is None:  # choose the removal strategy on up to 32 images
-        total += Passes(forward=min(32, n) * (1 + 3), calls=4)
+    if cfg.strategy is None:  # the bias of each candidate strategy, on up to 32 images
+        m = min(32, n)
+        total += Passes(forward=3 * m, calls=3) + _masked(native, m)
     for method in cfg.methods:
-        total += _saliency(method, cfg, n, s, patch)
-    # A region or candidate: stamp/paste (all images), the removed-box control, the removal test on
-    # its class vs n_random_boxes, and for discovery the donors' box drops.
-    confirm = Passes(forward=3 * n + per_class * (3 + cfg.n_random_boxes), calls=5)
+        total += _saliency(method, cfg, n, s, patch, strategy)
+    # A region or candidate: stamp/paste on all images and the removed-box control, then the
+    # removal test on its class vs n_random_boxes (and, for discovery, the donors' box drops).
+    confirm = Passes(forward=2 * n + per_class, calls=3) + _masked(
+        strategy, n + per_class * (2 + cfg.n_random_boxes), 2
+    )
     for _ in range(s.n_regions + len(cfg.regions)):
         total += confirm
     if cfg.discovery:
         window = cfg.discovery_window or min(2 * patch, s.height, s.width)
         windows = ((s.height - window) // patch + 1) * ((s.width - window) // patch + 1)
-        total += Passes(forward=n * (1 + windows), calls=1 + n)
+        total += Passes(forward=n, calls=1) + _masked(strategy, n * windows, n)
         for _ in range(cfg.max_candidates):
             total += confirm
     if s.has_object_masks:
-        total += Passes(forward=2 * n * s.n_strategies, calls=2 * s.n_strategies)
+        total += Passes(forward=2 * n * PIXEL_FILL_COUNT, calls=2 * PIXEL_FILL_COUNT)
+        total += _masked(native, 2 * n, 2)
     return total
 
 
@@ -201,7 +219,8 @@ class Calibration:
     """Measured seconds per image (forward; forward + backward) and per model call, on one device."""
 
     device: str
-    forward_s: float
+    forward_s: float  # a pixel-fill masked forward (the plain one is a little cheaper)
+    native_s: float  # the model's native strategy; = forward_s for a model without one
     gradient_s: float
     call_s: float
     figure_s: float
@@ -211,6 +230,7 @@ class Calibration:
     def seconds_for(self, p: Passes) -> float:
         return (
             p.forward * self.forward_s
+            + p.native * self.native_s
             + p.gradient * self.gradient_s
             + p.calls * self.call_s
             + p.figures * self.figure_s
@@ -237,6 +257,7 @@ class Estimate:
             else {
                 "device": cal.device,
                 "forward_ms_per_image": round(cal.forward_s * 1e3, 4),
+                "native_ms_per_image": round(cal.native_s * 1e3, 4),
                 "gradient_ms_per_image": round(cal.gradient_s * 1e3, 4),
                 "call_ms": round(cal.call_s * 1e3, 4),
                 "figure_ms": round(cal.figure_s * 1e3, 1),
@@ -263,49 +284,65 @@ def estimate(configs: dict[str, AuditConfig], shape: RunShape, calibration: Cali
 
 
 def calibrate(model: Any, height: int, width: int, *, target_s: float = 0.25) -> Calibration:
-    """Time the model at its input size: batch 1 (call overhead), a batch of ~`target_s` seconds,
-    and forward + backward (saliency's path). A few seconds at most, even for a ResNet-50 on a CPU."""
+    """Time the model at its input size: batch 1 (call overhead), a pixel-fill masked batch of about
+    `target_s` seconds, the native strategy, and forward + backward (saliency's path). A few seconds
+    at most, even for a ResNet-50 on a CPU."""
     import torch
 
-    from auditors.engine import autocast, model_device, plain_logits
+    from auditors.engine import autocast, masked_logits, model_device, model_family, vit_patch_size
 
     t_start = time.perf_counter()
     device = model_device(model)
     cuda = device.type == "cuda"
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    family = model_family(model)
+    native = {"vit": "token_drop", "resnet": "layer_mask"}.get(family)
+    p = vit_patch_size(model) if family == "vit" else (16 if min(height, width) >= 224 else 8)
+    grid = (height // p, width // p) if height % p == 0 and width % p == 0 else (height, width)
+    gen = torch.Generator().manual_seed(0)
 
-    def run(n: int) -> float:
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    def run(n: int, strategy: str, warm: int) -> float:
         x = torch.rand(n, 3, height, width, device=device)
-        plain_logits(model, x, mean=mean, std=std, chunk_size=n)  # warm-up at this shape
-        if cuda:
-            torch.cuda.synchronize(device)
+        keep = torch.rand(n, *grid, generator=gen) < 0.5
+        kw: dict[str, Any] = dict(mean=mean, std=std, chunk_size=n)
+        masked_logits(model, x[:warm], keep[:warm], strategy, **kw)  # warm-up
+        sync()
         t = time.perf_counter()
-        plain_logits(model, x, mean=mean, std=std, chunk_size=n)
-        if cuda:
-            torch.cuda.synchronize(device)
+        masked_logits(model, x, keep, strategy, **kw)
+        sync()
         return time.perf_counter() - t
 
-    t1 = run(1)
+    t1 = run(1, "black", 1)
     cap = 256 if cuda else 64
     batch = int(min(cap, max(4, target_s / max(t1, 1e-6))))
-    tb = run(batch)
-    forward_s = tb / batch
+    forward_s = run(batch, "black", batch) / batch
     call_s = max(0.0, t1 - forward_s)
-    gb = max(2, batch // 4)
-    x = torch.rand(gb, 3, height, width, device=device, requires_grad=True)
+    small = max(2, batch // 4)
+    native_s = run(small, native, 1) / small if native else forward_s
+    x = torch.rand(small, 3, height, width, device=device, requires_grad=True)
 
     def grad() -> None:
         with torch.enable_grad(), autocast(device):
             torch.autograd.grad(model(x).float().logsumexp(1).sum(), x)
-        if cuda:
-            torch.cuda.synchronize(device)
+        sync()
 
     grad()
     t = time.perf_counter()
     grad()
-    gradient_s = max(forward_s, (time.perf_counter() - t) / gb)
+    gradient_s = max(forward_s, (time.perf_counter() - t) / small)
     return Calibration(
-        str(device), forward_s, gradient_s, call_s, figure_seconds(), batch, time.perf_counter() - t_start
+        str(device),
+        forward_s,
+        native_s,
+        gradient_s,
+        call_s,
+        figure_seconds(),
+        batch,
+        time.perf_counter() - t_start,
     )
 
 

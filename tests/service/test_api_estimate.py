@@ -39,7 +39,14 @@ def test_create_turns_passes_into_seconds_with_the_calibration_a_worker_stored(
     with sessions() as s:
         prefix = s.get(ModelRecord, body["model_id"]).storage_key
     cal = Calibration(
-        "cuda:0", forward_s=1e-3, gradient_s=3e-3, call_s=0.0, figure_s=0.5, batch=64, seconds=1.0
+        "cuda:0",
+        forward_s=1e-3,
+        native_s=1e-3,
+        gradient_s=3e-3,
+        call_s=0.0,
+        figure_s=0.5,
+        batch=64,
+        seconds=1.0,
     )
     store.put_stream(calibration_key(prefix), io.BytesIO(calibration_json(cal)))
     est = client.post("/v1/audits", json=body, headers=alice.headers).json()["estimate"]

@@ -104,7 +104,9 @@ def test_family_and_vit_patch_come_from_the_arch_name(arch, family, patch):
     assert family_of_arch(arch) == (family, patch)
 
 
-CAL = Calibration("cpu", forward_s=1e-3, gradient_s=3e-3, call_s=1e-4, figure_s=0.1, batch=64, seconds=0.0)
+CAL = Calibration(
+    "cpu", forward_s=1e-3, native_s=2e-3, gradient_s=3e-3, call_s=1e-4, figure_s=0.1, batch=64, seconds=0.0
+)
 
 
 def _defaults() -> dict:
