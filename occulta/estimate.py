@@ -75,10 +75,17 @@ def shrink_context(ctx: AuditContext, n: int) -> None:
         ctx.object_masks = ctx.object_masks[:n]
 
 
-def planner(budget_s: float | None, on_estimate: Callable[[Estimate], None]) -> Planner:
-    """A `run_battery` plan hook: calibrate, fit the budget (if any), report the estimate."""
+def planner(
+    budget_s: float | None, on_estimate: Callable[[Estimate], None], *, compile_model: bool = False
+) -> Planner:
+    """A `run_battery` plan hook: compile the model if asked, calibrate, fit the budget (if any),
+    report the estimate. Compiling first means the calibration measures the compiled model."""
 
     def plan(ctx: AuditContext, configs: dict[str, Any]) -> dict[str, Any]:
+        if compile_model:
+            from auditors.engine.compiled import compile_model as compile_in_place
+
+            compile_in_place(ctx.model)
         h, w = ctx.image_size
         cal = calibrate(ctx.model, h, w)
         changes: list[str] = []

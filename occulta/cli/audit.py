@@ -77,6 +77,13 @@ def audit(
         float | None,
         typer.Option(help="Seconds to fit in: shrink sample sizes to the estimate, and say what changed."),
     ] = None,
+    compile_model: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="torch.compile the model first (pays off on long GPU runs; each new batch shape compiles).",
+        ),
+    ] = False,
 ) -> None:
     """Audit one model on one dataset and write report.json, report.html and summary.md.
 
@@ -102,7 +109,11 @@ def audit(
             seed=seed,
             regions=regions,
             progress=update,
-            plan=planner(budget, lambda est: console.print("\n".join(["cost estimate:", *describe(est)]))),
+            plan=planner(
+                budget,
+                lambda est: console.print("\n".join(["cost estimate:", *describe(est)])),
+                compile_model=compile_model,
+            ),
         )
     print_verdicts(report, out)
 
