@@ -356,7 +356,7 @@ def figure_seconds() -> float:
     import tempfile
     from pathlib import Path
 
-    from auditors import plots
+    from auditors.audits import plots
 
     with tempfile.TemporaryDirectory(prefix="occulta-cal-") as tmp:
         took = 0.0

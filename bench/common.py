@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from auditors.engine import normalize, plain_logits
-from auditors.lime import grid_segments
+from auditors.methods.lime import grid_segments
 
 
 def sync(device: torch.device | str) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import timm
 import torch
 
-import auditors.models  # noqa: F401
+import auditors.zoo.architectures  # noqa: F401
 from auditors.engine import applicable_strategies, masked_logits, plain_logits, prepare_model
 from bench.common import captum_lime_seconds, timed
 

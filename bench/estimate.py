@@ -23,11 +23,11 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-import auditors.models  # noqa: F401
+import auditors.zoo.architectures  # noqa: F401
 from auditors.cost import Estimate
 from bench.common import device_label
 from occulta.cards import ModelCard, write_card
-from occulta.demo import DEMO_BATTERY, DEMO_CONFIGS, DEMO_SAMPLES, MEAN, STD, task_ref, train_demo_model
+from occulta.demo import DEMO_SAMPLES, MEAN, STD, demo_battery, task_ref, train_demo_model
 from occulta.estimate import planner
 from occulta.runner import resolve_device, run_battery
 
@@ -72,7 +72,7 @@ def measure(
     report = run_battery(
         card_path=card,
         data_ref=data_ref,
-        audits=DEMO_BATTERY,
+        audits=demo_battery(None)[0],
         audit_configs=configs,
         out_dir=out,
         device=device,
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for key in ("cnn", "vit"):
             card = train_demo_model(key, work / "models", seed=0, device=device)
             data = task_ref("square", n=2000, seed=1000)
-            rows.append(measure(f"demo {key}", card, data, DEMO_CONFIGS, DEMO_SAMPLES, device, work / key))
+            configs = demo_battery(None)[1]
+            rows.append(measure(f"demo {key}", card, data, configs, DEMO_SAMPLES, device, work / key))
         if not args.skip_resnet50:
             card = resnet50_card(work)
             data = "synthetic:shapes?classes=4&size=224&n=64&artifact=square&seed=7"

@@ -35,8 +35,8 @@ import timm
 import torch
 from torch import nn
 
-import auditors.models  # noqa: F401  (registers the tiny archs)
-from auditors.context import AuditContext
+import auditors.zoo.architectures  # noqa: F401  (registers the tiny archs)
+from auditors.audits.context import AuditContext
 from auditors.cost import RunShape, calibrate, estimate
 from auditors.engine import (
     applicable_strategies,
@@ -47,9 +47,9 @@ from auditors.engine import (
     vit_patch_size,
 )
 from auditors.engine.compiled import compile_model, compile_unavailable
-from auditors.lime import lime_fit
+from auditors.methods.lime import lime_fit
+from auditors.methods.saliency import grid_boxes, occlusion_effects
 from auditors.registry import get_auditor, parse_config
-from auditors.saliency import grid_boxes, occlusion_effects
 from bench.common import captum_lime_seconds, captum_occlusion_seconds, device_label, sync, timed
 from bench.lime_sis import backselect_passes_per_second
 

@@ -22,10 +22,10 @@ from typing import Any
 import timm
 import torch
 
-import auditors.models  # noqa: F401  (registers the tiny archs)
-from auditors.backselect import backselect
+import auditors.zoo.architectures  # noqa: F401  (registers the tiny archs)
 from auditors.engine import prepare_model
-from auditors.lime import lime_fit
+from auditors.methods.backselect import backselect
+from auditors.methods.lime import lime_fit
 from bench.common import captum_lime_seconds, sync
 
 MEAN = (0.5, 0.5, 0.5)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from auditors.cost import Calibration, Estimate, RunShape, calibrate, estimate, family_of_arch, fit_budget
 
 if TYPE_CHECKING:
-    from auditors.context import AuditContext
+    from auditors.audits.context import AuditContext
     from auditors.registry import AuditConfig
 
 CALIBRATION_FILE = "calibration.json"

@@ -8,6 +8,7 @@ process never runs a model). Without one, `seconds` is null and `basis` says why
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -30,7 +31,7 @@ def audit_estimate(
     audits: list[str],
     configs: dict[str, dict[str, Any]] | None,
     samples: int | None,
-    regions: list[dict[str, Any]] | None,
+    regions: Sequence[object] | None,
 ) -> dict[str, Any]:
     from occulta.runner import validate_battery
 

@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-import auditors.models  # noqa: F401
+import auditors.zoo.architectures  # noqa: F401
 from auditors.engine import EngineError, applicable_strategies, masked_logits, plain_logits
 from auditors.engine.compiled import compile_model, compile_unavailable, is_compiled
 

@@ -8,8 +8,8 @@ import pytest
 import timm
 import torch
 
-import auditors.models  # noqa: F401
-from auditors.context import AuditContext
+import auditors.zoo.architectures  # noqa: F401
+from auditors.audits.context import AuditContext
 from auditors.cost import Calibration, RunShape, estimate, family_of_arch, fit_budget, forward_passes
 from auditors.registry import get_auditor, parse_config
 

@@ -1,4 +1,4 @@
-"""LIME on the engine and the LIME consistency audit (AUDITS.md §2)."""
+"""LIME on the engine and the LIME consistency audit (docs/audits.md, "LIME consistency")."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from auditors.context import AuditContext
+from auditors.audits.context import AuditContext
+from auditors.audits.lime_consistency.audit import LimeConfig, _verdict
+from auditors.audits.lime_consistency.metrics import topk_jaccard_curve
 from auditors.engine import masked_logits, plain_logits
-from auditors.lime import grid_segments, lime_fit, ranking
-from auditors.lime_consistency import LimeConfig, _verdict
-from auditors.lime_metrics import topk_jaccard_curve
+from auditors.methods.lime import grid_segments, lime_fit, ranking
 from auditors.registry import get_auditor, parse_config
 
 

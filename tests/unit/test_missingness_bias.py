@@ -1,4 +1,4 @@
-"""The missingness-bias audit (AUDITS.md §1) against models whose bias is known by construction."""
+"""The missingness-bias audit (docs/audits.md, "Missingness bias") against models whose bias is known by construction."""
 
 from __future__ import annotations
 
@@ -10,8 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from auditors.context import AuditContext
-from auditors.missingness_bias import MissingnessBias, MissingnessBiasConfig, class_entropy, random_keep
+from auditors.audits.context import AuditContext
+from auditors.audits.missingness_bias.audit import (
+    MissingnessBias,
+    MissingnessBiasConfig,
+    class_entropy,
+    random_keep,
+)
 
 
 class BlackPatchDetector(nn.Module):

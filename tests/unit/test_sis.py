@@ -1,4 +1,4 @@
-"""BackSelect, SIS and the overinterpretation audit (AUDITS.md §3), checked against planted truths."""
+"""BackSelect, SIS and the overinterpretation audit (docs/audits.md, "SIS and overinterpretation"), checked against planted truths."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import json
 import pytest
 import torch
 
-from auditors.backselect import (
+from auditors.audits.context import AuditContext
+from auditors.audits.sis.audit import SISConfig
+from auditors.engine import masked_logits, normalize
+from auditors.methods.backselect import (
     BackSelectResult,
     backselect,
     backselect_subset,
@@ -15,10 +18,7 @@ from auditors.backselect import (
     sis_from_order,
     subset_keep,
 )
-from auditors.context import AuditContext
-from auditors.engine import masked_logits, normalize
 from auditors.registry import get_auditor, parse_config
-from auditors.sis import SISConfig
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
@@ -27,7 +27,7 @@ PIXELS_REF = "synthetic:shapes?classes=2&size=16&n=600&artifact=pixels&box=4,4,8
 
 def _pixels_only_task(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Shapes whose label is *only* whether five fixed pixels are stamped (the shape is noise)."""
-    from auditors.synthetic import generate, parse_synthetic, stamp
+    from auditors.zoo.synthetic import generate, parse_synthetic, stamp
 
     spec = parse_synthetic(PIXELS_REF)
     data = generate(spec.with_(artifact="none", seed=seed))
@@ -38,7 +38,7 @@ def _pixels_only_task(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _planted_pixels() -> set[int]:
-    from auditors.synthetic import artifact_patch, parse_synthetic
+    from auditors.zoo.synthetic import artifact_patch, parse_synthetic
 
     spec = parse_synthetic(PIXELS_REF)
     x, y, _, _ = spec.resolved_box
@@ -50,8 +50,8 @@ def _planted_pixels() -> set[int]:
 def pixels_model():
     import timm
 
-    import auditors.models  # noqa: F401
-    from auditors.training import train_classifier
+    import auditors.zoo.architectures  # noqa: F401
+    from auditors.zoo.training import train_classifier
 
     torch.manual_seed(0)
     model = timm.create_model("occulta_resnet_tiny", num_classes=2)

@@ -1,4 +1,4 @@
-"""Counterfactual tests for the spurious-signal audit (AUDITS.md §4; PAIR explorable 2022).
+"""Counterfactual tests for the spurious-signal audit (docs/audits.md, "Spurious signals"; PAIR explorable 2022).
 
 Saliency only shows where a model looks on the images it is given, so it misses a shortcut that is
 *absent* from an image (PAIR: a 50%-watermarked model has p = 0.08 on clean cats). These tests ask the
@@ -16,17 +16,13 @@ import torch
 from torch import nn
 
 from auditors.engine import applicable_strategies, masked_logits, model_device, plain_logits
-from auditors.saliency import box_keep
+from auditors.methods.class_entropy import class_entropy
+from auditors.methods.saliency import box_keep
 
 Box = tuple[int, int, int, int]
 
-# Preference when the bias measurement cannot tell strategies apart (AUDITS.md: native > blur > mean).
+# Preference when the bias measurement cannot tell strategies apart (docs/audits.md, "Spurious signals": native > blur > mean).
 _PREFERENCE = ("token_drop", "layer_mask", "blur", "mean")
-
-
-def _entropy(preds: torch.Tensor, k: int) -> float:
-    share = torch.bincount(preds.cpu(), minlength=k).float() / max(1, preds.numel())
-    return float(-(share[share > 0] * share[share > 0].log()).sum())
 
 
 def choose_removal_strategy(
@@ -56,12 +52,12 @@ def choose_removal_strategy(
     pad[:, : gh * patch_size, : gw * patch_size] = keep_px
     clean = plain_logits(model, x, mean=mean, std=std)
     k = clean.shape[1]
-    h_clean = _entropy(clean.argmax(1), k)
+    h_clean = class_entropy(clean.argmax(1), k)[0]
     measured: dict[str, dict[str, float]] = {}
     for name in names:
         pred = masked_logits(model, x, pad, name, mean=mean, std=std, seed=seed).argmax(1)
         measured[name] = {
-            "entropy_drop": round(h_clean - _entropy(pred, k), 4),
+            "entropy_drop": round(h_clean - class_entropy(pred, k)[0], 4),
             "changed_share": round(float((pred != clean.argmax(1)).float().mean()), 4),
         }
     lowest = min(m["entropy_drop"] for m in measured.values())

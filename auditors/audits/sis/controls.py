@@ -1,4 +1,4 @@
-"""The SIS audit's secondary signals and artifacts (Carter et al., NeurIPS 2021 §4-5; AUDITS.md §3).
+"""The SIS audit's secondary signals and artifacts (Carter et al., NeurIPS 2021 §4-5; docs/audits.md, "SIS and overinterpretation").
 
 Kept apart from `sis.py` so the audit reads as the paper's procedure and this file as its evidence:
 random-pixel controls, SIS size as a predictor of mistakes, retraining on 5% subsets, and pictures.
@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from auditors.backselect import backselect_subset, gradient_backselect, subset_keep
-from auditors.context import AuditContext
+from auditors.audits.context import AuditContext
+from auditors.audits.plots import histogram, overlay_grid
 from auditors.engine import apply_pixel_fill, parse_strategy, plain_logits
-from auditors.plots import histogram, overlay_grid
+from auditors.methods.backselect import backselect_subset, gradient_backselect, subset_keep
 from auditors.report import Artifact
-from auditors.training import train_classifier
+from auditors.zoo.training import train_classifier
 
 
 def random_subsets(n_images: int, n_pixels: int, size: int, seed: int) -> list[torch.Tensor]:

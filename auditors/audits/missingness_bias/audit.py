@@ -11,19 +11,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from auditors import plots
-from auditors.context import AuditContext
+from auditors.audits import plots
+from auditors.audits.base import Audit, AuditConfig, Partial, ShardMeta
+from auditors.audits.context import AuditContext, artifact_path
 from auditors.engine import applicable_strategies, masked_logits, parse_strategy, plain_logits
-from auditors.registry import AuditConfig, register_auditor
+from auditors.methods.class_entropy import class_entropy
+from auditors.methods.per_image_random import check_tiling, even_ranges, per_image_uniform
 from auditors.report import Artifact, AuditResult, Finding
-from auditors.sharding import Partial, ShardMeta, check_tiling, even_ranges, per_image_uniform
 
 NAME = "missingness_bias"
 
@@ -36,14 +36,6 @@ class MissingnessBiasConfig(AuditConfig):
     entropy_drop_max: float = Field(default=1.0, description="fail when H(clean) - H(d) exceeds this (nats)")
     class_share_max: float = 0.05
     class_share_ratio: float = 10.0
-
-
-def class_entropy(preds: torch.Tensor, k: int) -> tuple[float, np.ndarray]:
-    """H = -sum_c p_c ln p_c over the share of images predicted as class c; also the shares."""
-    shares = torch.bincount(preds, minlength=k).double() / max(1, preds.numel())
-    nz = shares[shares > 0]
-    # max(0, .): a single class gives -0.0, which would print as "-0.00 nats".
-    return max(0.0, float(-(nz * nz.log()).sum())), shares.cpu().numpy()
 
 
 def image_keep(
@@ -119,20 +111,13 @@ def _strategy_metrics(
     }
 
 
-@register_auditor(NAME)
-class MissingnessBias:
-    """Does removing patches push predictions toward classes the fill itself evokes?"""
+class MissingnessBias(Audit[MissingnessBiasConfig]):
+    """Does removing patches push predictions toward classes the fill itself evokes? Shardable: the
+    base's `compute` runs every image as one shard and merges, the same code path as a sharded run."""
 
+    name = NAME
     Config = MissingnessBiasConfig
-
-    def run(self, ctx: AuditContext, config: MissingnessBiasConfig) -> AuditResult:
-        """The whole dataset as one shard, merged: the same code path as a sharded run."""
-        t0 = time.perf_counter()
-        result = self.merge(
-            ShardMeta.from_context(ctx), config, [self.run_shard(ctx, config, range(ctx.n_images))]
-        )
-        result.seconds = round(time.perf_counter() - t0, 3)
-        return result
+    shardable = True
 
     def plan_shards(self, n_images: int, config: MissingnessBiasConfig, n_shards: int) -> list[range]:
         """Every image is independent of the others, so any contiguous split works."""
@@ -144,7 +129,7 @@ class MissingnessBias:
         fractions = sorted({round(float(f), 4) for f in config.fractions} | {0.0})
         if any(not 0 <= f < 1 for f in fractions):
             raise ValueError("fractions must be in [0, 1)")
-        p = config.patch_size or ctx.default_patch_size()
+        p = self.patch_size(ctx, config)
         height, width = ctx.image_size
         if height % p or width % p:
             raise ValueError(f"patch_size {p} does not tile {height}x{width} images")
@@ -279,7 +264,7 @@ class MissingnessBias:
             for a in per[s]["attractors"][:1]
         ]
         artifacts = self._plots(meta, per, fractions, half, clean_h, k, strategies)
-        path, rel = _artifact_path(meta.out_dir, "predictions.npz")
+        path, rel = artifact_path(meta.out_dir, NAME, "predictions.npz")
         arrays = {"fractions": np.array(fractions), "clean": clean.numpy().astype(np.int16), **raw}
         np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
         artifacts.append(
@@ -344,7 +329,7 @@ class MissingnessBias:
         if per[strategies[0]]["accuracy"] is not None:
             specs.append(("accuracy", "Accuracy vs labels", "accuracy", None, (0, 1.02)))
         for key, title, ylabel, hline, ylim in specs:
-            path, rel = _artifact_path(meta.out_dir, f"{key}.png")
+            path, rel = artifact_path(meta.out_dir, NAME, f"{key}.png")
             plots.line_plot(
                 path,
                 [f * 100 for f in fractions],
@@ -356,7 +341,7 @@ class MissingnessBias:
                 ylim=ylim,
             )
             out.append(Artifact(name=key, path=rel, description=f"{title} as patches are removed"))
-        path, rel = _artifact_path(meta.out_dir, "shares.png")
+        path, rel = artifact_path(meta.out_dir, NAME, "shares.png")
         plots.grouped_bars(
             path,
             meta.class_names,
@@ -366,11 +351,3 @@ class MissingnessBias:
         )
         out.append(Artifact(name="shares", path=rel, description="class shares at the attractor fraction"))
         return out
-
-
-def _artifact_path(out_dir: Path, name: str) -> tuple[Path, str]:
-    """Like `AuditContext.artifact_path`, for a merge that has no context."""
-    rel = f"{NAME}/{name}"
-    path = out_dir / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path, rel

@@ -1,4 +1,4 @@
-"""SIS / overinterpretation audit (Carter et al. 2019; Carter et al., NeurIPS 2021): AUDITS.md §3.
+"""SIS / overinterpretation audit (Carter et al. 2019; Carter et al., NeurIPS 2021): docs/audits.md, "SIS and overinterpretation".
 
 A model overinterprets when it stays confident on a few pixels that mean nothing to a person. The
 audit finds each confident image's sufficient input subset (SIS) with BackSelect, then measures how
@@ -8,14 +8,22 @@ small they are, how the model does on the 5% of pixels BackSelect keeps vs 5% ra
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from auditors.backselect import (
+from auditors.audits.base import Audit, AuditConfig
+from auditors.audits.context import AuditContext
+from auditors.audits.sis.controls import (
+    random_subsets,
+    retrain_on_subsets,
+    size_vs_correctness,
+    write_sis_artifacts,
+)
+from auditors.engine import masked_logits, parse_strategy, plain_logits
+from auditors.methods.backselect import (
     BackSelectResult,
     backselect,
     backselect_subset,
@@ -23,11 +31,7 @@ from auditors.backselect import (
     sis_from_order,
     subset_keep,
 )
-from auditors.context import AuditContext
-from auditors.engine import masked_logits, parse_strategy, plain_logits
-from auditors.registry import AuditConfig, register_auditor
 from auditors.report import AuditResult, Finding, Verdict
-from auditors.sis_extras import random_subsets, retrain_on_subsets, size_vs_correctness, write_sis_artifacts
 
 NAME = "sis"
 
@@ -89,14 +93,12 @@ def subset_stats(
     }
 
 
-@register_auditor(NAME)
-class SIS:
+class SIS(Audit[SISConfig]):
+    name = NAME
     Config = SISConfig
 
-    def run(self, ctx: AuditContext, config: SISConfig) -> AuditResult:
-        t0 = time.perf_counter()
+    def compute(self, ctx: AuditContext, config: SISConfig, seed: int) -> AuditResult:
         cfg = config
-        seed = ctx.seed_for(config)
         if not parse_strategy(cfg.strategy).is_pixel_fill:
             raise ValueError(f"SIS masks single pixels with a fill value; {cfg.strategy} is not a pixel fill")
         method = choose_method(cfg, ctx)
@@ -104,7 +106,7 @@ class SIS:
         labels = ctx.labels[: cfg.n_images].cpu() if ctx.labels is not None else None
         h, w = ctx.image_size
         n_px = h * w
-        # AUDITS.md §3: check first that the fully masked input is well below tau.
+        # docs/audits.md, "SIS and overinterpretation": check first that the fully masked input is well below tau.
         clean = plain_logits(ctx.model, images, mean=ctx.mean, std=ctx.std).argmax(1)
         none_kept = torch.zeros(len(images), h, w, dtype=torch.bool)
         masked = masked_logits(
@@ -118,8 +120,7 @@ class SIS:
                 summary=f"inconclusive: with every pixel masked ({cfg.strategy}) the model already reaches "
                 f"{cfg.tau} for most images, so every SIS would be empty; try another mask value",
                 metrics={"fully_masked": {"confidence_mean": float(f_masked.mean()), "f": f_masked.tolist()}},
-                config={**cfg.model_dump(), "seed": seed, "method": method},
-                seconds=time.perf_counter() - t0,
+                config={"method": method},
             )
         ctx.report(0.0, f"{method} BackSelect on {len(images)} images")
         res = run_backselect(ctx, images, cfg, method)
@@ -200,15 +201,14 @@ class SIS:
             metrics=metrics,
             findings=findings,
             artifacts=artifacts,
-            config={**cfg.model_dump(), "seed": seed, "method": method},
-            seconds=time.perf_counter() - t0,
+            config={"method": method},
         )
 
 
 def _verdict(m: dict[str, Any], cfg: SISConfig) -> tuple[Verdict, str, list[Finding]]:
     """Fail (overinterpretation) when most confident images rest on <= 5% of their pixels.
 
-    AUDITS.md §3 gives the signals, not a threshold; `max_small_sis_share` is the policy knob. An SIS
+    docs/audits.md, "SIS and overinterpretation" gives the signals, not a threshold; `max_small_sis_share` is the policy knob. An SIS
     means nothing when the fully masked input is itself confident, or when no image is confident.
     """
     fm = m["fully_masked"]

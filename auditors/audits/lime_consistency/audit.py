@@ -1,4 +1,4 @@
-"""LIME consistency audit (Jain et al., ICLR 2022 §4-5; layer masking paper §LIME): AUDITS.md §2.
+"""LIME consistency audit (Jain et al., ICLR 2022 §4-5; layer masking paper §LIME): docs/audits.md, "LIME consistency".
 
 LIME ranks features by what happens when they are *removed*, so its explanations inherit the model's
 missingness bias. Three checks say whether they can be trusted: the top-k removal test (own ranking vs
@@ -8,24 +8,23 @@ perturbation seeds.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from auditors.context import AuditContext
-from auditors.engine import DEFAULT_COLORS, NATIVE, applicable_strategies, parse_strategy, plain_logits
-from auditors.lime import FeatureKind, LimeFit, feature_logits, lime_fit, patch_grid, ranking
-from auditors.lime_metrics import (
+from auditors.audits.base import Audit, AuditConfig
+from auditors.audits.context import AuditContext
+from auditors.audits.lime_consistency.metrics import (
     curve_at,
     random_rankings,
     spearman,
     topk_jaccard_curve,
     write_lime_artifacts,
 )
-from auditors.registry import AuditConfig, register_auditor
+from auditors.engine import DEFAULT_COLORS, NATIVE, applicable_strategies, parse_strategy, plain_logits
+from auditors.methods.lime import FeatureKind, LimeFit, feature_logits, lime_fit, patch_grid, ranking
 from auditors.report import AuditResult, Finding
 
 NAME = "lime_consistency"
@@ -41,8 +40,8 @@ class LimeConfig(AuditConfig):
     n_samples: int = Field(default=1000, ge=16)
     n_images: int = Field(default=16, ge=1)
     max_k: int = Field(default=49, ge=1)  # removal/consistency curves run k = 1..min(max_k, F-1)
-    k_removal: int = 25  # the removal test's headline k (AUDITS.md: 25 features)
-    k_consistency: int = 20  # the fill-consistency headline K (AUDITS.md: K = 20)
+    k_removal: int = 25  # the removal test's headline k (docs/audits.md: 25 features)
+    k_consistency: int = 20  # the fill-consistency headline K (docs/audits.md: K = 20)
     removal_ratio_max: float = 0.5  # pass needs own <= ratio x random at k_removal
     consistency_min: float = 0.5  # ... and fill consistency at K >= this
     inconclusive_margin: float = 0.05  # |random - own| below this: the test cannot separate them
@@ -108,15 +107,13 @@ def _reference_order(
     return ranking(fit.coef, fit.n_features), strat
 
 
-@register_auditor(NAME)
-class LimeConsistency:
+class LimeConsistency(Audit[LimeConfig]):
+    name = NAME
     Config = LimeConfig
 
-    def run(self, ctx: AuditContext, config: LimeConfig) -> AuditResult:
-        t0 = time.perf_counter()
+    def compute(self, ctx: AuditContext, config: LimeConfig, seed: int) -> AuditResult:
         cfg = config
-        seed = ctx.seed_for(config)
-        patch = cfg.patch_size or ctx.default_patch_size()
+        patch = self.patch_size(ctx, config)
         native = [s for s in applicable_strategies(ctx.model) if s in NATIVE]
         strategies = cfg.strategies or (native[:1] or ["black"])
         for s in (*strategies, *cfg.fills):
@@ -217,8 +214,7 @@ class LimeConsistency:
             metrics=metrics,
             findings=findings,
             artifacts=artifacts,
-            config={**cfg.model_dump(), "seed": seed, "patch_size": patch, "strategies": strategies},
-            seconds=time.perf_counter() - t0,
+            config={"patch_size": patch, "strategies": strategies},
         )
 
 
@@ -238,7 +234,7 @@ def _removal_entry(ks: list[int], own: list[float], rnd: list[float], k: int) ->
 
 
 def _verdict(metrics: dict[str, Any], cfg: LimeConfig, primary: str) -> tuple[Any, str, list[Finding]]:
-    """AUDITS.md §2: pass when own <= 0.5 x random at k=25 and fill consistency at K=20 >= 0.5."""
+    """docs/audits.md, "LIME consistency": pass when own <= 0.5 x random at k=25 and fill consistency at K=20 >= 0.5."""
     k, kc = cfg.k_removal, cfg.k_consistency
     rem = metrics["removal"]
     own, rnd = rem[f"own_at_{k}"], rem[f"random_at_{k}"]

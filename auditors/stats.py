@@ -1,0 +1,205 @@
+"""Statistics behind every verdict: intervals, null distributions and multiple-testing corrections.
+
+A verdict from a fixed threshold on one number says nothing about how sure it is. Audits here judge an
+effect against a *null distribution* drawn on the same images (random boxes, random stamps, random
+permutations), correct for testing many candidates at once, and carry the sample size and a confidence
+interval, so a reader (and the gate) can tell "no effect" from "too few images to tell".
+
+numpy only: the functions take plain arrays and return plain floats, so they are cheap to test and the
+same in a shard and in a single run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+Alternative = Literal["greater", "less", "two-sided"]
+Decision = Literal["pass", "fail", "inconclusive"]
+
+# Two-sided 95% normal quantile; every interval here is a 95% interval unless a caller says otherwise.
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An effect with its uncertainty: what every verdict in a report rests on.
+
+    `value` is the point estimate, [`lo`, `hi`] its confidence interval at `level`, `n` the number of
+    independent units (images, usually) behind it, and `p_value` the (corrected, where stated) p-value
+    of the test against the null, when there is one.
+    """
+
+    value: float
+    lo: float
+    hi: float
+    n: int
+    level: float = 0.95
+    p_value: float | None = None
+    null_mean: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def wilson_interval(successes: int, n: int, *, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a proportion: sane at 0/n and n/n and for small n, unlike the
+    normal approximation, which is why flip rates and unchanged fractions use it."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion(successes: int, n: int, *, z: float = Z95) -> Estimate:
+    """A proportion with its Wilson interval."""
+    lo, hi = wilson_interval(successes, n, z=z)
+    return Estimate(value=successes / n if n else 0.0, lo=lo, hi=hi, n=n)
+
+
+def bootstrap_interval(
+    values: Sequence[float] | np.ndarray,
+    *,
+    statistic: Callable[[np.ndarray], float] | None = None,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic` (default: the mean, vectorised) over the units in
+    `values`, resampled with replacement. Seeded, so a report is reproducible."""
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        return math.nan, math.nan
+    if a.size == 1:
+        v = float(a[0]) if statistic is None else float(statistic(a))
+        return v, v
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.size, size=(n_boot, a.size))
+    stats = a[idx].mean(axis=1) if statistic is None else np.array([statistic(a[row]) for row in idx])
+    alpha = (1.0 - level) / 2.0
+    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
+
+
+def mean_estimate(values: Sequence[float] | np.ndarray, *, seed: int = 0, level: float = 0.95) -> Estimate:
+    """The mean of per-unit values with a bootstrap interval."""
+    a = np.asarray(values, dtype=np.float64)
+    lo, hi = bootstrap_interval(a, seed=seed, level=level)
+    return Estimate(value=float(a.mean()) if a.size else math.nan, lo=lo, hi=hi, n=int(a.size), level=level)
+
+
+def empirical_p_value(
+    observed: float, null: Sequence[float] | np.ndarray, *, alternative: Alternative = "greater"
+) -> float:
+    """p-value of `observed` against samples of its null distribution, (1 + #as-extreme) / (1 + m).
+
+    The +1 counts the observation itself (Phipson & Smyth 2010), so p is never 0 and m null draws can
+    at best give 1/(m+1): a caller that needs p < 0.01 after correction must draw enough nulls.
+    """
+    null_a = np.asarray(null, dtype=np.float64)
+    m = null_a.size
+    if m == 0:
+        return 1.0
+    if alternative == "greater":
+        k = int(np.sum(null_a >= observed))
+    elif alternative == "less":
+        k = int(np.sum(null_a <= observed))
+    else:
+        centre = float(np.mean(null_a))
+        k = int(np.sum(np.abs(null_a - centre) >= abs(observed - centre)))
+    return (1.0 + k) / (1.0 + m)
+
+
+def sign_flip_p_value(
+    differences: Sequence[float] | np.ndarray,
+    *,
+    n_perm: int = 4000,
+    seed: int = 0,
+    alternative: Alternative = "greater",
+) -> float:
+    """Paired permutation test of mean(differences) = 0 by random sign flips (exact when 2^n is small).
+
+    Used where each image gives a paired difference, e.g. a candidate box's removal effect minus a
+    random box's on the same image: no normality assumed, valid for small n.
+    """
+    d = np.asarray(differences, dtype=np.float64)
+    n = d.size
+    if n == 0:
+        return 1.0
+    observed = float(d.mean())
+    if n <= 12:
+        signs = ((np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1) * 2 - 1
+    else:
+        rng = np.random.default_rng(seed)
+        signs = rng.integers(0, 2, size=(n_perm, n)) * 2 - 1
+    null = (signs * np.abs(d)[None, :]).mean(axis=1)
+    if n <= 12:  # the exact distribution already contains the observed sign pattern
+        if alternative == "greater":
+            return float(np.mean(null >= observed - 1e-12))
+        if alternative == "less":
+            return float(np.mean(null <= observed + 1e-12))
+        return float(np.mean(np.abs(null) >= abs(observed) - 1e-12))
+    if alternative == "two-sided":
+        return empirical_p_value(abs(observed), np.abs(null), alternative="greater")
+    return empirical_p_value(observed, null, alternative=alternative)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (family-wise error control, valid under any dependence):
+    the right correction when several candidate regions are tested on the same images."""
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.size
+    if m == 0:
+        return []
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return [float(x) for x in adjusted]
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (false discovery rate): for screening many candidates
+    where a few false leads are acceptable because each lead is confirmed afterwards."""
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.size
+    if m == 0:
+        return []
+    order = np.argsort(p, kind="stable")
+    ranked = p[order] * m / np.arange(1, m + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(ranked, 1.0)
+    return [float(x) for x in adjusted]
+
+
+def decide(
+    estimate: Estimate,
+    *,
+    fail_above: float,
+    min_n: int,
+    alpha: float = 0.05,
+) -> Decision:
+    """A three-way verdict from an effect and its uncertainty.
+
+    - fewer than `min_n` units: `inconclusive` (too few images to say anything);
+    - the whole interval above `fail_above` (and, when tested, p < alpha): `fail`;
+    - the whole interval at or below it: `pass`;
+    - otherwise the data cannot tell: `inconclusive`.
+    """
+    if estimate.n < min_n:
+        return "inconclusive"
+    significant = estimate.p_value is None or estimate.p_value < alpha
+    if estimate.lo > fail_above and significant:
+        return "fail"
+    if estimate.hi <= fail_above or not significant:
+        return "pass"
+    return "inconclusive"
