@@ -9,16 +9,15 @@ the API can compute them in a request. Seconds come from a short `calibrate` of 
 its input size and of one plot: seconds = forward x t_forward + gradient x t_gradient + calls x
 t_call + figures x t_figure.
 
-Counts that depend on the data (how many discovery candidates survive, how many images a class
-has) take their upper bound, so the estimate errs long. An audit registered from outside may define
-`forward_passes(config, shape) -> Passes` itself; one that does not is reported without a count.
+Each audit counts its own passes (`Audit.forward_passes`, beside the code that makes them); counts
+that depend on the data (how many discovery candidates survive, how many images a class has) take
+their upper bound, so the estimate errs long. An audit that does not say is reported without a count.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -100,118 +99,20 @@ class Passes:
         return self.forward + self.native + self.gradient
 
 
-def _masked(strategy: str | None, images: int, calls: int = 1) -> Passes:
+def masked_passes(strategy: str | None, images: int, calls: int = 1) -> Passes:
+    """`images` masked forwards under `strategy`: native ones are costed apart from pixel fills."""
     if strategy in NATIVE:
         return Passes(native=images, calls=calls)
     return Passes(forward=images, calls=calls)
 
 
-def _native_of(s: RunShape) -> str | None:
-    return {"vit": "token_drop", "resnet": "layer_mask"}.get(s.family)
-
-
-def _missingness_bias(cfg: Any, s: RunShape) -> Passes:
-    native = _native_of(s)
-    names = list(cfg.strategies or [*(["black"] * PIXEL_FILL_COUNT), *([native] if native else [])])
-    n_frac = len({round(float(f), 4) for f in cfg.fractions} | {0.0})
-    total = Passes(forward=s.n_images, calls=1, figures=4)
-    for name in names:
-        total += _masked(name, s.n_images * n_frac, n_frac)
-    return total
-
-
-def _lime_consistency(cfg: Any, s: RunShape) -> Passes:
-    n = min(cfg.n_images, s.n_images)
-    patch = cfg.patch_size or s.default_patch
-    n_feat = (s.height // patch) * (s.width // patch) if cfg.features == "grid" else 150
-    kmax = max(1, min(cfg.max_k, n_feat - 1))
-    native = _native_of(s)
-    strategies = list(cfg.strategies or [native or "black"])
-    runs = [*strategies, *(f for f in cfg.fills if f not in strategies), strategies[0]]  # + 2nd seed
-    total = Passes(forward=n, calls=1, figures=2 + (2 if cfg.n_show else 0))
-    for name in runs:
-        total += _masked(name, n * cfg.n_samples, n)
-    for name in strategies:  # removal curves: own and random order
-        total += _masked(name, 2 * n * kmax, 2)
-    return total
-
-
-def _sis(cfg: Any, s: RunShape) -> Passes:
-    n = min(cfg.n_images, s.n_images)
-    n_px = s.height * s.width
-    limit = cfg.exact_max_pixels or (1024 if s.is_cuda else 256)
-    exact = cfg.method == "exact" or (cfg.method == "auto" and n_px <= limit)
-    # clean, fully masked, BackSelect's target and f(x), sufficiency, two 5% subsets; plots
-    checks = Passes(forward=7 * n, calls=7, figures=1 + (2 if cfg.n_show else 0))
-    if exact:
-        core = Passes(forward=n * n_px * (n_px + 1) // 2, calls=n_px * n)
-    else:
-        steps = math.ceil(n_px / cfg.gradient_k)
-        core = Passes(forward=steps * n, gradient=steps * n, calls=2 * steps * math.ceil(n / 64))
-    if cfg.retrain_on_subsets:
-        m = min(cfg.retrain_images, s.n_images)
-        steps = math.ceil(n_px / cfg.gradient_k)
-        core += Passes(forward=steps * m, gradient=steps * m + cfg.retrain_epochs * m, calls=2 * steps)
-    return checks + core
-
-
-def _saliency(method: str, cfg: Any, n: int, s: RunShape, patch: int, strategy: str | None) -> Passes:
-    batches = math.ceil(n / 64)
-    if method in ("gradient", "gradient_squared"):
-        return Passes(gradient=n, calls=batches)
-    if method == "smoothgrad":
-        return Passes(gradient=n * cfg.n_samples, calls=batches * cfg.n_samples)
-    if method == "integrated_gradients":
-        return Passes(gradient=n * cfg.steps, calls=batches * math.ceil(cfg.steps / 4))
-    windows = (s.height // patch) * (s.width // patch)  # occlusion
-    return Passes(forward=n, calls=1) + _masked(strategy, n * windows, n)
-
-
-def _spurious_signal(cfg: Any, s: RunShape) -> Passes:
-    n = min(cfg.n_images, s.n_images)
-    patch = cfg.patch_size or s.default_patch
-    per_class = math.ceil(n / max(1, s.num_classes))
-    native = _native_of(s)
-    strategy = cfg.strategy or native or "blur"  # what choose_removal_strategy usually picks
-    total = Passes(forward=n, calls=1, figures=2 + (2 if cfg.n_overlays else 0))  # predictions, plots
-    if cfg.strategy is None:  # the bias of each candidate strategy, on up to 32 images
-        m = min(32, n)
-        total += Passes(forward=3 * m, calls=3) + _masked(native, m)
-    for method in cfg.methods:
-        total += _saliency(method, cfg, n, s, patch, strategy)
-    # A region or candidate: stamp/paste on all images and the removed-box control, then the
-    # removal test on its class vs n_random_boxes (and, for discovery, the donors' box drops).
-    confirm = Passes(forward=2 * n + per_class, calls=3) + _masked(
-        strategy, n + per_class * (2 + cfg.n_random_boxes), 2
-    )
-    for _ in range(s.n_regions + len(cfg.regions)):
-        total += confirm
-    if cfg.discovery:
-        window = cfg.discovery_window or min(2 * patch, s.height, s.width)
-        windows = ((s.height - window) // patch + 1) * ((s.width - window) // patch + 1)
-        total += Passes(forward=n, calls=1) + _masked(strategy, n * windows, n)
-        for _ in range(cfg.max_candidates):
-            total += confirm
-    if s.has_object_masks:
-        total += Passes(forward=2 * n * PIXEL_FILL_COUNT, calls=2 * PIXEL_FILL_COUNT)
-        total += _masked(native, 2 * n, 2)
-    return total
-
-
-BUILTIN_COSTS: dict[str, Callable[[Any, RunShape], Passes]] = {
-    "missingness_bias": _missingness_bias,
-    "lime_consistency": _lime_consistency,
-    "sis": _sis,
-    "spurious_signal": _spurious_signal,
-}
+def native_strategy(shape: RunShape) -> str | None:
+    return {"vit": "token_drop", "resnet": "layer_mask"}.get(shape.family)
 
 
 def forward_passes(name: str, config: AuditConfig, shape: RunShape) -> Passes | None:
-    """The audit's cost; None for a plug-in audit that does not say."""
-    if name in BUILTIN_COSTS:
-        return BUILTIN_COSTS[name](config, shape)
-    own = getattr(get_auditor(name), "forward_passes", None)
-    return own(config, shape) if callable(own) else None
+    """The audit's own count (`Audit.forward_passes`); None for an audit that does not say."""
+    return get_auditor(name).forward_passes(config, shape)
 
 
 @dataclass(frozen=True)
