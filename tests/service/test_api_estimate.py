@@ -65,20 +65,21 @@ def test_the_launch_form_shows_the_estimate_and_queues_nothing(app, alice, sessi
     from fastapi.testclient import TestClient
 
     body = _body(sessions, alice)
-    with TestClient(app, base_url="https://testserver") as browser:  # secure cookies
-        _login(browser, alice)
-        form = browser.get("/dashboard/launch").text
-        csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
-        r = browser.post(
-            "/dashboard/launch",
-            data={
-                "csrf": csrf,
-                "model_id": body["model_id"],
-                "dataset_id": body["dataset_id"],
-                "audits": ["missingness_bias"],
-                "action": "estimate",
-            },
-        )
+    # Secure cookies need https; no `with`: the lifespan would close the session-wide app's pools.
+    browser = TestClient(app, base_url="https://testserver")
+    _login(browser, alice)
+    form = browser.get("/dashboard/launch").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+    r = browser.post(
+        "/dashboard/launch",
+        data={
+            "csrf": csrf,
+            "model_id": body["model_id"],
+            "dataset_id": body["dataset_id"],
+            "audits": ["missingness_bias"],
+            "action": "estimate",
+        },
+    )
     assert r.status_code == 200, r.text
     assert 'data-launch="estimate"' in r.text and f"{MISSINGNESS_PASSES:,}" in r.text
     with sessions() as s:
