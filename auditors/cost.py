@@ -19,11 +19,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 from auditors.registry import AuditConfig, get_auditor
 
-Family = Literal["vit", "resnet", "other"]
+Family = str  # auditors.engine.Family (vit, swin, resnet, convnext, ...), kept torch-free here
 PIXEL_FILL_COUNT = 6  # black, mean, grey, random_color, noise, blur (auditors.engine.fills)
 _DEFAULT_PALETTE = 4  # auditors.engine.DEFAULT_COLORS
 
@@ -55,7 +55,7 @@ class RunShape:
     @property
     def n_strategies(self) -> int:
         """Pixel fills, plus the family's native strategy."""
-        return PIXEL_FILL_COUNT + (1 if self.family in ("vit", "resnet") else 0)
+        return PIXEL_FILL_COUNT + (0 if self.family == "other" else 1)
 
     @property
     def is_cuda(self) -> bool:
@@ -68,8 +68,16 @@ def family_of_arch(arch: str) -> tuple[Family, int | None]:
     if name.startswith(("vit_", "deit_", "deit3_", "occulta_vit")):
         digits = "".join(c for c in name.split("patch", 1)[1][:2] if c.isdigit()) if "patch" in name else ""
         return "vit", int(digits) if digits else (8 if name.startswith("occulta_vit") else 16)
-    if name.startswith(("resnet", "wide_resnet", "occulta_resnet")):
-        return "resnet", None
+    for prefixes, family in (
+        (("resnet", "wide_resnet", "occulta_resnet"), "resnet"),
+        (("swin",), "swin"),
+        (("convnext",), "convnext"),
+        (("efficientnet",), "efficientnet"),
+        (("mobilenet",), "mobilenet"),
+        (("regnet",), "regnet"),
+    ):
+        if name.startswith(prefixes):
+            return family, None
     return "other", None
 
 
@@ -107,7 +115,10 @@ def masked_passes(strategy: str | None, images: int, calls: int = 1) -> Passes:
 
 
 def native_strategy(shape: RunShape) -> str | None:
-    return {"vit": "token_drop", "resnet": "layer_mask"}.get(shape.family)
+    """As `auditors.engine.native_strategy`: token dropping for ViT/Swin, layer masking for CNNs."""
+    if shape.family == "other":
+        return None
+    return "token_drop" if shape.family in ("vit", "swin") else "layer_mask"
 
 
 def forward_passes(name: str, config: AuditConfig, shape: RunShape) -> Passes | None:
@@ -190,14 +201,21 @@ def calibrate(model: Any, height: int, width: int, *, target_s: float = 0.25) ->
     at most, even for a ResNet-50 on a CPU."""
     import torch
 
-    from auditors.engine import autocast, masked_logits, model_device, model_family, vit_patch_size
+    from auditors.engine import (
+        autocast,
+        masked_logits,
+        model_device,
+        model_family,
+        native_strategy,
+        vit_patch_size,
+    )
 
     t_start = time.perf_counter()
     device = model_device(model)
     cuda = device.type == "cuda"
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
     family = model_family(model)
-    native = {"vit": "token_drop", "resnet": "layer_mask"}.get(family)
+    native = native_strategy(model)
     p = vit_patch_size(model) if family == "vit" else (16 if min(height, width) >= 224 else 8)
     grid = (height // p, width // p) if height % p == 0 and width % p == 0 else (height, width)
     gen = torch.Generator().manual_seed(0)

@@ -97,7 +97,9 @@ def test_exact_backselect_costs_a_triangular_number_of_passes_per_image():
         ("occulta_vit_tiny", "vit", 8),
         ("resnet50", "resnet", None),
         ("occulta_resnet_tiny", "resnet", None),
-        ("convnext_tiny", "other", None),
+        ("convnext_tiny", "convnext", None),
+        ("swin_tiny_patch4_window7_224", "swin", None),
+        ("my_custom_net", "other", None),
     ],
 )
 def test_family_and_vit_patch_come_from_the_arch_name(arch, family, patch):
