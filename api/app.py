@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import Depends, FastAPI
 
-from api import dashboard, errors
+from api import dashboard, docs, errors
 from api.deps import current_tenant
 from api.limits import Admission, BodySizeLimit, InputGuard
 from api.metrics import Metrics, MetricsMiddleware
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, prefix="/v1", dependencies=[Depends(current_tenant)])
     app.include_router(health.router)
     dashboard.install(app)
+    docs.install(app)
     # Outermost last: metrics see every final status, the boundary turns any exception into one,
     # admission is decided before a body is read, the size cap before the input guard reads a body.
     app.add_middleware(InputGuard, max_json_bytes=settings.max_json_bytes)

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from occulta.db import AuditJob
@@ -59,11 +60,25 @@ class Metrics:
         self.registry.register(AuditStatusCollector(sessions))
 
 
-def route_template(scope: Scope) -> str:
+def _plain_route(scope: Scope) -> str:
+    """The template of a route that is not a FastAPI route (static mounts, the docs pages), found by
+    matching the request against the app's routes the way the router did."""
+    app = scope.get("app")
+    for route in getattr(getattr(app, "router", None), "routes", ()):
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            if isinstance(route, Mount):
+                return f"{route.path}/{{path}}"
+            return str(getattr(route, "path", "unmatched"))
+    return "unmatched"
+
+
+def route_template(scope: Scope, original: Scope | None = None) -> str:
     """`/v1/audits/{audit_id}` for `/v1/audits/aud_123`. Rebuilt from the path params because a route
-    included through a prefixed router reports its path without the prefix."""
+    included through a prefixed router reports its path without the prefix. `original` is the scope as
+    it arrived: a mount rewrites `root_path` in place, so only the original matches again."""
     if scope.get("route") is None:
-        return "unmatched"
+        return _plain_route(original if original is not None else scope)
     path: str = scope["path"]
     for name, value in (scope.get("path_params") or {}).items():
         head, sep, tail = path.rpartition(f"/{value}")
@@ -86,6 +101,7 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        original = dict(scope)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -96,6 +112,6 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            template = route_template(scope)
+            template = route_template(scope, original)
             self.metrics.requests.labels(scope["method"], template, str(status)).inc()
             self.metrics.latency.labels(scope["method"], template).observe(time.perf_counter() - start)

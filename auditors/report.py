@@ -6,12 +6,13 @@ lives here (pydantic only, no torch) and changes only with a `SCHEMA_VERSION` bu
 
 from __future__ import annotations
 
+import html
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: optional `sample` (accuracy, confusion matrix); 1.0 reports still load
 
 Verdict = Literal["pass", "fail", "inconclusive", "error"]
 
@@ -102,6 +103,22 @@ class Environment(BaseModel):
     dtype: str = "float32"
 
 
+class SampleSummary(BaseModel):
+    """How the model does on the audited sample, from one clean forward pass: the context an engineer
+    reads the audits against (a shortcut matters more on a class the model otherwise gets right)."""
+
+    n: int = Field(description="images in the audited sample")
+    n_per_class: list[int] = Field(description="true-label count per class (zeros when unlabelled)")
+    accuracy: float | None = Field(default=None, description="None when the data are unlabelled")
+    per_class_accuracy: list[float | None] = Field(
+        default_factory=list, description="per true class; None for a class absent from the sample"
+    )
+    confusion: list[list[int]] | None = Field(
+        default=None, description="rows: true class, columns: predicted class; None when unlabelled"
+    )
+    predicted_per_class: list[int] = Field(default_factory=list, description="predictions per class")
+
+
 class Report(BaseModel):
     schema_version: str = SCHEMA_VERSION
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
@@ -112,6 +129,7 @@ class Report(BaseModel):
     wall_seconds: float = 0.0
     verdict: Verdict = "inconclusive"
     audits: list[AuditResult] = Field(default_factory=list)
+    sample: SampleSummary | None = None
 
     def finalize(self) -> Report:
         """Recompute the overall verdict from the audits (call after adding or replacing one)."""
@@ -120,3 +138,30 @@ class Report(BaseModel):
 
     def audit(self, name: str) -> AuditResult | None:
         return next((a for a in self.audits if a.name == name), None)
+
+    def _repr_html_(self) -> str:
+        """A notebook shows the verdicts inline: one row per audit with its summary and findings."""
+        e = html.escape
+        rows = "".join(
+            f"<tr><td><code>{e(a.name)}</code></td><td>{_badge(a.verdict)}</td><td>{e(a.summary)}"
+            + "".join(f"<br><small>• {e(f.summary)}</small>" for f in a.findings)
+            + "</td></tr>"
+            for a in self.audits
+        )
+        accuracy = ""
+        if self.sample is not None and self.sample.accuracy is not None:
+            accuracy = f" · accuracy {self.sample.accuracy:.3f} on {self.sample.n} images"
+        return (
+            f"<div><p><b>Occulta audit</b> {_badge(self.verdict)} <code>{e(self.model.arch)}</code> on "
+            f"<code>{e(self.dataset.ref)}</code> ({self.dataset.n_images} images, seed {self.seed})"
+            f"{accuracy}</p><table><thead><tr><th>audit</th><th>verdict</th><th>summary</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></div>"
+        )
+
+
+_BADGE_COLOURS = {"pass": "#15803d", "fail": "#b91c1c", "error": "#b91c1c", "inconclusive": "#92400e"}
+
+
+def _badge(verdict: str) -> str:
+    colour = _BADGE_COLOURS.get(verdict, "#6b7280")
+    return f'<b style="color:{colour}">{html.escape(verdict.upper())}</b>'

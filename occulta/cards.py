@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from auditors.archs import ALLOWED_ARCH_PATTERNS
+from auditors.archs import ALLOWED_ARCH_PATTERNS, OCCULTA_ARCHS
 from occulta.errors import CardError, WeightsError
+from occulta.hints import did_you_mean, validation_parts
 from occulta.safe_yaml import MAX_DEPTH, YamlBudgetError, load_bounded
 
 if TYPE_CHECKING:
@@ -85,9 +86,12 @@ class ModelCard(BaseModel):
     @field_validator("arch")
     @classmethod
     def _arch_allowed(cls, v: str) -> str:
+        if v.startswith("occulta_") and v not in OCCULTA_ARCHS:
+            raise ValueError(f"unknown architecture {v!r}{did_you_mean(v, OCCULTA_ARCHS, cutoff=0.6)}")
         if not any(fnmatch.fnmatchcase(v, p) for p in ALLOWED_ARCH_PATTERNS):
             raise ValueError(
                 f"architecture {v!r} is not on the allow-list ({', '.join(ALLOWED_ARCH_PATTERNS)})"
+                + did_you_mean(v, OCCULTA_ARCHS, cutoff=0.6)
             )
         return v
 
@@ -155,12 +159,7 @@ class ModelCard(BaseModel):
 
 
 def _one_line(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "card"
-        msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)
+    return "; ".join(validation_parts(err, ModelCard, "card"))
 
 
 def clean_text(value: str, where: str) -> str:
@@ -306,7 +305,8 @@ def build_model(card: ModelCard, *, meta: bool = False) -> nn.Module:
     import auditors.zoo.architectures  # noqa: F401  (registers the project's own architectures)
 
     if not timm.is_model(card.arch):
-        raise CardError(f"unknown architecture {card.arch!r}: not a timm model name")
+        hint = did_you_mean(card.arch, timm.list_models(), cutoff=0.8)
+        raise CardError(f"unknown architecture {card.arch!r}: not a timm model name{hint}")
     kwargs = {"num_classes": card.num_classes, **card.arch_kwargs}
     try:
         if meta:

@@ -75,6 +75,7 @@ class OccultaClient:
             raise OccultaError("no server given: pass --url or set OCCULTA_URL", code="usage")
         if not api_key:
             raise OccultaError("no API key given: pass --api-key or set OCCULTA_API_KEY", code="usage")
+        base_url = check_url(base_url)
         # CI jobs tune these without new flags: OCCULTA_RETRIES, OCCULTA_RETRY_BACKOFF (seconds, doubled)
         self.retries = retries if retries is not None else int(_env_number("OCCULTA_RETRIES", 3))
         self.backoff = backoff if backoff is not None else _env_number("OCCULTA_RETRY_BACKOFF", 0.5)
@@ -144,6 +145,27 @@ class OccultaClient:
     def get_report(self, audit_id: str) -> Report:
         data = self._request("GET", f"/v1/audits/{audit_id}/report", idempotent=True)
         return self._parse(Report, data)
+
+    def download(self, audit_id: str, name: str) -> bytes:
+        """A report file (`report.html`, `report.md`) or `artifacts/<path>` as bytes; artifacts on S3
+        answer with a presigned redirect, followed without the API key (httpx drops it cross-origin)."""
+        url = f"/v1/audits/{audit_id}/{name}"
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._http.get(url, follow_redirects=True)
+            except httpx.TransportError as exc:
+                if attempt == self.retries:
+                    raise ServiceError(f"GET {url} failed: {exc}") from exc
+            else:
+                if response.status_code in _RETRY_STATUS and attempt < self.retries:
+                    response.close()
+                elif response.status_code == 200:
+                    return response.content
+                else:
+                    self._decode(response, 200)  # raises the service's error
+                    raise ServiceError(f"GET {url}: unexpected answer {response.status_code}")
+            time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def gate(self, audit_id: str, policy: str) -> GateResult:
         """`POST /v1/gate`: the server evaluates the policy text against the audit's stored report."""
@@ -252,6 +274,22 @@ class OccultaClient:
         if response.status_code not in (expect, 200) or body is None:
             raise ServiceError(f"{where}: unexpected answer {response.status_code} {response.text[:200]!r}")
         return body
+
+
+def check_url(url: str) -> str:
+    """An http(s) URL with a host, or a usage error: a typo in OCCULTA_URL is the user's to fix, and must
+    never look like an outage (which `--on-error pass` would excuse)."""
+    hint = "write it like http://127.0.0.1:8000 or https://occulta.example.com"
+    try:
+        parsed = httpx.URL(url.strip())
+    except httpx.InvalidURL as exc:
+        raise OccultaError(f"server URL {url!r} is malformed ({exc}); {hint}", code="usage") from None
+    if parsed.scheme not in ("http", "https"):
+        what = f"scheme {parsed.scheme!r}" if parsed.scheme else "no scheme"
+        raise OccultaError(f"server URL {url!r} has {what}; {hint}", code="usage")
+    if not parsed.host or " " in url.strip() or "%20" in parsed.host:
+        raise OccultaError(f"server URL {url!r} has no valid host; {hint}", code="usage")
+    return str(parsed)
 
 
 def _env_number(name: str, default: float) -> float:

@@ -214,6 +214,13 @@ def _synthetic_spec(ref: str, size: int | None) -> Any:
     return spec
 
 
+def check_reference(ref: str) -> None:
+    """The cheap part of a dataset check, torch-free, so a CLI reports a wrong path before loading a
+    model: a local reference must exist; a synthetic one is parsed when it is loaded."""
+    if not ref.startswith("synthetic:"):
+        _local_path(ref)
+
+
 def _local_path(ref: str) -> Path:
     """A non-synthetic reference must be an existing folder or archive on this machine (never a URL)."""
     if "://" in ref:

@@ -8,7 +8,10 @@ committed file equals this output.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from auditors.audits.base import AuditInfo
 
 HEADER = """\
 # Occulta gate policy: each assertion is `metric.path: [error|warn, {comparator: value}]`.
@@ -33,20 +36,24 @@ def _flow(value: Any) -> str:
     return json.dumps(value)
 
 
+def audit_block(info: AuditInfo) -> str:
+    """One audit's commented assertions (empty when its metadata declares none); `occulta policy
+    init` writes the same blocks for the audits a user asks for."""
+    if not info.policy:
+        return ""
+    comment = "\n".join(f"  # {line}" for line in info.policy_comment.splitlines())
+    out = [f"\n{comment}\n" if comment else "\n"]
+    for line in info.policy:
+        rule = ", ".join(f"{k}: {_flow(v)}" for k, v in line.rule.items())
+        out.append(f"  {info.name}.{line.metric}: [{line.level}, {{{rule}}}]\n")
+    return "".join(out)
+
+
 def render_example_policy() -> str:
     """The policy text for every built-in audit, in the registry's order."""
     from auditors.registry import builtin_infos
 
-    out = [HEADER]
-    for info in builtin_infos():
-        if not info.policy:
-            continue
-        comment = "\n".join(f"  # {line}" for line in info.policy_comment.splitlines())
-        out.append(f"\n{comment}\n" if comment else "\n")
-        for line in info.policy:
-            rule = ", ".join(f"{k}: {_flow(v)}" for k, v in line.rule.items())
-            out.append(f"  {info.name}.{line.metric}: [{line.level}, {{{rule}}}]\n")
-    return "".join(out)
+    return HEADER + "".join(audit_block(info) for info in builtin_infos())
 
 
 if __name__ == "__main__":

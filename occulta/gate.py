@@ -4,6 +4,11 @@ A policy names metric paths (`missingness_bias.metrics.worst.entropy_drop_at_hal
 gate fails closed: a path the report lacks is an error-level failure that says which keys exist, so a
 renamed metric can never turn a gate silently green. Typos in the policy itself raise `PolicyError`
 naming the line, because a gate that ignores a misspelt assertion is worse than no gate.
+
+Assertions on an audit the report did not run are the one exception a policy can opt into: with
+`when_not_run: skip` (for the whole policy, or inside one assertion's condition) such an assertion is
+reported as skipped instead of failing, so one policy can serve batteries of different sizes. An audit
+that ran but lacks the metric, or errored, still fails: that is the renamed-metric case.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field
 
+from auditors.registry import available_audits
 from auditors.report import Report, Verdict
 from occulta.errors import PolicyError
 from occulta.safe_yaml import YamlBudgetError, compose_bounded
@@ -24,8 +30,12 @@ from occulta.safe_yaml import YamlBudgetError, compose_bounded
 POLICY_VERSION = 1
 Level = Literal["error", "warn"]
 Comparator = Literal["min", "max", "equals", "in"]
+WhenNotRun = Literal["fail", "skip"]
+Outcome = Literal["passed", "failed", "missing", "skipped"]
 _LEVELS: tuple[str, ...] = ("error", "warn")
 _COMPARATORS: tuple[str, ...] = ("min", "max", "equals", "in")
+_WHEN_NOT_RUN: tuple[str, ...] = ("fail", "skip")
+_TOP_KEYS: tuple[str, ...] = ("version", "when_not_run", "assertions")
 _SYMBOL = {"min": "≥", "max": "≤", "equals": "=", "in": "∈"}
 # `name`, `.name`, `[3]` or `["key.with.dots"]`
 _TOKEN = re.compile(r"""\.?([A-Za-z0-9_\-]+)|\[(\d+)\]|\[(?:"([^"]+)"|'([^']+)')\]""")
@@ -40,28 +50,44 @@ class Assertion(BaseModel):
     comparator: Comparator
     expected: Any
     line: int = Field(description="1-based line of the assertion in the policy file")
+    when_not_run: WhenNotRun = Field(
+        default="fail", description="skip: the assertion does not apply when its audit was not run"
+    )
 
 
 class Policy(BaseModel):
     version: int = POLICY_VERSION
+    when_not_run: WhenNotRun = "fail"
     assertions: list[Assertion]
 
 
 class AssertionResult(BaseModel):
     path: str
-    level: Level
+    level: Level = Field(description="the level the policy gave; a missing metric fails at any level")
     comparator: Comparator
     expected: Any
     actual: Any = None
     passed: bool
+    outcome: Outcome = Field(
+        default="passed",
+        description="passed | failed | missing (the metric is absent: counts as an error) | skipped "
+        "(its audit was not run and the policy says when_not_run: skip)",
+    )
     message: str
+
+    @property
+    def counts_as_error(self) -> bool:
+        return self.outcome == "missing" or (self.outcome == "failed" and self.level == "error")
 
 
 class GateCounts(BaseModel):
     total: int
     passed: int
     warnings: int = Field(description="warn-level assertions that failed")
-    errors: int = Field(description="error-level assertions that failed (any one fails the gate)")
+    errors: int = Field(
+        description="error-level assertions that failed, plus missing metrics (any one fails the gate)"
+    )
+    skipped: int = Field(default=0, description="assertions on audits not run, under when_not_run: skip")
 
 
 class GateResult(BaseModel):
@@ -99,7 +125,14 @@ def _check_expected(comparator: str, value: Any, where: str) -> None:
         raise PolicyError(f"{where}: `equals` needs a single value, got {value!r}")
 
 
-def _parse_assertion(key: yaml.Node, value: yaml.Node) -> list[Assertion]:
+def _when_not_run(node: yaml.Node, where: str) -> WhenNotRun:
+    value = _scalar(node)
+    if value not in _WHEN_NOT_RUN:
+        raise PolicyError(f"{where}: `when_not_run` is fail or skip, got {value!r}")
+    return "skip" if value == "skip" else "fail"
+
+
+def _parse_assertion(key: yaml.Node, value: yaml.Node, when_not_run: WhenNotRun) -> list[Assertion]:
     path = str(_scalar(key))
     where = f"line {_line(key)}, `{path}`"
     if not path or _TOKEN.sub("", path):
@@ -116,21 +149,45 @@ def _parse_assertion(key: yaml.Node, value: yaml.Node) -> list[Assertion]:
         )
     if not isinstance(cond_node, yaml.MappingNode) or not cond_node.value:
         raise PolicyError(f"{where}: the condition must be a mapping like {{max: 1.0}}")
+    pairs = [(k, v) for k, v in cond_node.value if _scalar(k) != "when_not_run"]
+    for k, v in cond_node.value:
+        if _scalar(k) == "when_not_run":
+            when_not_run = _when_not_run(v, f"line {_line(k)}, `{path}`")
+    if not pairs:
+        raise PolicyError(f"{where}: the condition needs a comparator, e.g. {{max: 1.0}}")
     out: list[Assertion] = []
-    for cmp_node, expected_node in cond_node.value:
+    for cmp_node, expected_node in pairs:
         comparator = _scalar(cmp_node)
         if comparator not in _COMPARATORS:
-            hint = difflib.get_close_matches(str(comparator), _COMPARATORS, n=1)
+            options = (*_COMPARATORS, "when_not_run")
+            hint = difflib.get_close_matches(str(comparator), options, n=1)
             raise PolicyError(
                 f"line {_line(cmp_node)}, `{path}`: unknown comparator {comparator!r}; "
-                f"use one of {', '.join(_COMPARATORS)}" + (f" (did you mean {hint[0]}?)" if hint else "")
+                f"use one of {', '.join(options)}" + (f" (did you mean {hint[0]}?)" if hint else "")
             )
         expected = _scalar(expected_node)
         _check_expected(comparator, expected, f"line {_line(expected_node)}, `{path}`")
         out.append(
-            Assertion(path=path, level=level, comparator=comparator, expected=expected, line=_line(key))
+            Assertion(
+                path=path,
+                level=level,
+                comparator=comparator,
+                expected=expected,
+                line=_line(key),
+                when_not_run=when_not_run,
+            )
         )
     return out
+
+
+def _yaml_error(exc: yaml.YAMLError) -> str:
+    """One line: where the parser stopped and what it expected, without its internals."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    opened = f", {context} that starts on line {start.line + 1}" if context and start is not None else ""
+    return f"policy is not valid YAML{where}: {problem}{opened} (check indentation, colons, brackets)"
 
 
 def load_policy(text: str) -> Policy:
@@ -140,14 +197,22 @@ def load_policy(text: str) -> Policy:
     except YamlBudgetError as exc:
         raise PolicyError(f"policy {exc}") from None
     except yaml.YAMLError as exc:
-        raise PolicyError(f"policy is not valid YAML: {exc}") from exc
+        raise PolicyError(_yaml_error(exc)) from None
     if not isinstance(root, yaml.MappingNode):
         raise PolicyError("policy must be a mapping with `version: 1` and `assertions:`")
     top = {str(_scalar(k)): (k, v) for k, v in root.value}
-    unknown = sorted(set(top) - {"version", "assertions"})
+    unknown = sorted(set(top) - set(_TOP_KEYS))
     if unknown:
         k = top[unknown[0]][0]
-        raise PolicyError(f"line {_line(k)}: unknown top-level key `{unknown[0]}`; use version, assertions")
+        hint = difflib.get_close_matches(unknown[0], _TOP_KEYS, n=1)
+        raise PolicyError(
+            f"line {_line(k)}: unknown top-level key `{unknown[0]}`; use {', '.join(_TOP_KEYS)}"
+            + (f" (did you mean {hint[0]}?)" if hint else "")
+        )
+    default: WhenNotRun = "fail"
+    if "when_not_run" in top:
+        k, v = top["when_not_run"]
+        default = _when_not_run(v, f"line {_line(k)}")
     version = _scalar(top["version"][1]) if "version" in top else POLICY_VERSION
     if version != POLICY_VERSION:
         raise PolicyError(f"unsupported policy version {version!r}; this occulta reads version 1")
@@ -163,8 +228,8 @@ def load_policy(text: str) -> Policy:
         if path in seen:  # YAML would silently keep only the last one
             raise PolicyError(f"line {_line(key)}: `{path}` is already asserted on line {seen[path]}")
         seen[path] = _line(key)
-        assertions.extend(_parse_assertion(key, value))
-    return Policy(version=POLICY_VERSION, assertions=assertions)
+        assertions.extend(_parse_assertion(key, value, default))
+    return Policy(version=POLICY_VERSION, when_not_run=default, assertions=assertions)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -218,14 +283,29 @@ def resolve(document: dict[str, Any], path: str) -> Any:
     return node
 
 
+def format_value(value: Any) -> str:
+    """Numbers to 4 significant digits, so one column never mixes `0.543419361114502` and `0.744`."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return repr(value) if value is not None else "—"
+
+
+def _shown(actual: float, expected: float) -> str:
+    """4 digits, or all of them where rounding would make a failing value look equal to its bound."""
+    text = f"{actual:.4g}"
+    return repr(actual) if float(text) == expected and actual != expected else text
+
+
 def _compare(comparator: str, expected: Any, actual: Any) -> tuple[bool, str]:
     if comparator in ("min", "max"):
+        if actual is None:
+            return False, "no value: the audit could not measure it (see its verdict)"
         if not _is_number(actual):
             return False, f"expected a number, found {type(actual).__name__} {actual!r}"
         if math.isnan(actual):
             return False, "value is NaN"
         ok = actual >= expected if comparator == "min" else actual <= expected
-        return ok, f"{actual:g} {'' if ok else 'not '}{_SYMBOL[comparator]} {expected:g}"
+        return ok, f"{_shown(actual, expected)} {'' if ok else 'not '}{_SYMBOL[comparator]} {expected:g}"
     if comparator == "in":
         ok = actual in expected
         return ok, f"{actual!r} {'' if ok else 'not '}in {expected!r}"
@@ -233,41 +313,66 @@ def _compare(comparator: str, expected: Any, actual: Any) -> tuple[bool, str]:
     return ok, f"{actual!r} {'==' if ok else '!='} {expected!r}"
 
 
-def _evaluate_one(document: dict[str, Any], assertion: Assertion) -> AssertionResult:
+def _not_run(document: dict[str, Any], path: str, known: set[str]) -> str | None:
+    """The audit a path names when the report did not run it, else None (a report field, or run)."""
+    head = _tokens(path)[0]
+    ran = {a["name"] for a in document["audits"]}
+    if not isinstance(head, str) or head in ran or (head in document and head != "audits"):
+        return None
+    return head if head in known else None
+
+
+def _evaluate_one(document: dict[str, Any], assertion: Assertion, known: set[str]) -> AssertionResult:
+    common = {
+        "path": assertion.path,
+        "level": assertion.level,
+        "comparator": assertion.comparator,
+        "expected": assertion.expected,
+    }
     try:
         actual = resolve(document, assertion.path)
     except _MissingPathError as exc:
+        not_run = _not_run(document, assertion.path, known)
+        if not_run is not None and assertion.when_not_run == "skip":
+            message = f"skipped: audit `{not_run}` was not run (when_not_run: skip)"
+            return AssertionResult(**common, passed=True, outcome="skipped", message=message)
+        if not_run is not None:
+            ran = ", ".join(a["name"] for a in document["audits"]) or "none"
+            message = (
+                f"missing metric `{assertion.path}`: audit `{not_run}` was not run (this report ran: "
+                f"{ran}); run it, drop the assertion, or mark it `when_not_run: skip`"
+            )
+            return AssertionResult(**common, passed=False, outcome="missing", message=message)
         audit = next((a for a in document["audits"] if a["name"] == _tokens(assertion.path)[0]), None)
         why = f"; the audit errored: {audit['error']}" if audit and audit.get("error") else ""
-        return AssertionResult(
-            path=assertion.path,
-            level="error",  # fail closed: a missing metric is never just a warning
-            comparator=assertion.comparator,
-            expected=assertion.expected,
-            passed=False,
-            message=f"missing metric `{assertion.path}`: {exc}{why}",
-        )
+        message = f"missing metric `{assertion.path}`: {exc}{why}"
+        # fail closed: a missing metric is an error whatever the level, so a rename never passes
+        return AssertionResult(**common, passed=False, outcome="missing", message=message)
     ok, message = _compare(assertion.comparator, assertion.expected, actual)
     return AssertionResult(
-        path=assertion.path,
-        level=assertion.level,
-        comparator=assertion.comparator,
-        expected=assertion.expected,
+        **common,
         actual=actual if isinstance(actual, str | int | float | bool | None) else repr(actual),
         passed=ok,
+        outcome="passed" if ok else "failed",
         message=message,
     )
 
 
 def evaluate(report: Report, policy: Policy) -> GateResult:
-    """Check every assertion; the gate passes when no error-level assertion failed."""
+    """Check every assertion; the gate passes when no error-level assertion failed or went missing.
+
+    Only a registered audit's name can be "not run" (and so skippable): a misspelt audit name is a
+    missing metric with a did-you-mean hint, never a silent skip.
+    """
     document = report.model_dump(mode="json", by_alias=True)
-    results = [_evaluate_one(document, a) for a in policy.assertions]
+    known = set(available_audits())
+    results = [_evaluate_one(document, a, known) for a in policy.assertions]
     counts = GateCounts(
         total=len(results),
-        passed=sum(r.passed for r in results),
-        warnings=sum(not r.passed and r.level == "warn" for r in results),
-        errors=sum(not r.passed and r.level == "error" for r in results),
+        passed=sum(r.outcome == "passed" for r in results),
+        warnings=sum(r.outcome == "failed" and r.level == "warn" for r in results),
+        errors=sum(r.counts_as_error for r in results),
+        skipped=sum(r.outcome == "skipped" for r in results),
     )
     passed = counts.errors == 0
     return GateResult(
@@ -283,8 +388,11 @@ def evaluate(report: Report, policy: Policy) -> GateResult:
 
 
 def _cell(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value) if value is not None else "—"
+    text = value if isinstance(value, str) else format_value(value)
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+_ICON = {"passed": "✅", "skipped": "⏭️", "missing": "❌"}
 
 
 def _markdown(report: Report, results: list[AssertionResult], counts: GateCounts, passed: bool) -> str:
@@ -295,13 +403,14 @@ def _markdown(report: Report, results: list[AssertionResult], counts: GateCounts
         "",
         f"Report verdict **{report.verdict}** for `{report.model.arch}` on `{report.dataset.ref}`: "
         f"{counts.passed}/{counts.total} assertions passed, {counts.warnings} warning(s), "
-        f"{counts.errors} error(s).",
+        f"{counts.errors} error(s)"
+        + (f", {counts.skipped} skipped (audit not run)." if counts.skipped else "."),
         "",
         "| | Assertion | Expected | Actual | Detail |",
         "|---|---|---|---|---|",
     ]
     for r in results:
-        icon = "✅" if r.passed else ("⚠️" if r.level == "warn" else "❌")
+        icon = _ICON.get(r.outcome) or ("⚠️" if r.level == "warn" else "❌")
         expected = f"{_SYMBOL[r.comparator]} {_cell(r.expected)}"
         lines.append(f"| {icon} | `{r.path}` | {expected} | {_cell(r.actual)} | {_cell(r.message)} |")
     if report.audits:
@@ -314,14 +423,21 @@ def _xml_text(text: str) -> str:
     return _XML_INVALID.sub("\ufffd", text)
 
 
+def _junit_document(suite: ET.Element) -> str:
+    root = ET.Element("testsuites", name="occulta")
+    root.append(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
 def to_junit(result: GateResult) -> str:
-    """JUnit XML: one testcase per assertion; error-level failures fail, failed warnings are skipped."""
+    """JUnit XML: one testcase per assertion; error-level failures and missing metrics fail, failed
+    warnings and assertions on audits not run are skipped."""
     suite = ET.Element(
         "testsuite",
         name="occulta-gate",
         tests=str(result.counts.total),
         failures=str(result.counts.errors),
-        skipped=str(result.counts.warnings),
+        skipped=str(result.counts.warnings + result.counts.skipped),
         errors="0",
     )
     for r in result.assertions:
@@ -332,14 +448,39 @@ def to_junit(result: GateResult) -> str:
             classname=f"occulta.gate.{audit}",
             name=_xml_text(f"{r.path} {_SYMBOL[r.comparator]} {r.expected!r}"),
         )
-        if r.passed:
+        if r.outcome == "passed":
             continue
-        if r.level == "error":
+        if r.outcome == "skipped":
+            ET.SubElement(case, "skipped", message=_xml_text(r.message))
+        elif r.counts_as_error:
             failure = ET.SubElement(case, "failure", message=_xml_text(r.message), type="GateAssertion")
-            failure.text = _xml_text(f"{r.path}: {r.message} (actual: {r.actual!r})")
+            failure.text = _xml_text(f"{r.path}: {r.message} (actual: {format_value(r.actual)})")
         else:
             ET.SubElement(case, "skipped", message=_xml_text(f"warning: {r.message}"))
             ET.SubElement(case, "system-out").text = _xml_text(f"warning: {r.path}: {r.message}")
-    root = ET.Element("testsuites", name="occulta")
-    root.append(suite)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return _junit_document(suite)
+
+
+def error_junit(message: str, exit_code: int, *, passed_anyway: bool = False) -> str:
+    """JUnit for a gate that could not be evaluated: one errored test case, so a CI reporter step
+    always has a file to read and shows why instead of silently reporting nothing. Under
+    `--on-error pass` the case is skipped instead, so the reporter agrees with the exit code."""
+    errors, skipped = ("0", "1") if passed_anyway else ("1", "0")
+    suite = ET.Element(
+        "testsuite", name="occulta-gate", tests="1", failures="0", skipped=skipped, errors=errors
+    )
+    case = ET.SubElement(suite, "testcase", classname="occulta.gate", name="gate evaluated")
+    text = _xml_text(f"{message} (occulta gate exit code {exit_code})")
+    if passed_anyway:
+        ET.SubElement(case, "skipped", message=_xml_text(message))
+        ET.SubElement(case, "system-out").text = text
+    else:
+        error = ET.SubElement(case, "error", message=_xml_text(message), type=f"exit {exit_code}")
+        error.text = text
+    return _junit_document(suite)
+
+
+def error_markdown(message: str, exit_code: int, *, passed_anyway: bool = False) -> str:
+    """The summary for a gate that could not be evaluated (exit 2 or 3, or 0 under --on-error pass)."""
+    head = "⚠️ NOT evaluated (passing only because of --on-error pass)" if passed_anyway else "❌ error"
+    return f"## Occulta gate {head}\n\n> [!WARNING]\n> {message} (exit code {exit_code})\n"

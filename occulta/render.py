@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from auditors.report import Report
+from auditors.report import Finding, Report
 
 VERDICT_ICON = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️", "error": "💥"}
 _MAX_EMBED_BYTES = 8 << 20
@@ -46,12 +46,29 @@ def _data_uri(path: Path) -> str | None:
     return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode()
 
 
+def _examples(finding: Finding, base_dir: Path | None) -> list[dict[str, Any]]:
+    """A confirmed finding's before/after examples with their images embedded (those found)."""
+    raw = finding.evidence.get("examples")
+    if not isinstance(raw, list) or base_dir is None:
+        return []
+    out = []
+    for ex in raw:
+        uri = _data_uri(base_dir / str(ex.get("image", ""))) if isinstance(ex, dict) else None
+        if uri:
+            out.append({**ex, "uri": uri})
+    return out
+
+
 def render_html(report: Report, base_dir: Path | None = None) -> str:
     """The report page; PNG artifacts found under `base_dir` are embedded as data URIs."""
     audits = []
     for a in report.audits:
+        examples = [_examples(f, base_dir) for f in a.findings]
+        shown = {ex["image"] for group in examples for ex in group}
         images = []
         for art in a.artifacts:
+            if art.path in shown:  # drawn beside its finding instead
+                continue
             if art.media_type.startswith("image/") and base_dir is not None:
                 uri = _data_uri(base_dir / art.path)
                 if uri:
@@ -62,10 +79,25 @@ def render_html(report: Report, base_dir: Path | None = None) -> str:
                 "icon": VERDICT_ICON[a.verdict],
                 "rows": [(p, _fmt(v)) for p, v in flatten_metrics(a.metrics)],
                 "images": images,
+                "examples": examples,
                 "files": [art for art in a.artifacts if not art.media_type.startswith("image/")],
             }
         )
     return _env.get_template("report.html.j2").render(r=report, audits=audits, icon=VERDICT_ICON)
+
+
+def _sample_line(report: Report) -> str:
+    """One line of accuracy context: overall, and the weakest class, each with its n."""
+    s = report.sample
+    if s is None or s.accuracy is None:
+        return ""
+    line = f"Accuracy on the audited sample: **{100 * s.accuracy:.1f}%** (n = {s.n})"
+    scored = [(acc, i) for i, acc in enumerate(s.per_class_accuracy) if acc is not None]
+    if len(scored) > 1:
+        acc, i = min(scored)
+        name = report.model.class_names[i] if i < len(report.model.class_names) else str(i)
+        line += f"; weakest class `{name}` {100 * acc:.1f}% (n = {s.n_per_class[i]})"
+    return line + "."
 
 
 def render_markdown(report: Report) -> str:
@@ -83,6 +115,9 @@ def render_markdown(report: Report) -> str:
     for a in report.audits:
         summary = a.summary.replace("|", "\\|").replace("\n", " ")
         lines.append(f"| `{a.name}` | {VERDICT_ICON[a.verdict]} {a.verdict} | {summary} |")
+    sample = _sample_line(report)
+    if sample:
+        lines += ["", sample]
     findings = [(a.name, f) for a in report.audits for f in a.findings]
     if findings:
         lines += ["", "**Findings**", ""]

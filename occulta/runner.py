@@ -23,13 +23,14 @@ from occulta import __version__
 from occulta.cards import load_card, load_model, sha256_file, weights_path
 from occulta.datasets import load_dataset
 from occulta.errors import AuditConfigError, OccultaError
+from occulta.hints import validation_parts
 
 if TYPE_CHECKING:
     from torch import nn
 
     from auditors.audits.context import AuditContext
     from auditors.regions import Region
-    from auditors.report import AuditResult, Report
+    from auditors.report import AuditResult, Report, SampleSummary
     from occulta.cards import ModelCard
 
 log = logging.getLogger(__name__)
@@ -75,14 +76,9 @@ def validate_battery(audits: list[str], audit_configs: dict[str, dict[str, Any]]
         try:
             parsed[name] = cls.Config.model_validate((audit_configs or {}).get(name) or {})
         except ValidationError as exc:
-            raise AuditConfigError(f"{name} config: {_first_error(exc)}") from None
+            first = validation_parts(exc, cls.Config, "config")[0]
+            raise AuditConfigError(f"{name} config: {first}") from None
     return parsed
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    loc = ".".join(str(x) for x in first["loc"])
-    return f"{loc}: {first['msg']}" if loc else str(first["msg"])
 
 
 def parse_regions(
@@ -99,7 +95,7 @@ def parse_regions(
             if size is not None:
                 region.pixel_box(*size)
         except ValidationError as exc:
-            raise AuditConfigError(f"region {i}: {_first_error(exc)}") from None
+            raise AuditConfigError(f"region {i}: {validation_parts(exc, Region, 'region')[0]}") from None
         except ValueError as exc:
             raise AuditConfigError(f"region {i}: {exc}") from None
         out.append(region)
@@ -238,6 +234,17 @@ def prepare_run(
     return Prepared(ctx, report, data.n_sampled)
 
 
+def sample_summary(ctx: AuditContext) -> SampleSummary:
+    """Accuracy and the confusion matrix on the audited sample, from one clean forward pass: the context
+    the audits are read against (the same images every audit used)."""
+    from auditors.engine import plain_logits
+    from auditors.sample_summary import summarize_sample
+
+    predicted = plain_logits(ctx.model, ctx.images, mean=ctx.mean, std=ctx.std).argmax(1).cpu().tolist()
+    labels = None if ctx.labels is None else [int(y) for y in ctx.labels.cpu().tolist()]
+    return summarize_sample(predicted, labels, ctx.num_classes)
+
+
 def run_battery(
     *,
     card_path: Path,
@@ -280,6 +287,7 @@ def run_battery(
     if plan is not None:  # the cost estimate; a budget may shrink configs and the images
         configs = plan(ctx, configs)
         report.dataset.n_images = ctx.n_images
+    report.sample = sample_summary(ctx)
     out_dir = Path(out_dir)
     for i, name in enumerate(audits):
         if completed and name in completed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api.dashboard import launch, pages
+from api.dashboard import launch, manage, pages
 from api.dashboard.web import HERE, PREFIX
 
 
@@ -14,4 +14,5 @@ def install(app: FastAPI) -> None:
     app.include_router(pages.root)
     app.include_router(pages.router)
     app.include_router(launch.router)
+    app.include_router(manage.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")

@@ -31,6 +31,9 @@ class MapSet:
     count: int
     has_images: bool = False
     predicted: tuple[int, ...] = ()
+    labels: tuple[int, ...] = ()  # true classes (-1 unknown), when the artifact ships them
+    confidence: tuple[float, ...] = ()  # softmax of each prediction, when shipped
+    signed: bool = False  # the maps take both signs (a diverging colour bar, e.g. LIME coefficients)
 
     def example_of(self, class_index: int) -> int | None:
         """The first image predicted as `class_index`, to draw that class's finding on."""
@@ -55,16 +58,23 @@ def describe(path: str, raw: bytes) -> MapSet | None:
     """The toggles of a map artifact, or None when it holds no per-image 2-D maps."""
     arrays = _load(raw)
     images = "images" in arrays and getattr(arrays["images"], "ndim", 0) == 4
-    predicted = tuple(int(p) for p in arrays["predicted"]) if "predicted" in arrays else ()
+    shipped = {
+        "has_images": images,
+        "predicted": tuple(int(p) for p in arrays["predicted"]) if "predicted" in arrays else (),
+        "labels": tuple(int(y) for y in arrays["labels"]) if "labels" in arrays else (),
+        "confidence": tuple(float(c) for c in arrays["confidence"]) if "confidence" in arrays else (),
+    }
     lime = _lime_keys(arrays)
     if lime is not None:
         count = int(arrays["segments"].shape[0])
-        return MapSet(path=path, keys=lime, count=count, has_images=images, predicted=predicted)
+        signed = any(float(arrays[f"coef_{i}"].min()) < 0 for i in range(len(lime)))
+        return MapSet(path=path, keys=lime, count=count, signed=signed, **shipped)  # type: ignore[arg-type]
     keys = [k for k, v in arrays.items() if getattr(v, "ndim", 0) == 3]
     if not keys:
         return None
     count = int(min(arrays[k].shape[0] for k in keys))
-    return MapSet(path=path, keys=keys, count=count, has_images=images, predicted=predicted)
+    signed = any(float(arrays[k].min()) < 0 for k in keys)
+    return MapSet(path=path, keys=keys, count=count, signed=signed, **shipped)  # type: ignore[arg-type]
 
 
 def _map(arrays: dict[str, Any], key: str, index: int) -> np.ndarray:

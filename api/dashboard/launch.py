@@ -20,6 +20,7 @@ from api.deps import QueueDep, SettingsDep, StoreDep
 from api.routes import datasets as datasets_api
 from api.routes import models as models_api
 from api.schemas import AuditIn
+from auditors.archs import NATIVE_STRATEGIES, native_strategy
 from auditors.regions import Region, parse_box_spec
 from auditors.registry import audit_infos
 from occulta.errors import AuditConfigError, OccultaError, WeightsError
@@ -49,6 +50,7 @@ def _form_context(scope: DashScope, **values: Any) -> dict[str, Any]:
         "datasets_list": datasets_api.list_datasets(scope),
         "audit_names": audit_choices(),
         "strategies": STRATEGIES,
+        "native": {m.id: native_strategy(m.arch) or "" for m in models_api.list_models(scope)},
         "numbers": number_fields(),
         "idem": secrets.token_urlsafe(16),
         "v": values,
@@ -94,9 +96,14 @@ def parse_regions(text: str) -> list[Region] | None:
     return regions or None
 
 
-def _config(form: FormData, audits: list[str]) -> dict[str, dict[str, Any]]:
+def _config(form: FormData, audits: list[str], arch: str) -> dict[str, dict[str, Any]]:
     config: dict[str, dict[str, Any]] = {name: {} for name in audits}
     strategies = [s for s in form.getlist("strategies") if isinstance(s, str) and s in STRATEGIES]
+    native = native_strategy(arch)
+    wrong = [s for s in strategies if s in NATIVE_STRATEGIES and s != native]
+    if wrong:
+        applies = f"it supports pixel fills{f' and {native}' if native else ' only'}"
+        raise AuditConfigError(f"{wrong[0]} does not apply to {arch}: {applies}")
     if "missingness_bias" in config and strategies:
         config["missingness_bias"]["strategies"] = strategies
     for audit, field, _ in number_fields():
@@ -183,11 +190,13 @@ async def launch(
     try:
         if not audits:
             raise AuditConfigError("choose at least one audit")
+        model_id = await _model_id(form, scope, store, settings)
+        arch = models_api.get_model(model_id, scope).arch
         body = AuditIn(
-            model_id=await _model_id(form, scope, store, settings),
+            model_id=model_id,
             dataset_id=await _dataset_id(form, scope, store, settings),
             audits=audits,
-            config=_config(form, audits),
+            config=_config(form, audits, arch),
             samples=_int(form, "samples"),
             seed=_int(form, "seed") or 0,
             regions=parse_regions(_text(form, "regions")),

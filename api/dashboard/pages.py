@@ -243,6 +243,11 @@ def _finished(scope: DashScope) -> list[AuditOut]:
     ).items
 
 
+def _verdict_of(report: Report, name: str) -> str | None:
+    result = report.audit(name)
+    return result.verdict if result else None
+
+
 @router.get("/compare")
 def compare_page(
     request: Request, scope: DashScope, store: StoreDep, a: str = "", b: str = ""
@@ -267,6 +272,9 @@ def compare_page(
                 for n in names
             ],
         }
+        context["changed_audits"] = sum(_verdict_of(left, n) != _verdict_of(right, n) for n in names)
+        # changed audits first: what a reviewer opens the comparison for
+        context["rows"].sort(key=lambda row: not any(m["diff"] for m in row["metrics"]))
     return render(request, "compare.html", context)
 
 

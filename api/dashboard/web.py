@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader
 
 from api.dashboard.session import CsrfError, SignInRequiredError
 from api.errors import status_for
@@ -21,6 +22,10 @@ from occulta.errors import OccultaError
 PREFIX = "/dashboard"
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+# Partials shared with the static report (e.g. `_sample.html.j2`) come from occulta's templates.
+templates.env.loader = ChoiceLoader(
+    [FileSystemLoader(str(HERE / "templates")), PackageLoader("occulta", "templates")]
+)
 
 # Scripts and styles only from this origin (the vendored files); images may come from a presigned
 # S3 URL in production, so any http(s) origin is allowed for images only.
@@ -50,7 +55,33 @@ def _duration(start: datetime | None, end: datetime | None) -> str:
     return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+def _elapsed_and_eta(start: datetime | None, progress: float) -> str:
+    """`1m 15s elapsed · about 20s left`: a linear estimate from the progress so far, shown only once
+    there is enough progress for it to mean something (a bar stuck at 82% at least shows time passing)."""
+    if start is None:
+        return ""
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    seconds = max(0.0, (datetime.now(UTC) - start).total_seconds())
+    text = f"{_duration(start, None)} elapsed"
+    if 0.05 <= progress < 1 and seconds >= 3:
+        left = int(seconds * (1 - progress) / progress)
+        text += f" · about {_duration(start, start + timedelta(seconds=left))} left"
+    return text
+
+
+def _delta(a: Any, b: Any) -> str:
+    """B − A for two numbers (signed, 3 significant digits); `changed` for anything else that differs."""
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+    if not numbers:
+        return "—" if a is None or b is None else "changed"
+    diff = b - a
+    return "0" if diff == 0 else f"{diff:+.3g}"
+
+
 templates.env.filters["fmt"] = _fmt
+templates.env.globals["delta"] = _delta
+templates.env.globals["elapsed"] = _elapsed_and_eta
 templates.env.globals["duration"] = _duration
 templates.env.globals["prefix"] = PREFIX
 

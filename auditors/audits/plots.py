@@ -120,8 +120,21 @@ def grouped_bars(
     plt.close(fig)
 
 
-def map_inputs(images: torch.Tensor, predicted: torch.Tensor) -> dict[str, np.ndarray]:
+def map_inputs(
+    images: torch.Tensor,
+    predicted: torch.Tensor,
+    *,
+    labels: torch.Tensor | None = None,
+    confidence: torch.Tensor | None = None,
+) -> dict[str, np.ndarray]:
     """What a raw-map `.npz` ships beside its maps: the inputs (uint8 [N,3,H,W]) and the predicted
-    classes, so a viewer can show each map next to its image and draw a finding on a real example."""
+    classes, so a viewer can show each map next to its image and draw a finding on a real example;
+    with `labels` (true classes, -1 unknown) and `confidence` (softmax of the prediction) a gallery
+    tile can say what the model saw and how sure it was."""
     pixels = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-    return {"images": pixels.numpy(), "predicted": predicted.detach().cpu().numpy().astype(np.int16)}
+    out = {"images": pixels.numpy(), "predicted": predicted.detach().cpu().numpy().astype(np.int16)}
+    if labels is not None:
+        out["labels"] = labels.detach().cpu().numpy().astype(np.int16)
+    if confidence is not None:
+        out["confidence"] = confidence.detach().float().cpu().numpy().astype(np.float16)
+    return out

@@ -10,6 +10,7 @@ import typer
 from occulta.cli import admin as _admin  # noqa: F401
 from occulta.cli import audit as _audit  # noqa: F401
 from occulta.cli import ci as _ci  # noqa: F401
+from occulta.cli import policy as _policy  # noqa: F401
 from occulta.cli import service as _service  # noqa: F401
 from occulta.cli.app import app, fail
 

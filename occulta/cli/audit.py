@@ -10,6 +10,7 @@ import typer
 import yaml
 
 from occulta.cli.app import app, fail
+from occulta.cli.mlflow_options import MlflowExperiment, MlflowFlag, MlflowRun, MlflowUri, log_to_mlflow
 from occulta.cli.progress import console, progress_bar
 
 
@@ -99,14 +100,15 @@ def audit(
             help="torch.compile the model first (pays off on long GPU runs; each new batch shape compiles).",
         ),
     ] = False,
+    mlflow: MlflowFlag = False,
+    mlflow_uri: MlflowUri = None,
+    mlflow_experiment: MlflowExperiment = None,
+    mlflow_run_id: MlflowRun = None,
 ) -> None:
     """Audit one model on one dataset and write report.json, report.html and summary.md.
 
     Before running it prints the forward passes per audit and the time they should take here,
     from a few seconds of calibration on the loaded model."""
-    from occulta.estimate import describe, planner
-    from occulta.runner import run_battery
-
     if budget is not None and budget <= 0:
         fail(f"--budget {budget}: give the seconds the run may take, e.g. --budget 600")
     names = [a.strip() for a in audits.split(",") if a.strip()]
@@ -114,6 +116,10 @@ def audit(
     base = config.parent if config is not None else Path.cwd()
     regions = _inline_artifacts(list(raw.pop("regions", None) or []), base)
     regions += [_parse_region(r) for r in region or []]
+    check_inputs(model, data, names, device)  # seconds before torch is imported, not after
+    from occulta.estimate import describe, planner
+    from occulta.runner import run_battery
+
     with progress_bar(model.stem) as update:
         report = run_battery(
             card_path=model,
@@ -133,6 +139,35 @@ def audit(
             ),
         )
     print_verdicts(report, out)
+    if mlflow:
+        log_to_mlflow(report, out, mlflow_uri, mlflow_experiment, mlflow_run_id)
+
+
+def check_inputs(model: Path, data: str, names: list[str], device: str) -> None:
+    """Everything that can be checked without torch: audit names (with a hint), the card (keys and
+    architecture, with hints), the weights file, the dataset path and the device name."""
+    from auditors.registry import audit_infos
+    from occulta.cards import load_card, weights_path
+    from occulta.datasets import check_reference
+    from occulta.errors import OccultaError
+    from occulta.hints import did_you_mean
+
+    if not names:
+        fail("--audits needs at least one audit name, e.g. missingness_bias")
+    known = sorted(audit_infos())
+    for name in names:
+        if name not in known:
+            fail(f"unknown audit {name!r}{did_you_mean(name, known, 0.6)}; available: {', '.join(known)}")
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        fail(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+    try:
+        card = load_card(model)
+        weights = weights_path(card, model)
+        if not weights.is_file():
+            fail(f"weights {weights} named by the card {model.name} do not exist")
+        check_reference(data)
+    except OccultaError as exc:
+        fail(str(exc))
 
 
 @app.command()

@@ -7,6 +7,7 @@ Without a verdict the gate fails closed; `--on-error pass` turns only outages (e
 
 from __future__ import annotations
 
+import json
 import os
 import tarfile
 import tempfile
@@ -16,14 +17,24 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from auditors.report import Report
 from occulta.cli.app import app, fail
+from occulta.cli.mlflow_options import MlflowExperiment, MlflowFlag, MlflowRun, MlflowUri, log_to_mlflow
 from occulta.client import AuditStatus, OccultaClient
 from occulta.errors import OccultaError, PolicyError, ServiceError
-from occulta.gate import GateResult, Policy, evaluate, load_policy, to_junit
+from occulta.gate import (
+    GateResult,
+    Policy,
+    error_junit,
+    error_markdown,
+    evaluate,
+    load_policy,
+    to_junit,
+)
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_SERVICE = 0, 1, 2, 3
 
@@ -132,11 +143,17 @@ def submit(
     interval: IntervalOption = 2.0,
     url: UrlOption = None,
     api_key: KeyOption = None,
+    mlflow: MlflowFlag = False,
+    mlflow_uri: MlflowUri = None,
+    mlflow_experiment: MlflowExperiment = None,
+    mlflow_run_id: MlflowRun = None,
 ) -> None:
     """Upload a model and dataset, start an audit battery and print its id (stdout, for `$(...)`)."""
     names = [a.strip() for a in audits.split(",") if a.strip()]
     if not names:
         fail("--audits needs at least one audit name, e.g. missingness_bias,lime_consistency", EXIT_USAGE)
+    if mlflow and not wait:
+        fail("--mlflow logs the finished report, so it needs --wait", EXIT_USAGE)
     settings = _read_mapping(config, "config") if config else {}
     data_path = Path(data)
     with _client(url, api_key) as client, tempfile.TemporaryDirectory() as tmp:
@@ -161,7 +178,38 @@ def submit(
             _remote_failure(exc)
         typer.echo(created.id)
         if wait:
-            raise typer.Exit(_wait(client, created.id, timeout, interval))
+            code = _wait(client, created.id, timeout, interval)
+            if mlflow:
+                _log_remote(client, created.id, Path(tmp), mlflow_uri, mlflow_experiment, mlflow_run_id)
+            raise typer.Exit(code)
+
+
+def _log_remote(
+    client: OccultaClient,
+    audit_id: str,
+    into: Path,
+    uri: str | None,
+    experiment: str | None,
+    run_id: str | None,
+) -> None:
+    """Fetch the finished report, its renderings and artifacts, and log them like a local audit's."""
+    folder = into / audit_id
+    try:
+        report = client.get_report(audit_id)
+        files = {"report.html": "report.html", "summary.md": "report.md"}
+        files |= {art.path: f"artifacts/{art.path}" for a in report.audits for art in a.artifacts}
+        for local, remote in files.items():
+            target = folder / local
+            if not target.resolve().is_relative_to(folder.resolve()):
+                raise ServiceError(f"the report names an artifact outside its folder: {local!r}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(client.download(audit_id, remote))
+        (folder / "report.json").write_text(report.model_dump_json(by_alias=True, indent=2), encoding="utf-8")
+        log_to_mlflow(report, folder, uri, experiment, run_id, audit_id=audit_id)
+    except ServiceError as exc:
+        fail(f"service error while fetching the report for MLflow: {exc}", EXIT_SERVICE)
+    except OccultaError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 @app.command("wait")
@@ -177,13 +225,12 @@ def wait_command(
         raise typer.Exit(_wait(client, audit_id, timeout, interval))
 
 
-def _service_unavailable(exc: ServiceError, on_error: OnError) -> NoReturn:
-    if on_error is OnError.fail:
-        fail(f"service error: {exc} (no verdict, so the gate fails closed)", EXIT_SERVICE)
-    warning = f"WARNING: the Occulta gate was NOT evaluated ({exc}); passing only because of --on-error pass."
-    _stderr().print(f"[bold red]{warning}[/]", highlight=False)
-    _append_step_summary(f"> [!WARNING]\n> {warning}\n")
-    raise typer.Exit(EXIT_PASS)
+class _NoVerdictError(Exception):
+    """The gate could not be evaluated: exit 2 (the user's to fix) or 3 (the service gave no verdict)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.message, self.exit_code = message, exit_code
 
 
 def _append_step_summary(markdown: str) -> None:
@@ -193,14 +240,74 @@ def _append_step_summary(markdown: str) -> None:
             fh.write(markdown)
 
 
-def _local_result(report_path: Path, policy: Policy) -> GateResult:
+def _write_outputs(markdown_text: str, junit_text: str, markdown: Path | None, junit: Path | None) -> None:
+    """Every exit path writes the same files, so a CI reporter step always has something to show."""
+    _append_step_summary(markdown_text)
     try:
-        report = Report.model_validate_json(report_path.read_bytes())
+        if markdown is not None:
+            markdown.write_text(markdown_text, encoding="utf-8")
+        if junit is not None:
+            junit.write_text(junit_text, encoding="utf-8")
     except OSError as exc:
-        fail(f"cannot read report {report_path}: {exc}", EXIT_USAGE)
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        fail(f"{report_path} is not an Occulta report: {exc}", EXIT_USAGE)
-    return evaluate(report, policy)
+        fail(f"cannot write the gate's outputs: {exc}", EXIT_USAGE)
+
+
+def _read_report(report_path: Path) -> Report:
+    try:
+        raw = report_path.read_bytes()
+    except OSError as exc:
+        raise _NoVerdictError(
+            f"cannot read report {report_path}: {exc.strerror or exc}", EXIT_USAGE
+        ) from None
+    hint = "give the report.json an audit wrote (`occulta audit --out DIR` writes DIR/report.json)"
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise _NoVerdictError(
+            f"{report_path} is not JSON, so not an Occulta report; {hint}", EXIT_USAGE
+        ) from None
+    if not isinstance(data, dict) or not {"model", "dataset", "audits"} <= set(data):
+        raise _NoVerdictError(f"{report_path} is not an Occulta report; {hint}", EXIT_USAGE)
+    try:
+        return Report.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the document"
+        message = f"{report_path} is not a valid Occulta report: {where}: {first['msg']}"
+        raise _NoVerdictError(message, EXIT_USAGE) from None
+
+
+def _read_policy(policy: Path) -> tuple[str, Policy]:
+    try:
+        text = policy.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _NoVerdictError(f"cannot read policy {policy}: {exc.strerror or exc}", EXIT_USAGE) from None
+    try:
+        return text, load_policy(text)  # a typo is exit 2 before any network call
+    except PolicyError as exc:
+        raise _NoVerdictError(f"{policy}: {exc}", EXIT_USAGE) from None
+
+
+def _gate_result(
+    policy: Path, audit_id: str | None, local: Path | None, url: str | None, api_key: str | None
+) -> GateResult:
+    if (audit_id is None) == (local is None):
+        raise _NoVerdictError("give exactly one of AUDIT_ID or --local REPORT.json", EXIT_USAGE)
+    policy_text, parsed = _read_policy(policy)
+    if local is not None:
+        return evaluate(_read_report(local), parsed)
+    assert audit_id is not None
+    try:
+        client = OccultaClient(url, api_key)
+    except OccultaError as exc:
+        raise _NoVerdictError(str(exc), EXIT_USAGE) from None
+    with client:
+        try:
+            return client.gate(audit_id, policy_text)
+        except ServiceError as exc:
+            raise _NoVerdictError(f"service error: {exc}", EXIT_SERVICE) from None
+        except OccultaError as exc:
+            raise _NoVerdictError(f"{exc.code}: {exc}", EXIT_USAGE) from None
 
 
 @app.command("gate")
@@ -210,39 +317,43 @@ def gate_command(
     local: Annotated[
         Path | None, typer.Option("--local", help="Gate a report.json without a server.", show_default=False)
     ] = None,
-    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="Write JUnit XML here (also when the gate errors).")
+    ] = None,
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write the summary here.")] = None,
     on_error: Annotated[
-        OnError, typer.Option("--on-error", help="When the service gives no verdict: fail (exit 3) or pass.")
+        OnError,
+        typer.Option(
+            "--on-error",
+            help="When the service gives no verdict (exit 3): fail, or pass loudly. Never excuses exit 2.",
+        ),
     ] = OnError.fail,
     url: UrlOption = None,
     api_key: KeyOption = None,
 ) -> None:
     """Check a report against a policy: exit 0 pass, 1 fail, 2 usage/policy error, 3 service error."""
-    if (audit_id is None) == (local is None):
-        fail("give exactly one of AUDIT_ID or --local REPORT.json", EXIT_USAGE)
     try:
-        policy_text = policy.read_text(encoding="utf-8")
-        parsed = load_policy(policy_text)  # a typo is exit 2 before any network call
-    except OSError as exc:
-        fail(f"cannot read policy {policy}: {exc}", EXIT_USAGE)
-    except PolicyError as exc:
-        fail(f"{policy}: {exc}", EXIT_USAGE)
-    if local is not None:
-        result = _local_result(local, parsed)
-    else:
-        assert audit_id is not None
-        with _client(url, api_key) as client:
-            try:
-                result = client.gate(audit_id, policy_text)
-            except ServiceError as exc:
-                _service_unavailable(exc, on_error)
-            except OccultaError as exc:
-                _remote_failure(exc)
+        result = _gate_result(policy, audit_id, local, url, api_key)
+    except _NoVerdictError as exc:
+        excused = exc.exit_code == EXIT_SERVICE and on_error is OnError.pass_
+        if excused:
+            message = (
+                f"the Occulta gate was NOT evaluated ({exc.message}); passing only because of --on-error pass"
+            )
+            _stderr().print(f"[bold red]WARNING: {message}.[/]", highlight=False)
+            code = EXIT_PASS
+        else:
+            message = exc.message + (" (no verdict, so the gate fails closed)" if exc.exit_code == 3 else "")
+            code = exc.exit_code
+        _write_outputs(
+            error_markdown(message, code, passed_anyway=excused),
+            error_junit(message, code, passed_anyway=excused),
+            markdown,
+            junit,
+        )
+        if excused:
+            raise typer.Exit(EXIT_PASS) from None
+        fail(message, code)
     typer.echo(result.markdown, nl=False)
-    if markdown is not None:
-        markdown.write_text(result.markdown, encoding="utf-8")
-    _append_step_summary(result.markdown)
-    if junit is not None:
-        junit.write_text(to_junit(result), encoding="utf-8")
+    _write_outputs(result.markdown, to_junit(result), markdown, junit)
     raise typer.Exit(EXIT_PASS if result.passed else EXIT_FAIL)

@@ -61,3 +61,29 @@ def make_report(**overrides: Any) -> Report:
         **overrides,
     )
     return report.finalize()
+
+
+# Metrics shaped like each audit's real output (the integration battery checks the real shapes), with
+# values a healthy model produces.
+HEALTHY_METRICS: dict[str, dict[str, Any]] = {
+    "missingness_bias": {
+        "best": {"strategy": "layer_mask", "auc": 0.74, "entropy_drop_at_half": 0.003},
+        "worst": {"strategy": "black", "auc": 0.6, "entropy_drop_at_half": 0.3, "max_share_at_half": 0.35},
+    },
+    "lime_consistency": {
+        "removal": {"own_at_25": 0.1, "random_at_25": 0.5, "ratio_at_25": 0.2},
+        "fill_consistency": {"at_20": 0.7},
+        "seed_stability": {"spearman_mean": 0.9},
+    },
+    "sis": {"share_confident_sis_le_5pct": 0.0, "subset_5pct": {"backselect": {"accuracy": 0.3}}},
+    "spurious_signal": {"n_confirmed": 0, "max_enrichment": 1.5, "max_flip_rate": 0.05},
+}
+
+
+def healthy_report(audits: list[str]) -> Report:
+    """A report of exactly these audits, every one passing with healthy metrics."""
+    results = [
+        AuditResult(name=name, verdict="pass", summary="healthy", metrics=HEALTHY_METRICS[name])
+        for name in audits
+    ]
+    return make_report(audits=results)

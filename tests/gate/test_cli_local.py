@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from auditors.report import AuditResult
 from occulta.cli import app
 from tests.gate.reports import make_report
 
@@ -100,3 +102,41 @@ def test_a_file_that_is_not_a_report_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["gate", "-p", str(write(tmp_path, PASSING)), "--local", str(bogus)])
     assert result.exit_code == 2
     assert "is not an Occulta report" in result.stderr
+
+
+def test_markdown_given_as_the_report_is_one_line_naming_what_to_give(tmp_path: Path) -> None:
+    summary = write(tmp_path, "## Occulta gate ✅ passed\n", "summary.md")
+    result = runner.invoke(app, ["gate", "--policy", str(write(tmp_path, PASSING)), "--local", str(summary)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {summary} is not JSON, so not an Occulta report; give the report.json an audit wrote "
+        "(`occulta audit --out DIR` writes DIR/report.json)"
+    ]
+
+
+def test_json_that_is_not_a_report_names_the_first_problem_without_pydantic_urls(tmp_path: Path) -> None:
+    report = make_report().model_dump(mode="json", by_alias=True)
+    report["seed"] = "zero"
+    path = write(tmp_path, json.dumps(report), "report.json")
+    result = runner.invoke(app, ["gate", "--policy", str(write(tmp_path, PASSING)), "--local", str(path)])
+    assert result.exit_code == 2
+    assert "seed: Input should be a valid integer" in result.stderr
+    assert "https://" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_actual_column_rounds_every_number_to_four_significant_digits(tmp_path: Path) -> None:
+    audits = [
+        AuditResult(
+            name="missingness_bias",
+            verdict="pass",
+            summary="s",
+            metrics={"worst": {"entropy_drop_at_half": 0.543419361114502, "auc": 0.744}},
+        )
+    ]
+    path = write(tmp_path, make_report(audits=audits).model_dump_json(by_alias=True), "report.json")
+    policy = "assertions:\n  missingness_bias.metrics.worst.entropy_drop_at_half: [error, {max: 1}]\n"
+    policy += "  missingness_bias.metrics.worst.auc: [error, {min: 0.5}]\n"
+    result = runner.invoke(app, ["gate", "--policy", str(write(tmp_path, policy)), "--local", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "| 0.5434 |" in result.stdout and "| 0.744 |" in result.stdout
+    assert "0.543419361114502" not in result.stdout

@@ -222,3 +222,61 @@ def test_submit_rejected_card_exits_2_with_the_server_message(
     assert result.exit_code == 2
     assert "unknown arch 'not_a_model'" in result.stderr
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("bad_url", ["127.0.0.1:8765", "htp://x", "http://", "localhost:8000"])
+@pytest.mark.parametrize("on_error", ["fail", "pass"])
+def test_malformed_url_is_a_usage_error_that_on_error_pass_never_excuses(
+    bad_url: str, on_error: str, policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OCCULTA_URL", bad_url)
+    junit = tmp_path / "gate.xml"
+    args = ["gate", "aud_1", "--policy", str(policy), "--on-error", on_error, "--junit", str(junit)]
+    result = runner.invoke(app, [*args, "--api-key", API_KEY])
+    assert result.exit_code == 2, result.output
+    assert "http://127.0.0.1:8000" in result.stderr, "the error says what a valid URL looks like"
+    error = ET.parse(junit).getroot().find("testsuite/testcase/error")
+    assert error is not None and error.get("type") == "exit 2"
+
+
+def test_dead_service_exits_3_and_still_writes_junit_and_markdown(
+    refused_url: str, policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    junit, summary, step = tmp_path / "gate.xml", tmp_path / "gate.md", tmp_path / "step.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
+    args = ["gate", "aud_1", "--policy", str(policy), "--junit", str(junit), "--markdown", str(summary)]
+    result = invoke(refused_url, *args)
+    assert result.exit_code == 3
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("errors") == "1"
+    error = suite.find("testcase/error")
+    assert error is not None and "cannot reach the Occulta service" in (error.get("message") or "")
+    assert summary.read_text().startswith("## Occulta gate ❌ error")
+    assert "cannot reach the Occulta service" in step.read_text()
+
+
+def test_outage_passed_under_on_error_pass_writes_a_skipped_junit_case(
+    refused_url: str, policy: Path, tmp_path: Path
+) -> None:
+    junit = tmp_path / "gate.xml"
+    result = invoke(
+        refused_url, "gate", "aud_1", "--policy", str(policy), "--on-error", "pass", "--junit", str(junit)
+    )
+    assert result.exit_code == 0
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and (suite.get("errors"), suite.get("skipped")) == ("0", "1")
+
+
+def test_policy_error_writes_junit_with_the_reason(
+    server: FakeOccultaServer, policy: Path, tmp_path: Path
+) -> None:
+    policy.write_text("assertions:\n  a.b: [error, {max: 1}\n")
+    junit = tmp_path / "gate.xml"
+    result = invoke(server.url, "gate", "aud_1", "--policy", str(policy), "--junit", str(junit))
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1, (
+        "a malformed policy is one line, not parser internals"
+    )
+    assert "not valid YAML at line 3" in result.stderr
+    assert "not valid YAML" in ET.parse(junit).getroot().find("testsuite/testcase/error").get("message")  # type: ignore[union-attr]
+    assert server.requests == []

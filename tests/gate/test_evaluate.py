@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from auditors.report import AuditResult
+from occulta.errors import PolicyError
 from occulta.gate import AssertionResult, GateResult, evaluate, load_policy, to_junit
 from tests.gate.reports import make_report
 
@@ -53,7 +54,8 @@ def test_missing_metric_fails_closed_names_the_path_and_the_nearest_keys() -> No
     result = gate("  missingness_bias.metrics.worst.entropy_drp_at_half: [warn, {max: 1.0}]\n")
     a = only(result)
     assert not result.passed and not a.passed
-    assert a.level == "error", "a missing metric must fail the gate even when asserted as a warning"
+    assert a.outcome == "missing" and a.level == "warn", "the row keeps the level the policy gave"
+    assert result.counts.errors == 1, "a missing metric must fail the gate even when asserted as a warning"
     assert "missingness_bias.metrics.worst.entropy_drp_at_half" in a.message
     assert "nearest: entropy_drop_at_half" in a.message
 
@@ -91,7 +93,7 @@ def test_failed_warning_keeps_the_gate_green_and_is_counted() -> None:
         "  missingness_bias.verdict: [error, {equals: pass}]\n"
     )
     assert result.passed
-    assert result.counts.model_dump() == {"total": 2, "passed": 1, "warnings": 1, "errors": 0}
+    assert result.counts.model_dump() == {"total": 2, "passed": 1, "warnings": 1, "errors": 0, "skipped": 0}
 
 
 def test_one_failed_error_fails_the_gate() -> None:
@@ -152,3 +154,53 @@ def test_gate_result_round_trips_through_json_for_the_api() -> None:
     result = gate("  missingness_bias.metrics.strategies: [error, {min: 0}]\n")
     again = GateResult.model_validate_json(result.model_dump_json())
     assert again == result and not again.passed
+
+
+def test_assertion_on_an_audit_not_run_fails_by_default_and_says_how_to_opt_out() -> None:
+    a = only(gate("  sis.metrics.share_confident_sis_le_5pct: [warn, {max: 0.2}]\n"))
+    assert a.outcome == "missing" and not a.passed
+    assert "audit `sis` was not run" in a.message and "when_not_run: skip" in a.message
+
+
+def test_when_not_run_skip_skips_only_audits_that_were_not_run() -> None:
+    policy = load_policy(
+        "when_not_run: skip\nassertions:\n"
+        "  sis.verdict: [error, {equals: pass}]\n"
+        "  missingness_bias.metrics.worst.renamed: [error, {max: 1}]\n"
+    )
+    result = evaluate(make_report(), policy)
+    skipped, renamed = result.assertions
+    assert skipped.outcome == "skipped" and "audit `sis` was not run" in skipped.message
+    assert renamed.outcome == "missing", "an audit that ran but lacks the metric still fails closed"
+    assert not result.passed
+    assert result.counts.skipped == 1 and result.counts.errors == 1
+
+
+def test_when_not_run_skip_never_skips_a_misspelt_audit_name() -> None:
+    a = only(gate("  missingnes_bias.verdict: [error, {equals: pass, when_not_run: skip}]\n"))
+    assert a.outcome == "missing" and "nearest: missingness_bias" in a.message
+
+
+def test_per_assertion_when_not_run_overrides_the_policy_default() -> None:
+    policy = load_policy(
+        "when_not_run: skip\nassertions:\n"
+        "  sis.verdict: [error, {equals: pass, when_not_run: fail}]\n"
+        "  spurious_signal.verdict: [error, {equals: pass}]\n"
+    )
+    result = evaluate(make_report(), policy)
+    assert [r.outcome for r in result.assertions] == ["missing", "skipped"]
+
+
+def test_skipped_assertions_are_junit_skipped_cases() -> None:
+    result = gate("  sis.verdict: [error, {equals: pass, when_not_run: skip}]\n")
+    assert result.passed
+    suite = ET.fromstring(to_junit(result)).find("testsuite")
+    assert suite is not None and suite.get("skipped") == "1" and suite.get("failures") == "0"
+    assert "⏭️" in result.markdown and "1 skipped (audit not run)" in result.markdown
+
+
+@pytest.mark.parametrize("bad", ["when_not_run: maybe\n", "when_not_ran: skip\n"])
+def test_when_not_run_accepts_only_fail_or_skip(bad: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        load_policy(bad + "assertions:\n  verdict: [error, {equals: pass}]\n")
+    assert "when_not_run" in str(info.value)

@@ -15,6 +15,7 @@ from auditors.report import AuditResult, Report
 from occulta.cards import ModelCard, write_card
 from occulta.cli import app
 from occulta.gate import evaluate, load_policy
+from occulta.policy_init import render_policy
 from occulta.runner import run_battery
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +74,7 @@ def report_dir(card, data_ref, tmp_path_factory) -> Path:
 
 def test_the_battery_writes_a_versioned_report_with_every_audit(report_dir):
     report = Report.model_validate_json((report_dir / "report.json").read_text())
-    assert report.schema_version == "1.0"
+    assert report.schema_version == "1.1"
     assert [a.name for a in report.audits] == BATTERY
     assert report.dataset.n_images == 96 and report.dataset.labelled
     assert report.model.family == "resnet" and report.model.weights_sha256
@@ -107,7 +108,32 @@ def test_the_example_policy_addresses_only_metrics_the_audits_produce(report_dir
     assert not missing, [a.message for a in missing]
 
 
-def test_cli_audit_then_local_gate(card, data_ref, tmp_path):
+def test_policy_init_addresses_only_metrics_the_audits_produce(report_dir):
+    """`occulta policy init` must not drift from the real metric paths either."""
+    report = Report.model_validate_json((report_dir / "report.json").read_text())
+    policy = load_policy(render_policy([a.name for a in report.audits]))
+    missing = [a.message for a in evaluate(report, policy).assertions if a.outcome == "missing"]
+    assert not missing, missing
+
+
+def _check_logged_to_mlflow(uri: str, report: dict) -> None:  # type: ignore[type-arg]
+    """`occulta audit --mlflow` left one finished run with the verdicts, metrics and heat maps."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("occulta").experiment_id])
+    assert run.data.tags["occulta.verdict"] == report["verdict"]
+    assert run.data.tags["occulta.missingness_bias.verdict"] == report["audits"][0]["verdict"]
+    assert run.data.metrics["sample.accuracy"] == pytest.approx(report["sample"]["accuracy"])
+    assert "missingness_bias.worst.entropy_drop_at_half" in run.data.metrics
+    logged = {f.path for f in client.list_artifacts(run.info.run_id, "occulta")}
+    assert {"occulta/report.json", "occulta/report.html", "occulta/summary.md"} <= logged
+    maps = [f.path for f in client.list_artifacts(run.info.run_id, "occulta/missingness_bias")]
+    assert any(p.endswith(".png") for p in maps), maps
+
+
+def test_cli_audit_then_local_gate(card, data_ref, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow keeps a new experiment's artifacts under ./mlruns
     cfg = tmp_path / "audits.yaml"
     cfg.write_text(yaml.safe_dump({"missingness_bias": {"strategies": ["black", "layer_mask"]}}))
     runner = CliRunner()
@@ -125,11 +151,16 @@ def test_cli_audit_then_local_gate(card, data_ref, tmp_path):
             str(cfg),
             "--samples",
             "48",
+            "--mlflow",
+            "--mlflow-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
         ],
     )
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["audits"][0]["config"]["strategies"] == ["black", "layer_mask"]
+    assert report["sample"]["n"] == 48 and sum(map(sum, report["sample"]["confusion"])) == 48
+    _check_logged_to_mlflow(f"sqlite:///{tmp_path / 'mlflow.db'}", report)
     policy = tmp_path / "p.yaml"
     policy.write_text(
         "assertions:\n  missingness_bias.metrics.strategies.layer_mask.auc: [error, {min: 0.0}]\n"

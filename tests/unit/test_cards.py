@@ -118,7 +118,7 @@ def test_weights_for_another_architecture_say_which_tensor_does_not_fit(tmp_path
     [
         ({"arch": "os.system"}, "not on the allow-list"),
         ({"arch": "resnet_does_not_exist"}, "unknown architecture"),
-        ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
+        ({"surprise": 1}, "unknown key `surprise`"),
         ({"arch_kwargs": {"num_classes": 3, "block_fn": "x"}}, "block_fn"),
         ({"class_names": ["only-one"]}, "class_names"),
         ({"arch_kwargs": {"num_classes": 5}}, "num_classes=5 but 3 class_names"),

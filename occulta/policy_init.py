@@ -1,0 +1,53 @@
+"""`occulta policy init`: a commented starting policy that asserts only on the audits a user runs.
+
+A policy that names audits the battery did not run fails closed on every one of their metrics, which
+made the example policy useless for a two-audit battery. Each audit's block comes from its metadata
+(`AuditInfo.policy`, the same lines as `examples/policy.yaml`), so the thresholds are the audits' own
+verdict defaults and the generated policy agrees with the report until a user tightens it.
+"""
+
+from __future__ import annotations
+
+from auditors.registry import audit_infos
+from occulta.errors import PolicyError
+from occulta.example_policy import audit_block
+from occulta.gate import WhenNotRun
+from occulta.hints import did_you_mean
+
+_HEADER = """\
+# Occulta gate policy for: {audits}
+# Written by `occulta policy init`; edit the bounds for your model.
+# Each assertion is `metric.path: [error|warn, {{comparator: value}}]`.
+#   error: a failure fails the gate (exit 1).   warn: reported, the gate stays green.
+#   comparators: min (>=), max (<=), equals, in (one of a list). `{{min: a, max: b}}` checks both.
+# A metric the report lacks fails the gate whatever its level, so a renamed metric never passes.
+# when_not_run: {when_not_run} -- an assertion on an audit the report did not run {consequence}.
+#   Set it per assertion too: `[warn, {{max: 0.5, when_not_run: skip}}]`.
+version: 1
+when_not_run: {when_not_run}
+assertions:
+  # The overall verdict is the worst of the audits; `inconclusive` proves nothing, so it does not pass.
+  verdict: [warn, {{equals: pass}}]
+"""
+
+
+def parse_audit_names(text: str) -> list[str]:
+    """`a,b` into registered audit names, in the order given; a typo gets a did-you-mean hint."""
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise PolicyError("give at least one audit, e.g. --audits missingness_bias,spurious_signal")
+    known = sorted(audit_infos())
+    for name in names:
+        if name not in known:
+            raise PolicyError(
+                f"unknown audit {name!r}{did_you_mean(name, known, cutoff=0.6)}; available: {', '.join(known)}"
+            )
+    return names
+
+
+def render_policy(audits: list[str], when_not_run: WhenNotRun = "fail") -> str:
+    """The policy text for exactly these audits, commented so a person can tighten it."""
+    infos = audit_infos()
+    consequence = "is skipped" if when_not_run == "skip" else "fails the gate (fail closed)"
+    head = _HEADER.format(audits=", ".join(audits), when_not_run=when_not_run, consequence=consequence)
+    return head + "".join(audit_block(infos[name]) for name in audits)
