@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install demo test lint pytest services bench clean
+.PHONY: install demo test lint pytest services bench bench-gpu clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ services:
 bench: install
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.lime_sis --quick
+
+## Engine, LIME, occlusion, token dropping, BackSelect and the battery (estimate vs measured) in one
+## run: full sizes on a GPU (bench/results/gpu.json), small ones on a CPU (gpu_cpu.json).
+bench-gpu: install
+	$(BIN)/python -m bench.gpu --device auto
 
 clean:
 	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -188,6 +188,11 @@ class AuditOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     results: list[AuditResultSummary] = Field(default_factory=list)
+    estimate: dict[str, Any] | None = Field(
+        default=None,
+        description="On creation: forward passes per audit and, once a worker has calibrated this "
+        "model, estimated seconds (`basis` says which)",
+    )
 
     @classmethod
     def of(cls, row: AuditJob, results: list[AuditResultSummary] | None = None) -> AuditOut:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,65 +24,11 @@ import timm
 import torch
 
 import auditors.zoo.architectures  # noqa: F401
-from auditors.engine import applicable_strategies, masked_logits, normalize, plain_logits, prepare_model
-from auditors.methods.lime import grid_segments
-from bench.lime_sis import ClosedFormRidge
+from auditors.engine import applicable_strategies, masked_logits, plain_logits, prepare_model
+from bench.common import captum_lime_seconds, timed
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], Any], device: torch.device, repeat: int) -> float:
-    """Best wall time of `repeat` runs after one warm-up (the warm-up also sizes the chunks)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        _sync(device)
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def captum_lime_seconds(
-    model: torch.nn.Module, image: torch.Tensor, patch: int, n_samples: int, per_eval: int
-) -> float:
-    from captum.attr import Lime
-    from captum.attr._core.lime import get_exp_kernel_similarity_function
-
-    device = image.device
-    mean_t, std_t = torch.tensor(MEAN, device=device), torch.tensor(STD, device=device)
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return torch.softmax(model(normalize(x, mean_t, std_t)), 1)
-
-    lime = Lime(
-        forward,
-        interpretable_model=ClosedFormRidge(1.0),  # type: ignore[arg-type]
-        similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width=0.25),
-    )
-    h, w = image.shape[-2:]
-    mask = grid_segments(h, w, patch)[0].to(device).view(1, 1, h, w)
-    target = int(forward(image).argmax(1))
-    _sync(device)
-    t = time.perf_counter()
-    lime.attribute(
-        image,
-        target=target,
-        baselines=0.0,
-        feature_mask=mask,
-        n_samples=n_samples,
-        perturbations_per_eval=per_eval,
-    )
-    _sync(device)
-    return time.perf_counter() - t
 
 
 def main() -> None:
@@ -126,7 +70,7 @@ def main() -> None:
     ours = timed(lambda: masked_logits(model, one, lime_keep, "black", mean=MEAN, std=STD), device, repeat)
     lime_rows = [{"what": f"{args.samples} ablations of one image: occulta engine", "seconds": ours}]
     for per_eval in [64] if args.quick else [1, 64]:
-        s = captum_lime_seconds(model, one, patch, args.samples, per_eval)
+        s = captum_lime_seconds(model, one, patch, args.samples, per_eval, mean=MEAN, std=STD)
         lime_rows.append(
             {
                 "what": f"Captum Lime, perturbations_per_eval={per_eval}",

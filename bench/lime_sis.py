@@ -19,77 +19,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import timm
 import torch
-from torch.utils.data import DataLoader
 
 import auditors.zoo.architectures  # noqa: F401  (registers the tiny archs)
-from auditors.engine import normalize, plain_logits, prepare_model
+from auditors.engine import prepare_model
 from auditors.methods.backselect import backselect
-from auditors.methods.lime import grid_segments, lime_fit
+from auditors.methods.lime import lime_fit
+from bench.common import captum_lime_seconds, sync
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
-
-
-class ClosedFormRidge:
-    """Captum `Model` interface: weighted ridge (alpha=1, unpenalised intercept) solved with numpy."""
-
-    def __init__(self, alpha: float = 1.0) -> None:
-        self.alpha = alpha
-        self.coef = torch.zeros(0)
-
-    def fit(self, train_data: DataLoader, **kwargs: object) -> None:
-        xs, ys, ws = [], [], []
-        for x, y, w in train_data:
-            xs.append(x.double().numpy())
-            ys.append(y.double().numpy().reshape(-1))
-            ws.append(w.double().numpy().reshape(-1))
-        x, y, w = np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
-        xa = np.hstack([x, np.ones((len(x), 1))])
-        pen = self.alpha * np.eye(xa.shape[1])
-        pen[-1, -1] = 0
-        beta = np.linalg.solve(xa.T @ (w[:, None] * xa) + pen, xa.T @ (w * y))
-        self.coef = torch.from_numpy(beta[:-1]).float().view(1, -1)
-
-    def representation(self) -> torch.Tensor:
-        return self.coef
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.coef.T
-
-
-def captum_lime_seconds(model: torch.nn.Module, images: torch.Tensor, patch: int, n_samples: int) -> float:
-    from captum.attr import Lime
-    from captum.attr._core.lime import get_exp_kernel_similarity_function
-
-    device = next(model.parameters()).device
-    mean_t, std_t = torch.tensor(MEAN, device=device), torch.tensor(STD, device=device)
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(model(normalize(x, mean_t, std_t)), 1)
-
-    lime = Lime(
-        forward,
-        interpretable_model=ClosedFormRidge(1.0),  # type: ignore[arg-type]
-        similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width=0.25),
-    )
-    h, w = images.shape[-2:]
-    mask = grid_segments(h, w, patch)[0].to(device).view(1, 1, h, w)
-    target = plain_logits(model, images, mean=MEAN, std=STD).argmax(1)
-    t0 = time.perf_counter()
-    for i in range(images.shape[0]):
-        lime.attribute(
-            images[i : i + 1].to(device),
-            baselines=0.0,
-            target=int(target[i]),
-            feature_mask=mask,
-            n_samples=n_samples,
-            perturbations_per_eval=min(n_samples, 512),
-        )
-    _sync(device)
-    return (time.perf_counter() - t0) / images.shape[0]
 
 
 def ours_lime_seconds(model: torch.nn.Module, images: torch.Tensor, patch: int, n_samples: int) -> float:
@@ -97,10 +37,10 @@ def ours_lime_seconds(model: torch.nn.Module, images: torch.Tensor, patch: int, 
         model, images[:1], mean=MEAN, std=STD, strategy="black", patch_size=patch, n_samples=64
     )  # warm-up
     device = next(model.parameters()).device
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     lime_fit(model, images, mean=MEAN, std=STD, strategy="black", patch_size=patch, n_samples=n_samples)
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - t0) / images.shape[0]
 
 
@@ -123,7 +63,7 @@ def backselect_passes_per_second(
     t0 = time.perf_counter()
     with contextlib.suppress(_StopBenchError):
         backselect(model, image, mean=MEAN, std=STD, progress=stop_after)
-    _sync(torch.device(device))
+    sync(torch.device(device))
     dt = time.perf_counter() - t0
     passes = sum(n - s for s in range(done["steps"]))
     total = n * (n + 1) // 2
@@ -135,11 +75,6 @@ def backselect_passes_per_second(
         "passes_per_second": passes / dt,
         "projected_seconds_per_image": total / (passes / dt),
     }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -159,7 +94,15 @@ def main() -> None:
     images = torch.rand(n_images, 3, args.size, args.size)
     ours = ours_lime_seconds(model, images, args.patch, args.n_samples)
     n_captum = 2 if args.quick else 4
-    captum = captum_lime_seconds(model, images[:n_captum], args.patch, args.n_samples)
+    captum = captum_lime_seconds(
+        model,
+        images[:n_captum],
+        args.patch,
+        args.n_samples,
+        min(args.n_samples, 512),
+        mean=MEAN,
+        std=STD,
+    )
     bs = backselect_passes_per_second(model, 32, 8 if args.quick else 64, args.device)
     result = {
         "device": args.device,

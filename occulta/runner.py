@@ -261,6 +261,7 @@ def run_battery(
     completed: dict[str, AuditResult] | None = None,
     on_audit_done: Callable[[AuditResult], None] | None = None,
     model_loader: ModelLoader = load_prepared,
+    plan: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Report:
     """Run `audits` and write the report into `out_dir`; see the module docstring."""
     import torch
@@ -283,6 +284,9 @@ def run_battery(
         model_loader=model_loader,
     )
     ctx, report = prepared.ctx, prepared.report
+    if plan is not None:  # the cost estimate; a budget may shrink configs and the images
+        configs = plan(ctx, configs)
+        report.dataset.n_images = ctx.n_images
     report.sample = sample_summary(ctx)
     out_dir = Path(out_dir)
     for i, name in enumerate(audits):

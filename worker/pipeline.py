@@ -7,6 +7,7 @@ sharded one): it says what each outcome of the base task's exception ladder mean
 
 from __future__ import annotations
 
+import io
 import logging
 import tempfile
 from collections.abc import Callable
@@ -120,7 +121,13 @@ def execute(
             data_ref = stage_dataset(res.store, res.settings, source=inputs.source, dest=work / "data")
             if before is not None:
                 completed.update(before(Staged(card, data_ref, out_dir, saver)))
+            from occulta.estimate import calibration_json, calibration_key, planner
             from occulta.runner import run_battery  # imports torch: only ever inside the worker child
+
+            def record(est: Any) -> None:  # the calibration the API's estimates of this model use
+                if est.calibration is not None:
+                    data = io.BytesIO(calibration_json(est.calibration))
+                    res.store.put_stream(calibration_key(inputs.model_prefix), data)
 
             report = run_battery(
                 card_path=card,
@@ -132,6 +139,7 @@ def execute(
                 completed=completed,
                 on_audit_done=saver.on_audit_done,
                 model_loader=cached_loader(inputs.model_key),
+                plan=planner(None, record),
                 **inputs.spec,
             )
             saver.finish()

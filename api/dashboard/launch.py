@@ -27,6 +27,7 @@ from occulta.errors import AuditConfigError, OccultaError, WeightsError
 from occulta.service import audits as audits_service
 from occulta.service import datasets as datasets_service
 from occulta.service import models as models_service
+from occulta.service.estimates import audit_estimate
 
 router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False)
 
@@ -160,6 +161,20 @@ async def _dataset_id(form: FormData, scope: DashScope, store: StoreDep, setting
     return _text(form, "dataset_id")
 
 
+def _estimate(body: AuditIn, scope: DashScope, store: StoreDep) -> dict[str, Any]:
+    return audit_estimate(
+        scope.session,
+        store,
+        tenant_id=scope.tenant_id,
+        model_id=body.model_id,
+        dataset_id=body.dataset_id,
+        audits=body.audits,
+        configs=body.config,
+        samples=body.samples,
+        regions=body.regions,
+    )
+
+
 @router.post("/launch")
 async def launch(
     request: Request,
@@ -186,6 +201,15 @@ async def launch(
             seed=_int(form, "seed") or 0,
             regions=parse_regions(_text(form, "regions")),
         )
+        if _text(form, "action") == "estimate":  # show the cost on the form; queue nothing
+            estimate = await run_in_threadpool(_estimate, body, scope, store)
+            values = {k: v for k, v in form.items() if isinstance(v, str)} | {
+                "audits": audits,
+                "strategies": form.getlist("strategies"),
+                "model_id": body.model_id,
+                "dataset_id": body.dataset_id,
+            }
+            return render(request, "launch.html", _form_context(scope, **values) | {"estimate": estimate})
         job, _ = await run_in_threadpool(
             lambda: audits_service.submit_audit(
                 scope.session,

@@ -12,6 +12,7 @@ from api.schemas import ERRORS, AuditIn, AuditOut, AuditPage, AuditResultSummary
 from auditors.report import Report
 from occulta.db import ArtifactRecord, AuditJob
 from occulta.service import audits as service
+from occulta.service.estimates import audit_estimate
 
 router = APIRouter(prefix="/audits", tags=["audits"], responses=ERRORS)
 
@@ -38,6 +39,7 @@ def create_audit(
     body: AuditIn,
     scope: ScopeDep,
     queue: QueueDep,
+    store: StoreDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     """The row and its outbox message commit together before anything is sent, so a worker never sees a
@@ -56,6 +58,17 @@ def create_audit(
         idempotency_key=idempotency_key,
     )
     out = _out(scope, job)
+    out.estimate = audit_estimate(
+        scope.session,
+        store,
+        tenant_id=scope.tenant_id,
+        model_id=body.model_id,
+        dataset_id=body.dataset_id,
+        audits=body.audits,
+        configs=body.config,
+        samples=body.samples,
+        regions=body.regions,
+    )
     return JSONResponse(
         out.model_dump(mode="json"),
         status_code=202 if created else 200,

@@ -24,6 +24,7 @@ from auditors.report import AuditResult
 
 if TYPE_CHECKING:
     from auditors.audits.context import AuditContext
+    from auditors.cost import Passes, RunShape
 
 Partial = dict[str, Any]
 
@@ -119,6 +120,11 @@ class Audit(ABC, Generic[C]):
     def recorded_config(self, config: C, seed: int, resolved: dict[str, Any]) -> dict[str, Any]:
         """The config written into the report: as given, with the seed and resolved values filled in."""
         return {**config.model_dump(), "seed": seed, **resolved}
+
+    def forward_passes(self, config: C, shape: RunShape) -> Passes | None:
+        """What this config costs on a run of `shape`, for the estimate before a run (auditors.cost):
+        images through the model by kind, model calls and plots. None: the audit does not say."""
+        return None
 
     @staticmethod
     def patch_size(ctx: AuditContext, config: AuditConfig) -> int:

@@ -89,18 +89,35 @@ def audit(
     region: Annotated[
         list[str] | None, typer.Option(help="Suspected region NAME:x,y,w,h (repeatable).")
     ] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(help="Seconds to fit in: shrink sample sizes to the estimate, and say what changed."),
+    ] = None,
+    compile_model: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="torch.compile the model first (pays off on long GPU runs; each new batch shape compiles).",
+        ),
+    ] = False,
     mlflow: MlflowFlag = False,
     mlflow_uri: MlflowUri = None,
     mlflow_experiment: MlflowExperiment = None,
     mlflow_run_id: MlflowRun = None,
 ) -> None:
-    """Audit one model on one dataset and write report.json, report.html and summary.md."""
+    """Audit one model on one dataset and write report.json, report.html and summary.md.
+
+    Before running it prints the forward passes per audit and the time they should take here,
+    from a few seconds of calibration on the loaded model."""
+    if budget is not None and budget <= 0:
+        fail(f"--budget {budget}: give the seconds the run may take, e.g. --budget 600")
     names = [a.strip() for a in audits.split(",") if a.strip()]
     raw = _load_config(config)
     base = config.parent if config is not None else Path.cwd()
     regions = _inline_artifacts(list(raw.pop("regions", None) or []), base)
     regions += [_parse_region(r) for r in region or []]
     check_inputs(model, data, names, device)  # seconds before torch is imported, not after
+    from occulta.estimate import describe, planner
     from occulta.runner import run_battery
 
     with progress_bar(model.stem) as update:
@@ -115,6 +132,11 @@ def audit(
             seed=seed,
             regions=regions,
             progress=update,
+            plan=planner(
+                budget,
+                lambda est: console.print("\n".join(["cost estimate:", *describe(est)])),
+                compile_model=compile_model,
+            ),
         )
     print_verdicts(report, out)
     if mlflow:

@@ -23,6 +23,7 @@ from auditors.audits.lime_consistency.metrics import (
     topk_jaccard_curve,
     write_lime_artifacts,
 )
+from auditors.cost import Passes, RunShape, masked_passes, native_strategy
 from auditors.engine import DEFAULT_COLORS, NATIVE, applicable_strategies, parse_strategy, plain_logits
 from auditors.methods.lime import FeatureKind, LimeFit, feature_logits, lime_fit, patch_grid, ranking
 from auditors.report import AuditResult, Finding
@@ -110,6 +111,22 @@ def _reference_order(
 class LimeConsistency(Audit[LimeConfig]):
     name = NAME
     Config = LimeConfig
+
+    def forward_passes(self, config: LimeConfig, shape: RunShape) -> Passes:
+        """n_samples per image per LIME run (each strategy, each fill, the second seed), then the
+        removal curves (own and random order, k = 1..max_k) per strategy; overlays and two plots."""
+        n = min(config.n_images, shape.n_images)
+        patch = config.patch_size or shape.default_patch
+        n_feat = (shape.height // patch) * (shape.width // patch) if config.features == "grid" else 150
+        kmax = max(1, min(config.max_k, n_feat - 1))
+        strategies = list(config.strategies or [native_strategy(shape) or "black"])
+        runs = [*strategies, *(f for f in config.fills if f not in strategies), strategies[0]]
+        total = Passes(forward=n, calls=1, figures=2 + (2 if config.n_show else 0))
+        for name in runs:
+            total += masked_passes(name, n * config.n_samples, n)
+        for name in strategies:
+            total += masked_passes(name, 2 * n * kmax, 2)
+        return total
 
     def compute(self, ctx: AuditContext, config: LimeConfig, seed: int) -> AuditResult:
         cfg = config

@@ -20,6 +20,7 @@ from pydantic import Field
 from auditors.audits import plots
 from auditors.audits.base import Audit, AuditConfig, Partial, ShardMeta
 from auditors.audits.context import AuditContext, artifact_path
+from auditors.cost import PIXEL_FILL_COUNT, Passes, RunShape, masked_passes, native_strategy
 from auditors.engine import applicable_strategies, masked_logits, parse_strategy, plain_logits
 from auditors.methods.class_entropy import class_entropy
 from auditors.methods.per_image_random import check_tiling, even_ranges, per_image_uniform
@@ -117,6 +118,17 @@ class MissingnessBias(Audit[MissingnessBiasConfig]):
 
     name = NAME
     Config = MissingnessBiasConfig
+
+    def forward_passes(self, config: MissingnessBiasConfig, shape: RunShape) -> Passes:
+        """Clean predictions, then every image under every strategy at every fraction; four plots."""
+        native = native_strategy(shape)
+        names = config.strategies or ["black"] * PIXEL_FILL_COUNT + ([native] if native else [])
+        n_frac = len({round(float(f), 4) for f in config.fractions} | {0.0})
+        total = Passes(forward=shape.n_images, calls=1, figures=4)
+        for name in names:
+            total += masked_passes(name, shape.n_images * n_frac, n_frac)
+        return total
+
     shardable = True
 
     def plan_shards(self, n_images: int, config: MissingnessBiasConfig, n_shards: int) -> list[range]:

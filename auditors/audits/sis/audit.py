@@ -8,6 +8,7 @@ small they are, how the model does on the 5% of pixels BackSelect keeps vs 5% ra
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -22,6 +23,7 @@ from auditors.audits.sis.controls import (
     size_vs_correctness,
     write_sis_artifacts,
 )
+from auditors.cost import Passes, RunShape
 from auditors.engine import masked_logits, parse_strategy, plain_logits
 from auditors.methods.backselect import (
     BackSelectResult,
@@ -96,6 +98,27 @@ def subset_stats(
 class SIS(Audit[SISConfig]):
     name = NAME
     Config = SISConfig
+
+    def forward_passes(self, config: SISConfig, shape: RunShape) -> Passes:
+        """Exact BackSelect: n(n+1)/2 passes per image of n pixels; gradient: a forward + backward and
+        a check per step of k pixels. Plus clean, fully masked, target, f(x), sufficiency and the two
+        5% subsets; overlays and a histogram."""
+        n = min(config.n_images, shape.n_images)
+        n_px = shape.height * shape.width
+        limit = config.exact_max_pixels or (1024 if shape.is_cuda else 256)
+        exact = config.method == "exact" or (config.method == "auto" and n_px <= limit)
+        total = Passes(forward=7 * n, calls=7, figures=1 + (2 if config.n_show else 0))
+        steps = math.ceil(n_px / config.gradient_k)
+        if exact:
+            total += Passes(forward=n * n_px * (n_px + 1) // 2, calls=n_px * n)
+        else:
+            total += Passes(forward=steps * n, gradient=steps * n, calls=2 * steps * math.ceil(n / 64))
+        if config.retrain_on_subsets:
+            m = min(config.retrain_images, shape.n_images)
+            total += Passes(
+                forward=steps * m, gradient=steps * m + config.retrain_epochs * m, calls=2 * steps
+            )
+        return total
 
     def compute(self, ctx: AuditContext, config: SISConfig, seed: int) -> AuditResult:
         cfg = config

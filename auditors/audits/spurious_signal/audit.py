@@ -12,6 +12,7 @@ audit; every finding carries n, its interval and its corrected p-value.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from auditors.audits.spurious_signal.findings import examples, local_finding, re
 from auditors.audits.spurious_signal.merge import iou
 from auditors.audits.spurious_signal.nulls import Probe
 from auditors.audits.spurious_signal.regions import AuditState, Thresholds, hotspot_maps, saliency_evidence
+from auditors.cost import PIXEL_FILL_COUNT, Passes, RunShape, masked_passes, native_strategy
 from auditors.engine import applicable_strategies, model_device, plain_logits
 from auditors.methods.saliency import METHODS, saliency_maps, top_q_mask
 from auditors.regions import Region
@@ -94,6 +96,49 @@ def _sample(ctx: AuditContext, n: int, seed: int) -> torch.Tensor:
 class SpuriousSignal(Audit[SpuriousConfig]):
     name = AUDIT
     Config = SpuriousConfig
+
+    def forward_passes(self, config: SpuriousConfig, shape: RunShape) -> Passes:
+        """Saliency (a backward per image per SmoothGrad sample / IG step), then per region or
+        discovered candidate the stamp test against its null and the removal test, and the global
+        colour test per class. The
+        removal strategy is costed as the model's native one (what the bias check usually picks);
+        every candidate counts (an upper bound)."""
+        n = min(config.n_images, shape.n_images)
+        patch = config.patch_size or shape.default_patch
+        per_class = math.ceil(n / max(1, shape.num_classes))
+        native = native_strategy(shape)
+        strategy = config.strategy or native or "blur"
+        total = Passes(forward=n, calls=1, figures=2 + (2 if config.n_overlays else 0))
+        if config.strategy is None:  # the bias of native, blur and mean on up to 32 images
+            total += Passes(forward=3 * min(32, n), calls=3) + masked_passes(native, min(32, n))
+        batches = math.ceil(n / 64)
+        for method in config.methods:
+            if method in ("gradient", "gradient_squared"):
+                total += Passes(gradient=n, calls=batches)
+            elif method == "smoothgrad":
+                total += Passes(gradient=n * config.n_samples, calls=batches * config.n_samples)
+            elif method == "integrated_gradients":
+                total += Passes(gradient=n * config.steps, calls=batches * math.ceil(config.steps / 4))
+            else:  # occlusion
+                windows = (shape.height // patch) * (shape.width // patch)
+                total += Passes(forward=n, calls=1) + masked_passes(strategy, n * windows, n)
+        # A stamp test: up to max_recipients other-class images, stamped and with the paired null
+        # patch; a removal test: the mark's class images with its box and n_random_boxes random boxes.
+        recipients = min(config.max_recipients, n)
+        confirm = Passes(forward=2 * recipients, calls=2) + masked_passes(
+            strategy, per_class * (1 + config.n_random_boxes), 2
+        )
+        for _ in range(shape.n_regions + len(config.regions)):
+            total += confirm
+        if config.discovery:  # candidates come from pixel statistics (no model); each is then tested
+            for _ in range(config.max_candidates):
+                total += confirm
+        if config.global_test:  # per class: the cast moved onto others and off its own, each with a null
+            total += Passes(forward=4 * n, calls=4 * shape.num_classes)
+        if shape.has_object_masks:
+            total += Passes(forward=2 * n * PIXEL_FILL_COUNT, calls=2 * PIXEL_FILL_COUNT)
+            total += masked_passes(native, 2 * n, 2)
+        return total
 
     def compute(self, ctx: AuditContext, config: SpuriousConfig, seed: int) -> AuditResult:
         height, width = ctx.image_size
