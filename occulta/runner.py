@@ -276,10 +276,11 @@ def run_battery(
     ctx, report = prepared.ctx, prepared.report
     out_dir = Path(out_dir)
     for i, name in enumerate(audits):
+        auditor = get_auditor(name)
         if completed and name in completed:
+            completed[name].role = getattr(auditor, "role", completed[name].role)
             report.audits.append(completed[name])
             continue
-        auditor = get_auditor(name)
 
         def _progress(f: float, msg: str, i: int = i, name: str = name) -> None:
             if progress is not None:
@@ -305,6 +306,8 @@ def run_battery(
                 error="".join(traceback.format_exception_only(exc)).strip(),
             )
         result.seconds = result.seconds or round(time.perf_counter() - started, 3)
+        # The audit's role decides whether its verdict is about the model or a caveat, even for an error.
+        result.role = getattr(auditor, "role", result.role)
         report.audits.append(result)
         if on_audit_done is not None:
             on_audit_done(result)

@@ -40,15 +40,25 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 def print_verdicts(report: Any, out: Path) -> None:
     from rich.table import Table
 
-    from occulta.render import VERDICT_ICON
+    from occulta.render import VERDICT_ICON, format_estimate
 
-    table = Table(title=f"{report.model.arch}: {VERDICT_ICON[report.verdict]} {report.verdict.upper()}")
+    label = report.verdict_label.upper()
+    table = Table(title=f"{report.model.arch}: {VERDICT_ICON[report.verdict]} {label}")
     table.add_column("audit")
+    table.add_column("about")
     table.add_column("verdict")
+    table.add_column("rests on")
     table.add_column("summary", overflow="fold")
     for a in report.audits:
-        table.add_row(a.name, f"{VERDICT_ICON[a.verdict]} {a.verdict}", a.summary)
+        table.add_row(
+            a.name,
+            a.role,
+            f"{VERDICT_ICON[a.verdict]} {a.verdict}",
+            format_estimate(a.estimate, a.n),
+            a.summary,
+        )
     console.print(table)
+    console.print(report.headline)
     console.print(f"report: {out / 'report.html'}")
 
 
