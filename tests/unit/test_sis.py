@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from auditors.backselect import (
     backselect_subset,
     gradient_backselect,
     sis_from_order,
+    step_sizes,
     subset_keep,
 )
 from auditors.context import AuditContext
@@ -103,11 +105,25 @@ def test_gradient_backselect_keeps_the_planted_pixels_to_the_end(pixels_model):
     model, images, labels = pixels_model
     x = images[labels == 1][:4]
     res = gradient_backselect(model, x, mean=MEAN, std=STD, k=16)
-    assert res.order.shape == (4, 256) and torch.isfinite(res.f_after[:, 15::16]).all()
+    ends = torch.tensor(step_sizes(256, 16)).cumsum(0) - 1
+    assert res.order.shape == (4, 256) and torch.isfinite(res.f_after[:, ends]).all()
+    assert sorted(res.order[0].tolist()) == list(range(256)), "every pixel is removed exactly once"
     truth = _planted_pixels()
     for order, s in zip(res.order, sis_from_order(res, 0.99), strict=True):
         assert len(set(order[-16:].tolist()) & truth) >= 2
         assert s is not None and len(s) <= 48 and set(s.tolist()) & truth
+
+
+@pytest.mark.parametrize(("n", "k"), [(256, 16), (1024, 100), (224 * 224, 100), (7, 100)])
+def test_gradient_steps_resolve_sis_sizes_to_one_percent_and_finer_as_the_subset_shrinks(n, k):
+    """An SIS size is read off between steps, so no step may exceed 1% of the pixels, and a step is
+    at most a tenth of the pixels still present (an SIS of 20 pixels is known to within 2)."""
+    steps = step_sizes(n, k)
+    assert sum(steps) == n and min(steps) >= 1
+    assert max(steps) <= max(1, min(k, n // 100))
+    remaining = n - torch.tensor(steps).cumsum(0) + torch.tensor(steps)  # pixels present before each step
+    assert all(s <= max(1, -(-r // 10)) for s, r in zip(steps, remaining.tolist(), strict=True))
+    assert len(steps) <= n / max(1, min(k, n // 100)) + 10 * math.log(n) + 10, "still a few hundred steps"
 
 
 def test_sis_walks_backwards_to_the_last_confident_point():
