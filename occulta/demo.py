@@ -80,10 +80,15 @@ def train_demo_model(key: str, models_dir: Path, *, seed: int, device: str) -> P
     return card_path
 
 
-def run_demo(out: Path, *, audits: list[str] | None, device: str, seed: int) -> None:
+def run_demo(
+    out: Path, *, audits: list[str] | None, device: str, seed: int, readme: Path | None = None
+) -> None:
+    """Train and audit every demo model, then write `<out>/results.md` (and, with `readme`, the
+    README's results table) from the reports just written."""
     import torch
 
     from occulta.cli.audit import print_verdicts
+    from occulta.demo_table import results_table, write_readme_table
     from occulta.runner import resolve_device, run_battery, validate_battery
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -92,6 +97,7 @@ def run_demo(out: Path, *, audits: list[str] | None, device: str, seed: int) -> 
     validate_battery(battery, configs)
     dev = resolve_device(device)
     t0 = time.perf_counter()
+    reports = {}
     for key in DEMO_MODELS:
         spec = DEMO_MODELS[key]
         with console.status(f"training the demo {key} ({spec['arch']}, artifact: {spec['artifact']})"):
@@ -112,4 +118,9 @@ def run_demo(out: Path, *, audits: list[str] | None, device: str, seed: int) -> 
                 progress=update,
             )
         print_verdicts(report, out / key)
+        reports[key] = report
+    (out / "results.md").write_text(results_table(reports), encoding="utf-8")
+    if readme is not None:
+        write_readme_table(readme, reports)
+        console.print(f"wrote the results table into {readme}")
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s; open {out / 'cnn' / 'report.html'}")

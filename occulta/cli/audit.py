@@ -114,9 +114,18 @@ def demo(
     ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for data, training and audits.")] = 0,
+    readme: Annotated[
+        Path | None, typer.Option(help="Also write the results table into this README (between its markers).")
+    ] = None,
 ) -> None:
     """Train a tiny CNN and ViT on a task with a planted shortcut, audit both, write the reports."""
     from occulta.demo import run_demo
+    from occulta.demo_table import ReadmeTableError, readme_table
 
+    if readme is not None:
+        try:  # refuse before minutes of training, not after
+            readme_table(readme.read_text(encoding="utf-8"))
+        except (OSError, ReadmeTableError) as exc:
+            fail(f"--readme {readme}: {exc}")
     names = [a.strip() for a in audits.split(",")] if audits else None
-    run_demo(out, audits=names, device=device, seed=seed)
+    run_demo(out, audits=names, device=device, seed=seed, readme=readme)
