@@ -13,7 +13,9 @@ def _reports() -> dict:
     est = {"value": 0.9712, "lo": 0.9433, "hi": 0.9861, "n": 300, "statistic": "share to one class"}
     planted = make_report(
         audits=[
-            AuditResult(name="missingness_bias", verdict="fail", role="explanation", summary="s", estimate=est),
+            AuditResult(
+                name="missingness_bias", verdict="fail", role="explanation", summary="s", estimate=est
+            ),
             AuditResult(name="spurious_signal", verdict="fail", role="model", summary="s", n=128),
         ]
     )
