@@ -1,0 +1,104 @@
+"""The missingness-bias verdict, scaled to the number of classes K and judged with its uncertainty.
+
+A fixed rule does not travel across K: an entropy drop of 1 nat is most of ln 4 = 1.39 but a seventh of
+ln 1000 = 6.91, and "a class takes 10x its clean share" can never happen with 4 classes at 25% each.
+So, at the attractor fraction (half the patches removed):
+
+- the entropy drop is measured as a share of ln K, (H(clean) - H(masked)) / ln K, with a paired
+  bootstrap interval over images;
+- each class c may take at most limit_c = min(max(floor, ratio x clean_c), clean_c + cap x (1 - clean_c))
+  of the predictions: "ratio times its clean share" where that is possible, and otherwise "more than
+  `cap` of the predictions it did not already have", so the rule can fire for every K from 2 to 1000;
+  each share carries a Wilson interval at a Bonferroni-corrected level (K classes are looked at).
+
+A strategy fails when an interval lies wholly above its limit, passes when every interval lies at or
+below, and is inconclusive otherwise or when fewer than `min_n` images were seen.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+from auditors.stats import Decision, Estimate, bootstrap_interval, decide, wilson_interval
+
+
+def class_shares(preds: np.ndarray, k: int) -> np.ndarray:
+    """The share of images predicted as each of the k classes."""
+    p = np.asarray(preds, dtype=np.int64)
+    return np.bincount(p, minlength=k)[:k].astype(np.float64) / max(1, p.size)
+
+
+def entropy(shares: np.ndarray) -> float:
+    """H = -sum_c p_c ln p_c, never -0.0 (one class alone would print as "-0.00 nats")."""
+    nz = shares[shares > 0]
+    return max(0.0, float(-(nz * np.log(nz)).sum()))
+
+
+def entropy_drop_share(
+    clean: np.ndarray, masked: np.ndarray, k: int, *, seed: int, n_boot: int = 1000
+) -> Estimate:
+    """(H(clean) - H(masked)) / ln K over the same images, with a paired bootstrap interval."""
+    clean, masked = np.asarray(clean, dtype=np.int64), np.asarray(masked, dtype=np.int64)
+    log_k = math.log(max(2, k))
+
+    def drop(ix: np.ndarray) -> float:
+        rows = np.asarray(ix, dtype=np.int64)  # bootstrap_interval hands the units back as floats
+        return (entropy(class_shares(clean[rows], k)) - entropy(class_shares(masked[rows], k))) / log_k
+
+    units = np.arange(clean.size)
+    lo, hi = bootstrap_interval(units, statistic=drop, n_boot=n_boot, seed=seed)
+    return Estimate(value=drop(units), lo=lo, hi=hi, n=int(clean.size))
+
+
+def share_limits(clean_share: np.ndarray, *, floor: float, ratio: float, cap: float) -> np.ndarray:
+    """The largest share each class may take once patches are removed (see the module docstring)."""
+    c = np.asarray(clean_share, dtype=np.float64)
+    return np.minimum(np.maximum(floor, ratio * c), c + cap * (1.0 - c))
+
+
+@dataclass(frozen=True)
+class AttractorTest:
+    """The class most over its limit, its share with the corrected interval, and the verdict over all
+    classes."""
+
+    cls: int
+    share: Estimate
+    limit: float
+    decision: Decision
+
+
+def attractor_test(
+    masked: np.ndarray, limits: np.ndarray, *, min_n: int, alpha: float = 0.05
+) -> AttractorTest:
+    """Does any class take more than its limit? Wilson intervals at level 1 - alpha/K for each class."""
+    k = limits.size
+    n = int(np.asarray(masked).size)
+    counts = np.bincount(np.asarray(masked, dtype=np.int64), minlength=k)[:k]
+    z = NormalDist().inv_cdf(1.0 - alpha / (2.0 * k))
+    estimates = []
+    for c in range(k):
+        lo, hi = wilson_interval(int(counts[c]), n, z=z)
+        estimates.append(Estimate(value=counts[c] / max(1, n), lo=lo, hi=hi, n=n, level=1.0 - alpha / k))
+    decisions = [decide(e, fail_above=float(limits[c]), min_n=min_n) for c, e in enumerate(estimates)]
+    worst = int(np.argmax([e.value - limits[c] for c, e in enumerate(estimates)]))
+    if "fail" in decisions:
+        worst = max(
+            (c for c in range(k) if decisions[c] == "fail"), key=lambda c: estimates[c].lo - limits[c]
+        )
+        decision: Decision = "fail"
+    elif all(d == "pass" for d in decisions):
+        decision = "pass"
+    else:
+        decision = "inconclusive"
+    return AttractorTest(worst, estimates[worst], float(limits[worst]), decision)
+
+
+def combine(*decisions: Decision) -> Decision:
+    """Any fail fails; all pass passes; otherwise the data cannot tell."""
+    if "fail" in decisions:
+        return "fail"
+    return "pass" if all(d == "pass" for d in decisions) else "inconclusive"
