@@ -125,7 +125,9 @@ def ratio_of_means(
             means_b > 0, means_a / np.where(means_b > 0, means_b, 1.0), np.where(means_a > 0, np.inf, 0.0)
         )
     alpha = (1.0 - level) / 2.0
-    lo, hi = float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
+    ranked = np.sort(stats)  # order statistics, not interpolation: +inf resamples stay +inf
+    lo = float(ranked[math.floor(alpha * (n_boot - 1))])
+    hi = float(ranked[math.ceil((1.0 - alpha) * (n_boot - 1))])
     return Estimate(value=ratio(num, den), lo=lo, hi=hi, n=int(num.size), level=level)
 
 
