@@ -23,6 +23,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from auditors.removal import distribution_change
 from auditors.stats import Decision, Estimate, bootstrap_interval, decide, wilson_interval
 
 
@@ -102,3 +103,58 @@ def combine(*decisions: Decision) -> Decision:
     if "fail" in decisions:
         return "fail"
     return "pass" if all(d == "pass" for d in decisions) else "inconclusive"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The thresholds, each relative to K or to a class's clean share (see the module docstring)."""
+
+    entropy_drop_share_max: float = 0.2
+    class_share_floor: float = 0.05
+    class_share_ratio: float = 10.0
+    class_share_cap: float = 0.5
+    min_images: int = 30
+
+
+@dataclass(frozen=True)
+class StrategyJudgement:
+    """One strategy at the attractor fraction: both statistics, their decisions and the verdict."""
+
+    entropy_drop: Estimate
+    entropy_decision: Decision
+    attractor: AttractorTest
+    change: float  # total variation distance between clean and masked class shares
+    verdict: Decision
+
+    def as_dict(self, class_names: list[str]) -> dict[str, object]:
+        return {
+            "entropy_drop_share": self.entropy_drop.as_dict(),
+            "entropy_decision": self.entropy_decision,
+            "attractor_test": {
+                "class": class_names[self.attractor.cls],
+                "limit": round(self.attractor.limit, 6),
+                "decision": self.attractor.decision,
+                **self.attractor.share.as_dict(),
+            },
+            "distribution_change": round(self.change, 6),
+            "verdict": self.verdict,
+        }
+
+
+def judge_strategy(
+    clean: np.ndarray, masked: np.ndarray, k: int, rules: Rules, *, seed: int
+) -> StrategyJudgement:
+    """The verdict for one strategy from the clean and the masked predictions of the same images."""
+    clean, masked = np.asarray(clean, dtype=np.int64), np.asarray(masked, dtype=np.int64)
+    drop = entropy_drop_share(clean, masked, k, seed=seed)
+    ent = decide(drop, fail_above=rules.entropy_drop_share_max, min_n=rules.min_images)
+    limits = share_limits(
+        class_shares(clean, k),
+        floor=rules.class_share_floor,
+        ratio=rules.class_share_ratio,
+        cap=rules.class_share_cap,
+    )
+    attr = attractor_test(masked, limits, min_n=rules.min_images)
+    return StrategyJudgement(
+        drop, ent, attr, distribution_change(clean, masked, k), combine(ent, attr.decision)
+    )
