@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from auditors.regions import Region
 from occulta.db import ApiKey, AuditJob, DatasetRecord, ModelRecord
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
@@ -103,7 +104,9 @@ class AuditIn(BaseModel):
     config: dict[str, dict[str, Any]] = Field(default_factory=dict)
     samples: int | None = Field(default=None, ge=1, description="images to sample; null: the whole dataset")
     seed: int = 0
-    regions: list[dict[str, Any]] | None = Field(default=None, description="suspected regions to test")
+    regions: list[Region] | None = Field(
+        default=None, description="suspected regions to test; each must fit the model's input"
+    )
 
 
 class AuditResultSummary(BaseModel):

@@ -1,34 +1,34 @@
-"""The auditor registry: audits plug in by name (`@register_auditor("missingness_bias")`).
+"""The audit registry: one line per built-in audit, plus audits installed from elsewhere.
 
-Built-in audits live one per module in this package and are imported on first use, so asking for
-one audit does not import the others (nor their optional dependencies).
+An audit is a package whose torch-free `__init__.py` defines `INFO` (an `AuditInfo`); its computation
+(`INFO.implementation`, `module:Class`) is imported only when the audit runs, so reading the metadata
+(the API, the dashboard, the light CLI) never imports torch. Extra audits register the same way from
+the `occulta.audits` entry-point group (value: the package) or the `OCCULTA_EXTRA_AUDITS` environment
+variable (comma-separated packages), so a plug-in reaches the CLI, the API and the workers without an
+edit here. See docs/architecture.md, "Adding an audit".
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from typing import Any, ClassVar, Protocol, TypeVar
+import os
+from functools import cache
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from auditors.audits.base import AuditConfig, AuditInfo
 
-from auditors.report import AuditResult
+if TYPE_CHECKING:
+    from auditors.audits.base import Audit
 
-BUILTIN = ("missingness_bias", "lime_consistency", "sis", "spurious_signal")
-
-
-class AuditConfig(BaseModel):
-    """Base of every audit's config: pure data, so it travels over JSON to a worker."""
-
-    model_config = ConfigDict(extra="forbid")
-    seed: int | None = None  # None: the run's seed
-
-
-class Auditor(Protocol):
-    name: ClassVar[str]
-    Config: ClassVar[type[AuditConfig]]
-
-    def run(self, ctx: Any, config: Any) -> AuditResult: ...
+BUILTIN = (
+    "auditors.audits.missingness_bias",
+    "auditors.audits.lime_consistency",
+    "auditors.audits.sis",
+    "auditors.audits.spurious_signal",
+)
+ENTRY_POINT_GROUP = "occulta.audits"
+EXTRA_ENV = "OCCULTA_EXTRA_AUDITS"
 
 
 class UnknownAuditError(KeyError):
@@ -36,34 +36,57 @@ class UnknownAuditError(KeyError):
         return str(self.args[0])
 
 
-_REGISTRY: dict[str, type[Any]] = {}
-A = TypeVar("A")
+def _packages() -> list[str]:
+    extra = [m.strip() for m in os.environ.get(EXTRA_ENV, "").split(",") if m.strip()]
+    plugged = [ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    return list(dict.fromkeys([*BUILTIN, *plugged, *extra]))
 
 
-def register_auditor(name: str) -> Callable[[type[A]], type[A]]:
-    def deco(cls: type[A]) -> type[A]:
-        cls.name = name  # type: ignore[attr-defined]
-        _REGISTRY[name] = cls
-        return cls
+@cache
+def _info_of(package: str) -> AuditInfo:
+    info = getattr(importlib.import_module(package), "INFO", None)
+    if not isinstance(info, AuditInfo):
+        raise TypeError(f"audit package {package} defines no INFO: AuditInfo")
+    return info
 
-    return deco
+
+def audit_infos() -> dict[str, AuditInfo]:
+    """Every registered audit's metadata by name, built-ins first in their listed order (no torch)."""
+    return {info.name: info for info in map(_info_of, _packages())}
+
+
+def builtin_infos() -> list[AuditInfo]:
+    """The built-in audits' metadata, in `BUILTIN` order (the demo battery, the example policy)."""
+    return [_info_of(package) for package in BUILTIN]
 
 
 def available_audits() -> list[str]:
-    return sorted(set(BUILTIN) | set(_REGISTRY))
+    return sorted(audit_infos())
 
 
-def get_auditor(name: str) -> Auditor:
-    """An instance of the named auditor; unknown names raise with the list of known ones."""
-    if name not in _REGISTRY and name in BUILTIN:
-        importlib.import_module(f"auditors.{name}")
-    if name not in _REGISTRY:
-        raise UnknownAuditError(f"unknown audit {name!r}; available: {', '.join(available_audits())}")
-    instance: Auditor = _REGISTRY[name]()
-    return instance
+def audit_info(name: str) -> AuditInfo:
+    """The named audit's metadata; unknown names raise with the list of known ones."""
+    infos = audit_infos()
+    if name not in infos:
+        raise UnknownAuditError(f"unknown audit {name!r}; available: {', '.join(sorted(infos))}")
+    return infos[name]
+
+
+@cache
+def audit_class(name: str) -> type[Audit[Any]]:
+    """The named audit's class (imports its computation, and so torch)."""
+    module, _, cls_name = audit_info(name).implementation.partition(":")
+    cls: type[Audit[Any]] = getattr(importlib.import_module(module), cls_name)
+    if cls.name != name:
+        raise TypeError(f"{module}:{cls_name} is named {cls.name!r}, registered as {name!r}")
+    return cls
+
+
+def get_auditor(name: str) -> Audit[Any]:
+    """An instance of the named audit."""
+    return audit_class(name)()
 
 
 def parse_config(name: str, raw: dict[str, Any] | None) -> AuditConfig:
     """Validate an audit's config dict (raises pydantic.ValidationError naming the bad key)."""
-    auditor = get_auditor(name)
-    return auditor.Config.model_validate(raw or {})
+    return audit_class(name).Config.model_validate(raw or {})

@@ -25,9 +25,9 @@ from typing import Any
 import timm
 import torch
 
-import auditors.models  # noqa: F401
+import auditors.zoo.architectures  # noqa: F401
 from auditors.engine import applicable_strategies, masked_logits, normalize, plain_logits, prepare_model
-from auditors.lime import grid_segments
+from auditors.methods.lime import grid_segments
 from bench.lime_sis import ClosedFormRidge
 
 MEAN = (0.485, 0.456, 0.406)

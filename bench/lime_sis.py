@@ -24,10 +24,10 @@ import timm
 import torch
 from torch.utils.data import DataLoader
 
-import auditors.models  # noqa: F401  (registers the tiny archs)
-from auditors.backselect import backselect
+import auditors.zoo.architectures  # noqa: F401  (registers the tiny archs)
 from auditors.engine import normalize, plain_logits, prepare_model
-from auditors.lime import grid_segments, lime_fit
+from auditors.methods.backselect import backselect
+from auditors.methods.lime import grid_segments, lime_fit
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)

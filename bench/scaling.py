@@ -40,7 +40,7 @@ def _make_model(folder: Path) -> dict[str, Any]:
     import torch
     from safetensors.torch import save_file
 
-    import auditors.models  # noqa: F401
+    import auditors.zoo.architectures  # noqa: F401
 
     torch.manual_seed(0)
     model = timm.create_model("occulta_resnet_tiny", num_classes=4)

@@ -1,6 +1,6 @@
 """Model cards: a small JSON/YAML file naming the architecture, the weights and the preprocessing.
 
-Security (DESIGN.md): the architecture comes from an allow-list, never from the file; weights are
+Security (docs/architecture.md, "Security"): the architecture comes from an allow-list, never from the file; weights are
 safetensors or a state dict read with `torch.load(weights_only=True)`, so a pickled module or a
 pickle with a payload is refused without executing anything. Every problem is one clear line.
 """
@@ -196,7 +196,7 @@ def build_model(card: ModelCard) -> nn.Module:
     """Instantiate the card's architecture (random weights) from timm's registry."""
     import timm
 
-    import auditors.models  # noqa: F401  (registers the project's own architectures)
+    import auditors.zoo.architectures  # noqa: F401  (registers the project's own architectures)
 
     if not timm.is_model(card.arch):
         raise CardError(f"unknown architecture {card.arch!r}: not a timm model name")

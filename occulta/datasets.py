@@ -2,7 +2,7 @@
 
 - a folder of class folders (ImageFolder), or a flat folder of images (unlabelled);
 - a `.zip` / `.tar` / `.tar.gz` archive of such a folder, extracted with traversal checks and caps;
-- `synthetic:TASK?...`, the built-in planted-shortcut tasks (see `auditors.synthetic`).
+- `synthetic:TASK?...`, the built-in planted-shortcut tasks (see `auditors.zoo.synthetic`).
 
 Images come back as float [N,3,H,W] in [0,1] at the model's input size (resize + centre crop per
 the card); normalisation is the engine's job.
@@ -48,7 +48,7 @@ class LoadedDataset:
     class_names: list[str]  # the dataset's own classes
     n_total: int
     object_masks: torch.Tensor | None = None
-    synthetic: Any = None  # auditors.synthetic.SyntheticSpec for synthetic references
+    synthetic: Any = None  # auditors.zoo.synthetic.SyntheticSpec for synthetic references
     n_sampled: int = 0  # images in the (sampled) dataset; `images` may hold only a range of them
     offset: int = 0  # index of images[0] in the sampled dataset
 
@@ -192,7 +192,7 @@ def scan_folder(folder: Path) -> tuple[list[tuple[Path, str | None]], list[str]]
 
 
 def _synthetic_spec(ref: str, size: int | None) -> Any:
-    from auditors.synthetic import SyntheticSpecError, parse_synthetic
+    from auditors.zoo.synthetic import SyntheticSpecError, parse_synthetic
 
     try:
         spec = parse_synthetic(ref)
@@ -292,7 +292,7 @@ def load_dataset(
         raise DatasetError("samples must be at least 1")
     rng = np.random.default_rng(seed)
     if ref.startswith("synthetic:"):
-        from auditors.synthetic import generate
+        from auditors.zoo.synthetic import generate
 
         spec = _synthetic_spec(ref, input_size[0] if input_size[0] == input_size[1] else None)
         idx = _sample_order(spec.n, samples, rng)

@@ -12,7 +12,7 @@ import platform
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,8 @@ from occulta.datasets import load_dataset
 from occulta.errors import AuditConfigError, OccultaError
 
 if TYPE_CHECKING:
-    from auditors.context import AuditContext, Region
+    from auditors.audits.context import AuditContext
+    from auditors.regions import Region
     from auditors.report import AuditResult, Report
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def resolve_device(device: str) -> str:
 
 def validate_battery(audits: list[str], audit_configs: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
     """Check audit names and configs before any heavy work; returns the parsed configs."""
-    from auditors.registry import UnknownAuditError, get_auditor
+    from auditors.registry import UnknownAuditError, audit_class
 
     if not audits:
         raise AuditConfigError("no audits requested; name at least one (e.g. missingness_bias)")
@@ -56,55 +57,40 @@ def validate_battery(audits: list[str], audit_configs: dict[str, dict[str, Any]]
     parsed = {}
     for name in audits:
         try:
-            auditor = get_auditor(name)
+            cls = audit_class(name)
         except UnknownAuditError as exc:
             raise AuditConfigError(str(exc)) from None
         try:
-            parsed[name] = auditor.Config.model_validate((audit_configs or {}).get(name) or {})
+            parsed[name] = cls.Config.model_validate((audit_configs or {}).get(name) or {})
         except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(x) for x in first["loc"])
-            raise AuditConfigError(f"{name} config: {loc}: {first['msg']}") from None
+            raise AuditConfigError(f"{name} config: {_first_error(exc)}") from None
     return parsed
 
 
-def resolve_regions(
-    regions: list[dict[str, Any]] | None, size: tuple[int, int], base: Path | None
-) -> list[Region]:
-    """Regions from config dicts: box [x,y,w,h] in pixels, or in fractions when every value is <= 1."""
-    import numpy as np
-    import torch
-    from PIL import Image
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(x) for x in first["loc"])
+    return f"{loc}: {first['msg']}" if loc else str(first["msg"])
 
-    from auditors.context import Region
+
+def parse_regions(
+    regions: Sequence[Region | dict[str, Any]] | None, size: tuple[int, int] | None = None
+) -> list[Region]:
+    """Regions as `Region`s (dicts validated), each checked to fit a `size` (height, width) input when
+    one is given: the one check the CLI, the API (at request time) and the worker all run."""
+    from auditors.regions import Region
 
     out = []
-    h, w = size
-    for i, r in enumerate(regions or []):
-        box = r.get("box")
-        if not isinstance(box, list | tuple) or len(box) != 4:
-            raise AuditConfigError(f"region {i}: box must be [x, y, w, h]")
-        vals = [float(v) for v in box]
-        if all(0 <= v <= 1 for v in vals):
-            vals = [vals[0] * w, vals[1] * h, vals[2] * w, vals[3] * h]
-        x, y, bw, bh = (round(v) for v in vals)
-        if bw <= 0 or bh <= 0 or x < 0 or y < 0 or x + bw > w or y + bh > h:
-            raise AuditConfigError(f"region {i}: box {box} does not fit the {w}x{h} model input")
-        artifact = alpha = None
-        if r.get("artifact"):
-            apath = Path(r["artifact"])
-            if not apath.is_absolute() and base is not None:
-                apath = base / apath
-            try:
-                with Image.open(apath) as im:
-                    rgba = im.convert("RGBA").resize((bw, bh), Image.Resampling.NEAREST)
-            except OSError as exc:
-                raise AuditConfigError(f"region {i}: cannot read artifact image {apath}: {exc}") from None
-            arr = torch.from_numpy(np.asarray(rgba, dtype=np.float32) / 255.0)
-            artifact, alpha = arr[..., :3].permute(2, 0, 1).contiguous(), arr[..., 3] > 0.5
-        out.append(
-            Region(str(r.get("name") or f"region{i}"), (x, y, bw, bh), artifact, alpha, r.get("image_index"))
-        )
+    for i, raw in enumerate(regions or []):
+        try:
+            region = raw if isinstance(raw, Region) else Region.model_validate(raw)
+            if size is not None:
+                region.pixel_box(*size)
+        except ValidationError as exc:
+            raise AuditConfigError(f"region {i}: {_first_error(exc)}") from None
+        except ValueError as exc:
+            raise AuditConfigError(f"region {i}: {exc}") from None
+        out.append(region)
     return out
 
 
@@ -164,13 +150,13 @@ def prepare_run(
     device: str = "auto",
     samples: int | None = None,
     seed: int = 0,
-    regions: list[dict[str, Any]] | None = None,
+    regions: Sequence[Region | dict[str, Any]] | None = None,
     cancelled: Callable[[], bool] | None = None,
     indices: range | None = None,
 ) -> Prepared:
     """Load the card, weights and (a sample of) the dataset; see `run_battery`. With `indices`, only
     that range of the sampled images is loaded (a shard), at `ctx.image_offset`."""
-    from auditors.context import AuditContext
+    from auditors.audits.context import AuditContext, ResolvedRegion
     from auditors.engine import model_family, prepare_model
     from auditors.report import DatasetDescription, Environment, ModelDescription, Report
 
@@ -181,6 +167,7 @@ def prepare_run(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     size = (card.input_size[1], card.input_size[2])
+    checked = parse_regions(regions, size)
     with tempfile.TemporaryDirectory(prefix="occulta-data-") as tmp:
         data = load_dataset(
             data_ref,
@@ -203,7 +190,7 @@ def prepare_run(
         out_dir=out_dir,
         seed=seed,
         object_masks=data.object_masks,
-        regions=resolve_regions(regions, size, card_path.parent),
+        regions=[ResolvedRegion.of(r, *size) for r in checked],
         cancelled=cancelled,
         extras={"synthetic": data.synthetic},
         image_offset=data.offset,
@@ -248,7 +235,7 @@ def run_battery(
     device: str = "auto",
     samples: int | None = None,
     seed: int = 0,
-    regions: list[dict[str, Any]] | None = None,
+    regions: Sequence[Region | dict[str, Any]] | None = None,
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
     completed: dict[str, AuditResult] | None = None,
@@ -257,9 +244,9 @@ def run_battery(
     """Run `audits` and write the report into `out_dir`; see the module docstring."""
     import torch
 
-    from auditors.registry import get_auditor
+    from auditors.errors import AuditCancelled
+    from auditors.registry import audit_info, get_auditor
     from auditors.report import AuditResult
-    from auditors.signals import AuditCancelled
 
     t0 = time.perf_counter()
     configs = validate_battery(audits, audit_configs)
@@ -278,7 +265,7 @@ def run_battery(
     for i, name in enumerate(audits):
         auditor = get_auditor(name)
         if completed and name in completed:
-            completed[name].role = getattr(auditor, "role", completed[name].role)
+            completed[name].role = audit_info(name).role
             report.audits.append(completed[name])
             continue
 
@@ -307,7 +294,7 @@ def run_battery(
             )
         result.seconds = result.seconds or round(time.perf_counter() - started, 3)
         # The audit's role decides whether its verdict is about the model or a caveat, even for an error.
-        result.role = getattr(auditor, "role", result.role)
+        result.role = audit_info(name).role
         report.audits.append(result)
         if on_audit_done is not None:
             on_audit_done(result)

@@ -7,6 +7,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Test-only audits, registered as a plug-in would be (auditors/registry.py); subprocesses inherit it.
+os.environ.setdefault("OCCULTA_EXTRA_AUDITS", "tests.plugins.noop,tests.plugins.toy")
 
 import pytest
 

@@ -22,35 +22,34 @@ from api.routes import audits as audits_api
 from api.routes import datasets as datasets_api
 from api.routes import models as models_api
 from api.schemas import AuditIn
+from auditors.regions import Region, parse_box_spec
+from auditors.registry import audit_infos
 from occulta.errors import AuditConfigError, OccultaError, WeightsError
 from occulta.service import datasets as datasets_service
 from occulta.service import models as models_service
 
 router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False)
 
-AUDITS = {
-    "missingness_bias": "Missingness bias — does the model react to how a region is removed?",
-    "spurious_signal": "Spurious signal — is a watermark, border or stamp deciding the class?",
-    "lime_consistency": "LIME consistency — are explanations informative and stable across fills?",
-    "sis": "Overinterpretation (SIS) — confident from a few meaningless pixels?",
-}
 STRATEGIES = ["black", "mean", "grey", "noise", "blur", "random_color", "layer_mask", "token_drop"]
-# Per-audit integer settings shown on the form: (audit, config field, label).
-NUMBERS = [
-    ("spurious_signal", "n_images", "Spurious signal: images"),
-    ("lime_consistency", "n_images", "LIME: images"),
-    ("lime_consistency", "n_samples", "LIME: perturbations per image"),
-    ("sis", "n_images", "SIS: images"),
-]
+
+
+def audit_choices() -> dict[str, str]:
+    """name -> "Title — what it checks", for every registered audit (the registry's metadata)."""
+    return {name: f"{info.title} — {info.checks}" for name, info in audit_infos().items()}
+
+
+def number_fields() -> list[tuple[str, str, str]]:
+    """The integer settings the form shows: (audit, config field, label), from each audit's metadata."""
+    return [(name, f.field, f.label) for name, info in audit_infos().items() for f in info.form_fields]
 
 
 def _form_context(scope: DashScope, **values: Any) -> dict[str, Any]:
     return {
         "models_list": models_api.list_models(scope),
         "datasets_list": datasets_api.list_datasets(scope),
-        "audit_names": AUDITS,
+        "audit_names": audit_choices(),
         "strategies": STRATEGIES,
-        "numbers": NUMBERS,
+        "numbers": number_fields(),
         "idem": secrets.token_urlsafe(16),
         "v": values,
         "error": "",
@@ -82,20 +81,16 @@ def _int(form: FormData, name: str) -> int | None:
         raise AuditConfigError(f"{name.replace('_', ' ')} must be a whole number, not {raw!r}") from None
 
 
-def parse_regions(text: str) -> list[dict[str, Any]] | None:
+def parse_regions(text: str) -> list[Region] | None:
     """One region per line: `x, y, w, h` or `name: x, y, w, h` (pixels, or fractions when all <= 1)."""
     regions = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        name, _, box = line.rpartition(":")
         try:
-            values = [float(v) for v in box.replace(",", " ").split()]
-        except ValueError:
-            values = []
-        if len(values) != 4:
-            raise AuditConfigError(f"region line {n}: write `x, y, w, h` or `name: x, y, w, h`")
-        regions.append({"name": name.strip() or f"region {n}", "box": values})
+            regions.append(parse_box_spec(line, f"region {n}"))
+        except (ValueError, ValidationError) as exc:
+            raise AuditConfigError(f"region line {n}: {str(exc).splitlines()[0]}") from None
     return regions or None
 
 
@@ -104,7 +99,7 @@ def _config(form: FormData, audits: list[str]) -> dict[str, dict[str, Any]]:
     strategies = [s for s in form.getlist("strategies") if isinstance(s, str) and s in STRATEGIES]
     if "missingness_bias" in config and strategies:
         config["missingness_bias"]["strategies"] = strategies
-    for audit, field, _ in NUMBERS:
+    for audit, field, _ in number_fields():
         value = _int(form, f"{audit}.{field}")
         if audit in config and value is not None:
             config[audit][field] = value
@@ -170,7 +165,7 @@ async def launch(
 ) -> Response:
     form = await request.form(max_files=3, max_fields=60)
     check_csrf(web, _text(form, "csrf"))
-    audits = [a for a in form.getlist("audits") if isinstance(a, str) and a in AUDITS]
+    audits = [a for a in form.getlist("audits") if isinstance(a, str) and a in audit_choices()]
     try:
         if not audits:
             raise AuditConfigError("choose at least one audit")

@@ -64,7 +64,7 @@ def create_audit(
         configs=body.config,
         seed=body.seed,
         samples=body.samples,
-        regions=body.regions,
+        regions=[r.model_dump(mode="json", exclude_none=True) for r in body.regions or []] or None,
         idempotency_key=idempotency_key,
     )
     if created:

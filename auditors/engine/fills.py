@@ -1,6 +1,6 @@
 """Pixel-space fills: what replaces a removed region before the model's normalisation.
 
-AUDITS.md, "Missingness strategies": images live in [0,1]; the fill is applied in pixel space and the
+docs/audits.md, "Missingness strategies": images live in [0,1]; the fill is applied in pixel space and the
 model's own mean/std normalisation comes after, so `black` is 0 in pixel space (about -2.1 once
 normalised) and `mean` is the model's mean colour (0 once normalised).
 """

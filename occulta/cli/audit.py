@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,14 +14,28 @@ from occulta.cli.progress import console, progress_bar
 
 
 def _parse_region(spec: str) -> dict[str, Any]:
-    name, _, box = spec.rpartition(":")
+    from auditors.regions import parse_box_spec
+
     try:
-        values = [float(v) for v in box.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != 4:
-        fail(f"--region {spec!r}: write NAME:x,y,w,h (pixels, or fractions of the image)")
-    return {"name": name or "region", "box": values}
+        return parse_box_spec(spec, "region").model_dump(exclude_none=True)
+    except ValueError as exc:
+        fail(f"--region {str(exc).splitlines()[0]}")
+
+
+def _inline_artifacts(regions: list[Any], base: Path) -> list[Any]:
+    """A region's `artifact` in the YAML names a local PNG (relative to the config file): read it here
+    and send its bytes inline, since a region never carries a path (docs/architecture.md, regions)."""
+    out = []
+    for i, region in enumerate(regions):
+        if isinstance(region, dict) and isinstance(region.get("artifact"), str):
+            path = base / region["artifact"]
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                fail(f"region {i}: cannot read artifact image {path}: {exc.strerror}")
+            region = {**region, "artifact": base64.b64encode(data).decode()}
+        out.append(region)
+    return out
 
 
 def _load_config(path: Path | None) -> dict[str, Any]:
@@ -89,7 +104,9 @@ def audit(
 
     names = [a.strip() for a in audits.split(",") if a.strip()]
     raw = _load_config(config)
-    regions = list(raw.pop("regions", None) or []) + [_parse_region(r) for r in region or []]
+    base = config.parent if config is not None else Path.cwd()
+    regions = _inline_artifacts(list(raw.pop("regions", None) or []), base)
+    regions += [_parse_region(r) for r in region or []]
     with progress_bar(model.stem) as update:
         report = run_battery(
             card_path=model,
@@ -119,13 +136,39 @@ def demo(
     ] = None,
 ) -> None:
     """Train a tiny CNN and ViT on a task with a planted shortcut, audit both, write the reports."""
-    from occulta.demo import run_demo
-    from occulta.demo_table import ReadmeTableError, readme_table
+    import time
+
+    import torch
+
+    from occulta.demo import DEMO_MODELS, audit_demo_model, demo_battery, train_demo_model
+    from occulta.demo_table import ReadmeTableError, readme_table, results_table, write_readme_table
+    from occulta.runner import resolve_device
 
     if readme is not None:
         try:  # refuse before minutes of training, not after
             readme_table(readme.read_text(encoding="utf-8"))
         except (OSError, ReadmeTableError) as exc:
             fail(f"--readme {readme}: {exc}")
-    names = [a.strip() for a in audits.split(",")] if audits else None
-    run_demo(out, audits=names, device=device, seed=seed, readme=readme)
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    battery, configs = demo_battery([a.strip() for a in audits.split(",")] if audits else None)
+    dev = resolve_device(device)
+    t0 = time.perf_counter()
+    reports = {}
+    for key, spec in DEMO_MODELS.items():
+        with console.status(f"training the demo {key} ({spec['arch']}, artifact: {spec['artifact']})"):
+            t = time.perf_counter()
+            card = train_demo_model(key, out / "models", seed=seed, device=dev)
+        console.print(f"trained {key} in {time.perf_counter() - t:.1f} s → {card}")
+        with progress_bar(f"auditing {key}") as update:
+            report = audit_demo_model(
+                card, out / key, battery=battery, configs=configs, device=dev, seed=seed, progress=update
+            )
+        print_verdicts(report, out / key)
+        reports[key] = report
+    # The README's results table comes from these reports, never from a person's copy of them.
+    (out / "results.md").write_text(results_table(reports), encoding="utf-8")
+    if readme is not None:
+        write_readme_table(readme, reports)
+        console.print(f"wrote the results table into {readme}")
+    console.print(f"demo finished in {time.perf_counter() - t0:.0f} s; open {out / 'cnn' / 'report.html'}")

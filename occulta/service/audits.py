@@ -35,6 +35,14 @@ def validate_battery(audits: list[str], configs: dict[str, dict[str, Any]]) -> d
     return {name: config.model_dump(mode="json") for name, config in parsed.items()}
 
 
+def check_regions(regions: list[dict[str, Any]] | None, card: dict[str, Any]) -> None:
+    """Every region must fit the model's input (a 422 now, not a failed job later)."""
+    from occulta.runner import parse_regions
+
+    size = card.get("input_size") or []
+    parse_regions(regions, (int(size[1]), int(size[2])) if len(size) == 3 else None)
+
+
 def request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -68,9 +76,10 @@ def create_audit(
         existing = _by_key(session, tenant_id, idempotency_key)
         if existing is not None:
             return _replay(existing, digest, idempotency_key), False
-    get_owned(session, ModelRecord, model_id, tenant_id=tenant_id, what="model")
+    model = get_owned(session, ModelRecord, model_id, tenant_id=tenant_id, what="model")
     get_owned(session, DatasetRecord, dataset_id, tenant_id=tenant_id, what="dataset")
     validated = validate_battery(audits, configs)
+    check_regions(regions, model.card)
     job = AuditJob(
         id=new_id("aud"),
         tenant_id=tenant_id,

@@ -99,3 +99,12 @@ def test_example_policy_in_the_docs_parses_and_covers_the_four_audits() -> None:
     text = (Path(__file__).parents[2] / "examples" / "policy.yaml").read_text()
     heads = {a.path.split(".")[0] for a in load_policy(text).assertions}
     assert heads == {"verdict", "missingness_bias", "lime_consistency", "sis", "spurious_signal"}
+
+
+def test_the_committed_example_policy_is_the_one_generated_from_the_audits_metadata() -> None:
+    from occulta.example_policy import render_example_policy
+
+    committed = (Path(__file__).parents[2] / "examples" / "policy.yaml").read_text()
+    assert committed == render_example_policy(), (
+        "run: python -m occulta.example_policy > examples/policy.yaml"
+    )

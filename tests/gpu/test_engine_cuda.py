@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 
-import auditors.models  # noqa: F401
+import auditors.zoo.architectures  # noqa: F401
 from auditors.engine import _CHUNK_CACHE, applicable_strategies, masked_logits, plain_logits, prepare_model
 
 pytestmark = pytest.mark.gpu

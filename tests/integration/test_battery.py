@@ -10,8 +10,8 @@ import yaml
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
+from auditors.errors import AuditCancelled
 from auditors.report import AuditResult, Report
-from auditors.signals import AuditCancelled
 from occulta.cards import ModelCard, write_card
 from occulta.cli import app
 from occulta.gate import evaluate, load_policy
@@ -220,7 +220,7 @@ def test_an_audit_that_cannot_run_is_an_error_verdict_and_the_others_still_run(c
 
 
 def test_a_shard_that_loads_only_its_images_computes_the_same_partial(card, data_ref, tmp_path):
-    from auditors.missingness_bias import MissingnessBias, MissingnessBiasConfig
+    from auditors.audits.missingness_bias.audit import MissingnessBias, MissingnessBiasConfig
     from occulta.runner import prepare_run
 
     cfg = MissingnessBiasConfig(strategies=["black", "noise", "layer_mask"], fractions=[0.0, 0.5])

@@ -16,10 +16,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from occulta.demo import run_demo
+    from typer.testing import CliRunner
+
+    from occulta.cli import app
 
     out = tmp_path_factory.mktemp("demo")
-    run_demo(out, audits=None, device="cpu", seed=0)
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--device", "cpu", "--seed", "0"])
+    assert result.exit_code == 0, result.output
     return out
 
 
@@ -30,7 +33,9 @@ def reports(demo_out: Path) -> dict[str, Report]:
 
 def test_the_readme_results_table_is_what_a_fresh_demo_prints(demo_out: Path) -> None:
     """Regenerate it with `occulta demo --readme README.md` when an audit changes."""
-    assert readme_table(README.read_text(encoding="utf-8")) == (demo_out / "results.md").read_text(encoding="utf-8")
+    assert readme_table(README.read_text(encoding="utf-8")) == (demo_out / "results.md").read_text(
+        encoding="utf-8"
+    )
 
 
 def test_the_planted_models_fail_and_the_clean_control_fails_only_with_a_model_finding(

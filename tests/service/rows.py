@@ -4,22 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
-from auditors.registry import AuditConfig, register_auditor
-from auditors.report import AuditResult
 from occulta.db import AuditJob, DatasetRecord, ModelRecord, new_id
-
-
-@register_auditor("test_noop")
-class NoopAuditor:
-    """A registered audit with a config, so audit creation can be tested without running anything."""
-
-    class Config(AuditConfig):
-        threshold: float = 0.5
-
-    def run(self, ctx: Any, config: BaseModel) -> AuditResult:
-        return AuditResult(name="test_noop", verdict="pass", summary="nothing to see")
 
 
 def add_model(sessions, tenant_id: str) -> str:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-import auditors.models  # noqa: F401
+import auditors.zoo.architectures  # noqa: F401
 from occulta.cards import ModelCard, load_card, load_model, parse_card, validate_model, write_card
 from occulta.errors import CardError, WeightsError
 

@@ -206,7 +206,7 @@ def test_urls_and_missing_paths_are_not_dataset_references(tmp_path):
 
 
 def test_a_synthetic_image_depends_only_on_its_index_so_a_shard_can_make_its_own():
-    from auditors.synthetic import generate, parse_synthetic
+    from auditors.zoo.synthetic import generate, parse_synthetic
 
     spec = parse_synthetic("synthetic:shapes?classes=4&n=120&artifact=square&fraction=0.5&seed=2")
     whole, part = generate(spec), generate(spec, range(37, 61))

@@ -1,4 +1,4 @@
-"""The missingness engine's identities: each strategy does exactly what AUDITS.md says."""
+"""The missingness engine's identities: each strategy does exactly what docs/audits.md, "Missingness strategies" says."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-import auditors.models  # noqa: F401
+import auditors.zoo.architectures  # noqa: F401
 from auditors.engine import (
     EngineError,
     applicable_strategies,

@@ -1,4 +1,4 @@
-"""DESIGN.md's promise that the CLI and the gate install and start light: no torch, no server stack."""
+"""docs/architecture.md's promise that the CLI and the gate install and start light: no torch, no server stack."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The missingness-bias audit (AUDITS.md §1) against models whose bias is known by construction."""
+"""The missingness-bias audit (docs/audits.md, "Missingness bias") against models whose bias is known by construction."""
 
 from __future__ import annotations
 
@@ -10,8 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from auditors.context import AuditContext
-from auditors.missingness_bias import MissingnessBias, MissingnessBiasConfig, class_entropy, random_keep
+from auditors.audits.context import AuditContext
+from auditors.audits.missingness_bias.audit import (
+    MissingnessBias,
+    MissingnessBiasConfig,
+    class_entropy,
+    random_keep,
+)
 
 
 class BlackPatchDetector(nn.Module):
@@ -82,7 +87,13 @@ def test_a_model_that_reads_black_boxes_fails_with_its_attractor_class(tmp_path)
     assert result.metrics["best"]["strategy"] == "grey" and result.metrics["worst"]["strategy"] == "black"
     [finding] = result.findings
     assert finding.kind == "attractor_class" and finding.class_name == "q0"
-    assert "black" in result.summary and "use grey" in result.summary
+    assert "black" in result.summary and result.role == "explanation" and result.n == 80
+    # grey passes here, but a constant fill is never the remedy: the meaning names what to measure.
+    assert result.metrics["recommended"] is None and "use grey" not in result.meaning
+    assert result.meaning.startswith(
+        "Explanations of this model that remove pixels with black are unreliable"
+    )
+    assert result.estimate is not None and result.estimate["lo"] > 0.2 and result.estimate["n"] == 80
     for art in result.artifacts:
         assert (tmp_path / art.path).stat().st_size > 0
     raw = np.load(tmp_path / "missingness_bias" / "predictions.npz")

@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from auditors.missingness_rules import (
-    attractor_test,
-    class_shares,
-    entropy,
-    entropy_drop_share,
-    share_limits,
-)
+from auditors.audits.missingness_bias.rules import attractor_test, entropy_drop_share, share_limits
+from auditors.methods.class_entropy import class_shares, entropy
 
 LIMITS = {"floor": 0.05, "ratio": 10.0, "cap": 0.5}
 

@@ -4,8 +4,10 @@ fill or noise is never the remedy."""
 from __future__ import annotations
 
 import pytest
+import torch
+from torch import nn
 
-from auditors.removal import distribution_change, is_remedy, rank_strategies, recommend
+from auditors.methods.removal import distribution_change, is_remedy, rank_strategies, recommend
 
 
 def test_the_change_is_absolute_so_scattering_predictions_does_not_win():
@@ -33,3 +35,29 @@ def test_a_failing_strategy_is_not_recommended():
     changes = {"token_drop": 0.05, "blur": 0.3, "black": 0.7}
     assert recommend(changes, failing={"token_drop"}) == "blur"
     assert recommend(changes, failing={"token_drop", "blur"}) is None
+
+
+def test_the_chooser_removes_with_native_missingness_whenever_it_applies(planted_resnet):
+    from auditors.audits.spurious_signal.counterfactual import choose_removal_strategy
+
+    p = planted_resnet
+    order = torch.argsort(p.test.labels, stable=True)  # class by class: a prefix is one class
+    strategy, measured = choose_removal_strategy(
+        p.model, p.test.images[order], mean=p.mean, std=p.std, patch_size=4, seed=0, n_images=16
+    )
+    assert strategy == "layer_mask" and set(measured) == {"layer_mask", "blur"}
+    assert all(m["n"] == 16 and 0 <= m["distribution_change"] <= 1 for m in measured.values())
+
+
+def test_without_native_missingness_the_chooser_uses_blur_never_a_constant_fill():
+    from auditors.audits.spurious_signal.counterfactual import choose_removal_strategy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
+    images = torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    strategy, measured = choose_removal_strategy(
+        model.eval(), images, mean=(0.5,) * 3, std=(0.25,) * 3, patch_size=4, seed=0
+    )
+    assert strategy == "blur" and set(measured) == {"blur"} and is_remedy(strategy)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from auditors.saliency import METHODS, SaliencyError, box_share, grid_boxes, saliency_maps, top_q_mask
+from auditors.methods.saliency import METHODS, SaliencyError, box_share, grid_boxes, saliency_maps, top_q_mask
 
 ZERO = (0.0, 0.0, 0.0)
 ONE = (1.0, 1.0, 1.0)

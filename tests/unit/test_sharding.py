@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from auditors.context import AuditContext
-from auditors.missingness_bias import MissingnessBias, MissingnessBiasConfig, image_keep
+from auditors.audits.base import ShardMeta
+from auditors.audits.context import AuditContext
+from auditors.audits.missingness_bias.audit import MissingnessBias, MissingnessBiasConfig, image_keep
+from auditors.methods.per_image_random import check_tiling, even_ranges, per_image_uniform
 from auditors.registry import get_auditor
-from auditors.sharding import ShardMeta, check_tiling, even_ranges, is_shardable, per_image_uniform
 
 CONFIG = MissingnessBiasConfig(
     strategies=["black", "noise", "random_color", "layer_mask"], fractions=[0.0, 0.3, 0.6]
@@ -96,5 +97,5 @@ def test_a_merge_with_a_lost_shard_raises(planted_resnet, tmp_path) -> None:  # 
 
 
 def test_only_audits_that_implement_the_protocol_are_shardable() -> None:
-    assert is_shardable(get_auditor("missingness_bias"))
-    assert not is_shardable(get_auditor("sis"))
+    assert get_auditor("missingness_bias").shardable
+    assert not get_auditor("sis").shardable

@@ -1,4 +1,4 @@
-"""BackSelect, SIS and the overinterpretation audit (AUDITS.md §3), checked against planted truths."""
+"""BackSelect, SIS and the overinterpretation audit (docs/audits.md, "SIS and overinterpretation"), checked against planted truths."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import math
 import pytest
 import torch
 
-from auditors.backselect import (
+from auditors.audits.context import AuditContext
+from auditors.audits.sis.audit import SISConfig
+from auditors.engine import masked_logits, normalize
+from auditors.methods.backselect import (
     BackSelectResult,
     backselect,
     backselect_subset,
@@ -17,10 +20,7 @@ from auditors.backselect import (
     step_sizes,
     subset_keep,
 )
-from auditors.context import AuditContext
-from auditors.engine import masked_logits, normalize
 from auditors.registry import get_auditor, parse_config
-from auditors.sis import SISConfig
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
@@ -29,7 +29,7 @@ PIXELS_REF = "synthetic:shapes?classes=2&size=16&n=600&artifact=pixels&box=4,4,8
 
 def _pixels_only_task(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Shapes whose label is *only* whether five fixed pixels are stamped (the shape is noise)."""
-    from auditors.synthetic import generate, parse_synthetic, stamp
+    from auditors.zoo.synthetic import generate, parse_synthetic, stamp
 
     spec = parse_synthetic(PIXELS_REF)
     data = generate(spec.with_(artifact="none", seed=seed))
@@ -40,7 +40,7 @@ def _pixels_only_task(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _planted_pixels() -> set[int]:
-    from auditors.synthetic import artifact_patch, parse_synthetic
+    from auditors.zoo.synthetic import artifact_patch, parse_synthetic
 
     spec = parse_synthetic(PIXELS_REF)
     x, y, _, _ = spec.resolved_box
@@ -52,8 +52,8 @@ def _planted_pixels() -> set[int]:
 def pixels_model():
     import timm
 
-    import auditors.models  # noqa: F401
-    from auditors.training import train_classifier
+    import auditors.zoo.architectures  # noqa: F401
+    from auditors.zoo.training import train_classifier
 
     torch.manual_seed(0)
     model = timm.create_model("occulta_resnet_tiny", num_classes=2)
@@ -154,6 +154,12 @@ def test_sis_audit_runs_end_to_end_on_planted_resnet(planted_resnet, tmp_path):
     cfg = parse_config("sis", {"n_images": 6, "tau": 0.9, "n_show": 3})
     res = get_auditor("sis").run(_ctx(planted_resnet, tmp_path), cfg)
     m = res.metrics
+    selection = m["selection"]
+    assert sum(selection["n_per_class"].values()) == m["n_images"] <= selection["n_confident"]
+    assert max(selection["n_per_class"].values()) - min(selection["n_per_class"].values()) <= 1 or (
+        min(selection["n_confident_per_class"].values()) < 2
+    ), "confident images are drawn evenly over the classes"
+    assert selection["resolution_pct"] <= 1.0
     assert m["method"] == "gradient", "32x32 on a CPU defaults to Batched Gradient BackSelect"
     assert res.verdict in ("pass", "fail", "inconclusive") and res.summary
     assert m["fully_masked"]["confidence_max"] < 0.9
@@ -173,6 +179,26 @@ def test_sis_audit_flags_overinterpretation_of_the_pixel_planted_model(pixels_mo
     keep = labels == 1
     ctx = AuditContext(
         model=model,
+        images=images[keep][:5],
+        labels=labels[keep][:5],
+        mean=MEAN,
+        std=STD,
+        class_names=["plain", "pixels"],
+        out_dir=tmp_path,
+    )
+    res = get_auditor("sis").run(ctx, SISConfig(n_images=5))
+    assert res.metrics["method"] == "exact"
+    assert res.metrics["share_confident_sis_le_5pct"] == 1.0 and res.verdict == "fail"
+    # 5 of 5: the whole Wilson interval lies above one half, so the verdict is not one lucky image.
+    assert res.n == 5 and res.estimate is not None and res.estimate["lo"] > 0.5
+    assert res.metrics["selection"]["resolution_pct"] == pytest.approx(100 / 256, abs=1e-3)
+
+
+def test_sis_from_too_few_confident_images_is_inconclusive(pixels_model, tmp_path):
+    model, images, labels = pixels_model
+    keep = labels == 1
+    ctx = AuditContext(
+        model=model,
         images=images[keep][:2],
         labels=labels[keep][:2],
         mean=MEAN,
@@ -180,9 +206,10 @@ def test_sis_audit_flags_overinterpretation_of_the_pixel_planted_model(pixels_mo
         class_names=["plain", "pixels"],
         out_dir=tmp_path,
     )
-    res = get_auditor("sis").run(ctx, SISConfig(n_images=2))
-    assert res.metrics["method"] == "exact"
-    assert res.metrics["share_confident_sis_le_5pct"] == 1.0 and res.verdict == "fail"
+    res = get_auditor("sis").run(ctx, SISConfig(n_images=2, method="gradient", n_show=0))
+    assert res.metrics["share_confident_sis_le_5pct"] == 1.0, "both images overinterpret..."
+    assert res.verdict == "inconclusive" and res.n == 2, "...but two images cannot decide it"
+    assert "Too few" in res.meaning
 
 
 def test_retrain_on_subsets_reports_accuracies_next_to_the_original(pixels_model, tmp_path):

@@ -8,6 +8,8 @@ the third, even though pasting a class's own object (its box at the image centre
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,13 @@ import pytest
 import torch
 from PIL import Image
 
-from auditors.context import AuditContext, Region
+from auditors.audits.context import AuditContext, ResolvedRegion
+from auditors.audits.spurious_signal.audit import SpuriousConfig
+from auditors.audits.spurious_signal.discovery import content_consistency
+from auditors.regions import Region
 from auditors.registry import get_auditor, parse_config
 from auditors.report import AuditResult
-from auditors.spurious_discovery import content_consistency
-from auditors.spurious_signal import RegionSpec, SpuriousConfig, resolve_regions
-from auditors.synthetic import artifact_patch
+from auditors.zoo.synthetic import artifact_patch
 from tests.fixtures.models import Planted, get_planted
 
 TASK = (
@@ -70,11 +73,12 @@ def _spurious(result: AuditResult) -> list[Any]:
 
 def test_artifact_on_every_circle_is_confirmed_from_a_hint_with_an_artifact_file(tmp_path: Path) -> None:
     p = _planted("square", 1)
-    Image.new("RGB", (12, 12), (255, 0, 255)).save(tmp_path / "mark.png")
+    png = io.BytesIO()
+    Image.new("RGB", (12, 12), (255, 0, 255)).save(png, format="PNG")
     hint = {
         "name": "corner",
         "box": [25 / 32, 25 / 32, 6 / 32, 6 / 32],
-        "artifact": str(tmp_path / "mark.png"),
+        "artifact": base64.b64encode(png.getvalue()).decode(),
     }
     result = _run(p, tmp_path, discovery=False, regions=[hint])
     assert result.verdict == "fail"
@@ -113,7 +117,7 @@ def test_artifact_on_half_the_circles_is_caught_by_the_stamp_where_clean_salienc
 ) -> None:
     p = _planted("square", 0.5)
     rgb, alpha = artifact_patch(p.test.spec)  # type: ignore[attr-defined]
-    result = _run(p, tmp_path, hints=[Region("corner", BOX, rgb, alpha)], discovery=False)
+    result = _run(p, tmp_path, hints=[ResolvedRegion("corner", BOX, rgb, alpha)], discovery=False)
     region = result.metrics["regions"]["corner"]
     assert result.verdict == "fail" and region["confirmed"]
     assert region["suspected_class"] == "circle" and region["flip_rate"] >= 0.5
@@ -167,7 +171,7 @@ def test_content_consistency_tells_a_fixed_mark_from_a_moving_object() -> None:
 def test_model_without_artifact_raises_no_alarm_with_or_without_a_hint(tmp_path: Path) -> None:
     p = _planted("none", 1)
     rgb, alpha = artifact_patch(p.test.spec.with_(artifact="square"))  # type: ignore[attr-defined]
-    hinted = _run(p, tmp_path / "hint", hints=[Region("corner", BOX, rgb, alpha)], discovery=False)
+    hinted = _run(p, tmp_path / "hint", hints=[ResolvedRegion("corner", BOX, rgb, alpha)], discovery=False)
     assert hinted.verdict == "pass" and not _spurious(hinted)
     region = hinted.metrics["regions"]["corner"]
     assert region["flip_rate"] < 0.5 and not region["flagged_by_saliency"]
@@ -182,13 +186,12 @@ def test_model_without_artifact_raises_no_alarm_with_or_without_a_hint(tmp_path:
 
 
 def test_config_regions_accept_fractions_or_pixels_and_unknown_keys_are_refused() -> None:
-    frac, px = resolve_regions(
-        [
-            RegionSpec(name="a", box=[0.5, 0.25, 0.25, 0.25]),
-            RegionSpec(name="b", box=[3, 4, 5, 6], image_index=2),
-        ],
-        32,
-        32,
+    frac, px = (
+        ResolvedRegion.of(r, 32, 32)
+        for r in (
+            Region(name="a", box=[0.5, 0.25, 0.25, 0.25]),
+            Region(name="b", box=[3, 4, 5, 6], image_index=2),
+        )
     )
     assert frac.box == (16, 8, 8, 8) and frac.image_index is None
     assert px.box == (3, 4, 5, 6) and px.image_index == 2
@@ -205,7 +208,7 @@ def test_per_image_region_is_judged_on_its_own_image(tmp_path: Path) -> None:
     result = _run(
         p,
         tmp_path,
-        hints=[Region("this-image", BOX, image_index=idx)],
+        hints=[ResolvedRegion("this-image", BOX, image_index=idx)],
         discovery=False,
         methods=["integrated_gradients"],
         n_images=len(test.labels),  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from typing import Any
 from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session
 
-from auditors.signals import AuditCancelled
+from auditors.errors import AuditCancelled
 from occulta import jobs
 from occulta.db import AuditJob, DatasetRecord, ModelRecord
 from occulta.db.models import CANCELLED, FAILED, SUCCEEDED, TIMED_OUT

@@ -44,18 +44,17 @@ def fan_out(app: Celery, session: Session, *, tenant_id: str, job_id: str, input
     settings = resources().settings
     if settings.shard_size <= 0 or inputs.n_images <= settings.shard_size:
         return False
-    from auditors.registry import get_auditor
-    from auditors.sharding import is_shardable
+    from auditors.registry import audit_info, get_auditor
     from occulta.runner import validate_battery
 
     done = saved_results(session, job_id)
     configs = validate_battery(inputs.spec["audits"], inputs.spec["audit_configs"])
-    names = [a for a in inputs.spec["audits"] if a not in done and is_shardable(get_auditor(a))]
+    names = [a for a in inputs.spec["audits"] if a not in done and audit_info(a).shardable]
     if not names:
         return False
     n_shards = math.ceil(inputs.n_images / settings.shard_size)
     for name in names:
-        auditor: Any = get_auditor(name)
+        auditor = get_auditor(name)
         ranges = auditor.plan_shards(inputs.n_images, configs[name], n_shards)
         shards.plan(session, job_id=job_id, tenant_id=tenant_id, audit=name, ranges=ranges)
     pending = shards.to_run(session, job_id)
@@ -119,7 +118,7 @@ def _compute(
                 f"the dataset has {prepared.n_sampled} images, the shards were planned for {inputs.n_images}"
             )
         ctx.progress = beat.progress
-        auditor: Any = get_auditor(audit)
+        auditor = get_auditor(audit)
         partial: dict[str, Any] = auditor.run_shard(ctx, config, indices)
         return partial
 
@@ -247,8 +246,8 @@ class MergeShards(OccultaTask):
             return FAILED
 
         def merge_partials(staged: Staged) -> dict[str, Any]:
+            from auditors.audits.base import ShardMeta
             from auditors.registry import get_auditor
-            from auditors.sharding import ShardMeta
             from occulta.cards import load_card
             from occulta.runner import validate_battery
 
@@ -263,7 +262,7 @@ class MergeShards(OccultaTask):
                 for name in shards.audits_sharded(s, job_id):
                     if name in done:
                         continue
-                    auditor: Any = get_auditor(name)
+                    auditor = get_auditor(name)
                     result = auditor.merge(meta, configs[name], shards.partials(s, job_id, name))
                     staged.saver.on_audit_done(result)
                     merged[name] = result

@@ -1,4 +1,4 @@
-"""The SIS audit's secondary signals and artifacts (Carter et al., NeurIPS 2021 §4-5; AUDITS.md §3).
+"""The SIS audit's secondary signals and artifacts (Carter et al., NeurIPS 2021 §4-5; docs/audits.md, "SIS and overinterpretation").
 
 Kept apart from `sis.py` so the audit reads as the paper's procedure and this file as its evidence:
 random-pixel controls, SIS size as a predictor of mistakes, retraining on 5% subsets, and pictures.
@@ -13,12 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from auditors.backselect import backselect_subset, gradient_backselect, subset_keep
-from auditors.context import AuditContext
+from auditors.audits.context import AuditContext
+from auditors.audits.plots import histogram, overlay_grid
 from auditors.engine import apply_pixel_fill, parse_strategy, plain_logits
-from auditors.plots import histogram, overlay_grid
+from auditors.methods.backselect import backselect_subset, gradient_backselect, subset_keep
 from auditors.report import Artifact
-from auditors.training import train_classifier
+from auditors.sampling import stratified_indices
+from auditors.zoo.training import train_classifier
 
 
 def random_subsets(n_images: int, n_pixels: int, size: int, seed: int) -> list[torch.Tensor]:
@@ -74,7 +75,9 @@ def retrain_on_subsets(
     held-out accuracy with the original model's and with a fresh model trained on random 5% subsets."""
     if ctx.labels is None:
         return {"available": False, "reason": "retraining needs labels"}
-    images, labels = ctx.images[:n_images], ctx.labels[:n_images].cpu()
+    # A class-stratified draw, not the first images of a possibly class-sorted sample.
+    chosen = torch.from_numpy(stratified_indices(ctx.labels.cpu().numpy(), n_images, seed=seed, salt=0x5E7))
+    images, labels = ctx.images[chosen], ctx.labels[chosen].cpu()
     n, (h, w) = images.shape[0], ctx.image_size
     res = gradient_backselect(ctx.model, images, mean=ctx.mean, std=ctx.std, strategy=strategy, k=k)
     bs = subset_keep(backselect_subset(res, fraction), h, w)

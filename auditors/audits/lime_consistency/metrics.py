@@ -1,4 +1,4 @@
-"""Agreement statistics and artifacts of the LIME consistency audit (AUDITS.md §2).
+"""Agreement statistics and artifacts of the LIME consistency audit (docs/audits.md, "LIME consistency").
 
 Rankings are [B,F] feature orders (best first); every statistic is averaged over images so it lands in
 the report as plain floats and lists.
@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditors.context import AuditContext
-from auditors.lime import LimeFit, coefficient_map
-from auditors.plots import line_plot, map_inputs, overlay_grid
+from auditors.audits.context import AuditContext
+from auditors.audits.plots import line_plot, map_inputs, overlay_grid
+from auditors.methods.lime import LimeFit, coefficient_map
 from auditors.report import Artifact
 
 

@@ -1,11 +1,12 @@
 """What an auditor is given: the model, the images, and the hooks to report progress and stop.
 
-Auditors share one verb, `run(ctx, config) -> AuditResult` (see `registry.py`), and one context so the
+Audits share one verb, `Audit.run(ctx, config) -> AuditResult` (see `base.py`), and one context so the
 CLI, the Celery worker and a notebook call them the same way.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,18 +16,36 @@ import torch
 from torch import nn
 
 from auditors.engine import Family, model_device, model_family
-from auditors.signals import AuditCancelled
+from auditors.errors import AuditCancelled
+from auditors.regions import Region
 
 
 @dataclass
-class Region:
-    """A suspected region: `box` [x, y, w, h] in model-input pixels; optional artifact image [3,h,w]."""
+class ResolvedRegion:
+    """A `Region` as an audit uses it: `box` [x, y, w, h] in pixels of this input, the artifact as a
+    [3,h,w] float image in [0,1] resized to the box, and its alpha mask (None when fully opaque)."""
 
     name: str
     box: tuple[int, int, int, int]
     artifact: torch.Tensor | None = None
     artifact_alpha: torch.Tensor | None = None
     image_index: int | None = None  # None: applies to every image
+
+    @classmethod
+    def of(cls, region: Region, height: int, width: int) -> ResolvedRegion:
+        """Scale the box to this input (raises ValueError when it does not fit), decode the artifact."""
+        box = region.pixel_box(height, width)
+        rgb = alpha = None
+        if region.artifact is not None:
+            import numpy as np
+            from PIL import Image
+
+            with Image.open(io.BytesIO(region.artifact)) as im:
+                rgba = im.convert("RGBA").resize((box[2], box[3]), Image.Resampling.NEAREST)
+            arr = torch.from_numpy(np.asarray(rgba, dtype=np.float32) / 255.0)
+            rgb, opaque = arr[..., :3].permute(2, 0, 1).contiguous(), arr[..., 3] > 0.5
+            alpha = None if bool(opaque.all()) else opaque
+        return cls(region.name, box, rgb, alpha, region.image_index)
 
 
 @dataclass
@@ -40,7 +59,7 @@ class AuditContext:
     labels: torch.Tensor | None = None  # [N] int64, or None when the dataset has no labels
     seed: int = 0
     object_masks: torch.Tensor | None = None  # [N,H,W] bool, when the dataset provides them
-    regions: list[Region] = field(default_factory=list)
+    regions: list[ResolvedRegion] = field(default_factory=list)
     reference_model: nn.Module | None = None
     # A shard's context holds only images [image_offset, image_offset + n_images) of the dataset.
     image_offset: int = 0
@@ -85,13 +104,10 @@ class AuditContext:
 
     def artifact_path(self, audit: str, name: str) -> tuple[Path, str]:
         """Absolute path to write, and the relative path to record in the report."""
-        rel = f"{audit}/{name}"
-        path = self.out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path, rel
+        return artifact_path(self.out_dir, audit, name)
 
     def default_patch_size(self) -> int:
-        """P for a P x P grid: the ViT's own patch, 16 at >= 224 px, else side/8 (AUDITS.md conventions)."""
+        """P for a P x P grid: the ViT's own patch, 16 at >= 224 px, else side/8 (docs/audits.md, conventions)."""
         h, w = self.image_size
         if self.family == "vit":
             from auditors.engine import vit_patch_size
@@ -102,3 +118,12 @@ class AuditContext:
         if min(h, w) >= 224 and h % 16 == 0 and w % 16 == 0:
             return 16
         return max(1, min(h, w) // 8)
+
+
+def artifact_path(out_dir: Path, audit: str, name: str) -> tuple[Path, str]:
+    """Absolute path to write under `out_dir`, and the relative path to record in the report (also
+    for a merge, which has no context)."""
+    rel = f"{audit}/{name}"
+    path = out_dir / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path, rel

@@ -1,6 +1,6 @@
 """Spurious-signal audit: does the model use a watermark, a ruler or a border instead of the object?
 
-AUDITS.md §4 (PAIR explorable 2022; Zhou et al. 2021; Adebayo et al. 2022). For each suspected region
+docs/audits.md, "Spurious signals" (PAIR explorable 2022; Zhou et al. 2021; Adebayo et al. 2022). For each suspected region
 (from the config or `ctx.regions`): the share of the top-q salient pixels in the box against its area,
 then the counterfactual tests that saliency cannot replace (stamp the artifact on other classes; remove
 the box vs random boxes). Without a hint, discovery ranks fixed places that decide one class across many
@@ -15,45 +15,38 @@ from __future__ import annotations
 
 import json
 import math
-import time
-from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from auditors.context import AuditContext, Region
+from auditors.audits.base import Audit, AuditConfig
+from auditors.audits.context import AuditContext, ResolvedRegion
+from auditors.audits.spurious_signal.artifacts import write_artifacts
+from auditors.audits.spurious_signal.counterfactual import Box, choose_removal_strategy, mask_shape_leakage
+from auditors.audits.spurious_signal.discovery import (
+    as_box,
+    content_evidence,
+    find_candidates,
+    hotspot_maps,
+    overlap,
+)
+from auditors.audits.spurious_signal.regions import (
+    AuditState,
+    Thresholds,
+    counterfactual_evidence,
+    saliency_evidence,
+)
 from auditors.engine import applicable_strategies, model_device, plain_logits
-from auditors.registry import AuditConfig, register_auditor
+from auditors.methods.saliency import METHODS, saliency_maps, top_q_mask
+from auditors.regions import Region
 from auditors.report import Artifact, AuditResult, Finding
-from auditors.saliency import METHODS, saliency_maps, top_q_mask
-from auditors.spurious_artifacts import write_artifacts
-from auditors.spurious_counterfactual import Box, choose_removal_strategy, mask_shape_leakage
-from auditors.spurious_discovery import as_box, content_evidence, find_candidates, hotspot_maps, overlap
-from auditors.spurious_regions import AuditState, Thresholds, counterfactual_evidence, saliency_evidence
 
 AUDIT = "spurious_signal"
 
 
-class RegionSpec(BaseModel):
-    """A suspected region: `box` [x, y, w, h] in model-input pixels, or fractions when all are ≤ 1."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    box: list[float] = Field(min_length=4, max_length=4)
-    artifact: str | None = Field(default=None, description="path to an image file of the artifact")
-    image_index: int | None = None
-
-    @field_validator("box")
-    @classmethod
-    def _positive_size(cls, v: list[float]) -> list[float]:
-        if v[2] <= 0 or v[3] <= 0 or v[0] < 0 or v[1] < 0:
-            raise ValueError("box needs x, y ≥ 0 and w, h > 0")
-        return v
-
-
 class SpuriousConfig(AuditConfig):
-    regions: list[RegionSpec] = Field(default_factory=list)
+    regions: list[Region] = Field(default_factory=list)
     methods: list[str] = Field(
         default_factory=lambda: ["gradient_squared", "smoothgrad", "integrated_gradients"]
     )
@@ -105,53 +98,25 @@ class SpuriousConfig(AuditConfig):
         return v
 
 
-def _load_artifact(path: str, w: int, h: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    from PIL import Image
-
-    img = Image.open(Path(path)).convert("RGBA").resize((w, h), Image.Resampling.BILINEAR)
-    arr = (
-        torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(h, w, 4).permute(2, 0, 1).float()
-        / 255
-    )
-    alpha = arr[3] > 0.5
-    return arr[:3].contiguous(), (None if bool(alpha.all()) else alpha)
-
-
-def resolve_regions(specs: list[RegionSpec], height: int, width: int) -> list[Region]:
-    """Config regions as `Region`s in pixels (fractions scaled), clipped to the image, artifacts loaded."""
-    out = []
-    for spec in specs:
-        x, y, w, h = spec.box
-        if all(v <= 1 for v in spec.box):
-            x, y, w, h = x * width, y * height, w * width, h * height
-        xi, yi = min(round(x), width - 1), min(round(y), height - 1)
-        wi, hi = max(1, min(round(w), width - xi)), max(1, min(round(h), height - yi))
-        rgb, alpha = _load_artifact(spec.artifact, wi, hi) if spec.artifact else (None, None)
-        out.append(Region(spec.name, (xi, yi, wi, hi), rgb, alpha, spec.image_index))
-    return out
-
-
 def _sample(ctx: AuditContext, n: int, seed: int) -> torch.Tensor:
     if ctx.n_images <= n:
         return torch.arange(ctx.n_images)
     return torch.randperm(ctx.n_images, generator=torch.Generator().manual_seed(seed))[:n].sort().values
 
 
-@register_auditor(AUDIT)
-class SpuriousSignal:
+class SpuriousSignal(Audit[SpuriousConfig]):
+    name = AUDIT
     Config = SpuriousConfig
 
-    def run(self, ctx: AuditContext, config: SpuriousConfig) -> AuditResult:
-        start = time.perf_counter()
-        seed = ctx.seed_for(config)
+    def compute(self, ctx: AuditContext, config: SpuriousConfig, seed: int) -> AuditResult:
         height, width = ctx.image_size
-        regions = [*ctx.regions, *resolve_regions(config.regions, height, width)]
+        regions = [*ctx.regions, *(ResolvedRegion.of(r, height, width) for r in config.regions)]
         device = model_device(ctx.model)
         ctx.model.eval()
         index = _sample(ctx, config.n_images, seed)
         images = ctx.images[index].to(device).float()
         labels = ctx.labels[index].to(device) if ctx.labels is not None else None
-        patch = config.patch_size or ctx.default_patch_size()
+        patch = self.patch_size(ctx, config)
         ctx.report(0.02, "choosing the removal strategy")
         if config.strategy is None:
             strategy, bias = choose_removal_strategy(
@@ -314,12 +279,15 @@ class SpuriousSignal:
             metrics=metrics,
             findings=findings,
             artifacts=artifacts,
-            config=config.model_dump(),
-            seconds=round(time.perf_counter() - start, 3),
         )
 
+    def recorded_config(self, config: SpuriousConfig, seed: int, resolved: dict[str, Any]) -> dict[str, Any]:
+        """The config as given (its `seed` left unresolved), as this audit has always recorded it, so
+        reports stay comparable with earlier ones; artifacts are left out (they are bytes)."""
+        return config.model_dump(exclude={"regions": {"__all__": {"artifact"}}})
+
     def _region(
-        self, st: AuditState, region: Region, index: torch.Tensor, findings: list[Finding]
+        self, st: AuditState, region: ResolvedRegion, index: torch.Tensor, findings: list[Finding]
     ) -> dict[str, Any]:
         box = region.box
         artifact = (region.artifact, region.artifact_alpha) if region.artifact is not None else None

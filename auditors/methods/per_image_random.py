@@ -1,57 +1,19 @@
-"""Shardable audits: split one audit over image ranges, run the ranges anywhere, merge the partials.
+"""Per-image deterministic randomness, and the image ranges a sharded audit splits a dataset into.
 
-An auditor opts in by implementing `plan_shards`, `run_shard` and `merge` (the `Shardable` protocol).
-A partial is plain JSON (lists of ints and floats), so a worker can store it in a database row and a
-different process can merge it. The auditor's own `run` should be `run_shard` over every image plus
-`merge`, so the sharded and the single-process report come from one code path and can only differ if
-per-image results depend on which shard an image is in. That is why randomness here is drawn per image
-(`per_image_uniform`), keyed by (seed, salt, image index), never from one generator over the batch.
+A sharded audit and a single run must produce the same report, which they can only do if an image's
+random draws do not depend on which shard (or batch) it is in. So randomness here is drawn per image
+(`per_image_uniform`), keyed by (seed, salt, image index), never from one generator over the batch;
+`even_ranges` plans the shards and `check_tiling` refuses partials that do not cover the images once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
-from auditors.report import AuditResult
-
-if TYPE_CHECKING:
-    from auditors.context import AuditContext
-
-Partial = dict[str, Any]
-
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-@dataclass(frozen=True)
-class ShardMeta:
-    """What `merge` needs besides the partials: no model and no images, so a merge is cheap anywhere."""
-
-    class_names: list[str]
-    out_dir: Path
-    seed: int
-    n_images: int
-
-    @classmethod
-    def from_context(cls, ctx: AuditContext) -> ShardMeta:
-        return cls(list(ctx.class_names), ctx.out_dir, ctx.seed, ctx.n_images)
-
-
-@runtime_checkable
-class Shardable(Protocol):
-    def plan_shards(self, n_images: int, config: Any, n_shards: int) -> list[range]: ...
-
-    def run_shard(self, ctx: AuditContext, config: Any, indices: range) -> Partial: ...
-
-    def merge(self, meta: ShardMeta, config: Any, partials: Sequence[Partial]) -> AuditResult: ...
-
-
-def is_shardable(auditor: object) -> bool:
-    return isinstance(auditor, Shardable)
 
 
 def even_ranges(n_images: int, n_shards: int) -> list[range]:
@@ -68,7 +30,7 @@ def even_ranges(n_images: int, n_shards: int) -> list[range]:
     return out
 
 
-def check_tiling(partials: Sequence[Partial], n_images: int | None = None) -> list[Partial]:
+def check_tiling(partials: Sequence[dict[str, Any]], n_images: int | None = None) -> list[dict[str, Any]]:
     """Partials sorted by `start`; raises unless they cover [0, n) exactly once (a lost or duplicated
     shard must never merge into a plausible-looking report)."""
     ordered = sorted(partials, key=lambda p: int(p["start"]))
@@ -80,13 +42,6 @@ def check_tiling(partials: Sequence[Partial], n_images: int | None = None) -> li
     if n_images is not None and pos != n_images:
         raise ValueError(f"shards cover {pos} of {n_images} images")
     return ordered
-
-
-def run_sharded(auditor: Shardable, ctx: AuditContext, config: Any, n_shards: int) -> AuditResult:
-    """Run an audit shard by shard in this process and merge: what the workers do, minus Celery."""
-    ranges = auditor.plan_shards(ctx.n_images, config, n_shards)
-    partials = [auditor.run_shard(ctx, config, r) for r in ranges]
-    return auditor.merge(ShardMeta.from_context(ctx), config, partials)
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:

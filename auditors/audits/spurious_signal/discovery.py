@@ -1,4 +1,4 @@
-"""Discovery without a hint: where, across many images, is one class decided? (AUDITS.md §4)
+"""Discovery without a hint: where, across many images, is one class decided? (docs/audits.md, "Spurious signals")
 
 Per predicted class, two aggregates over the dataset: the mean of each image's saliency map normalised
 to sum 1 (the class's hotspot map), and the mean drop of p(class) when each window of a sliding grid is
@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from auditors.saliency import grid_boxes, occlusion_effects
-from auditors.spurious_counterfactual import Box
-from auditors.spurious_regions import AuditState
+from auditors.audits.spurious_signal.counterfactual import Box
+from auditors.audits.spurious_signal.regions import AuditState
+from auditors.methods.saliency import grid_boxes, occlusion_effects
 
 
 def hotspot_maps(maps: torch.Tensor, pred: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -55,7 +55,7 @@ class BackSelectResult:
 
     @property
     def f_masked(self) -> torch.Tensor:
-        """f with every pixel removed (the check AUDITS.md §3 asks for before trusting an SIS)."""
+        """f with every pixel removed (the check docs/audits.md, "SIS and overinterpretation" asks for before trusting an SIS)."""
         return self.f_after[:, -1]
 
 

@@ -1,4 +1,4 @@
-"""Per-image saliency maps for the spurious-signal audit (AUDITS.md §4).
+"""Per-image saliency maps for the spurious-signal audit (docs/audits.md, "Spurious signals").
 
 The gradient methods come from Captum, applied to a wrapper that normalises *after* the input, so
 attributions live in [0,1] pixel space like every other audit:
@@ -7,7 +7,7 @@ attributions live in [0,1] pixel space like every other audit:
 - `gradient_squared`: Σ_c (∂f/∂x)², the map Adebayo et al. (2022) use for the watermark models.
 - `smoothgrad`: |∂f/∂x| averaged over Gaussian-noised copies (Smilkov et al., 2017), Captum
   `NoiseTunnel(Saliency)`; noise σ = `noise` × the [0,1] input range.
-- `integrated_gradients`: Σ_c |IG| from the model's mean colour (0 after normalisation, the AUDITS.md
+- `integrated_gradients`: Σ_c |IG| from the model's mean colour (0 after normalisation, the docs/audits.md
   "mean" baseline; Sundararajan et al., 2017), Captum `IntegratedGradients`.
 - `occlusion`: the drop in the target's probability when a P×P box is removed, one box per pass.
   Written here rather than with Captum's `Occlusion`, because removal must go through the missingness

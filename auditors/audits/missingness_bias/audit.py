@@ -11,19 +11,23 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from auditors import plots
-from auditors.context import AuditContext
+from auditors.audits import plots
+from auditors.audits.base import Audit, AuditConfig, Partial, ShardMeta
+from auditors.audits.context import AuditContext, artifact_path
+from auditors.audits.missingness_bias.rules import Rules, StrategyJudgement, judge_strategy, share_limits
 from auditors.engine import applicable_strategies, masked_logits, parse_strategy, plain_logits
-from auditors.registry import AuditConfig, register_auditor
+from auditors.methods.class_entropy import class_entropy
+from auditors.methods.per_image_random import check_tiling, even_ranges, per_image_uniform
+from auditors.methods.removal import rank_strategies, recommend
 from auditors.report import Artifact, AuditResult, Finding
-from auditors.sharding import Partial, ShardMeta, check_tiling, even_ranges, per_image_uniform
+from auditors.sampling import counts_per_class
+from auditors.stats import Estimate
 
 NAME = "missingness_bias"
 
@@ -33,17 +37,25 @@ class MissingnessBiasConfig(AuditConfig):
     fractions: list[float] = Field(default_factory=lambda: [round(0.1 * i, 1) for i in range(10)])
     patch_size: int | None = Field(default=None, description="None: the model's patch, or side/8")
     attractor_fraction: float = 0.5
-    entropy_drop_max: float = Field(default=1.0, description="fail when H(clean) - H(d) exceeds this (nats)")
-    class_share_max: float = 0.05
-    class_share_ratio: float = 10.0
+    # The verdict's rules scale with the number of classes K (rules.py): no fixed number of nats.
+    entropy_drop_share_max: float = Field(
+        default=0.2, gt=0, le=1, description="fail when (H(clean) - H(d)) / ln K is surely above this"
+    )
+    class_share_max: float = Field(default=0.05, description="a class may always take this share")
+    class_share_ratio: float = Field(default=10.0, description="... or this many times its clean share")
+    class_share_cap: float = Field(
+        default=0.5, gt=0, lt=1, description="... but never more than its clean share + this x the rest"
+    )
+    min_images: int = Field(default=30, ge=1, description="fewer images: inconclusive")
 
-
-def class_entropy(preds: torch.Tensor, k: int) -> tuple[float, np.ndarray]:
-    """H = -sum_c p_c ln p_c over the share of images predicted as class c; also the shares."""
-    shares = torch.bincount(preds, minlength=k).double() / max(1, preds.numel())
-    nz = shares[shares > 0]
-    # max(0, .): a single class gives -0.0, which would print as "-0.00 nats".
-    return max(0.0, float(-(nz * nz.log()).sum())), shares.cpu().numpy()
+    def rules(self) -> Rules:
+        return Rules(
+            entropy_drop_share_max=self.entropy_drop_share_max,
+            class_share_floor=self.class_share_max,
+            class_share_ratio=self.class_share_ratio,
+            class_share_cap=self.class_share_cap,
+            min_images=self.min_images,
+        )
 
 
 def image_keep(
@@ -76,7 +88,8 @@ def _strategy_metrics(
     k: int,
     cfg: MissingnessBiasConfig,
     class_names: list[str],
-) -> dict[str, Any]:
+    seed: int,
+) -> tuple[dict[str, Any], StrategyJudgement]:
     entropy, unchanged, accuracy, shares = [], [], [], []
     for p in preds:
         h, s = class_entropy(p, k)
@@ -85,8 +98,12 @@ def _strategy_metrics(
         unchanged.append(round(float((p == clean).float().mean()), 4))
         if labels is not None:
             accuracy.append(round(float((p == labels).float().mean()), 4))
-    clean_share = shares[0] if fractions[0] == 0 else class_entropy(clean, k)[1]
+    clean_h, clean_share = class_entropy(clean, k)
     n = clean.numel()
+    rules = cfg.rules()
+    limit = share_limits(
+        clean_share, floor=rules.class_share_floor, ratio=rules.class_share_ratio, cap=rules.class_share_cap
+    )
     ratio = shares[half] / np.maximum(clean_share, 1.0 / n)
     order = np.argsort(-(shares[half] - clean_share))[:3]
     attractors = [
@@ -95,44 +112,44 @@ def _strategy_metrics(
             "share": round(float(shares[half][c]), 4),
             "clean_share": round(float(clean_share[c]), 4),
             "ratio": round(float(ratio[c]), 2),
+            "limit": round(float(limit[c]), 4),
         }
         for c in order
         if shares[half][c] > clean_share[c]
     ]
-    clean_h = class_entropy(clean, k)[0]
+    judged = judge_strategy(clean.numpy(), preds[half].numpy(), k, rules, seed=seed)
     drop = clean_h - entropy[half]
-    limit = np.maximum(cfg.class_share_max, cfg.class_share_ratio * clean_share)
-    over = [class_names[c] for c in np.nonzero(shares[half] > limit)[0]]
-    failed = drop > cfg.entropy_drop_max or bool(over)
     return {
         "entropy": entropy,
         "unchanged": unchanged,
         "accuracy": accuracy or None,
         "auc": round(float(np.mean(unchanged)), 4),
         "entropy_at_half": entropy[half],
-        "entropy_drop_at_half": round(drop, 4),
+        "entropy_drop_at_half": round(drop + 0.0, 4),
+        "entropy_drop_share_at_half": round(judged.entropy_drop.value + 0.0, 4),
         "max_share_at_half": round(float(shares[half].max()), 4),
         "shares_at_half": {class_names[c]: round(float(shares[half][c]), 4) for c in range(k)},
         "attractors": attractors,
-        "over_share_limit": over,
-        "verdict": "fail" if failed else "pass",
-    }
+        "over_share_limit": [class_names[c] for c in np.nonzero(shares[half] > limit)[0]],
+        **judged.as_dict(class_names),
+    }, judged
 
 
-@register_auditor(NAME)
-class MissingnessBias:
-    """Does removing patches push predictions toward classes the fill itself evokes?"""
+def _deciding(judged: StrategyJudgement) -> tuple[Estimate, str]:
+    """The statistic a strategy's verdict rests on: the attractor share when that test decided it,
+    else the entropy drop."""
+    if judged.attractor.decision == "fail" and judged.entropy_decision != "fail":
+        return judged.attractor.share, "share of predictions taken by one class at half removed"
+    return judged.entropy_drop, "entropy drop / ln K at half removed"
 
+
+class MissingnessBias(Audit[MissingnessBiasConfig]):
+    """Does removing patches push predictions toward classes the fill itself evokes? Shardable: the
+    base's `compute` runs every image as one shard and merges, the same code path as a sharded run."""
+
+    name = NAME
     Config = MissingnessBiasConfig
-
-    def run(self, ctx: AuditContext, config: MissingnessBiasConfig) -> AuditResult:
-        """The whole dataset as one shard, merged: the same code path as a sharded run."""
-        t0 = time.perf_counter()
-        result = self.merge(
-            ShardMeta.from_context(ctx), config, [self.run_shard(ctx, config, range(ctx.n_images))]
-        )
-        result.seconds = round(time.perf_counter() - t0, 3)
-        return result
+    shardable = True
 
     def plan_shards(self, n_images: int, config: MissingnessBiasConfig, n_shards: int) -> list[range]:
         """Every image is independent of the others, so any contiguous split works."""
@@ -144,7 +161,7 @@ class MissingnessBias:
         fractions = sorted({round(float(f), 4) for f in config.fractions} | {0.0})
         if any(not 0 <= f < 1 for f in fractions):
             raise ValueError("fractions must be in [0, 1)")
-        p = config.patch_size or ctx.default_patch_size()
+        p = self.patch_size(ctx, config)
         height, width = ctx.image_size
         if height % p or width % p:
             raise ValueError(f"patch_size {p} does not tile {height}x{width} images")
@@ -230,6 +247,7 @@ class MissingnessBias:
             else None
         )
         per: dict[str, dict[str, Any]] = {}
+        judged: dict[str, StrategyJudgement] = {}
         raw: dict[str, np.ndarray] = {}
         for strat in strategies:
             stacked = torch.tensor(
@@ -238,14 +256,20 @@ class MissingnessBias:
             )
             preds = list(stacked)
             raw[strat] = stacked.numpy().astype(np.int16)
-            per[strat] = _strategy_metrics(preds, clean, labels, fractions, half, k, config, meta.class_names)
+            per[strat], judged[strat] = _strategy_metrics(
+                preds, clean, labels, fractions, half, k, config, meta.class_names, seed
+            )
         grid_features = first["n_features"]
         n_images = int(clean.numel())
         seconds = float(sum(part.get("seconds", 0.0) for part in ordered))
         clean_h = class_entropy(clean, k)[0]
-        ranked = sorted(per, key=lambda s: (per[s]["entropy_drop_at_half"], -per[s]["auc"]))
-        best, worst = ranked[0], ranked[-1]
         failing = [s for s in strategies if per[s]["verdict"] == "fail"]
+        undecided = [s for s in strategies if per[s]["verdict"] == "inconclusive"]
+        changes = {s: judged[s].change for s in strategies}
+        recommended = recommend(changes, failing)
+        best = recommended or rank_strategies(changes)[0]
+        worst = max(strategies, key=lambda s: (per[s]["verdict"] == "fail", judged[s].entropy_drop.value))
+        groups = labels if labels is not None else clean
         metrics: dict[str, Any] = {
             "patch_size": p,
             "n_features": grid_features,
@@ -257,20 +281,36 @@ class MissingnessBias:
                 "max_entropy": round(math.log(k), 4),
                 "accuracy": None if labels is None else round(float((clean == labels).float().mean()), 4),
             },
+            "n_per_class": dict(
+                zip(meta.class_names, counts_per_class(groups.numpy(), np.arange(n_images), k), strict=True)
+            ),
             "strategies": per,
-            "best": {"strategy": best, **{m: per[best][m] for m in ("auc", "entropy_drop_at_half")}},
+            "recommended": recommended,
+            "best": {
+                "strategy": best,
+                **{m: per[best][m] for m in ("auc", "entropy_drop_at_half", "entropy_drop_share_at_half")},
+            },
             "worst": {
                 "strategy": worst,
-                **{m: per[worst][m] for m in ("auc", "entropy_drop_at_half", "max_share_at_half")},
+                **{
+                    m: per[worst][m]
+                    for m in (
+                        "auc",
+                        "entropy_drop_at_half",
+                        "entropy_drop_share_at_half",
+                        "max_share_at_half",
+                    )
+                },
             },
             "failing_strategies": failing,
+            "inconclusive_strategies": undecided,
         }
         findings = [
             Finding(
                 kind="attractor_class",
                 summary=(
-                    f"With {s} fill, removing {fractions[half]:.0%} of patches sends "
-                    f"{a['share']:.0%} of predictions to '{a['class']}' (clean: {a['clean_share']:.0%})."
+                    f"Removing {fractions[half]:.0%} of the patches with {s} sends {a['share']:.0%} of "
+                    f"predictions to '{a['class']}' (clean: {a['clean_share']:.0%})."
                 ),
                 class_name=a["class"],
                 evidence={"strategy": s, **a},
@@ -279,7 +319,7 @@ class MissingnessBias:
             for a in per[s]["attractors"][:1]
         ]
         artifacts = self._plots(meta, per, fractions, half, clean_h, k, strategies)
-        path, rel = _artifact_path(meta.out_dir, "predictions.npz")
+        path, rel = artifact_path(meta.out_dir, NAME, "predictions.npz")
         arrays = {"fractions": np.array(fractions), "clean": clean.numpy().astype(np.int16), **raw}
         np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
         artifacts.append(
@@ -287,10 +327,15 @@ class MissingnessBias:
                 name="predictions", path=rel, media_type="application/x-npz", description="raw predictions"
             )
         )
+        estimate, statistic = _deciding(judged[worst])
         return AuditResult(
             name=NAME,
-            verdict="fail" if failing else "pass",
+            verdict="fail" if failing else "inconclusive" if undecided else "pass",
             summary=self._summary(per, failing, best, worst, fractions[half], clean_h),
+            role="explanation",
+            n=n_images,
+            estimate={**estimate.as_dict(), "statistic": f"{worst}: {statistic}"},
+            meaning=self._meaning(failing, undecided, recommended, n_images, config.min_images),
             metrics=metrics,
             findings=findings,
             artifacts=artifacts,
@@ -303,22 +348,49 @@ class MissingnessBias:
         per: dict[str, dict[str, Any]], failing: list[str], best: str, worst: str, d: float, clean_h: float
     ) -> str:
         b = per[best]
-        use = f"use {best} to remove regions (keeps {b['unchanged'][len(b['unchanged']) // 2]:.0%} of predictions"
-        use += f" at {d:.0%}, AUC {b['auc']:.2f})"
+        keeps = b["unchanged"][len(b["unchanged"]) // 2]
+        use = f"{best} keeps {keeps:.0%} of predictions at {d:.0%} removed (AUC {b['auc']:.2f})"
         if not failing:
-            return f"No strategy collapses the class distribution at {d:.0%} removal; {use}."
+            return f"No strategy collapses the class distribution at {d:.0%} removed; {use}."
         w = per[worst]
         a = w["attractors"][0] if w["attractors"] else None
-        lead = f"Missingness bias under {', '.join(failing)}: with {worst}, {d:.0%} removal"
-        if a is not None:
-            lead += f" sends {a['share']:.0%} of predictions to '{a['class']}'"
-        lead += f" (class entropy {clean_h:.2f} → {w['entropy_at_half']:.2f} nats)"
+        lead = f"Removing {d:.0%} of the patches with {worst}"
+        lead += (
+            f" sends {a['share']:.0%} of predictions to '{a['class']}'" if a else " collapses the predictions"
+        )
+        lead += (
+            f" (class entropy {clean_h:.2f} → {w['entropy_at_half']:.2f} nats, a drop of "
+            f"{max(0.0, w['entropy_drop_share_at_half']):.0%} of its maximum)"
+        )
+        lead += f"; biased strategies: {', '.join(failing)}"
         if best in failing:
-            return (
-                lead
-                + "; every strategy is biased, so removal-based explanations of this model are unreliable."
-            )
+            return lead + "; every strategy is biased."
         return lead + f"; {use}."
+
+    @staticmethod
+    def _meaning(
+        failing: list[str], undecided: list[str], recommended: str | None, n: int, min_n: int
+    ) -> str:
+        if n < min_n:
+            return f"Too few images to tell ({n} < {min_n}): audit more images."
+        if failing and recommended:
+            return (
+                f"Explanations of this model that remove pixels with {', '.join(failing)} are unreliable; "
+                f"use {recommended}."
+            )
+        if failing:
+            return (
+                f"Explanations of this model that remove pixels with {', '.join(failing)} are unreliable; no "
+                "native strategy (layer_mask, token_drop) or blur passed, so none can be recommended: treat "
+                "removal-based explanations of this model with caution."
+            )
+        if undecided:
+            return f"Could not tell whether {', '.join(undecided)} bias explanations of this model; " + (
+                f"{recommended} is safe to use." if recommended else "audit more images."
+            )
+        return "Removing pixels does not bias this model's predictions" + (
+            f"; {recommended} is the recommended way to remove them." if recommended else "."
+        )
 
     @staticmethod
     def _plots(
@@ -344,7 +416,7 @@ class MissingnessBias:
         if per[strategies[0]]["accuracy"] is not None:
             specs.append(("accuracy", "Accuracy vs labels", "accuracy", None, (0, 1.02)))
         for key, title, ylabel, hline, ylim in specs:
-            path, rel = _artifact_path(meta.out_dir, f"{key}.png")
+            path, rel = artifact_path(meta.out_dir, NAME, f"{key}.png")
             plots.line_plot(
                 path,
                 [f * 100 for f in fractions],
@@ -356,7 +428,7 @@ class MissingnessBias:
                 ylim=ylim,
             )
             out.append(Artifact(name=key, path=rel, description=f"{title} as patches are removed"))
-        path, rel = _artifact_path(meta.out_dir, "shares.png")
+        path, rel = artifact_path(meta.out_dir, NAME, "shares.png")
         plots.grouped_bars(
             path,
             meta.class_names,
@@ -366,11 +438,3 @@ class MissingnessBias:
         )
         out.append(Artifact(name="shares", path=rel, description="class shares at the attractor fraction"))
         return out
-
-
-def _artifact_path(out_dir: Path, name: str) -> tuple[Path, str]:
-    """Like `AuditContext.artifact_path`, for a merge that has no context."""
-    rel = f"{NAME}/{name}"
-    path = out_dir / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path, rel

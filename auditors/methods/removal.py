@@ -18,6 +18,7 @@ from collections.abc import Collection, Mapping, Sequence
 import numpy as np
 
 from auditors.engine import NATIVE, parse_strategy
+from auditors.methods.class_entropy import class_shares
 
 # Pixel fills that may be recommended: neither a constant colour nor noise.
 REMEDY_FILLS = ("blur",)
@@ -34,11 +35,7 @@ def distribution_change(
 ) -> float:
     """Total variation distance between the class shares of two prediction sets: half the summed
     absolute change, 0 when the distribution is kept, 1 when every prediction moved to other classes."""
-    a = np.bincount(np.asarray(clean, dtype=np.int64), minlength=k)[:k].astype(np.float64)
-    b = np.bincount(np.asarray(masked, dtype=np.int64), minlength=k)[:k].astype(np.float64)
-    a /= max(1.0, a.sum())
-    b /= max(1.0, b.sum())
-    return float(0.5 * np.abs(a - b).sum())
+    return float(0.5 * np.abs(class_shares(np.asarray(clean), k) - class_shares(np.asarray(masked), k)).sum())
 
 
 def rank_strategies(changes: Mapping[str, float]) -> list[str]:

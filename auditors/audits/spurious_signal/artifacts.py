@@ -1,4 +1,4 @@
-"""Files the spurious-signal audit writes: overlays for people, raw maps for programs (DESIGN.md)."""
+"""Files the spurious-signal audit writes: overlays for people, raw maps for programs (docs/architecture.md, "Data flow of one audit")."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditors import plots
-from auditors.context import AuditContext, Region
+from auditors.audits import plots
+from auditors.audits.context import AuditContext, ResolvedRegion
 from auditors.report import Artifact
 
 
@@ -19,7 +19,7 @@ def write_artifacts(
     pred: torch.Tensor,
     maps: dict[str, torch.Tensor],
     hotspots: torch.Tensor | None,
-    regions: list[Region],
+    regions: list[ResolvedRegion],
     candidates: list[dict[str, Any]],
     n_overlays: int,
 ) -> list[Artifact]:

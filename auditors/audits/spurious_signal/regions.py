@@ -1,7 +1,7 @@
 """Evidence about one suspected region: saliency concentration and the counterfactual tests.
 
 Shared by the hinted regions and the discovery candidates of the spurious-signal audit, so both are
-judged by the same numbers (AUDITS.md §4; Adebayo et al. 2022 for the top-q share; PAIR 2022 for the
+judged by the same numbers (docs/audits.md, "Spurious signals"; Adebayo et al. 2022 for the top-q share; PAIR 2022 for the
 stamp test).
 """
 
@@ -13,9 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from auditors.engine import masked_logits, plain_logits
-from auditors.saliency import box_keep, box_share
-from auditors.spurious_counterfactual import (
+from auditors.audits.spurious_signal.counterfactual import (
     Box,
     carries_artifact,
     flip_rates,
@@ -23,11 +21,13 @@ from auditors.spurious_counterfactual import (
     removal_vs_random,
     stamp_artifact,
 )
+from auditors.engine import masked_logits, plain_logits
+from auditors.methods.saliency import box_keep, box_share
 
 
 @dataclass
 class Thresholds:
-    share: float = 0.5  # mean top-q share in the box (AUDITS.md §4)
+    share: float = 0.5  # mean top-q share in the box (docs/audits.md, "Spurious signals")
     enrichment: float = 10.0  # or share / area baseline
     flip: float = 0.5  # stamp flip rate toward the suspected class
     removal_margin: float = 0.1  # removal effect above the 90th percentile of random boxes

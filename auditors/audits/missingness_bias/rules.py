@@ -23,20 +23,9 @@ from statistics import NormalDist
 
 import numpy as np
 
-from auditors.removal import distribution_change
+from auditors.methods.class_entropy import class_shares, entropy
+from auditors.methods.removal import distribution_change
 from auditors.stats import Decision, Estimate, bootstrap_interval, decide, wilson_interval
-
-
-def class_shares(preds: np.ndarray, k: int) -> np.ndarray:
-    """The share of images predicted as each of the k classes."""
-    p = np.asarray(preds, dtype=np.int64)
-    return np.bincount(p, minlength=k)[:k].astype(np.float64) / max(1, p.size)
-
-
-def entropy(shares: np.ndarray) -> float:
-    """H = -sum_c p_c ln p_c, never -0.0 (one class alone would print as "-0.00 nats")."""
-    nz = shares[shares > 0]
-    return max(0.0, float(-(nz * np.log(nz)).sum()))
 
 
 def entropy_drop_share(

@@ -1,6 +1,6 @@
 """LIME for images on the missingness engine (Ribeiro et al. 2016, as audited by Jain et al. 2022 §4).
 
-AUDITS.md §2 fixes every choice: F features (grid patches or superpixels), `n_samples` perturbations
+docs/audits.md, "LIME consistency" fixes every choice: F features (grid patches or superpixels), `n_samples` perturbations
 z ~ Bernoulli(0.5)^F with row 0 all ones, evaluated through the engine with one missingness strategy;
 target = probability of the clean predicted class; weight w = sqrt(exp(-d^2 / 0.25^2)) with d the
 cosine distance from z to all-ones; weighted ridge (alpha=1, unpenalised intercept). Unlike the
@@ -40,7 +40,7 @@ def grid_segments(height: int, width: int, patch_size: int, n_images: int = 1) -
 
 
 def superpixel_segments(images: torch.Tensor, kind: Literal["slic", "quickshift"]) -> torch.Tensor:
-    """Superpixel ids [B,H,W] with the parameters of AUDITS.md conventions (scikit-image)."""
+    """Superpixel ids [B,H,W] with the parameters of docs/audits.md, "Conventions shared by every audit" (scikit-image)."""
     from skimage.segmentation import quickshift, slic
 
     out = []
@@ -260,35 +260,6 @@ def lime_fit(
     weights = kernel_weights(zd, present.to(device))
     coef, intercept = weighted_ridge(zd.to(torch.float64), y, weights)
     return LimeFit(coef.float(), intercept, zd, weights, y, target, segments, n_feat)
-
-
-def lime_attributions(
-    model: nn.Module,
-    images: torch.Tensor,
-    *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    strategy: str | Strategy = "black",
-    target: torch.Tensor | None = None,
-    features: FeatureKind = "grid",
-    patch_size: int = 4,
-    n_samples: int = 1000,
-    seed: int = 0,
-) -> torch.Tensor:
-    """LIME coefficients [B,F] (AUDITS.md §2); the notebook-friendly face of `lime_fit`."""
-    fit = lime_fit(
-        model,
-        images,
-        mean=mean,
-        std=std,
-        strategy=strategy,
-        target=target,
-        features=features,
-        patch_size=patch_size,
-        n_samples=n_samples,
-        seed=seed,
-    )
-    return fit.coef
 
 
 def ranking(coef: torch.Tensor, n_features: torch.Tensor | None = None) -> torch.Tensor:

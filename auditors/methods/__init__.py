@@ -1,0 +1,1 @@
+"""Algorithms the audits share: LIME fitting, BackSelect, saliency, per-image deterministic randomness."""
