@@ -13,8 +13,9 @@ INFO = AuditInfo(
         FormField("n_samples", "LIME: perturbations per image"),
     ),
     policy_comment=(
-        "LIME consistency (an explanation caveat): removing LIME's top-25 features must change predictions at least twice as fast\n"
-        "as removing 25 random ones, and the top-20 set must not depend on the fill colour."
+        "LIME consistency (an explanation caveat): removing LIME's top-25 features must change\n"
+        "predictions at least twice as fast as removing 25 random ones, and the top-20 set must not\n"
+        "depend on the fill colour."
     ),
     policy=(
         PolicyLine("verdict", "warn", {"equals": "pass"}),
