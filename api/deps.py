@@ -1,13 +1,19 @@
 """Typed dependencies (full-stack-fastapi-template style). Authentication and tenant scoping live here
 and nowhere else: every /v1 route gets the caller's tenant from `TenantDep`, and `Scope.get` turns
-another tenant's row into a 404."""
+another tenant's row into a 404.
+
+Connections are held only while a thread works with them: authentication uses its own short session,
+and the route's session is closed as soon as the route returns (`scope="function"`), not after the
+response is sent. A request waiting for a thread therefore never sits on a pooled connection, so a
+pool as large as the thread pool always suffices, however many clients queue."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,10 +31,15 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer occ_.
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: occ_...`")
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session for the route; opening one does no I/O, so it takes no thread. Closing returns the
+    connection (a round trip), so it runs in a thread of its own rather than on the event loop."""
     factory: sessionmaker[Session] = request.app.state.sessions
-    with factory() as session:
+    session = factory()
+    try:
         yield session
+    finally:
+        await anyio.to_thread.run_sync(session.close, limiter=anyio.CapacityLimiter(1))
 
 
 def get_settings(request: Request) -> Settings:
@@ -46,21 +57,23 @@ def get_queue(request: Request) -> Queue:
     return queue
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
 
 
 def current_tenant(
-    session: SessionDep,
+    request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header_key: Annotated[str | None, Depends(_header)],
 ) -> str:
     presented = bearer.credentials if bearer is not None else header_key
     if not presented:
         raise AuthError("missing API key: send `Authorization: Bearer occ_...` or `X-API-Key: occ_...`")
-    tenant_id = keys.authenticate(session, presented)
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        tenant_id = keys.authenticate(session, presented)
     if tenant_id is None:
         raise AuthError("unknown or revoked API key")
     return tenant_id
@@ -80,7 +93,7 @@ class Scope:
         return get_owned(self.session, cls, obj_id, tenant_id=self.tenant_id, what=what)
 
 
-def get_scope(session: SessionDep, tenant_id: TenantDep) -> Scope:
+async def get_scope(session: SessionDep, tenant_id: TenantDep) -> Scope:
     return Scope(session=session, tenant_id=tenant_id)
 
 

@@ -3,6 +3,7 @@ the database at scrape time, so every API replica reports the same truth)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -10,11 +11,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from occulta.db import AuditJob
 from occulta.db.models import STATUSES
+
+log = logging.getLogger("occulta.api")
 
 
 class AuditStatusCollector(Collector):
@@ -22,9 +26,15 @@ class AuditStatusCollector(Collector):
         self.sessions = sessions
 
     def collect(self) -> Iterator[Metric]:
+        """Without the database the gauge is left out of the scrape: the request metrics still count."""
         gauge = GaugeMetricFamily("occulta_audits", "Audit jobs by status", labels=["status"])
-        with self.sessions() as session:
-            rows = session.execute(select(AuditJob.status, func.count()).group_by(AuditJob.status)).all()
+        try:
+            with self.sessions() as session:
+                query = select(AuditJob.status, func.count()).group_by(AuditJob.status)
+                rows = session.execute(query).all()
+        except SQLAlchemyError as exc:
+            log.warning("metrics: audit counts unavailable: %s", exc)
+            return
         counts = {status: int(n) for status, n in rows}
         for status in STATUSES:
             gauge.add_metric([status], counts.get(status, 0))

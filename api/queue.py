@@ -1,34 +1,102 @@
-"""Sending audit jobs to the broker by task *name*: the API never imports the worker package."""
+"""The API's producer: an outbox relay thread that hands task messages to the broker by *name* (the
+API never imports the worker package; names come from `occulta.jobs.task_names`).
+
+A request commits its job with an outbox row and calls `flush(job_id)`, which sends that row at once
+while the broker is up. When a send fails the relay thread takes over and retries (capped backoff,
+`occulta.jobs.outbox`), and later requests skip the inline attempt until the broker is back, so a
+request waits at most one short connect timeout on a dead broker, and a broker's return starts the
+waiting audits within seconds.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
 
 from occulta.errors import ServiceError
+from occulta.jobs import outbox
 from occulta.settings import Settings
 
-AUDIT_TASK = "occulta.audit.run"
 log = logging.getLogger("occulta.api")
+CONNECT_TIMEOUT = 2.0  # a dead broker is detected this fast
+SEND_TIMEOUT = 10.0  # a live but busy broker gets this long
+IDLE_POLL_SECONDS = 1.0
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """The shared Celery settings, with fail-fast connects for a producer that must never block, and
+    no result backend: the API never reads task results, and a producer with one subscribes to each
+    task's result channel on send, which on a dead Redis retries for 19 s and then stays broken."""
+    config = settings.celery_config()
+    transport = dict(config.get("broker_transport_options") or {})
+    if not settings.broker_url.startswith("sqla+"):
+        transport |= {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": SEND_TIMEOUT}
+    return config | {
+        "result_backend": None,
+        "broker_transport_options": transport,
+        "broker_connection_timeout": CONNECT_TIMEOUT,
+        "broker_connection_retry": False,
+        "broker_connection_max_retries": 0,
+    }
 
 
 class Queue:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
         self.settings = settings
+        self.sessions = sessions
         self.celery = Celery("occulta-api")
-        self.celery.config_from_object(settings.celery_config())
+        self.celery.config_from_object(producer_config(settings))
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = False  # the last send failed: leave sending to the relay until one succeeds
 
-    def send_audit(self, job_id: str) -> bool:
-        """True when the broker took the message. A failure is logged, not raised: the job row is
-        already committed and the beat sweep re-sends queued jobs, so the request still succeeds."""
-        try:
-            self.celery.send_task(AUDIT_TASK, args=[job_id], queue=self.settings.queue, retry=False)
-            return True
-        except Exception:  # broker down: the sweep delivers it later
-            log.exception("could not send audit %s to the broker; the sweep will re-send it", job_id)
-            return False
+    def send(self, task: str, args: list[Any]) -> None:
+        """Hand one message to the broker; raises when it did not take it."""
+        self.celery.send_task(task, args=args, queue=self.settings.queue, retry=False)
+
+    def start_relay(self) -> None:
+        """Start the relay thread (once per process); it also sends rows left by an earlier process."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+        self._thread.start()
+
+    def flush(self, job_id: str) -> None:
+        """Send the job's outbox rows now, unless the broker is known to be down (then the relay will)."""
+        if not self._failing:
+            try:
+                with self.sessions() as session:
+                    result = outbox.relay(session, self.send, job_id=job_id, first_send=True)
+                self._failing = bool(result.failed)
+            except Exception:
+                log.exception("could not send the messages of audit %s; the relay retries", job_id)
+                self._failing = True
+        if self._failing:
+            self._wake.set()
+
+    def relay_once(self) -> outbox.RelayResult:
+        with self.sessions() as session:
+            return outbox.relay(session, self.send)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                result = self.relay_once()
+                if result.failed and not self._failing:
+                    log.warning("broker not taking messages (%s); the outbox keeps them", result.error)
+                elif result.sent and self._failing:
+                    log.info("broker back: %d queued messages sent", result.sent)
+                self._failing = bool(result.failed)
+            except Exception:  # a database outage: keep the thread alive and try again
+                log.exception("outbox relay failed; retrying")
+            self._wake.wait(IDLE_POLL_SECONDS)
+            self._wake.clear()
 
     def check(self) -> None:
         """Raise ServiceError when the broker cannot be reached (for /readyz)."""
@@ -38,6 +106,15 @@ class Queue:
         except Exception as exc:
             raise ServiceError(f"broker not reachable: {exc}") from exc
 
+    def stop_relay(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
     def close(self) -> None:
-        pool: Any = self.celery.pool
-        pool.force_close_all()
+        """Stop the relay. Broker connections are left to process exit: kombu shares producer pools
+        between Celery apps with the same broker URL, so force-closing ours would break another app's
+        sends in this process (tests build several apps)."""
+        self.stop_relay()

@@ -6,12 +6,57 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.errors import scrub
 from auditors.regions import Region
 from occulta.db import ApiKey, AuditJob, DatasetRecord, ModelRecord
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
+
+# Bounds that keep every accepted request storable and affordable: integers fit their INTEGER
+# columns, and an audit config cannot ask for a billion perturbations.
+INT32_MAX = 2**31 - 1
+ID_MAX = 40  # the id columns are String(40)
+MAX_AUDIT_IMAGES = 100_000
+MAX_POLICY_CHARS = 64 * 1024
+CONFIG_INT_MAX = {
+    "n_samples": 10_000,
+    "n_images": 10_000,
+    "n_random_orders": 256,
+    "n_show": 64,
+    "max_k": 10_000,
+    "steps": 1_024,
+    "retrain_images": 50_000,
+    "retrain_epochs": 200,
+    "gradient_k": 1_000_000,
+    "exact_max_pixels": 1_000_000,
+    "patch_size": 1_024,
+    "k_removal": 10_000,
+    "k_consistency": 10_000,
+}
+CONFIG_LIST_MAX = 1_000
+CONFIG_STR_MAX = 1_000
+
+
+def check_config_budget(config: dict[str, dict[str, Any]]) -> None:
+    """Every number in an audit config fits its budget (the audit's own config checks the rest)."""
+    for audit, values in config.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            where = f"config.{audit}.{key}"
+            items = value if isinstance(value, list) else [value]
+            if len(items) > CONFIG_LIST_MAX:
+                raise ValueError(f"{where} has more than {CONFIG_LIST_MAX} items")
+            for item in items:
+                if isinstance(item, str) and len(item) > CONFIG_STR_MAX:
+                    raise ValueError(f"{where} is longer than {CONFIG_STR_MAX} characters")
+                if isinstance(item, bool) or not isinstance(item, int | float):
+                    continue
+                limit = CONFIG_INT_MAX.get(key, INT32_MAX)
+                if abs(item) > limit:
+                    raise ValueError(f"{where} = {item:g} is past this server's budget of {limit}")
 
 
 class ErrorDetail(BaseModel):
@@ -59,7 +104,10 @@ class DatasetIn(BaseModel):
             ]
         },
     )
-    ref: str = Field(description="`synthetic:...` or `s3://<bucket>/<prefix inside your tenant's space>`")
+    ref: str = Field(
+        max_length=2000,
+        description="`synthetic:...` or `s3://<bucket>/<prefix inside your tenant's space>`",
+    )
 
 
 class DatasetOut(BaseModel):
@@ -98,15 +146,23 @@ class AuditIn(BaseModel):
             ]
         },
     )
-    model_id: str
-    dataset_id: str
-    audits: list[str] = Field(min_length=1, examples=[["missingness_bias", "spurious_signal"]])
-    config: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    samples: int | None = Field(default=None, ge=1, description="images to sample; null: the whole dataset")
-    seed: int = 0
+    model_id: str = Field(max_length=ID_MAX)
+    dataset_id: str = Field(max_length=ID_MAX)
+    audits: list[str] = Field(min_length=1, max_length=16, examples=[["missingness_bias", "spurious_signal"]])
+    config: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=16)
+    samples: int | None = Field(
+        default=None, ge=1, le=MAX_AUDIT_IMAGES, description="images to sample; null: the whole dataset"
+    )
+    seed: int = Field(default=0, ge=0, le=INT32_MAX)
     regions: list[Region] | None = Field(
         default=None, description="suspected regions to test; each must fit the model's input"
     )
+
+    @field_validator("config")
+    @classmethod
+    def _config_budget(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        check_config_budget(v)
+        return v
 
 
 class AuditResultSummary(BaseModel):
@@ -147,7 +203,7 @@ class AuditOut(BaseModel):
             seed=row.seed,
             samples=row.samples,
             attempts=row.attempts,
-            error=row.error,
+            error=scrub(row.error) if row.error else row.error,
             created_at=row.created_at,
             started_at=row.started_at,
             finished_at=row.finished_at,
@@ -172,8 +228,8 @@ class GateIn(BaseModel):
             ]
         },
     )
-    audit_id: str
-    policy: str = Field(description="the policy file's YAML text")
+    audit_id: str = Field(max_length=ID_MAX)
+    policy: str = Field(max_length=MAX_POLICY_CHARS, description="the policy file's YAML text")
 
 
 class KeyIn(BaseModel):
@@ -210,6 +266,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "malformed request"),
         (401, "missing or unknown API key"),
         (404, "not found (or another tenant's)"),
+        (413, "a body over its size limit"),
         (422, "invalid input; the message says what"),
+        (503, "database unreachable or the server at capacity; retry after `Retry-After`"),
     ]
 }

@@ -61,7 +61,7 @@ class Region(BaseModel):
                         f"artifact is {im.size[0]}x{im.size[1]}; at most {MAX_ARTIFACT_SIDE} a side"
                     )
                 im.verify()
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
             raise ValueError(f"artifact is not a readable PNG: {exc}") from None
         return v
 

@@ -125,7 +125,11 @@ class ModelFinding(BaseModel):
 class ModelDescription(BaseModel):
     arch: str
     arch_kwargs: dict[str, Any] = Field(default_factory=dict)
-    family: str = Field(default="other", description="vit | resnet | other: decides native missingness")
+    family: str = Field(
+        default="other",
+        description="vit | swin | resnet | convnext | efficientnet | mobilenet | regnet | other "
+        "(auditors.engine.model_family): decides native missingness",
+    )
     num_classes: int
     class_names: list[str]
     input_size: list[int] = Field(description="[C, H, W]")

@@ -3,6 +3,11 @@
 Security (docs/architecture.md, "Security"): the architecture comes from an allow-list, never from the file; weights are
 safetensors or a state dict read with `torch.load(weights_only=True)`, so a pickled module or a
 pickle with a payload is refused without executing anything. Every problem is one clear line.
+
+Cost: a card is a few hundred bytes that decide how much the server builds. YAML aliases are counted
+as they would expand (a 400-byte alias bomb is refused, not expanded), `arch_kwargs` and the input
+size are bounded, and the architecture is first built on the `meta` device, where it costs no memory,
+so its parameter count and its fit to the uploaded weights are known before anything real is built.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from auditors.archs import ALLOWED_ARCH_PATTERNS
 from occulta.errors import CardError, WeightsError
+from occulta.safe_yaml import MAX_DEPTH, YamlBudgetError, load_bounded
 
 if TYPE_CHECKING:
     from torch import nn
@@ -26,6 +33,8 @@ if TYPE_CHECKING:
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 # The usual wrappers around a state dict (timm's checkpoint helpers read the same ones).
 STATE_DICT_WRAPPERS = ("state_dict_ema", "model_ema", "state_dict", "model")
+# Allowed arch_kwargs and, for the numeric ones, the largest value a card may ask for: enough for
+# every model in timm's families, small enough that building one on the meta device is instant.
 _ALLOWED_ARCH_KWARGS = {
     "num_classes",
     "img_size",
@@ -39,12 +48,28 @@ _ALLOWED_ARCH_KWARGS = {
     "class_token",
     "reg_tokens",
 }
+ARCH_KWARG_MAX = {
+    "num_classes": 100_000,
+    "img_size": 4096,
+    "patch_size": 1024,
+    "embed_dim": 16_384,
+    "depth": 256,
+    "num_heads": 256,
+    "in_chans": 3,
+    "drop_rate": 1,
+    "reg_tokens": 64,
+}
+MAX_INPUT_SIDE = 1024
+MAX_TOKENS = 16_384  # (H / patch) x (W / patch) of a ViT-like card
+MAX_CLASSES = 100_000
+MAX_MODEL_PARAMS = 200_000_000  # ViT-B is 86M, ConvNeXt-L 198M; OCCULTA_MAX_MODEL_PARAMS raises it
+MAX_CARD_BYTES = 256 * 1024
 
 
 class ModelCard(BaseModel):
     """What Occulta needs to rebuild and feed a model. `weights` is relative to the card's folder."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     arch: str = Field(examples=["resnet50", "vit_small_patch16_224", "occulta_resnet_tiny"])
     arch_kwargs: dict[str, Any] = Field(default_factory=dict, examples=[{"num_classes": 4}])
@@ -54,8 +79,8 @@ class ModelCard(BaseModel):
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     interpolation: str = "bilinear"
     crop_pct: float = Field(default=1.0, gt=0.0, le=1.0)
-    class_names: list[str] = Field(min_length=2)
-    name: str | None = None
+    class_names: list[str] = Field(min_length=2, max_length=MAX_CLASSES)
+    name: str | None = Field(default=None, max_length=200)
 
     @field_validator("arch")
     @classmethod
@@ -72,6 +97,20 @@ class ModelCard(BaseModel):
         bad = sorted(set(v) - _ALLOWED_ARCH_KWARGS)
         if bad:
             raise ValueError(f"arch_kwargs {bad} not allowed; allowed: {sorted(_ALLOWED_ARCH_KWARGS)}")
+        for key, limit in ARCH_KWARG_MAX.items():
+            values = v.get(key)
+            for x in values if isinstance(values, list | tuple) else [values]:
+                if x is None or isinstance(x, str):
+                    continue
+                if isinstance(x, bool) or not isinstance(x, int | float) or not 0 <= x <= limit:
+                    raise ValueError(f"arch_kwargs.{key} must be a number from 0 to {limit}")
+        return v
+
+    @field_validator("input_size")
+    @classmethod
+    def _input_bounded(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if not all(1 <= side <= MAX_INPUT_SIDE for side in v[1:]):
+            raise ValueError(f"input_size sides must be from 1 to {MAX_INPUT_SIDE} pixels")
         return v
 
     @field_validator("weights")
@@ -97,6 +136,13 @@ class ModelCard(BaseModel):
             raise ValueError(f"arch_kwargs.num_classes={n} but {len(self.class_names)} class_names")
         if self.input_size[0] != 3:
             raise ValueError("input_size must be [3, H, W] (RGB models)")
+        patch = self.arch_kwargs.get("patch_size")
+        if isinstance(patch, int) and patch > 0:
+            tokens = (self.input_size[1] // patch) * (self.input_size[2] // patch)
+            if tokens > MAX_TOKENS:
+                raise ValueError(
+                    f"input_size / patch_size gives {tokens} tokens, more than the {MAX_TOKENS} allowed"
+                )
         return self
 
     @property
@@ -117,14 +163,73 @@ def _one_line(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_card(text: str, *, source: str = "card") -> ModelCard:
-    """Parse card text (JSON or YAML; YAML is a superset) into a validated `ModelCard`."""
+def clean_text(value: str, where: str) -> str:
+    """Text every store can hold: a UTF-16 surrogate pair (YAML's way to write an emoji) becomes the
+    character; a NUL or a lone surrogate is refused."""
+    if "\x00" in value:
+        raise CardError(f"{where} contains a NUL character")
     try:
-        raw = yaml.safe_load(text)
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        pass
+    try:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16")
+    except UnicodeDecodeError:
+        raise CardError(f"{where} contains a lone UTF-16 surrogate") from None
+
+
+def _check_depth(data: Any, source: str) -> None:
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise CardError(f"{source} is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+
+
+def _clean(value: Any, where: str) -> Any:
+    if isinstance(value, str):
+        return clean_text(value, where)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CardError(f"{where} is {value}; numbers must be finite")
+    if isinstance(value, dict):
+        return {clean_text(str(k), where): _clean(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def load_card_data(text: str, *, source: str = "card") -> dict[str, Any]:
+    """Card text (JSON or YAML) as plain data, within the size, alias and depth budgets and with text
+    every store can hold. JSON, the common case, is read by the C parser; YAML is composed first so
+    its expanded size is known before a single value is built."""
+    if len(text) > MAX_CARD_BYTES:
+        raise CardError(f"{source} is larger than {MAX_CARD_BYTES} bytes")
+    try:
+        try:
+            data: Any = json.loads(text)
+        except ValueError:
+            data = load_bounded(text)
+    except YamlBudgetError as exc:
+        raise CardError(f"{source} {exc}") from None
     except yaml.YAMLError as exc:
         raise CardError(f"{source} is not valid JSON/YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
+    except RecursionError:
+        raise CardError(f"{source} is nested too deeply") from None
+    if not isinstance(data, dict):
         raise CardError(f"{source} must be a mapping with keys arch, weights, input_size, class_names, ...")
+    _check_depth(data, source)
+    cleaned: dict[str, Any] = _clean(data, source)
+    return cleaned
+
+
+def parse_card(text: str, *, source: str = "card") -> ModelCard:
+    """Parse card text (JSON or YAML; YAML is a superset) into a validated `ModelCard`."""
+    raw = load_card_data(text, source=source)
     try:
         return ModelCard.model_validate(raw)
     except ValidationError as exc:
@@ -192,9 +297,11 @@ def read_state_dict(path: Path) -> dict[str, Any]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def build_model(card: ModelCard) -> nn.Module:
-    """Instantiate the card's architecture (random weights) from timm's registry."""
+def build_model(card: ModelCard, *, meta: bool = False) -> nn.Module:
+    """Instantiate the card's architecture (random weights) from timm's registry; on the `meta`
+    device when `meta`, where parameters have shapes but no storage."""
     import timm
+    import torch
 
     import auditors.zoo.architectures  # noqa: F401  (registers the project's own architectures)
 
@@ -202,43 +309,67 @@ def build_model(card: ModelCard) -> nn.Module:
         raise CardError(f"unknown architecture {card.arch!r}: not a timm model name")
     kwargs = {"num_classes": card.num_classes, **card.arch_kwargs}
     try:
-        model: nn.Module = timm.create_model(card.arch, pretrained=False, **kwargs)
-    except TypeError as exc:
-        raise CardError(f"arch_kwargs do not fit {card.arch}: {exc}") from None
+        if meta:
+            with torch.device("meta"):
+                model: nn.Module = timm.create_model(card.arch, pretrained=False, **kwargs)
+        else:
+            model = timm.create_model(card.arch, pretrained=False, **kwargs)
+    except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
+        raise CardError(f"arch_kwargs do not fit {card.arch}: {str(exc).splitlines()[0][:200]}") from None
     return model
 
 
-def _check_shapes(model: nn.Module, state: dict[str, Any], arch: str) -> None:
-    own = model.state_dict()
+def check_architecture(card: ModelCard, max_params: int = MAX_MODEL_PARAMS) -> nn.Module:
+    """The card's architecture built on the meta device, refused past the parameter budget: what a
+    card costs is known before a byte of it is allocated."""
+    model = build_model(card, meta=True)
+    n_params = sum(p.numel() for p in model.parameters())
+    if n_params > max_params:
+        raise CardError(
+            f"{card.arch} with these arch_kwargs has {n_params:,} parameters, more than this server's "
+            f"budget of {max_params:,}"
+        )
+    return model
+
+
+def _check_fit(skeleton: nn.Module, state: dict[str, Any], arch: str) -> None:
+    """Keys and shapes of the weights against the (meta) model, before the real model is built."""
+    own = skeleton.state_dict()
     for k, v in state.items():
         if k in own and tuple(own[k].shape) != tuple(v.shape):
             raise WeightsError(
                 f"weights do not fit {arch}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}"
             )
-
-
-def load_model(card: ModelCard, card_path: Path | str, device: str = "cpu") -> nn.Module:
-    """The card's model with its weights, in eval mode on `device`."""
-    model = build_model(card)
-    state = read_state_dict(weights_path(card, card_path))
-    _check_shapes(model, state, card.arch)
-    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
     problems = []
-    if result.missing_keys:
-        problems.append(f"missing {len(result.missing_keys)} keys (e.g. {result.missing_keys[0]})")
-    if result.unexpected_keys:
-        problems.append(f"unexpected {len(result.unexpected_keys)} keys (e.g. {result.unexpected_keys[0]})")
+    if missing:
+        problems.append(f"missing {len(missing)} keys (e.g. {missing[0]})")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[0]})")
     if problems:
-        raise WeightsError(f"weights do not fit {card.arch}: " + "; ".join(problems))
+        raise WeightsError(f"weights do not fit {arch}: " + "; ".join(problems))
+
+
+def load_model(
+    card: ModelCard, card_path: Path | str, device: str = "cpu", *, max_params: int = MAX_MODEL_PARAMS
+) -> nn.Module:
+    """The card's model with its weights, in eval mode on `device`. The real model is built only once
+    the weights are known to fit it, so its cost is bounded by what was uploaded."""
+    skeleton = check_architecture(card, max_params)
+    state = read_state_dict(weights_path(card, card_path))
+    _check_fit(skeleton, state, card.arch)
+    model = build_model(card)
+    model.load_state_dict(state, strict=True)
     return model.eval().to(device)
 
 
-def validate_model(card_path: Path | str) -> ModelCard:
+def validate_model(card_path: Path | str, *, max_params: int = MAX_MODEL_PARAMS) -> ModelCard:
     """Load card + weights on the CPU and run one forward pass: what an upload must survive."""
     import torch
 
     card = load_card(card_path)
-    model = load_model(card, card_path)
+    model = load_model(card, card_path, max_params=max_params)
     with torch.no_grad():
         out = model(torch.zeros(1, *card.input_size))
     if out.shape[-1] != card.num_classes:

@@ -30,6 +30,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".ti
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 DEFAULT_MAX_EXTRACT_BYTES = 4 << 30
 DEFAULT_MAX_MEMBERS = 200_000
+# Pixels one image may declare: a few-KB PNG can claim gigapixels that decoding would allocate. The
+# header is read first, so a bomb is refused before a byte of it is decompressed.
+MAX_IMAGE_PIXELS = 64_000_000
+# n x size^2 of a synthetic reference: every image is generated in memory as float32 RGB, so this
+# bounds what one reference can cost a worker (about 3 GB); 1,024 images at 512 px, 5,000 at 224 px.
+MAX_SYNTHETIC_PIXELS = 1 << 28
 
 
 @dataclass
@@ -200,6 +206,11 @@ def _synthetic_spec(ref: str, size: int | None) -> Any:
             spec = spec.with_(size=size)
     except SyntheticSpecError as exc:
         raise DatasetError(str(exc)) from None
+    if spec.n * spec.size * spec.size > MAX_SYNTHETIC_PIXELS:
+        raise DatasetError(
+            f"synthetic n={spec.n} x size={spec.size}^2 is {spec.n * spec.size**2:,} pixels, more than the "
+            f"budget of {MAX_SYNTHETIC_PIXELS:,}; lower n or size"
+        )
     return spec
 
 
@@ -243,6 +254,11 @@ def _load_image(path: Path, size: tuple[int, int], crop_pct: float, interpolatio
     )
     try:
         with Image.open(path) as raw:
+            if raw.width * raw.height > MAX_IMAGE_PIXELS:
+                raise DatasetError(
+                    f"image {path.name} declares {raw.width}x{raw.height} pixels, more than the "
+                    f"{MAX_IMAGE_PIXELS:,} allowed (a decompression bomb?)"
+                )
             im = raw.convert("RGB")
             h, w = size
             scale_h, scale_w = round(h / crop_pct), round(w / crop_pct)
@@ -252,7 +268,7 @@ def _load_image(path: Path, size: tuple[int, int], crop_pct: float, interpolatio
             left, top = (im.width - w) // 2, (im.height - h) // 2
             im = im.crop((left, top, left + w, top + h))
             return np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"cannot read image {path.name}: {exc}") from None
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from auditors.report import Report, Verdict
 from occulta.errors import PolicyError
+from occulta.safe_yaml import YamlBudgetError, compose_bounded
 
 POLICY_VERSION = 1
 Level = Literal["error", "warn"]
@@ -135,7 +136,9 @@ def _parse_assertion(key: yaml.Node, value: yaml.Node) -> list[Assertion]:
 def load_policy(text: str) -> Policy:
     """Parse and validate a policy; every mistake is a `PolicyError` that names its line and key."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = compose_bounded(text)  # aliases and nesting within a budget, before any walk
+    except YamlBudgetError as exc:
+        raise PolicyError(f"policy {exc}") from None
     except yaml.YAMLError as exc:
         raise PolicyError(f"policy is not valid YAML: {exc}") from exc
     if not isinstance(root, yaml.MappingNode):

@@ -25,12 +25,24 @@ from occulta.datasets import load_dataset
 from occulta.errors import AuditConfigError, OccultaError
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from auditors.audits.context import AuditContext
     from auditors.regions import Region
     from auditors.report import AuditResult, Report
+    from occulta.cards import ModelCard
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
+# (card, card path, device) -> the model in eval mode on the device; a worker passes a cached one.
+ModelLoader = Callable[["ModelCard", Path, str], "nn.Module"]
+
+
+def load_prepared(card: ModelCard, card_path: Path, device: str) -> nn.Module:
+    """The default `ModelLoader`: build, load the weights, move to the device."""
+    from auditors.engine import prepare_model
+
+    return prepare_model(load_model(card, card_path), device)
 
 
 def resolve_device(device: str) -> str:
@@ -153,17 +165,18 @@ def prepare_run(
     regions: Sequence[Region | dict[str, Any]] | None = None,
     cancelled: Callable[[], bool] | None = None,
     indices: range | None = None,
+    model_loader: ModelLoader = load_prepared,
 ) -> Prepared:
     """Load the card, weights and (a sample of) the dataset; see `run_battery`. With `indices`, only
     that range of the sampled images is loaded (a shard), at `ctx.image_offset`."""
     from auditors.audits.context import AuditContext, ResolvedRegion
-    from auditors.engine import model_family, prepare_model
+    from auditors.engine import model_family
     from auditors.report import DatasetDescription, Environment, ModelDescription, Report
 
     card_path = Path(card_path)
     card = load_card(card_path)
     dev = resolve_device(device)
-    model = prepare_model(load_model(card, card_path), dev)
+    model = model_loader(card, card_path, dev)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     size = (card.input_size[1], card.input_size[2])
@@ -240,6 +253,7 @@ def run_battery(
     cancelled: Callable[[], bool] | None = None,
     completed: dict[str, AuditResult] | None = None,
     on_audit_done: Callable[[AuditResult], None] | None = None,
+    model_loader: ModelLoader = load_prepared,
 ) -> Report:
     """Run `audits` and write the report into `out_dir`; see the module docstring."""
     import torch
@@ -259,6 +273,7 @@ def run_battery(
         seed=seed,
         regions=regions,
         cancelled=cancelled,
+        model_loader=model_loader,
     )
     ctx, report = prepared.ctx, prepared.report
     out_dir = Path(out_dir)

@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from occulta.cards import MAX_MODEL_PARAMS
+
 GiB = 1024**3
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "change_me", "secret", "development", "dev"})
 DEV_SECRET = "changeme"
@@ -55,7 +57,32 @@ class Settings(BaseSettings):
         default=2000, ge=0, description="audits over more images than this are split into shards; 0: never"
     )
     shard_max_retries: int = Field(default=3, ge=0, description="retries of one failed shard, alone")
+    worker_max_tasks_per_child: int = Field(
+        default=50, ge=1, description="tasks a worker child runs before it is replaced (frees its memory)"
+    )
+    model_cache_size: int = Field(
+        default=1, ge=0, description="models a worker child keeps loaded across tasks (shards of one job)"
+    )
     presign_expiry_seconds: int = 600
+    # Capacity of one API process. Every sync route runs on one of `api_threads` threads and holds one
+    # pooled connection while it runs, so the pool is sized from the threads, never below them.
+    api_threads: int = Field(default=32, ge=1, le=512, description="threads serving sync routes")
+    db_pool_size: int = Field(default=0, ge=0, description="pooled connections; 0: max_active_requests + 4")
+    db_max_overflow: int = Field(default=8, ge=0)
+    db_pool_timeout: float = Field(default=10.0, gt=0, description="seconds to wait for a connection")
+    db_connect_timeout: int = Field(default=5, ge=1, description="seconds to wait for the server")
+    max_active_requests: int = Field(
+        default=0, ge=0, description="requests inside the app at once; 0: api_threads"
+    )
+    max_waiting_requests: int = Field(
+        default=4096, ge=1, description="requests waiting for a slot beyond which the API answers 503"
+    )
+    max_wait_seconds: float = Field(default=60.0, gt=0, description="wait for a slot before a 503")
+    retry_after_seconds: int = Field(default=5, ge=1, description="`Retry-After` of a 503")
+    max_json_bytes: int = Field(default=1024 * 1024, ge=1024, description="cap of a JSON request body")
+    max_model_params: int = Field(
+        default=MAX_MODEL_PARAMS, ge=1, description="parameters a model card may build (ViT-B is 86M)"
+    )
 
     @model_validator(mode="after")
     def _defaults_and_production_rules(self) -> Settings:
@@ -70,6 +97,16 @@ class Settings(BaseSettings):
         if not self.result_backend_url:
             self.result_backend_url = (
                 f"db+sqlite:///{data}/results.db" if self.broker_url.startswith("sqla+") else self.broker_url
+            )
+        if not self.max_active_requests:
+            self.max_active_requests = self.api_threads
+        if not self.db_pool_size:
+            # One connection per request inside the app, and spare ones for probes and metrics.
+            self.db_pool_size = self.max_active_requests + 4
+        if self.db_pool_size + self.db_max_overflow <= self.max_active_requests:
+            raise ValueError(
+                "OCCULTA_DB_POOL_SIZE + OCCULTA_DB_MAX_OVERFLOW must exceed OCCULTA_MAX_ACTIVE_REQUESTS: "
+                "every request inside the API may hold a connection"
             )
         if self.audit_hard_time_limit <= self.audit_soft_time_limit:
             raise ValueError(
@@ -108,6 +145,17 @@ class Settings(BaseSettings):
         """Above the hard limit, so Redis never redelivers a task that is still legitimately running."""
         return self.audit_hard_time_limit + 600
 
+    def engine_options(self) -> dict[str, Any]:
+        """Pool options for `make_engine`: enough connections for every API thread, a bounded wait."""
+        if self.is_sqlite:
+            return {}
+        return {
+            "pool_size": self.db_pool_size,
+            "max_overflow": self.db_max_overflow,
+            "pool_timeout": self.db_pool_timeout,
+            "connect_args": {"connect_timeout": self.db_connect_timeout},
+        }
+
     def ensure_dirs(self) -> None:
         """Create the embedded-mode directories (SQLite files and the object folder need a parent)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +186,7 @@ class Settings(BaseSettings):
             "task_soft_time_limit": self.audit_soft_time_limit,
             "task_time_limit": self.audit_hard_time_limit,
             "worker_prefetch_multiplier": 1,
-            "worker_max_tasks_per_child": 1,
+            "worker_max_tasks_per_child": self.worker_max_tasks_per_child,
             "worker_concurrency": self.worker_concurrency,
             "worker_hijack_root_logger": False,
         }

@@ -1,10 +1,11 @@
 """The Celery application: `celery -A worker.app worker` (or `occulta worker`).
 
 Settings come from `occulta.settings` (JSON only, acks_late, prefetch 1, visibility timeout above the
-hard limit, one task per child). The parent process never imports torch: a prefork parent that has
-initialised CUDA or torch's thread pools deadlocks its forked children, so torch is imported inside the
-task, in the child, and the child exits after one task (`worker_max_tasks_per_child=1`), returning
-all GPU memory.
+hard limit). The parent process never imports torch: a prefork parent that has initialised CUDA or
+torch's thread pools deadlocks its forked children, so torch is imported inside the task, in the
+child. A child runs up to `worker_max_tasks_per_child` tasks and keeps the last `model_cache_size`
+models loaded (`worker.models`), so the shards of one job pay for torch and the weights once; being
+replaced returns all its memory.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
+from occulta.jobs.task_names import SWEEP
 from occulta.settings import Settings, get_settings
-
-SWEEP_TASK = "occulta.jobs.sweep"
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -25,7 +25,7 @@ def create_celery(settings: Settings) -> Celery:
     app.config_from_object(settings.celery_config())
     app.conf.beat_schedule = {
         "sweep-stale-audits": {
-            "task": SWEEP_TASK,
+            "task": SWEEP,
             "schedule": float(settings.sweep_interval_seconds),
             "options": {"queue": settings.queue, "expires": float(settings.sweep_interval_seconds)},
         }

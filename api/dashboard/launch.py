@@ -1,11 +1,10 @@
 """Launch an audit from the browser: pick or upload a model, pick, reference or upload a dataset, choose
 the battery and its main settings. Uploads go through the service functions the /v1 model and dataset
-routes call; the audit is created by the /v1 create route with the form's idempotency key,
-so a double click queues one audit."""
+routes call; the audit is submitted by the same service call as POST /v1/audits, with the form's
+idempotency key, so a double click queues one audit."""
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Any
 
@@ -18,13 +17,13 @@ from starlette.datastructures import FormData, UploadFile
 from api.dashboard.session import DashScope, WebSessionDep, check_csrf
 from api.dashboard.web import PREFIX, PageRoute, render
 from api.deps import QueueDep, SettingsDep, StoreDep
-from api.routes import audits as audits_api
 from api.routes import datasets as datasets_api
 from api.routes import models as models_api
 from api.schemas import AuditIn
 from auditors.regions import Region, parse_box_spec
 from auditors.registry import audit_infos
 from occulta.errors import AuditConfigError, OccultaError, WeightsError
+from occulta.service import audits as audits_service
 from occulta.service import datasets as datasets_service
 from occulta.service import models as models_service
 
@@ -178,8 +177,20 @@ async def launch(
             seed=_int(form, "seed") or 0,
             regions=parse_regions(_text(form, "regions")),
         )
-        created = await run_in_threadpool(
-            audits_api.create_audit, body, scope, queue, idempotency_key=_text(form, "idem") or None
+        job, _ = await run_in_threadpool(
+            lambda: audits_service.submit_audit(
+                scope.session,
+                queue,
+                tenant_id=scope.tenant_id,
+                model_id=body.model_id,
+                dataset_id=body.dataset_id,
+                audits=body.audits,
+                configs=body.config,
+                seed=body.seed,
+                samples=body.samples,
+                regions=body.regions,
+                idempotency_key=_text(form, "idem") or None,
+            )
         )
     except (OccultaError, ValidationError) as exc:
         message = exc.message if isinstance(exc, OccultaError) else str(exc.errors()[0]["msg"])
@@ -189,5 +200,4 @@ async def launch(
         }
         context = _form_context(scope, **values) | {"error": message}
         return render(request, "launch.html", context, status_code=422)
-    audit_id = json.loads(bytes(created.body))["id"]
-    return RedirectResponse(f"{PREFIX}/audits/{audit_id}", status_code=303)
+    return RedirectResponse(f"{PREFIX}/audits/{job.id}", status_code=303)

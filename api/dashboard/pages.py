@@ -33,6 +33,7 @@ from api.routes import models as models_api
 from api.schemas import AuditOut, GateIn
 from auditors.report import Report
 from occulta.errors import PolicyError
+from occulta.service import audits as audits_service
 from occulta.service import keys
 
 router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False)
@@ -198,7 +199,7 @@ def cancel(
     audit_id: str, web: WebSessionDep, scope: DashScope, csrf: Annotated[str, Form(max_length=100)] = ""
 ) -> Response:
     check_csrf(web, csrf)
-    audits_api.cancel_audit(audit_id, scope)
+    audits_service.cancel_audit(scope.session, tenant_id=scope.tenant_id, audit_id=audit_id)
     return RedirectResponse(f"{PREFIX}/audits/{audit_id}", status_code=303)
 
 

@@ -6,33 +6,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
-from sqlalchemy import select
 
 from api.deps import QueueDep, ScopeDep, SettingsDep, StoreDep
 from api.schemas import ERRORS, AuditIn, AuditOut, AuditPage, AuditResultSummary, Status
 from auditors.report import Report
-from occulta import jobs
-from occulta.db import ArtifactRecord, AuditJob, AuditResultRecord
-from occulta.errors import NotFoundError
+from occulta.db import ArtifactRecord, AuditJob
 from occulta.service import audits as service
-from occulta.storage import audit_prefix, validate_relative_path
 
 router = APIRouter(prefix="/audits", tags=["audits"], responses=ERRORS)
 
-REPORT_FILES = {
-    "report": ("report.json", "application/json"),
-    "report.html": ("report.html", "text/html"),
-    "report.md": ("summary.md", "text/markdown; charset=utf-8"),
-}
-
 
 def _out(scope: ScopeDep, job: AuditJob) -> AuditOut:
-    rows = scope.session.scalars(
-        select(AuditResultRecord).where(AuditResultRecord.job_id == job.id).order_by(AuditResultRecord.id)
-    )
     results = [
         AuditResultSummary(name=r.name, verdict=r.verdict, summary=str(r.result.get("summary", "")))
-        for r in rows
+        for r in service.result_rows(scope.session, job_id=job.id)
     ]
     return AuditOut.of(job, results)
 
@@ -53,10 +40,11 @@ def create_audit(
     queue: QueueDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
-    """The row is committed before the task is sent, so a worker never sees a job that does not exist;
-    if the send fails the beat sweep re-sends it."""
-    job, created = service.create_audit(
+    """The row and its outbox message commit together before anything is sent, so a worker never sees a
+    job that does not exist and a broker outage only delays the audit (see `occulta.jobs.outbox`)."""
+    job, created = service.submit_audit(
         scope.session,
+        queue,
         tenant_id=scope.tenant_id,
         model_id=body.model_id,
         dataset_id=body.dataset_id,
@@ -64,11 +52,9 @@ def create_audit(
         configs=body.config,
         seed=body.seed,
         samples=body.samples,
-        regions=[r.model_dump(mode="json", exclude_none=True) for r in body.regions or []] or None,
+        regions=body.regions,
         idempotency_key=idempotency_key,
     )
-    if created:
-        queue.send_audit(job.id)
     out = _out(scope, job)
     return JSONResponse(
         out.model_dump(mode="json"),
@@ -100,7 +86,7 @@ def list_audits(
 
 @router.get("/{audit_id}", response_model=AuditOut)
 def get_audit(audit_id: str, scope: ScopeDep) -> AuditOut:
-    return _out(scope, scope.get(AuditJob, audit_id, "audit"))
+    return _out(scope, service.get_audit(scope.session, tenant_id=scope.tenant_id, audit_id=audit_id))
 
 
 @router.post(
@@ -111,39 +97,24 @@ def get_audit(audit_id: str, scope: ScopeDep) -> AuditOut:
 )
 def cancel_audit(audit_id: str, scope: ScopeDep) -> AuditOut:
     """A queued audit is cancelled at once; a running one stops at its next batch."""
-    scope.get(AuditJob, audit_id, "audit")
-    jobs.request_cancel(scope.session, audit_id, tenant_id=scope.tenant_id)
-    return _out(scope, scope.get(AuditJob, audit_id, "audit"))
+    return _out(scope, service.cancel_audit(scope.session, tenant_id=scope.tenant_id, audit_id=audit_id))
 
 
 def _report_file(audit_id: str, which: str, scope: ScopeDep, store: StoreDep) -> Response:
-    job = scope.get(AuditJob, audit_id, "audit")
-    name, media_type = REPORT_FILES[which]
-    key = audit_prefix(job.tenant_id, job.id) + name
-    if not store.exists(key):
-        raise NotFoundError(f"audit {audit_id} has no report yet (status: {job.status})")
+    key, media_type = service.report_file(
+        scope.session, store, tenant_id=scope.tenant_id, audit_id=audit_id, which=which
+    )
     return StreamingResponse(store.iter_bytes(key), media_type=media_type)
 
 
 def load_report(audit_id: str, scope: ScopeDep, store: StoreDep) -> Report:
     """The parsed report of a finished audit; the gate and the dashboard read it through here."""
-    job = scope.get(AuditJob, audit_id, "audit")
-    key = audit_prefix(job.tenant_id, job.id) + "report.json"
-    if not store.exists(key):
-        raise NotFoundError(f"audit {job.id} has no report yet (status: {job.status})")
-    return Report.model_validate_json(store.read_bytes(key))
+    return service.load_report(scope.session, store, tenant_id=scope.tenant_id, audit_id=audit_id)
 
 
 def find_artifact(audit_id: str, path: str, scope: ScopeDep) -> ArtifactRecord:
-    """One artifact row of the caller's audit; the path is validated before it is looked up."""
-    job = scope.get(AuditJob, audit_id, "audit")
-    clean = validate_relative_path(path)
-    row = scope.session.scalars(
-        select(ArtifactRecord).where(ArtifactRecord.job_id == job.id, ArtifactRecord.path == clean)
-    ).one_or_none()
-    if row is None:
-        raise NotFoundError(f"audit {audit_id} has no artifact {clean}")
-    return row
+    """One artifact row of the caller's audit (the dashboard reads it through here)."""
+    return service.find_artifact(scope.session, tenant_id=scope.tenant_id, audit_id=audit_id, path=path)
 
 
 @router.get(

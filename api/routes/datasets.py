@@ -6,7 +6,6 @@ import json
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
-from sqlalchemy import select
 
 from api.deps import ScopeDep, SettingsDep, StoreDep
 from api.schemas import ERRORS, DatasetIn, DatasetOut
@@ -84,11 +83,7 @@ async def create_dataset(
 
 @router.get("", response_model=list[DatasetOut])
 def list_datasets(scope: ScopeDep) -> list[DatasetOut]:
-    rows = scope.session.scalars(
-        select(DatasetRecord)
-        .where(DatasetRecord.tenant_id == scope.tenant_id)
-        .order_by(DatasetRecord.created_at.desc())
-    )
+    rows = service.list_datasets(scope.session, tenant_id=scope.tenant_id)
     return [DatasetOut.of(r) for r in rows]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
-from sqlalchemy import select
 
 from api.deps import ScopeDep, SettingsDep, StoreDep
 from api.schemas import ERRORS, ModelOut
@@ -49,11 +48,7 @@ def upload_model(
 
 @router.get("", response_model=list[ModelOut], summary="List your models, newest first")
 def list_models(scope: ScopeDep) -> list[ModelOut]:
-    rows = scope.session.scalars(
-        select(ModelRecord)
-        .where(ModelRecord.tenant_id == scope.tenant_id)
-        .order_by(ModelRecord.created_at.desc())
-    )
+    rows = service.list_models(scope.session, tenant_id=scope.tenant_id)
     return [ModelOut.of(r) for r in rows]
 
 

@@ -6,7 +6,18 @@ Every audit asks this thousands of times, so one function answers it for all of 
 
 `images` is float [B,3,H,W] in [0,1] pixel space (B may be 1 and is then shared by every ablation,
 without copying); `keep` is bool [B,h,w] on a patch grid or [B,H,W] per pixel. Strategies are the
-pixel fills of `fills.py`, `token_drop` (timm ViT family) and `layer_mask` (timm ResNet family).
+pixel fills of `fills.py` and one native strategy per model family, so that a removed region is absent
+rather than painted (each proven by the identities in tests/unit/test_engine*.py: nothing removed ==
+the plain forward; removed pixels cannot change the output):
+
+- `token_drop` (`token_drop.py`): timm ViT-likes with global attention (ViT, DeiT incl. distilled,
+  DeiT III, CLIP ViTs, register tokens, EVA/EVA-02 with rotary embeddings) drop the removed tokens
+  from the sequence; BEiT (`beit.py`) masks them out of attention under its relative position bias;
+  Swin (`swin.py`) masks them out of its windowed attention and merges patches over kept tokens only;
+- `layer_mask` (`layer_mask.py`): ResNet, EfficientNet, MobileNetV3 and RegNet carry the mask through
+  every layer (neighbour-filled convolutions, squeeze-excitation and pooling over visible positions);
+  ConvNeXt V1/V2 (`convnext.py`) uses sparse, masked depthwise convolutions with the GRN over kept
+  positions. Any layer a walker does not know is refused with its module path.
 Work is chunked to fit the device; masks stay on the device; CUDA runs bf16 autocast and channels-last,
 the CPU runs fp32. Results come back in the order asked.
 """
@@ -29,10 +40,10 @@ from auditors.engine.fills import (
     gaussian_blur,
     parse_strategy,
 )
-from auditors.engine.layer_mask import check_layer_mask, is_layer_mask_model, layer_mask_logits
+from auditors.engine.layer_mask import check_layer_mask, layer_mask_family, layer_mask_logits
 from auditors.engine.token_drop import (
     check_token_drop,
-    is_token_drop_model,
+    token_drop_family,
     token_drop_logits,
     vit_patch_size,
 )
@@ -49,6 +60,7 @@ __all__ = [
     "masked_logits",
     "model_device",
     "model_family",
+    "native_strategy",
     "normalize",
     "parse_strategy",
     "pixel_keep",
@@ -57,7 +69,7 @@ __all__ = [
     "vit_patch_size",
 ]
 
-Family = Literal["vit", "resnet", "other"]
+Family = Literal["vit", "swin", "resnet", "convnext", "efficientnet", "mobilenet", "regnet", "other"]
 Progress = Callable[[int, int], None]
 
 # Colours used where an audit needs "several fill colours" and the user named none.
@@ -65,27 +77,31 @@ DEFAULT_COLORS = ("color:255,0,0", "color:0,255,0", "color:0,0,255", "color:255,
 
 
 def model_family(model: nn.Module) -> Family:
-    """Which native missingness the model supports: ViT -> token_drop, ResNet -> layer_mask."""
-    if is_token_drop_model(model):
-        return "vit"
-    if is_layer_mask_model(model):
-        return "resnet"
-    return "other"
+    """The model's family, which decides its native missingness: vit/swin -> token_drop, the CNN
+    families -> layer_mask, other -> pixel fills only. ("vit" also means "has a ViT patch grid".)"""
+    fam = token_drop_family(model) or layer_mask_family(model) or "other"
+    return cast(Family, fam)
+
+
+def native_strategy(model: nn.Module) -> str | None:
+    """The model's native strategy, or None when its family has none or a layer is not handled."""
+    fam = model_family(model)
+    if fam == "other":
+        return None
+    strategy, check = (
+        ("token_drop", check_token_drop) if fam in ("vit", "swin") else ("layer_mask", check_layer_mask)
+    )
+    try:
+        check(model)
+    except EngineError:
+        return None
+    return strategy
 
 
 def applicable_strategies(model: nn.Module) -> list[str]:
     """Every strategy that applies to this model: all pixel fills, plus its native one if any."""
-    fam = model_family(model)
-    names = list(PIXEL_FILLS)
-    if fam == "vit":
-        names.append("token_drop")
-    elif fam == "resnet":
-        try:
-            check_layer_mask(model)
-            names.append("layer_mask")
-        except EngineError:
-            pass
-    return names
+    native = native_strategy(model)
+    return [*PIXEL_FILLS, *([native] if native else [])]
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -167,11 +183,7 @@ def _forward(
         images = images.contiguous(memory_format=torch.channels_last)
     with autocast(device):
         if strategy.name == "token_drop":
-            from auditors.engine.token_drop import token_keep
-
-            return token_drop_logits(
-                model, normalize(images, mean, std), token_keep(keep_px, vit_patch_size(model))
-            )
+            return token_drop_logits(model, normalize(images, mean, std), keep_px)
         if strategy.name == "layer_mask":
             return layer_mask_logits(model, normalize(images, mean, std), keep_px)
         mixed = apply_pixel_fill(strategy, images, keep_px.unsqueeze(1), mean=mean, seed=seed, offset=offset)

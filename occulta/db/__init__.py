@@ -11,6 +11,7 @@ from occulta.db.models import (
     AuditShardRecord,
     DatasetRecord,
     ModelRecord,
+    OutboxMessage,
     Tenant,
 )
 
@@ -25,6 +26,7 @@ __all__ = [
     "Base",
     "DatasetRecord",
     "ModelRecord",
+    "OutboxMessage",
     "Tenant",
     "make_engine",
     "make_session_factory",

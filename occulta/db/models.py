@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from occulta.db.base import Base, UTCDateTime, utcnow
 
-# Job states; the transitions live in `occulta.jobs`.
+# Job states; the transitions live in `occulta.jobs` (which documents the whole state machine).
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = (
     "queued",
     "running",
@@ -35,6 +35,10 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = (
 )
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, TIMED_OUT)
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED, TIMED_OUT)
+# A running job's phase: None runs in one task; SHARDS waits for its shards; MERGE merges them.
+SHARDS, MERGE = "shards", "merge"
+# A shard's final success state (a shard is one piece of work, `done`; the job `succeeded`).
+DONE = "done"
 
 
 class Tenant(Base):
@@ -109,6 +113,7 @@ class AuditJob(Base):
     seed: Mapped[int] = mapped_column(Integer, default=0)
     samples: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default=QUEUED)
+    phase: Mapped[str | None] = mapped_column(String(20))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str] = mapped_column(Text, default="")
@@ -178,3 +183,20 @@ class AuditShardRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OutboxMessage(Base):
+    """A task message not yet handed to the broker. Written in the transaction that makes the work (a
+    new or re-queued job), deleted once the broker took it: a broker outage delays work, never loses it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("audits.id", ondelete="CASCADE"), index=True)
+    task: Mapped[str] = mapped_column(String(100))
+    args: Mapped[list[Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,29 +1,52 @@
-"""Audit jobs on the request side: validate a battery, create the job once per Idempotency-Key, list
-with a keyset cursor, and read what the worker stored (results, report files)."""
+"""Audit jobs on the request side, for the REST routes and the dashboard alike: submit (validate the
+battery, create the job once per Idempotency-Key, stage its message in the outbox, wake the relay),
+cancel, list with a keyset cursor, and read what the worker stored (results, report, artifacts)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
-from datetime import datetime
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from auditors.report import AuditResult
-from occulta.db import AuditJob, AuditResultRecord, DatasetRecord, ModelRecord, new_id, utcnow
+from auditors.regions import Region
+from auditors.report import AuditResult, Report
+from occulta import jobs
+from occulta.db import ArtifactRecord, AuditJob, AuditResultRecord, DatasetRecord, ModelRecord, new_id, utcnow
 from occulta.db.models import STATUSES
-from occulta.errors import AuditConfigError, ConflictError, OccultaError
+from occulta.errors import AuditConfigError, ConflictError, NotFoundError, OccultaError
+from occulta.jobs import outbox
+from occulta.jobs.task_names import RUN_AUDIT
 from occulta.service.scope import get_owned
+from occulta.storage import ObjectStore, audit_prefix, validate_relative_path
+
+# How long the relay leaves a new job's message to the request that sends it right after commit.
+SEND_HOLD = timedelta(seconds=10)
+# The stored report files by download name: (object name, media type).
+REPORT_FILES = {
+    "report": ("report.json", "application/json"),
+    "report.html": ("report.html", "text/html"),
+    "report.md": ("summary.md", "text/markdown; charset=utf-8"),
+}
 
 
-def validate_battery(audits: list[str], configs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+class Relay(Protocol):
+    """What submitting needs from the queue: send a job's outbox rows now, or leave them to the relay
+    (never raises: the job is committed either way)."""
+
+    def flush(self, job_id: str) -> None: ...
+
+
+def accept_battery(audits: list[str], configs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The runner's own check (names known, configs valid), run at request time so a bad battery is a
-    422 now rather than a failed job later; returns the configs with defaults filled in, so the worker
-    runs exactly what was accepted."""
+    422 now rather than a failed job later; returns the configs with defaults filled in as JSON, so the
+    worker runs exactly what was accepted."""
     from occulta.runner import validate_battery as check
 
     if len(set(audits)) != len(audits):
@@ -47,8 +70,9 @@ def request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def create_audit(
+def submit_audit(
     session: Session,
+    relay: Relay,
     *,
     tenant_id: str,
     model_id: str,
@@ -57,11 +81,14 @@ def create_audit(
     configs: dict[str, dict[str, Any]],
     seed: int,
     samples: int | None,
-    regions: list[dict[str, Any]] | None,
+    regions: Sequence[Region] | None,
     idempotency_key: str | None,
 ) -> tuple[AuditJob, bool]:
-    """(job, created). With an Idempotency-Key, the same body returns the first job (created=False) and a
-    different body is a conflict: a retried CI request must never start a second audit."""
+    """(job, created): the job row and its outbox message commit together, then the message is sent
+    (or left to the relay when the broker is down), so a broker outage only delays the audit. With an
+    Idempotency-Key, the same body returns the first job (created=False) and a different body is a
+    conflict: a retried CI request must never start a second audit."""
+    plain = [r.model_dump(mode="json", exclude_none=True) for r in regions or []] or None
     body = {
         "model_id": model_id,
         "dataset_id": dataset_id,
@@ -69,7 +96,7 @@ def create_audit(
         "config": configs,
         "seed": seed,
         "samples": samples,
-        "regions": regions or None,
+        "regions": plain,
     }
     digest = request_hash(body)
     if idempotency_key is not None:
@@ -78,8 +105,8 @@ def create_audit(
             return _replay(existing, digest, idempotency_key), False
     model = get_owned(session, ModelRecord, model_id, tenant_id=tenant_id, what="model")
     get_owned(session, DatasetRecord, dataset_id, tenant_id=tenant_id, what="dataset")
-    validated = validate_battery(audits, configs)
-    check_regions(regions, model.card)
+    validated = accept_battery(audits, configs)
+    check_regions(plain, model.card)
     job = AuditJob(
         id=new_id("aud"),
         tenant_id=tenant_id,
@@ -87,7 +114,7 @@ def create_audit(
         dataset_id=dataset_id,
         audits=audits,
         configs=validated,
-        regions=regions or None,
+        regions=plain,
         seed=seed,
         samples=samples,
         idempotency_key=idempotency_key,
@@ -97,6 +124,8 @@ def create_audit(
     )
     session.add(job)
     try:
+        session.flush()  # the outbox row references the job
+        outbox.add(session, job_id=job.id, task=RUN_AUDIT, args=[job.id], hold=SEND_HOLD)
         session.commit()
     except IntegrityError:
         # Two requests with one key raced; the loser answers with the winner's job.
@@ -105,6 +134,7 @@ def create_audit(
         if existing is None:
             raise
         return _replay(existing, digest, idempotency_key or ""), False
+    relay.flush(job.id)
     return job, True
 
 
@@ -164,6 +194,55 @@ def list_audits(
     )
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
+
+
+def get_audit(session: Session, *, tenant_id: str, audit_id: str) -> AuditJob:
+    return get_owned(session, AuditJob, audit_id, tenant_id=tenant_id, what="audit")
+
+
+def cancel_audit(session: Session, *, tenant_id: str, audit_id: str) -> AuditJob:
+    """A queued audit is cancelled at once; a running one stops at its next batch; a finished one is a
+    conflict. Returns the row as it is after the request."""
+    get_audit(session, tenant_id=tenant_id, audit_id=audit_id)
+    jobs.request_cancel(session, audit_id, tenant_id=tenant_id)
+    session.expire_all()
+    return get_audit(session, tenant_id=tenant_id, audit_id=audit_id)
+
+
+def result_rows(session: Session, *, job_id: str) -> list[AuditResultRecord]:
+    """Each saved auditor result of a job, in the order they finished."""
+    query = select(AuditResultRecord).where(AuditResultRecord.job_id == job_id)
+    return list(session.scalars(query.order_by(AuditResultRecord.id)))
+
+
+def report_file(
+    session: Session, store: ObjectStore, *, tenant_id: str, audit_id: str, which: str
+) -> tuple[str, str]:
+    """(storage key, media type) of a finished audit's report file; NotFound until it is written."""
+    job = get_audit(session, tenant_id=tenant_id, audit_id=audit_id)
+    name, media_type = REPORT_FILES[which]
+    key = audit_prefix(job.tenant_id, job.id) + name
+    if not store.exists(key):
+        raise NotFoundError(f"audit {audit_id} has no report yet (status: {job.status})")
+    return key, media_type
+
+
+def load_report(session: Session, store: ObjectStore, *, tenant_id: str, audit_id: str) -> Report:
+    """The parsed report of a finished audit (the gate and the dashboard read it through here)."""
+    key, _ = report_file(session, store, tenant_id=tenant_id, audit_id=audit_id, which="report")
+    return Report.model_validate_json(store.read_bytes(key))
+
+
+def find_artifact(session: Session, *, tenant_id: str, audit_id: str, path: str) -> ArtifactRecord:
+    """One artifact row of the caller's audit; the path is validated before it is looked up."""
+    job = get_audit(session, tenant_id=tenant_id, audit_id=audit_id)
+    clean = validate_relative_path(path)
+    row = session.scalars(
+        select(ArtifactRecord).where(ArtifactRecord.job_id == job.id, ArtifactRecord.path == clean)
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"audit {audit_id} has no artifact {clean}")
+    return row
 
 
 def saved_results(session: Session, job_id: str) -> dict[str, AuditResult]:

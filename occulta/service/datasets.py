@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from occulta.db import DatasetRecord, new_id
@@ -73,6 +74,12 @@ def register_ref(session: Session, store: ObjectStore, *, tenant_id: str, ref: s
         "unsupported dataset reference: use `synthetic:...`, an `s3://` prefix inside your tenant's space, "
         "or upload an archive; URLs and server paths are never fetched"
     )
+
+
+def list_datasets(session: Session, *, tenant_id: str) -> list[DatasetRecord]:
+    """The tenant's datasets, newest first."""
+    query = select(DatasetRecord).where(DatasetRecord.tenant_id == tenant_id)
+    return list(session.scalars(query.order_by(DatasetRecord.created_at.desc())))
 
 
 def _tenant_s3_key(store: ObjectStore, *, tenant_id: str, ref: str) -> str:

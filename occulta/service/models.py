@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,22 +31,22 @@ def sniff_weights_format(head: bytes) -> str:
 
 
 def parse_card(raw: bytes) -> dict[str, Any]:
+    from occulta.cards import load_card_data  # size, alias, depth and text budgets
+
     if len(raw) > MAX_CARD_BYTES:
         raise CardError(f"the model card is larger than {MAX_CARD_BYTES} bytes")
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))  # JSON is YAML, so one parser reads both
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise CardError(f"the model card is not valid JSON or YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise CardError("the model card must be a JSON/YAML mapping with at least `arch` and `class_names`")
-    return data
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CardError(f"the model card is not valid UTF-8 text (byte {exc.start})") from None
+    return load_card_data(text, source="the model card")
 
 
-def _validate(card_path: Path) -> Any:
+def _validate(card_path: Path, max_params: int) -> Any:
     from occulta.cards import validate_model
 
     try:
-        return validate_model(card_path)
+        return validate_model(card_path, max_params=max_params)
     except OccultaError:
         raise
     except Exception as exc:  # untrusted bytes: any loader failure is the upload's fault, said plainly
@@ -83,7 +82,7 @@ def upload_model(
         raw.rename(work / weights_name)
         card_data["weights"] = weights_name  # the card's own path points at the user's disk
         (work / CARD_FILE).write_text(json.dumps(card_data, indent=2, sort_keys=True))
-        parsed = _validate(work / CARD_FILE)
+        parsed = _validate(work / CARD_FILE, settings.max_model_params)
         class_names = list(getattr(parsed, "class_names", None) or card_data.get("class_names") or [])
         arch = str(getattr(parsed, "arch", None) or card_data.get("arch"))
 
@@ -113,8 +112,10 @@ def upload_model(
     return row
 
 
-def weights_key(row: ModelRecord) -> str:
-    return row.storage_key + str(row.card.get("weights", "weights.pt"))
+def list_models(session: Session, *, tenant_id: str) -> list[ModelRecord]:
+    """The tenant's models, newest first."""
+    query = select(ModelRecord).where(ModelRecord.tenant_id == tenant_id)
+    return list(session.scalars(query.order_by(ModelRecord.created_at.desc())))
 
 
 def delete_model(session: Session, store: ObjectStore, *, row: ModelRecord) -> None:

@@ -90,3 +90,17 @@ def alice(sessions) -> Caller:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def bob(sessions) -> Caller:  # type: ignore[no-untyped-def]
     return _caller(sessions, "bob")
+
+
+@pytest.fixture
+def worker_resources(app, prod_settings):  # type: ignore[no-untyped-def]
+    """The worker's per-process resources, bound to this test session's database and store (for
+    running worker code in-process)."""
+    import os
+
+    from worker import base
+
+    resources = base.Resources(prod_settings, app.state.engine, app.state.sessions, app.state.store)
+    base._RESOURCES[os.getpid()] = resources
+    yield resources
+    base._RESOURCES.pop(os.getpid(), None)

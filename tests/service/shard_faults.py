@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import worker.tasks.shard as shard_tasks
+import worker.fanout as fanout
 
-_real_compute = shard_tasks._compute
+_real_compute = fanout.compute_shard
 
 
 def _compute_failing_once(
@@ -28,4 +28,4 @@ def _compute_failing_once(
     return _real_compute(card, data_ref, inputs, audit, indices, beat)
 
 
-shard_tasks._compute = _compute_failing_once
+fanout.compute_shard = _compute_failing_once

@@ -63,10 +63,16 @@ def test_hard_time_limit_must_exceed_the_soft_one() -> None:
 
 
 def test_celery_config_is_json_only_late_ack_and_one_task_per_child() -> None:
-    conf = Settings(broker_url="redis://127.0.0.1:6379/0").celery_config()
+    # One task per child is now a setting (children keep models loaded across shards by default).
+    conf = Settings(broker_url="redis://127.0.0.1:6379/0", worker_max_tasks_per_child=1).celery_config()
     assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
     assert conf["task_acks_late"] and conf["worker_prefetch_multiplier"] == 1
     assert conf["worker_max_tasks_per_child"] == 1
     assert conf["broker_transport_options"]["visibility_timeout"] > conf["task_time_limit"]
     # The SQLAlchemy transport passes options to create_engine, which rejects visibility_timeout.
     assert Settings().celery_config()["broker_transport_options"] == {}
+
+
+def test_worker_children_are_reused_so_a_loaded_model_serves_several_shards() -> None:
+    conf = Settings().celery_config()
+    assert conf["worker_max_tasks_per_child"] > 1 and Settings().model_cache_size >= 1

@@ -191,12 +191,12 @@ def test_strategies_that_do_not_apply_are_refused_with_the_reason(resnet, vit, i
     keep = torch.ones(1, 8, 8, dtype=torch.bool)
     with pytest.raises(EngineError, match="token_drop needs a timm VisionTransformer"):
         masked_logits(resnet, images[:1], keep, "token_drop", mean=MEAN, std=STD)
-    with pytest.raises(EngineError, match="layer_mask supports timm's ResNet family"):
+    with pytest.raises(EngineError, match="layer_mask supports timm's ResNet"):
         masked_logits(vit, images[:1], keep, "layer_mask", mean=MEAN, std=STD)
-    se = timm.create_model("seresnet18", num_classes=3).eval()
-    with pytest.raises(EngineError, match=r"layer1\.0\.se"):
-        masked_logits(se, images[:1], keep, "layer_mask", mean=MEAN, std=STD)
-    assert "layer_mask" not in applicable_strategies(se)
+    eca = timm.create_model("resnet18", num_classes=3, block_args={"attn_layer": "eca"}).eval()
+    with pytest.raises(EngineError, match=r"EcaModule at layer1\.0\.se"):
+        masked_logits(eca, images[:1], keep, "layer_mask", mean=MEAN, std=STD)
+    assert "layer_mask" not in applicable_strategies(eca)
 
 
 @pytest.mark.parametrize(

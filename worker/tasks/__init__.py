@@ -1,4 +1,5 @@
-"""Task registration: class-based tasks (one per module) registered on the app by name."""
+"""The Celery tasks, one per module; each imports the pipeline (`worker.pipeline`) or the fan-out
+(`worker.fanout`) and never another task module (an import-linter contract)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from celery import Celery
 
 def register(app: Celery) -> None:
     from worker.tasks.audit import RunAudit
-    from worker.tasks.shard import MergeShards, RunShard
+    from worker.tasks.merge import MergeShards
+    from worker.tasks.shard import RunShard
     from worker.tasks.sweep import SweepStaleJobs
 
     app.register_task(RunAudit())

@@ -1,4 +1,5 @@
-"""Periodic (beat) task: recover jobs whose worker died and re-send queued jobs that were never taken."""
+"""`occulta.jobs.sweep` (beat): recover work whose worker died, then relay the outbox, which is also
+the backstop relay when no API process is running."""
 
 from __future__ import annotations
 
@@ -9,17 +10,18 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from occulta import jobs
+from occulta.jobs import outbox
+from occulta.jobs.task_names import SWEEP
 from worker.base import OccultaTask, resources
 
 log = logging.getLogger("occulta.worker")
-AUDIT_TASK = "occulta.audit.run"
 
 
 class SweepStaleJobs(OccultaTask):
-    name = "occulta.jobs.sweep"
+    name = SWEEP
     ignore_result = True
 
-    def run_impl(self, session: Session, *args: Any, **kwargs: Any) -> dict[str, list[str]]:
+    def run_impl(self, session: Session, *args: Any, **kwargs: Any) -> dict[str, Any]:
         settings = resources().settings
         result = jobs.sweep(
             session,
@@ -28,10 +30,23 @@ class SweepStaleJobs(OccultaTask):
             max_attempts=settings.audit_max_attempts,
             resend_queued_after=timedelta(seconds=settings.visibility_timeout),
         )
-        for job_id in result.requeued:
-            self.app.send_task(AUDIT_TASK, args=[job_id], queue=settings.queue)
-        if result.requeued or result.timed_out or result.failed:
-            log.warning(
-                "sweep: re-sent %s, timed out %s, failed %s", result.requeued, result.timed_out, result.failed
-            )
-        return {"requeued": result.requeued, "timed_out": result.timed_out, "failed": result.failed}
+
+        for job_id, task, task_args in result.messages():
+            outbox.add(session, job_id=job_id, task=task, args=task_args)
+        session.commit()
+
+        def send(task: str, task_args: list[Any]) -> None:
+            self.app.send_task(task, args=task_args, queue=settings.queue, retry=False)
+
+        relayed = outbox.relay(session, send)
+        if result.requeued or result.timed_out or result.failed or result.shards_resent or result.settled:
+            log.warning("sweep: %s; relayed %d", result, relayed.sent)
+        return {
+            "requeued": result.requeued,
+            "timed_out": result.timed_out,
+            "failed": result.failed,
+            "shards_resent": result.shards_resent,
+            "merges_resent": result.merges_resent,
+            "settled": result.settled,
+            "relayed": relayed.sent,
+        }

@@ -1,9 +1,9 @@
-"""The audit job state machine: `queued → running → succeeded | failed | cancelled | timed_out`.
+"""Job transitions (see `occulta.jobs` for the state machine).
 
-Every transition is one compare-and-set `UPDATE ... WHERE id = ? AND status IN (...)`, so two workers
-that receive the same message (Redis redelivery, a sweep re-send) cannot both run it: the loser's
-update matches no row. A running job whose heartbeat is older than `stale_after` counts as abandoned
-(its worker died) and may be claimed again; attempts are counted and capped.
+Two workers that receive the same message (Redis redelivery, a sweep re-send) cannot both run it: the
+loser's compare-and-set matches no row. A running single-task job whose heartbeat is older than
+`stale_after` counts as abandoned (its worker died) and may be claimed again; attempts are capped. A
+job waiting for its shards is never claimed again: the sweep recovers its shards instead.
 """
 
 from __future__ import annotations
@@ -15,19 +15,8 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from occulta.db.base import utcnow
-from occulta.db.models import (
-    CANCELLED,
-    FAILED,
-    QUEUED,
-    RUNNING,
-    SUCCEEDED,
-    TERMINAL,
-    TIMED_OUT,
-    AuditJob,
-)
+from occulta.db.models import CANCELLED, FAILED, MERGE, QUEUED, RUNNING, SHARDS, SUCCEEDED, TERMINAL, AuditJob
 from occulta.errors import ConflictError, NotFoundError
-
-FINISH_STATES = (SUCCEEDED, FAILED, CANCELLED, TIMED_OUT)
 
 
 @dataclass(frozen=True)
@@ -39,8 +28,11 @@ class Claim:
     attempt: int
 
 
-def _stale_running(now: datetime, stale_after: timedelta):  # type: ignore[no-untyped-def]
-    return and_(AuditJob.status == RUNNING, AuditJob.heartbeat_at < now - stale_after)
+def stale_running(now: datetime, stale_after: timedelta):  # type: ignore[no-untyped-def]
+    """Running in one task (not waiting for shards) with a heartbeat older than `stale_after`."""
+    return and_(
+        AuditJob.status == RUNNING, AuditJob.phase.is_(None), AuditJob.heartbeat_at < now - stale_after
+    )
 
 
 def claim(
@@ -49,7 +41,7 @@ def claim(
     """Move a job to `running` if it is queued (or running but abandoned); None when another worker
     holds it, it is finished, or it does not exist. A job out of attempts is failed instead."""
     now = utcnow()
-    claimable = or_(AuditJob.status == QUEUED, _stale_running(now, stale_after))
+    claimable = or_(AuditJob.status == QUEUED, stale_running(now, stale_after))
     result = session.execute(
         update(AuditJob)
         .where(AuditJob.id == job_id, claimable, AuditJob.attempts < max_attempts)
@@ -142,7 +134,7 @@ def finish(
     message: str = "",
 ) -> bool:
     """Running → a final state; False when the job was not running (e.g. the sweep took it)."""
-    if status not in FINISH_STATES:
+    if status not in TERMINAL:
         raise ValueError(f"not a final state: {status}")
     values: dict[str, object] = {"status": status, "finished_at": utcnow(), "message": message[:2000]}
     if status == SUCCEEDED:
@@ -161,87 +153,61 @@ def finish(
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def requeue(session: Session, job_id: str, *, message: str) -> bool:
-    """Running → queued, for a transient failure the worker retries (attempts stay counted)."""
+def start_sharded(session: Session, job_id: str, *, progress: float, message: str) -> bool:
+    """Running in one task -> waiting for its shards (the fan-out committed the shard rows)."""
+    return _set(
+        session,
+        job_id,
+        and_(AuditJob.status == RUNNING, AuditJob.phase.is_(None)),
+        phase=SHARDS,
+        heartbeat_at=utcnow(),
+        progress=progress,
+        message=message[:2000],
+    )
+
+
+def claim_merge(session: Session, job_id: str, *, stale_after: timedelta) -> bool:
+    """Waiting for shards -> merging, once: a duplicate merge message (a chord fired twice, a sweep
+    re-send) loses, unless the merging worker died (stale heartbeat)."""
+    now = utcnow()
+    merging_abandoned = and_(AuditJob.phase == MERGE, AuditJob.heartbeat_at < now - stale_after)
+    # From no phase too: the fan-out sends the chord before it records the phase (a failed send must
+    # leave the job re-queueable), so a quick set of shards may finish first.
+    waiting = or_(AuditJob.phase.is_(None), AuditJob.phase == SHARDS)
+    return _set(
+        session,
+        job_id,
+        and_(AuditJob.status == RUNNING, or_(waiting, merging_abandoned)),
+        phase=MERGE,
+        heartbeat_at=now,
+        message="merging shards",
+    )
+
+
+def unclaim_merge(session: Session, job_id: str) -> bool:
+    """Merging -> waiting for shards, so the retried merge (after a transient error) can claim it."""
+    return _set(session, job_id, and_(AuditJob.status == RUNNING, AuditJob.phase == MERGE), phase=SHARDS)
+
+
+def _set(session: Session, job_id: str, condition, **values: object) -> bool:  # type: ignore[no-untyped-def]
     result = session.execute(
         update(AuditJob)
-        .where(AuditJob.id == job_id, AuditJob.status == RUNNING)
-        .values(status=QUEUED, message=message[:2000])
+        .where(AuditJob.id == job_id, condition)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     session.commit()
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
-class SweepResult:
-    requeued: list[str]  # send these again
-    timed_out: list[str]
-    failed: list[str]
-
-
-def sweep(
-    session: Session,
-    *,
-    stale_after: timedelta,
-    hard_limit: timedelta,
-    max_attempts: int,
-    resend_queued_after: timedelta,
-) -> SweepResult:
-    """Find jobs nobody is working on. Running jobs with a stale heartbeat lost their worker: past the
-    hard time limit they are `timed_out` (rerunning would hit it again), out of attempts `failed`,
-    otherwise back to `queued`. Queued jobs whose message went out more than `resend_queued_after` ago
-    (the broker's own redelivery horizon) are re-sent too, because the API may have died between commit
-    and send. Claims are CAS, so a spurious re-send is harmless."""
-    now = utcnow()
-    stale = _stale_running(now, stale_after)
-    timed_out = _cas_ids(
-        session,
-        and_(stale, AuditJob.started_at < now - hard_limit),
-        {"status": TIMED_OUT, "finished_at": now, "error": "worker lost after the hard time limit"},
-    )
-    failed = _cas_ids(
-        session,
-        and_(stale, AuditJob.attempts >= max_attempts),
-        {
-            "status": FAILED,
-            "finished_at": now,
-            "error": f"worker lost; gave up after {max_attempts} attempts",
-        },
-    )
-    requeued = _cas_ids(
-        session,
-        stale,
-        {"status": QUEUED, "heartbeat_at": now, "message": "re-queued: worker heartbeat stopped"},
-    )
-    # For a queued job `heartbeat_at` is when its message was last sent.
-    waiting = _cas_ids(
-        session,
-        and_(
-            AuditJob.status == QUEUED,
-            or_(AuditJob.heartbeat_at.is_(None), AuditJob.heartbeat_at < now - resend_queued_after),
-        ),
-        {"heartbeat_at": now},
+def requeue(session: Session, job_id: str, *, message: str) -> bool:
+    """Running in one task → queued, for a transient failure the worker retries (attempts stay
+    counted). A job waiting for shards stays: its shards are retried on their own."""
+    result = session.execute(
+        update(AuditJob)
+        .where(AuditJob.id == job_id, AuditJob.status == RUNNING, AuditJob.phase.is_(None))
+        .values(status=QUEUED, message=message[:2000])
+        .execution_options(synchronize_session=False)
     )
     session.commit()
-    return SweepResult(requeued=sorted(set(requeued) | set(waiting)), timed_out=timed_out, failed=failed)
-
-
-def _cas_ids(session: Session, condition, values: dict[str, object]) -> list[str]:  # type: ignore[no-untyped-def]
-    """Apply `values` to every row matching `condition`, one CAS update per row, and return the ids
-    whose update won (a row another process moved in between is skipped)."""
-    won = []
-    for job_id in session.scalars(select(AuditJob.id).where(condition)).all():
-        result = session.execute(
-            update(AuditJob)
-            .where(AuditJob.id == job_id, condition)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            won.append(job_id)
-    return won
-
-
-def is_terminal(status: str) -> bool:
-    return status in TERMINAL
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]

@@ -1,70 +1,19 @@
-"""The bridge between a running battery and the job row: heartbeat + progress, cancellation polling,
-and saving each auditor's result and artifacts the moment it finishes (so a redelivery resumes)."""
+"""Saving a job's results the moment each auditor finishes (so a redelivered job resumes from them):
+the result row, its artifacts in object storage, and at the end the report files."""
 
 from __future__ import annotations
 
 import mimetypes
-import threading
-import time
 from pathlib import Path
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditors.report import AuditResult
-from occulta import jobs
 from occulta.db import ArtifactRecord, AuditResultRecord
 from occulta.storage import ObjectStore, join_key, validate_relative_path
 
 REPORT_FILES = ("report.json", "report.html", "summary.md")
-
-
-class Heartbeat:
-    """Writes progress at most once a second from the callbacks, and a heartbeat from a thread every
-    `interval` seconds even while an audit is between progress calls (e.g. loading a model)."""
-
-    def __init__(self, sessions: sessionmaker[Session], job_id: str, *, interval: float) -> None:
-        self.sessions = sessions
-        self.job_id = job_id
-        self.interval = interval
-        self.fraction = 0.0
-        self.message = "running"
-        self._last_write = 0.0
-        self._last_poll = 0.0
-        self._cancelled = False
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _write(self) -> None:
-        with self._lock, self.sessions() as session:
-            if not jobs.heartbeat(session, self.job_id, progress=self.fraction, message=self.message):
-                self._cancelled = True  # the job left `running` (cancelled, or taken back by the sweep)
-            self._last_write = time.monotonic()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._write()
-
-    def progress(self, fraction: float, message: str) -> None:
-        self.fraction, self.message = fraction, message
-        if time.monotonic() - self._last_write >= 1.0:
-            self._write()
-
-    def cancelled(self) -> bool:
-        if not self._cancelled and time.monotonic() - self._last_poll >= 1.0:
-            with self.sessions() as session:
-                self._cancelled = jobs.cancel_requested(session, self.job_id)
-            self._last_poll = time.monotonic()
-        return self._cancelled
 
 
 class ResultSaver:

@@ -1,8 +1,10 @@
-"""Shard state for sharded audits: `queued → running → done | failed | cancelled` per image range.
+"""Shard transitions: `queued → running → done | failed | cancelled` per image range of an audit.
 
-Like `occulta.jobs`, every transition is one compare-and-set UPDATE, so a redelivered shard message
-(Redis redelivery, a re-planned job) finds its shard done or held and does nothing; a shard released
-for a retry goes back to `queued` and only that shard runs again. Partials are stored on the row.
+(The sharding arithmetic, plan/run/merge of one audit, is the audit's: `auditors.audits.base`.) Like a
+job's, every transition is one compare-and-set UPDATE, so a redelivered shard message (Redis
+redelivery, a re-planned job, a sweep re-send) finds its shard done or held and does nothing; a shard
+released for a retry goes back to `queued` and only that shard runs again. Partials are stored on the
+row. For a queued shard `heartbeat_at` is when its message was last sent (see `occulta.jobs.sweep`).
 """
 
 from __future__ import annotations
@@ -10,15 +12,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from occulta.db.base import utcnow
-from occulta.db.models import CANCELLED, FAILED, QUEUED, RUNNING, AuditShardRecord
+from occulta.db.models import CANCELLED, DONE, FAILED, QUEUED, RUNNING, AuditShardRecord
 
-DONE = "done"
+__all__ = ["DONE", "SHARD_SHARE", "ShardClaim"]
 # Share of the job's progress bar that the shards fill; the merge and unsharded audits take the rest.
 SHARD_SHARE = 0.9
 
@@ -42,6 +44,7 @@ def plan(session: Session, *, job_id: str, tenant_id: str, audit: str, ranges: l
     exists = session.scalar(
         select(AuditShardRecord.id).where(AuditShardRecord.job_id == job_id, AuditShardRecord.audit == audit)
     )
+    now = utcnow()
     if exists is None:
         for i, r in enumerate(ranges):
             session.add(
@@ -53,6 +56,7 @@ def plan(session: Session, *, job_id: str, tenant_id: str, audit: str, ranges: l
                     start=r.start,
                     stop=r.stop,
                     status=QUEUED,
+                    heartbeat_at=now,
                 )
             )
     session.commit()
@@ -108,6 +112,19 @@ def claim(
     return ShardClaim(row.id, job_id, audit, index, row.start, row.stop, row.attempts)
 
 
+def find(session: Session, job_id: str, audit: str, index: int) -> int | None:
+    """The row id of one shard (for the task's outcome hooks, which get only the message's args)."""
+    shard_id = session.scalar(
+        select(AuditShardRecord.id).where(
+            AuditShardRecord.job_id == job_id,
+            AuditShardRecord.audit == audit,
+            AuditShardRecord.shard_index == index,
+        )
+    )
+    session.rollback()
+    return shard_id
+
+
 def _move(session: Session, shard_id: int, source: tuple[str, ...], **values: Any) -> bool:
     result = session.execute(
         update(AuditShardRecord)
@@ -132,7 +149,9 @@ def complete(session: Session, shard_id: int, partial: dict[str, Any]) -> bool:
 
 def release(session: Session, shard_id: int, *, error: str) -> bool:
     """Running → queued, so the retry of this one shard can claim it again."""
-    return _move(session, shard_id, (RUNNING,), status=QUEUED, progress=0.0, error=error[:4000])
+    return _move(
+        session, shard_id, (RUNNING,), status=QUEUED, progress=0.0, error=error[:4000], heartbeat_at=utcnow()
+    )
 
 
 def fail(session: Session, shard_id: int, *, error: str) -> bool:
@@ -151,6 +170,22 @@ def counts(session: Session, job_id: str) -> Counter[str]:
     out = Counter(rows)
     session.rollback()
     return out
+
+
+Outcome = Literal["cancelled", "failed", "waiting", "ready"]
+
+
+def outcome(session: Session, job_id: str, *, cancel_requested: bool) -> tuple[Outcome, Counter[str]]:
+    """What a job's shards add up to, for the merge and the sweep alike: `cancelled` (asked, or a shard
+    was), `failed` (a shard failed for good), `waiting` (some still queued or running), `ready`."""
+    n = counts(session, job_id)
+    if cancel_requested or n[CANCELLED]:
+        return "cancelled", n
+    if n[FAILED]:
+        return "failed", n
+    if n[QUEUED] or n[RUNNING]:
+        return "waiting", n
+    return "ready", n
 
 
 def progress(session: Session, job_id: str) -> tuple[float, str]:
