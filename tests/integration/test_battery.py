@@ -218,7 +218,10 @@ def test_an_audit_that_cannot_run_is_an_error_verdict_and_the_others_still_run(c
     mb, sis = report.audits
     assert mb.verdict == "error" and "patch_size 5 does not tile" in mb.summary
     assert sis.verdict != "error"
-    assert report.verdict in ("error", "fail")
+    # The error is in an explanation audit: it is the explanation verdict, never a silent pass; the
+    # model verdict rests on SIS alone, which two images cannot decide.
+    assert report.explanation_verdict == "error" and report.caveats[0].audit == "missingness_bias"
+    assert sis.verdict == "inconclusive" and report.verdict == "inconclusive"
 
 
 def test_a_shard_that_loads_only_its_images_computes_the_same_partial(card, data_ref, tmp_path):
