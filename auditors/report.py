@@ -2,6 +2,12 @@
 
 It is the contract between the auditors, the CLI, the service, the dashboard and the gate, so it
 lives here (pydantic only, no torch) and changes only with a `SCHEMA_VERSION` bump.
+
+Schema 2.0 (breaking): `Report.verdict` is about the *model* only, the worst verdict of the audits whose
+`role` is "model" (a shortcut, overinterpretation). Audits of the *explanations* (missingness bias, LIME
+reliability) no longer make it FAIL: they become `caveats`, with their own `explanation_verdict`. Every
+audit result carries `role`, `n` (the images its verdict rests on), `estimate` (the statistic with its
+interval) and `meaning` (what the verdict means and what to do).
 """
 
 from __future__ import annotations
@@ -12,9 +18,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = "1.1"  # 1.1: optional `sample` (accuracy, confusion matrix); 1.0 reports still load
+SCHEMA_VERSION = "2.0"  # 2.0: the verdict is about the model (roles, caveats); optional `sample`
 
 Verdict = Literal["pass", "fail", "inconclusive", "error"]
+# What a verdict is about: the model itself (a shortcut, overinterpretation) or the explanations of it
+# (removal-based explanations inherit missingness bias; LIME can be unreliable): only the first can
+# make a model fail.
+Role = Literal["model", "explanation"]
 
 # A fail outranks an error (the model is known bad), an error outranks inconclusive (nothing was
 # verified, so a gate must not read it as a pass).
@@ -26,6 +36,25 @@ def combine_verdicts(verdicts: list[Verdict]) -> Verdict:
     if not verdicts:
         return "inconclusive"
     return max(verdicts, key=lambda v: _VERDICT_RANK[v])
+
+
+def write_headline(verdict: Verdict, model_audits: list[AuditResult], caveats: list[Caveat]) -> str:
+    """The answer to the user's question, model first, then what not to trust in its explanations."""
+    failing = [a for a in model_audits if a.verdict == "fail"]
+    if not model_audits:
+        lead = "No model audit ran, so nothing is known about the model itself"
+    elif failing:
+        lead = "The model has a problem: " + "; ".join(a.summary.rstrip(".") for a in failing)
+    elif verdict == "pass":
+        names = ", ".join(a.name for a in model_audits)
+        lead = f"No model problem found ({names})"
+    else:
+        unsure = [a.name for a in model_audits if a.verdict in ("inconclusive", "error")]
+        lead = f"Not decided: {', '.join(unsure)} could not reach a verdict"
+    if caveats:
+        lead += ". Explanation caveats: " + " ".join(c.text.rstrip(".") + "." for c in caveats)
+        return lead
+    return lead + "."
 
 
 class Finding(BaseModel):
@@ -66,6 +95,32 @@ class AuditResult(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     seconds: float = 0.0
     error: str | None = None
+    role: Role = Field(default="model", description="model: about the model; explanation: a caveat")
+    n: int | None = Field(default=None, description="images (units) the verdict rests on")
+    estimate: dict[str, Any] | None = Field(
+        default=None, description="the statistic behind the verdict: value, lo, hi, n, level, p_value"
+    )
+    meaning: str = Field(default="", description="what the verdict means and what to do about it")
+
+
+class Caveat(BaseModel):
+    """An explanation audit that did not pass: what not to trust when explaining this model."""
+
+    audit: str
+    verdict: Verdict
+    text: str
+
+
+class ModelFinding(BaseModel):
+    """A finding of a model audit, lifted to the report's headline (the audit keeps the evidence)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    audit: str
+    kind: str
+    summary: str
+    class_name: str | None = Field(default=None, alias="class")
+    box: list[float] | None = None
 
 
 class ModelDescription(BaseModel):
@@ -127,14 +182,44 @@ class Report(BaseModel):
     seed: int
     environment: Environment
     wall_seconds: float = 0.0
-    verdict: Verdict = "inconclusive"
+    verdict: Verdict = Field(
+        default="inconclusive", description="about the model: the worst verdict of its model audits"
+    )
+    explanation_verdict: Verdict = Field(
+        default="inconclusive", description="the worst verdict of the explanation audits"
+    )
+    headline: str = Field(default="", description="one sentence answering: can I trust this model?")
+    model_findings: list[ModelFinding] = Field(default_factory=list)
+    caveats: list[Caveat] = Field(default_factory=list)
     audits: list[AuditResult] = Field(default_factory=list)
     sample: SampleSummary | None = None
 
     def finalize(self) -> Report:
-        """Recompute the overall verdict from the audits (call after adding or replacing one)."""
-        self.verdict = combine_verdicts([a.verdict for a in self.audits])
+        """Recompute the verdicts, findings, caveats and headline from the audits (call after adding or
+        replacing one)."""
+        model = [a for a in self.audits if a.role == "model"]
+        explanation = [a for a in self.audits if a.role == "explanation"]
+        self.verdict = combine_verdicts([a.verdict for a in model])
+        self.explanation_verdict = combine_verdicts([a.verdict for a in explanation])
+        self.model_findings = [
+            ModelFinding(audit=a.name, kind=f.kind, summary=f.summary, class_name=f.class_name, box=f.box)
+            for a in model
+            if a.verdict == "fail"
+            for f in a.findings
+        ]
+        self.caveats = [
+            Caveat(audit=a.name, verdict=a.verdict, text=a.meaning or a.summary)
+            for a in explanation
+            if a.verdict != "pass"
+        ]
+        self.headline = write_headline(self.verdict, model, self.caveats)
         return self
+
+    @property
+    def verdict_label(self) -> str:
+        """The verdict as a person reads it: "pass with caveats" when the model passes but some of its
+        explanations are not to be trusted."""
+        return f"{self.verdict} with caveats" if self.verdict == "pass" and self.caveats else self.verdict
 
     def audit(self, name: str) -> AuditResult | None:
         return next((a for a in self.audits if a.name == name), None)

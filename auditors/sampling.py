@@ -50,3 +50,18 @@ def counts_per_class(
     g = np.asarray(groups, dtype=np.int64).reshape(-1)
     sel = g[np.asarray(indices, dtype=np.int64)]
     return [int(c) for c in np.bincount(sel, minlength=k)[:k]]
+
+
+def stratified_among(
+    groups: Sequence[int] | np.ndarray,
+    eligible: Sequence[bool] | np.ndarray,
+    n: int | None = None,
+    *,
+    seed: int,
+    salt: int = 0,
+) -> np.ndarray:
+    """`stratified_indices` restricted to the `eligible` images (e.g. the confident ones), as indices
+    into the whole of `groups`."""
+    pool = np.flatnonzero(np.asarray(eligible, dtype=bool).reshape(-1))
+    g = np.asarray(groups, dtype=np.int64).reshape(-1)
+    return pool[stratified_indices(g[pool], n, seed=seed, salt=salt)]

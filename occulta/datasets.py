@@ -318,9 +318,7 @@ def load_dataset(
         from auditors.zoo.synthetic import generate
 
         spec = _synthetic_spec(ref, input_size[0] if input_size[0] == input_size[1] else None)
-        idx = np.arange(spec.n)
-        if samples is not None and samples < spec.n:
-            idx = np.sort(rng.permutation(spec.n)[:samples])
+        idx = _sample_order(spec.n, samples, rng)
         n_sampled, idx, offset = _select(idx, indices)
         data = generate(spec, idx)  # only the images asked for
         images, masks = data.images, data.object_masks
@@ -340,9 +338,7 @@ def load_dataset(
     else:
         folder = path
     items, classes = scan_folder(folder)
-    order = np.arange(len(items))
-    if samples is not None and samples < len(items):
-        order = np.sort(rng.permutation(len(items))[:samples])
+    order = _sample_order(len(items), samples, rng)
     n_sampled, order, offset = _select(order, indices)
     arrays = [_load_image(items[i][0], input_size, crop_pct, interpolation) for i in order]
     images = torch.from_numpy(np.stack(arrays))
@@ -351,6 +347,13 @@ def load_dataset(
         mapping = map_labels(classes, model_classes)
         labels = torch.tensor([mapping[items[i][1]] for i in order])
     return LoadedDataset(ref, images, labels, classes, len(items), n_sampled=n_sampled, offset=offset)
+
+
+def _sample_order(n: int, samples: int | None, rng: Any) -> Any:
+    """The sampled images in a seeded random order, never sorted: a folder lists its images class by
+    class, so a sorted sample (or the folder's own order) puts one class first and any audit that looks
+    at "the first k" images sees only that class."""
+    return rng.permutation(n)[: n if samples is None else min(samples, n)]
 
 
 def _select(order: Any, indices: range | None) -> tuple[int, Any, int]:

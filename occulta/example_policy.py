@@ -22,7 +22,8 @@ HEADER = """\
 # Generated from the audits' metadata by `python -m occulta.example_policy`; do not edit by hand.
 version: 1
 assertions:
-  # The overall verdict is the worst of the audits; `inconclusive` proves nothing, so it does not pass.
+  # The overall verdict is about the model (the worst of the model audits); `inconclusive` proves
+  # nothing, so it does not pass. Explanation caveats have their own `explanation_verdict`.
   verdict: [warn, {equals: pass}]
 """
 

@@ -401,7 +401,7 @@ def _markdown(report: Report, results: list[AssertionResult], counts: GateCounts
     lines = [
         f"## Occulta gate {head}",
         "",
-        f"Report verdict **{report.verdict}** for `{report.model.arch}` on `{report.dataset.ref}`: "
+        f"Report verdict **{report.verdict_label}** for `{report.model.arch}` on `{report.dataset.ref}`: "
         f"{counts.passed}/{counts.total} assertions passed, {counts.warnings} warning(s), "
         f"{counts.errors} error(s)"
         + (f", {counts.skipped} skipped (audit not run)." if counts.skipped else "."),

@@ -33,9 +33,23 @@ def flatten_metrics(metrics: dict[str, Any], prefix: str = "", depth: int = 3) -
     return rows
 
 
+def format_estimate(estimate: dict[str, Any] | None, n: int | None = None) -> str:
+    """What a verdict rests on, in one cell: "0.42 [0.30, 0.55], n = 96" (n alone when no statistic)."""
+    if not estimate:
+        return "—" if n is None else f"n = {n}"
+    value, lo, hi = (estimate.get(k) for k in ("value", "lo", "hi"))
+    size = estimate.get("n", n)
+    text = _fmt(value)
+    if isinstance(lo, int | float) and isinstance(hi, int | float):
+        text += f" [{_fmt(lo)}, {_fmt(hi)}]"
+    if estimate.get("p_value") is not None:
+        text += f", p = {_fmt(estimate['p_value'])}"
+    return text + ("" if size is None else f", n = {size}")
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value + 0.0:.4g}"  # + 0.0 turns -0.0 into 0.0: never print "-0"
     return "—" if value is None else str(value)
 
 
@@ -78,6 +92,7 @@ def render_html(report: Report, base_dir: Path | None = None) -> str:
                 "a": a,
                 "icon": VERDICT_ICON[a.verdict],
                 "rows": [(p, _fmt(v)) for p, v in flatten_metrics(a.metrics)],
+                "estimate": format_estimate(a.estimate, a.n),
                 "images": images,
                 "examples": examples,
                 "files": [art for art in a.artifacts if not art.media_type.startswith("image/")],
@@ -101,20 +116,30 @@ def _sample_line(report: Report) -> str:
 
 
 def render_markdown(report: Report) -> str:
-    """A summary fit for a pull-request comment: verdict, one line per audit, findings."""
+    """A summary fit for a pull-request comment: the model verdict and headline, the explanation
+    caveats, one line per audit with what its verdict rests on, findings."""
     m = report.model
     lines = [
-        f"## {VERDICT_ICON[report.verdict]} Occulta audit: **{report.verdict.upper()}**",
+        f"## {VERDICT_ICON[report.verdict]} Occulta audit: **{report.verdict_label.upper()}**",
+        "",
+        report.headline,
         "",
         f"Model `{m.arch}` ({m.num_classes} classes, {m.parameters:,} parameters) on "
         f"`{report.dataset.ref}` ({report.dataset.n_images} images), seed {report.seed}.",
         "",
-        "| audit | verdict | summary |",
-        "|---|---|---|",
+        "| audit | about | verdict | rests on | summary |",
+        "|---|---|---|---|---|",
     ]
     for a in report.audits:
-        summary = a.summary.replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| `{a.name}` | {VERDICT_ICON[a.verdict]} {a.verdict} | {summary} |")
+        summary = _md_cell(a.summary)
+        rests_on = _md_cell(format_estimate(a.estimate, a.n))
+        lines.append(
+            f"| `{a.name}` | {a.role} | {VERDICT_ICON[a.verdict]} {a.verdict} | {rests_on} | {summary} |"
+        )
+    meanings = [(a.name, a.meaning) for a in report.audits if a.meaning]
+    if meanings:
+        lines += ["", "**What it means**", ""]
+        lines += [f"- `{name}`: {text}" for name, text in meanings]
     sample = _sample_line(report)
     if sample:
         lines += ["", sample]
@@ -131,3 +156,7 @@ def render_markdown(report: Report) -> str:
     ]
     lines[-1] += f" · {report.wall_seconds:.1f} s · schema {report.schema_version}</sub>"
     return "\n".join(lines) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

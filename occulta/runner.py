@@ -267,7 +267,7 @@ def run_battery(
     import torch
 
     from auditors.errors import AuditCancelled
-    from auditors.registry import get_auditor
+    from auditors.registry import audit_info, get_auditor
     from auditors.report import AuditResult
 
     t0 = time.perf_counter()
@@ -290,10 +290,11 @@ def run_battery(
     report.sample = sample_summary(ctx)
     out_dir = Path(out_dir)
     for i, name in enumerate(audits):
+        auditor = get_auditor(name)
         if completed and name in completed:
+            completed[name].role = audit_info(name).role
             report.audits.append(completed[name])
             continue
-        auditor = get_auditor(name)
 
         def _progress(f: float, msg: str, i: int = i, name: str = name) -> None:
             if progress is not None:
@@ -319,6 +320,8 @@ def run_battery(
                 error="".join(traceback.format_exception_only(exc)).strip(),
             )
         result.seconds = result.seconds or round(time.perf_counter() - started, 3)
+        # The audit's role decides whether its verdict is about the model or a caveat, even for an error.
+        result.role = audit_info(name).role
         report.audits.append(result)
         if on_audit_done is not None:
             on_audit_done(result)

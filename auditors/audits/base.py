@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from auditors.report import AuditResult
+from auditors.report import AuditResult, Role
 
 if TYPE_CHECKING:
     from auditors.audits.context import AuditContext
@@ -68,6 +68,9 @@ class AuditInfo:
     form_fields: tuple[FormField, ...] = ()
     policy_comment: str = ""
     policy: tuple[PolicyLine, ...] = ()
+    # model: the verdict is about the model (a shortcut); explanation: about explanations of it (a caveat
+    # that never makes the model fail). See auditors.report.
+    role: Role = "model"
     demo_config: dict[str, Any] = field(default_factory=dict)  # sized for `occulta demo` on a CPU
     smoke_config: dict[str, Any] = field(default_factory=dict)  # the smallest run: the contract tests
 

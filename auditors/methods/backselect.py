@@ -7,7 +7,10 @@ a removed pixel takes the mask value of a pixel fill (default `mean`, 0 after no
   every candidate of a step (for every image) goes through the engine in one batched call, so 32x32
   costs 1024 steps of shrinking batches (sum k = 524,800 forward passes per image).
 - `gradient_backselect`: Batched Gradient BackSelect (NeurIPS 2021 §3) for large images: take df/dm of
-  a soft mask and remove the k remaining pixels with the smallest gradient per step (ceil(HW/k) passes).
+  a soft mask and remove the remaining pixels with the smallest gradient, a step at a time. f is only
+  measured between steps, so an SIS size is known to within one step: `step_sizes` keeps every step at
+  most 1% of the pixels and shrinks the steps with the subset (a tenth of what is left), so small SIS,
+  the ones that matter, are measured almost pixel by pixel.
 - `sis_from_order`: walk the removal order backwards until f >= tau; what is left is the SIS.
 """
 
@@ -124,6 +127,29 @@ def backselect(
     return BackSelectResult(order, f_after, f_full, target, "exact")
 
 
+# The largest step, as a share of all pixels: the accuracy of a reported SIS size.
+RESOLUTION = 0.01
+# The largest step, as a share of the pixels still present: finer steps as the subset shrinks.
+SHRINK = 0.1
+
+
+def step_sizes(n: int, k: int, *, resolution: float = RESOLUTION, shrink: float = SHRINK) -> list[int]:
+    """How many pixels each gradient step removes, in order; they sum to `n`.
+
+    A step removes at most `k` pixels, at most `resolution` of all `n` pixels (so the SIS size, read off
+    between steps, is accurate to that share) and at most `shrink` of those still present (so an SIS of
+    a few pixels is resolved to a pixel or two): ~ n/min(k, resolution n) + ln(n)/shrink steps.
+    """
+    cap = max(1, min(k, math.floor(resolution * n)))
+    out: list[int] = []
+    remaining = n
+    while remaining > 0:
+        step = max(1, min(cap, math.ceil(shrink * remaining)))
+        out.append(step)
+        remaining -= step
+    return out
+
+
 def gradient_backselect(
     model: nn.Module,
     images: torch.Tensor,
@@ -133,11 +159,13 @@ def gradient_backselect(
     strategy: str | Strategy = "mean",
     target: torch.Tensor | None = None,
     k: int = 100,
+    resolution: float = RESOLUTION,
     batch_size: int = 64,
     progress: Progress | None = None,
 ) -> BackSelectResult:
-    """Batched Gradient BackSelect: per step remove the k remaining pixels with the smallest df/dm
-    (first order: removing pixel i changes f by about -df/dm_i, so those leave f highest)."""
+    """Batched Gradient BackSelect: per step remove the remaining pixels with the smallest df/dm
+    (first order: removing pixel i changes f by about -df/dm_i, so those leave f highest), at most `k`
+    per step and fewer as the subset shrinks (`step_sizes`)."""
     strat = strategy if isinstance(strategy, Strategy) else parse_strategy(strategy)
     if not strat.is_pixel_fill:
         raise EngineError(f"gradient BackSelect needs a pixel fill (a soft mask); got {strat}")
@@ -145,7 +173,13 @@ def gradient_backselect(
     target = (_targets(model, images, mean, std) if target is None else target).to(device)
     outs = [
         _gradient_batch(
-            model, images[s : s + batch_size].to(device), target[s : s + batch_size], mean, std, strat, k
+            model,
+            images[s : s + batch_size].to(device),
+            target[s : s + batch_size],
+            mean,
+            std,
+            strat,
+            step_sizes(images.shape[-2] * images.shape[-1], k, resolution=resolution),
         )
         for s in range(0, images.shape[0], batch_size)
     ]
@@ -164,7 +198,7 @@ def _gradient_batch(
     mean: Sequence[float],
     std: Sequence[float],
     strat: Strategy,
-    k: int,
+    steps: list[int],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     device = images.device
     b, _, h, w = images.shape
@@ -182,11 +216,10 @@ def _gradient_batch(
             return _probs(model(normalize(x, mean_t, std_t)), target)
 
     done = 0
-    while done < n:
+    for kk in steps:
         m = remaining.float().requires_grad_(True)
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(f_of(m).sum(), m)
-        kk = min(k, n - done)
         g = grad.float().masked_fill(~remaining, torch.inf)
         idx = torch.topk(g, kk, dim=1, largest=False, sorted=True).indices
         order[:, done : done + kk] = idx

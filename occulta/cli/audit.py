@@ -56,15 +56,25 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 def print_verdicts(report: Any, out: Path) -> None:
     from rich.table import Table
 
-    from occulta.render import VERDICT_ICON
+    from occulta.render import VERDICT_ICON, format_estimate
 
-    table = Table(title=f"{report.model.arch}: {VERDICT_ICON[report.verdict]} {report.verdict.upper()}")
+    label = report.verdict_label.upper()
+    table = Table(title=f"{report.model.arch}: {VERDICT_ICON[report.verdict]} {label}")
     table.add_column("audit")
+    table.add_column("about")
     table.add_column("verdict")
+    table.add_column("rests on")
     table.add_column("summary", overflow="fold")
     for a in report.audits:
-        table.add_row(a.name, f"{VERDICT_ICON[a.verdict]} {a.verdict}", a.summary)
+        table.add_row(
+            a.name,
+            a.role,
+            f"{VERDICT_ICON[a.verdict]} {a.verdict}",
+            format_estimate(a.estimate, a.n),
+            a.summary,
+        )
     console.print(table)
+    console.print(report.headline)
     console.print(f"report: {out / 'report.html'}")
 
 
@@ -178,6 +188,9 @@ def demo(
     ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for data, training and audits.")] = 0,
+    readme: Annotated[
+        Path | None, typer.Option(help="Also write the results table into this README (between its markers).")
+    ] = None,
 ) -> None:
     """Train a tiny CNN and ViT on a task with a planted shortcut, audit both, write the reports."""
     import time
@@ -185,12 +198,20 @@ def demo(
     import torch
 
     from occulta.demo import DEMO_MODELS, audit_demo_model, demo_battery, train_demo_model
+    from occulta.demo_table import ReadmeTableError, readme_table, results_table, write_readme_table
     from occulta.runner import resolve_device
+
+    if readme is not None:
+        try:  # refuse before minutes of training, not after
+            readme_table(readme.read_text(encoding="utf-8"))
+        except (OSError, ReadmeTableError) as exc:
+            fail(f"--readme {readme}: {exc}")
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     battery, configs = demo_battery([a.strip() for a in audits.split(",")] if audits else None)
     dev = resolve_device(device)
     t0 = time.perf_counter()
+    reports = {}
     for key, spec in DEMO_MODELS.items():
         with console.status(f"training the demo {key} ({spec['arch']}, artifact: {spec['artifact']})"):
             t = time.perf_counter()
@@ -201,4 +222,10 @@ def demo(
                 card, out / key, battery=battery, configs=configs, device=dev, seed=seed, progress=update
             )
         print_verdicts(report, out / key)
+        reports[key] = report
+    # The README's results table comes from these reports, never from a person's copy of them.
+    (out / "results.md").write_text(results_table(reports), encoding="utf-8")
+    if readme is not None:
+        write_readme_table(readme, reports)
+        console.print(f"wrote the results table into {readme}")
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s; open {out / 'cnn' / 'report.html'}")

@@ -74,7 +74,7 @@ def report_dir(card, data_ref, tmp_path_factory) -> Path:
 
 def test_the_battery_writes_a_versioned_report_with_every_audit(report_dir):
     report = Report.model_validate_json((report_dir / "report.json").read_text())
-    assert report.schema_version == "1.1"
+    assert report.schema_version == "2.0"
     assert [a.name for a in report.audits] == BATTERY
     assert report.dataset.n_images == 96 and report.dataset.labelled
     assert report.model.family == "resnet" and report.model.weights_sha256
@@ -219,7 +219,9 @@ def test_completed_audits_are_kept_and_not_rerun(card, data_ref, tmp_path):
         samples=8,
         completed={"missingness_bias": saved},
     )
-    assert report.audits[0].summary == "saved earlier" and report.verdict == "pass"
+    assert report.audits[0].summary == "saved earlier" and report.audits[0].role == "explanation"
+    # Missingness bias is about explanations: it passes as such, and says nothing about the model.
+    assert report.explanation_verdict == "pass" and report.verdict == "inconclusive"
 
 
 def test_cancellation_stops_the_battery(card, data_ref, tmp_path):
@@ -247,7 +249,10 @@ def test_an_audit_that_cannot_run_is_an_error_verdict_and_the_others_still_run(c
     mb, sis = report.audits
     assert mb.verdict == "error" and "patch_size 5 does not tile" in mb.summary
     assert sis.verdict != "error"
-    assert report.verdict in ("error", "fail")
+    # The error is in an explanation audit: it is the explanation verdict, never a silent pass; the
+    # model verdict rests on SIS alone, which two images cannot decide.
+    assert report.explanation_verdict == "error" and report.caveats[0].audit == "missingness_bias"
+    assert sis.verdict == "inconclusive" and report.verdict == "inconclusive"
 
 
 def test_a_shard_that_loads_only_its_images_computes_the_same_partial(card, data_ref, tmp_path):

@@ -14,6 +14,7 @@ from auditors.audits.lime_consistency.metrics import topk_jaccard_curve
 from auditors.engine import masked_logits, plain_logits
 from auditors.methods.lime import grid_segments, lime_fit, ranking
 from auditors.registry import get_auditor, parse_config
+from auditors.stats import Estimate
 
 
 def _reference_lime_coef(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
@@ -116,14 +117,61 @@ def _metrics(own: float, rnd: float, cons: float, colour_free: bool = False) -> 
     }
 
 
-def test_verdict_follows_audits_thresholds():
+def _est(value: float, lo: float, hi: float, n: int = 16) -> Estimate:
+    return Estimate(value=value, lo=lo, hi=hi, n=n)
+
+
+def test_verdict_rests_on_intervals_and_the_documented_thresholds():
     cfg = LimeConfig()
-    assert _verdict(_metrics(0.16, 0.35, 0.7), cfg, "black")[0] == "pass"
-    assert _verdict(_metrics(0.16, 0.35, 0.2), cfg, "black")[0] == "fail"  # fill colours disagree
-    assert _verdict(_metrics(0.29, 0.91, 0.2, colour_free=True), cfg, "token_drop")[0] == "pass"
-    assert _verdict(_metrics(0.25, 0.35, 0.9), cfg, "black")[0] == "fail"  # not 2x better than random
-    verdict, summary, _ = _verdict(_metrics(0.34, 0.35, 0.9), cfg, "black")
-    assert verdict == "inconclusive" and "cannot separate" in summary
+    informative, agree, disagree = _est(0.3, 0.1, 0.45), _est(0.7, 0.6, 0.8), _est(0.28, 0.2, 0.35)
+    assert _verdict(_metrics(0.16, 0.53, 0.7), cfg, "blur", informative, agree, [])[0] == "pass"
+    verdict, _, _, meaning = _verdict(
+        _metrics(0.16, 0.53, 0.28), cfg, "black", informative, disagree, ["layer_mask"]
+    )
+    assert (
+        verdict == "fail" and "depend on the fill colour" in meaning and meaning.endswith("use layer_mask.")
+    )
+    # Not twice better than random, surely: fail; maybe: inconclusive; too few images: inconclusive.
+    assert _verdict(_metrics(0.25, 0.35, 0.9), cfg, "blur", _est(0.7, 0.55, 0.9), agree, [])[0] == "fail"
+    assert _verdict(_metrics(0.2, 0.4, 0.9), cfg, "blur", _est(0.5, 0.2, 0.9), agree, [])[0] == "inconclusive"
+    few = _verdict(_metrics(0.0, 0.9, 0.9), cfg, "blur", _est(0.0, 0.0, 0.0, n=3), agree, [])
+    assert few[0] == "inconclusive" and "Too few images" in few[3]
+
+
+def test_colour_free_lime_is_not_called_consistent_across_fills_it_did_not_agree_on():
+    """Token dropping has no colour, so fill consistency is not judged, and not claimed either."""
+    cfg = LimeConfig()
+    verdict, summary, _, _ = _verdict(
+        _metrics(0.1, 0.9, 0.28, colour_free=True),
+        cfg,
+        "token_drop",
+        _est(0.1, 0.0, 0.2),
+        _est(0.28, 0.2, 0.35),
+        ["token_drop"],
+    )
+    assert verdict == "pass" and "consistent" not in summary.split(":")[0]
+    assert "not judged" in summary and "0.28" in summary
+
+
+def test_lime_sees_every_class_of_a_class_sorted_sample(planted_resnet, tmp_path):
+    t = planted_resnet.test
+    # Ten images of each class, class by class, as a folder lists them.
+    order = torch.cat([torch.nonzero(t.labels == c).squeeze(1)[:10] for c in range(4)])
+    ctx = AuditContext(
+        model=planted_resnet.model,
+        images=t.images[order],
+        labels=t.labels[order],
+        mean=planted_resnet.mean,
+        std=planted_resnet.std,
+        class_names=t.class_names,
+        out_dir=tmp_path,
+    )
+    assert t.labels[order][:16].unique().numel() <= 2, "a prefix would have seen at most two classes"
+    cfg = LimeConfig(n_images=8, n_samples=64, fills=["black", "grey"], n_show=0, max_k=10)
+    res = get_auditor("lime_consistency").run(ctx, cfg)
+    counts = res.metrics["n_per_class"]
+    assert sum(counts.values()) == 8 and min(counts.values()) >= 1, counts
+    assert res.n == 8 and res.estimate is not None and res.estimate["n"] == 8 and res.meaning
 
 
 def _ctx(planted, tmp_path, reference=None) -> AuditContext:

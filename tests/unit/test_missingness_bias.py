@@ -87,7 +87,13 @@ def test_a_model_that_reads_black_boxes_fails_with_its_attractor_class(tmp_path)
     assert result.metrics["best"]["strategy"] == "grey" and result.metrics["worst"]["strategy"] == "black"
     [finding] = result.findings
     assert finding.kind == "attractor_class" and finding.class_name == "q0"
-    assert "black" in result.summary and "use grey" in result.summary
+    assert "black" in result.summary and result.role == "explanation" and result.n == 80
+    # grey passes here, but a constant fill is never the remedy: the meaning names what to measure.
+    assert result.metrics["recommended"] is None and "use grey" not in result.meaning
+    assert result.meaning.startswith(
+        "Explanations of this model that remove pixels with black are unreliable"
+    )
+    assert result.estimate is not None and result.estimate["lo"] > 0.2 and result.estimate["n"] == 80
     for art in result.artifacts:
         assert (tmp_path / art.path).stat().st_size > 0
     raw = np.load(tmp_path / "missingness_bias" / "predictions.npz")

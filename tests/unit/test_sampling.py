@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from auditors.sampling import counts_per_class, stratified_indices
+from auditors.sampling import counts_per_class, stratified_among, stratified_indices
 
 
 def test_a_prefix_of_a_class_sorted_dataset_covers_every_class() -> None:
@@ -32,3 +32,12 @@ def test_asking_for_more_than_there_is_returns_everything_and_zero_returns_nothi
     groups = [0, 1, 1]
     assert len(stratified_indices(groups, 10, seed=0)) == 3
     assert len(stratified_indices(groups, 0, seed=0)) == 0
+
+
+def test_a_stratified_subset_of_the_eligible_images_covers_every_class_among_them() -> None:
+    groups = np.repeat(np.arange(3), 10)
+    eligible = np.ones(30, dtype=bool)
+    eligible[:8] = False  # class 0 has only two eligible images
+    idx = stratified_among(groups, eligible, 6, seed=0)
+    assert eligible[idx].all() and counts_per_class(groups, idx, 3) == [2, 2, 2]
+    assert stratified_among(groups, np.zeros(30, dtype=bool), 6, seed=0).size == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from auditors.methods.backselect import (
     backselect_subset,
     gradient_backselect,
     sis_from_order,
+    step_sizes,
     subset_keep,
 )
 from auditors.registry import get_auditor, parse_config
@@ -103,11 +105,25 @@ def test_gradient_backselect_keeps_the_planted_pixels_to_the_end(pixels_model):
     model, images, labels = pixels_model
     x = images[labels == 1][:4]
     res = gradient_backselect(model, x, mean=MEAN, std=STD, k=16)
-    assert res.order.shape == (4, 256) and torch.isfinite(res.f_after[:, 15::16]).all()
+    ends = torch.tensor(step_sizes(256, 16)).cumsum(0) - 1
+    assert res.order.shape == (4, 256) and torch.isfinite(res.f_after[:, ends]).all()
+    assert sorted(res.order[0].tolist()) == list(range(256)), "every pixel is removed exactly once"
     truth = _planted_pixels()
     for order, s in zip(res.order, sis_from_order(res, 0.99), strict=True):
         assert len(set(order[-16:].tolist()) & truth) >= 2
         assert s is not None and len(s) <= 48 and set(s.tolist()) & truth
+
+
+@pytest.mark.parametrize(("n", "k"), [(256, 16), (1024, 100), (224 * 224, 100), (7, 100)])
+def test_gradient_steps_resolve_sis_sizes_to_one_percent_and_finer_as_the_subset_shrinks(n, k):
+    """An SIS size is read off between steps, so no step may exceed 1% of the pixels, and a step is
+    at most a tenth of the pixels still present (an SIS of 20 pixels is known to within 2)."""
+    steps = step_sizes(n, k)
+    assert sum(steps) == n and min(steps) >= 1
+    assert max(steps) <= max(1, min(k, n // 100))
+    remaining = n - torch.tensor(steps).cumsum(0) + torch.tensor(steps)  # pixels present before each step
+    assert all(s <= max(1, -(-r // 10)) for s, r in zip(steps, remaining.tolist(), strict=True))
+    assert len(steps) <= n / max(1, min(k, n // 100)) + 10 * math.log(n) + 10, "still a few hundred steps"
 
 
 def test_sis_walks_backwards_to_the_last_confident_point():
@@ -138,6 +154,12 @@ def test_sis_audit_runs_end_to_end_on_planted_resnet(planted_resnet, tmp_path):
     cfg = parse_config("sis", {"n_images": 6, "tau": 0.9, "n_show": 3})
     res = get_auditor("sis").run(_ctx(planted_resnet, tmp_path), cfg)
     m = res.metrics
+    selection = m["selection"]
+    assert sum(selection["n_per_class"].values()) == m["n_images"] <= selection["n_confident"]
+    assert max(selection["n_per_class"].values()) - min(selection["n_per_class"].values()) <= 1 or (
+        min(selection["n_confident_per_class"].values()) < 2
+    ), "confident images are drawn evenly over the classes"
+    assert selection["resolution_pct"] <= 1.0
     assert m["method"] == "gradient", "32x32 on a CPU defaults to Batched Gradient BackSelect"
     assert res.verdict in ("pass", "fail", "inconclusive") and res.summary
     assert m["fully_masked"]["confidence_max"] < 0.9
@@ -157,6 +179,26 @@ def test_sis_audit_flags_overinterpretation_of_the_pixel_planted_model(pixels_mo
     keep = labels == 1
     ctx = AuditContext(
         model=model,
+        images=images[keep][:5],
+        labels=labels[keep][:5],
+        mean=MEAN,
+        std=STD,
+        class_names=["plain", "pixels"],
+        out_dir=tmp_path,
+    )
+    res = get_auditor("sis").run(ctx, SISConfig(n_images=5))
+    assert res.metrics["method"] == "exact"
+    assert res.metrics["share_confident_sis_le_5pct"] == 1.0 and res.verdict == "fail"
+    # 5 of 5: the whole Wilson interval lies above one half, so the verdict is not one lucky image.
+    assert res.n == 5 and res.estimate is not None and res.estimate["lo"] > 0.5
+    assert res.metrics["selection"]["resolution_pct"] == pytest.approx(100 / 256, abs=1e-3)
+
+
+def test_sis_from_too_few_confident_images_is_inconclusive(pixels_model, tmp_path):
+    model, images, labels = pixels_model
+    keep = labels == 1
+    ctx = AuditContext(
+        model=model,
         images=images[keep][:2],
         labels=labels[keep][:2],
         mean=MEAN,
@@ -164,9 +206,10 @@ def test_sis_audit_flags_overinterpretation_of_the_pixel_planted_model(pixels_mo
         class_names=["plain", "pixels"],
         out_dir=tmp_path,
     )
-    res = get_auditor("sis").run(ctx, SISConfig(n_images=2))
-    assert res.metrics["method"] == "exact"
-    assert res.metrics["share_confident_sis_le_5pct"] == 1.0 and res.verdict == "fail"
+    res = get_auditor("sis").run(ctx, SISConfig(n_images=2, method="gradient", n_show=0))
+    assert res.metrics["share_confident_sis_le_5pct"] == 1.0, "both images overinterpret..."
+    assert res.verdict == "inconclusive" and res.n == 2, "...but two images cannot decide it"
+    assert "Too few" in res.meaning
 
 
 def test_retrain_on_subsets_reports_accuracies_next_to_the_original(pixels_model, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from auditors.stats import (
     holm,
     mean_estimate,
     proportion,
+    ratio_of_means,
     sign_flip_p_value,
     wilson_interval,
 )
@@ -96,3 +99,13 @@ def test_decide_is_inconclusive_below_the_minimum_n_and_when_the_interval_stradd
     assert decide(Estimate(0.1, 0.05, 0.2, n=30), fail_above=0.5, min_n=10) == "pass"
     assert decide(Estimate(0.5, 0.3, 0.7, n=30, p_value=0.001), fail_above=0.5, min_n=10) == "inconclusive"
     assert decide(Estimate(0.9, 0.8, 0.95, n=30, p_value=0.4), fail_above=0.5, min_n=10) == "pass"
+
+
+def test_ratio_of_means_pairs_the_units_and_is_honest_about_a_zero_denominator() -> None:
+    own = np.array([0, 0, 1, 0, 0, 0, 0, 1, 0, 0], dtype=float)
+    rnd = np.ones(10)
+    est = ratio_of_means(own, rnd, seed=0)
+    assert est.value == pytest.approx(0.2) and est.n == 10 and est.lo <= 0.2 <= est.hi
+    assert ratio_of_means(own, rnd, seed=0) == est
+    assert ratio_of_means(np.ones(4), np.zeros(4)).value == math.inf
+    assert ratio_of_means(np.zeros(4), np.zeros(4)).value == 0.0

@@ -26,9 +26,13 @@ from auditors.audits.lime_consistency.metrics import (
 from auditors.cost import Passes, RunShape, masked_passes, native_strategy
 from auditors.engine import DEFAULT_COLORS, NATIVE, applicable_strategies, parse_strategy, plain_logits
 from auditors.methods.lime import FeatureKind, LimeFit, feature_logits, lime_fit, patch_grid, ranking
+from auditors.methods.removal import REMEDY_FILLS
 from auditors.report import AuditResult, Finding
+from auditors.sampling import counts_per_class, stratified_indices
+from auditors.stats import Estimate, decide, mean_estimate, ratio_of_means
 
 NAME = "lime_consistency"
+_SALT = 0x11E  # this audit's own stratified draw
 
 
 class LimeConfig(AuditConfig):
@@ -39,7 +43,8 @@ class LimeConfig(AuditConfig):
     features: FeatureKind = "grid"
     patch_size: int | None = None  # None: the context's default (the ViT's patch; side/8 on small images)
     n_samples: int = Field(default=1000, ge=16)
-    n_images: int = Field(default=16, ge=1)
+    n_images: int = Field(default=16, ge=1)  # a class-stratified sample of the audited images
+    min_images: int = Field(default=8, ge=1)  # fewer: inconclusive
     max_k: int = Field(default=49, ge=1)  # removal/consistency curves run k = 1..min(max_k, F-1)
     k_removal: int = 25  # the removal test's headline k (docs/audits.md: 25 features)
     k_consistency: int = 20  # the fill-consistency headline K (docs/audits.md: K = 20)
@@ -60,8 +65,9 @@ def _removal_curve(
     grid: tuple[int, int] | None,
     clean: torch.Tensor,
     seed: int,
-) -> list[float]:
-    """Unchanged-prediction fraction after removing the first k features of `order`, k in ks."""
+) -> torch.Tensor:
+    """Per image [B, len(ks)]: 1 where the prediction is unchanged after removing the first k features
+    of `order`, k in ks (the mean over images is the removal curve)."""
     b, f = order.shape
     z = torch.ones(b, len(ks), f, dtype=torch.bool)
     for j, k in enumerate(ks):
@@ -78,7 +84,11 @@ def _removal_curve(
         seed=seed,
     )
     same = logits.argmax(-1) == clean.to(logits.device).view(-1, 1)
-    return [float(v) for v in same.float().mean(0).cpu()]
+    return same.float().cpu()
+
+
+def _curve(per_image: torch.Tensor) -> list[float]:
+    return [float(v) for v in per_image.mean(0)]
 
 
 def _reference_order(
@@ -132,12 +142,17 @@ class LimeConsistency(Audit[LimeConfig]):
         cfg = config
         patch = self.patch_size(ctx, config)
         native = [s for s in applicable_strategies(ctx.model) if s in NATIVE]
-        strategies = cfg.strategies or (native[:1] or ["black"])
+        # The removal rule (auditors.methods.removal): native missingness, else blur, never a constant fill.
+        strategies = cfg.strategies or (native[:1] or list(REMEDY_FILLS[:1]))
         for s in (*strategies, *cfg.fills):
             parse_strategy(s)
         primary = strategies[0]
-        images = ctx.images[: cfg.n_images]
-        clean = plain_logits(ctx.model, images, mean=ctx.mean, std=ctx.std).argmax(1)
+        # Every class of the sample, not the first images of a class-sorted one.
+        clean_all = plain_logits(ctx.model, ctx.images, mean=ctx.mean, std=ctx.std).argmax(1).cpu()
+        groups = (ctx.labels.cpu() if ctx.labels is not None else clean_all).numpy()
+        index = stratified_indices(groups, cfg.n_images, seed=seed, salt=_SALT)
+        images = ctx.images[torch.from_numpy(index)]
+        clean = clean_all[torch.from_numpy(index)].to(images.device)
         common = dict(
             mean=ctx.mean,
             std=ctx.std,
@@ -167,12 +182,20 @@ class LimeConsistency(Audit[LimeConfig]):
         ref_strategy: str | None = None
         if ctx.reference_model is not None:
             ref_order, ref_strategy = _reference_order(ctx, images, primary, cfg, patch, seed)
+        k_at = ks.index(min(cfg.k_removal, ks[-1]))
+        ratio = Estimate(value=float("nan"), lo=float("nan"), hi=float("nan"), n=0)
         for s in strategies:
-            own = _removal_curve(ctx, images, orders[s], fits[s], ks, s, grid, clean, seed)
-            rnd = _removal_curve(ctx, images, rand_orders, fits[s], ks, s, grid, clean, seed)
-            entry = _removal_entry(ks, own, rnd, cfg.k_removal)
+            own_i = _removal_curve(ctx, images, orders[s], fits[s], ks, s, grid, clean, seed)
+            rnd_i = _removal_curve(ctx, images, rand_orders, fits[s], ks, s, grid, clean, seed)
+            entry = _removal_entry(ks, _curve(own_i), _curve(rnd_i), cfg.k_removal)
+            est = ratio_of_means(own_i[:, k_at].numpy(), rnd_i[:, k_at].numpy(), seed=seed)
+            entry[f"ratio_at_{cfg.k_removal}_interval"] = est.as_dict()
+            if s == primary:
+                ratio = est
             if ctx.reference_model is not None and s == primary:
-                reference_curve = _removal_curve(ctx, images, ref_order, fits[s], ks, s, grid, clean, seed)
+                reference_curve = _curve(
+                    _removal_curve(ctx, images, ref_order, fits[s], ks, s, grid, clean, seed)
+                )
                 entry["reference"] = reference_curve
                 entry["reference_strategy"] = ref_strategy
                 entry[f"reference_at_{cfg.k_removal}"] = curve_at(ks, reference_curve, cfg.k_removal)
@@ -192,8 +215,13 @@ class LimeConsistency(Audit[LimeConfig]):
         )
         kc = cfg.k_consistency
         per_image_cons = topk_jaccard_curve(fill_orders, [min(kc, kmax)], per_image=True)
+        consistency = mean_estimate(per_image_cons, seed=seed)
+        k_classes = len(ctx.class_names)
         metrics: dict[str, Any] = {
             "n_images": int(images.shape[0]),
+            "n_per_class": dict(
+                zip(ctx.class_names, counts_per_class(groups, index, k_classes), strict=True)
+            ),
             "n_samples": cfg.n_samples,
             "features": cfg.features,
             "patch_size": patch if cfg.features == "grid" else None,
@@ -209,6 +237,7 @@ class LimeConsistency(Audit[LimeConfig]):
                 "random": rand_jac,
                 f"at_{kc}": curve_at(ks, fill_jac, kc),
                 f"random_at_{kc}": curve_at(ks, rand_jac, kc),
+                f"at_{kc}_interval": consistency.as_dict(),
                 "colour_free": parse_strategy(primary).name in NATIVE,
             },
             "seed_stability": {
@@ -219,7 +248,7 @@ class LimeConsistency(Audit[LimeConfig]):
                 "spearman": rho,
             },
         }
-        verdict, summary, findings = _verdict(metrics, cfg, primary)
+        verdict, summary, findings, meaning = _verdict(metrics, cfg, primary, ratio, consistency, native)
         ctx.report((len(runs) + 2) / total, "artifacts")
         artifacts = write_lime_artifacts(
             ctx, NAME, images, fits, runs, metrics, per_image_cons, cfg.n_show, kc
@@ -232,6 +261,13 @@ class LimeConsistency(Audit[LimeConfig]):
             findings=findings,
             artifacts=artifacts,
             config={"patch_size": patch, "strategies": strategies},
+            role="explanation",
+            n=ratio.n,
+            estimate={
+                **ratio.as_dict(),
+                "statistic": f"own/random unchanged at k={cfg.k_removal} ({primary})",
+            },
+            meaning=meaning,
         )
 
 
@@ -250,12 +286,20 @@ def _removal_entry(ks: list[int], own: list[float], rnd: list[float], k: int) ->
     }
 
 
-def _verdict(metrics: dict[str, Any], cfg: LimeConfig, primary: str) -> tuple[Any, str, list[Finding]]:
-    """docs/audits.md, "LIME consistency": pass when own <= 0.5 x random at k=25 and fill consistency at K=20 >= 0.5."""
+def _verdict(
+    metrics: dict[str, Any],
+    cfg: LimeConfig,
+    primary: str,
+    ratio: Estimate,
+    consistency: Estimate,
+    native: list[str],
+) -> tuple[Any, str, list[Finding], str]:
+    """docs/audits.md, "LIME consistency": pass when own <= 0.5 x random unchanged at k=25 (the whole
+    bootstrap interval of the ratio) and, for a pixel fill, top-20 Jaccard across fills >= 0.5 (the
+    whole interval); fail when an interval lies wholly on the wrong side; otherwise inconclusive."""
     k, kc = cfg.k_removal, cfg.k_consistency
     rem = metrics["removal"]
     own, rnd = rem[f"own_at_{k}"], rem[f"random_at_{k}"]
-    cons = metrics["fill_consistency"][f"at_{kc}"]
     colour_free = metrics["fill_consistency"]["colour_free"]
     findings: list[Finding] = []
     ref = rem.get(f"reference_at_{k}")
@@ -264,28 +308,72 @@ def _verdict(metrics: dict[str, Any], cfg: LimeConfig, primary: str) -> tuple[An
             Finding(
                 kind="indistinguishable_explanations",
                 summary=(
-                    f"removing another model's top-{k} LIME features changes predictions about as much as "
-                    f"this model's own ({ref:.3f} vs {own:.3f} unchanged): the removal test cannot tell "
-                    "explanations apart under this missingness"
+                    f"Removing another model's top-{k} LIME features changes predictions about as much as "
+                    f"removing this model's own ({ref:.2f} vs {own:.2f} unchanged): the removal test cannot "
+                    "tell explanations apart under this missingness."
                 ),
                 evidence={"own": own, "reference": ref, "random": rnd},
             )
         )
-    if abs(rnd - own) < max(cfg.inconclusive_margin, 0.1 * rnd):
+    removal = decide(ratio, fail_above=cfg.removal_ratio_max, min_n=cfg.min_images)
+    if colour_free:
+        fills = "not judged"  # token dropping and layer masking have no colour
+    elif consistency.n < cfg.min_images:
+        fills = "inconclusive"
+    else:
+        fills = (
+            "pass"
+            if consistency.lo >= cfg.consistency_min
+            else "fail"
+            if consistency.hi < cfg.consistency_min
+            else "inconclusive"
+        )
+    decisions = [removal] + ([] if fills == "not judged" else [fills])
+    verdict = (
+        "fail" if "fail" in decisions else "pass" if all(d == "pass" for d in decisions) else "inconclusive"
+    )
+    detail = (
+        f"removing LIME's top {k} features under {primary} leaves {own:.2f} of predictions unchanged vs "
+        f"{rnd:.2f} for random features (ratio {_num(ratio.value)} [{_num(ratio.lo)}, {_num(ratio.hi)}], "
+        f"needs <= {cfg.removal_ratio_max:g}, n = {ratio.n})"
+    )
+    cons = f"top-{kc} Jaccard across fill colours {consistency.value:.2f} [{consistency.lo:.2f}, {consistency.hi:.2f}]"
+    if colour_free:
+        detail += f"; {primary} has no colour, so fill consistency is not judged (pixel-fill LIME: {cons})"
+    else:
+        detail += f"; {cons}, needs >= {cfg.consistency_min:g}"
+    better = native[0] if native and primary not in native else None
+    if ratio.n < cfg.min_images:
         return (
             "inconclusive",
-            f"inconclusive: under {primary} removing LIME's top-{k} features leaves {own:.2f} of predictions "
-            f"unchanged vs {rnd:.2f} for random features, so the removal test cannot separate the "
-            "explanations from random",
+            f"Inconclusive: {detail}.",
             findings,
+            f"Too few images to judge LIME ({ratio.n} < {cfg.min_images}): raise n_images.",
         )
-    removal_ok = own <= cfg.removal_ratio_max * rnd
-    # Token dropping and layer masking have no colour: fill consistency describes pixel fills only.
-    cons_ok = colour_free or cons >= cfg.consistency_min
-    detail = (
-        f"own {own:.2f} vs random {rnd:.2f} unchanged after removing {k} features under {primary}; "
-        f"top-{kc} Jaccard across fill colours {cons:.2f}"
+    if verdict == "pass":
+        what = "informative" if colour_free else "informative and consistent across fill colours"
+        return (
+            "pass",
+            f"LIME explanations are {what}: {detail}.",
+            findings,
+            f"LIME explanations of this model computed with {primary} can be trusted.",
+        )
+    if verdict == "fail":
+        what = "do not rank what the model uses" if removal == "fail" else "depend on the fill colour"
+        use = f"; use {better}" if better else ""
+        return (
+            "fail",
+            f"LIME explanations are unreliable: {detail}.",
+            findings,
+            f"LIME explanations of this model computed with {primary} {what}: they are unreliable{use}.",
+        )
+    return (
+        "inconclusive",
+        f"Inconclusive: {detail}.",
+        findings,
+        f"The data cannot tell whether LIME explanations with {primary} are reliable; raise n_images.",
     )
-    if removal_ok and cons_ok:
-        return "pass", f"LIME explanations are informative and consistent: {detail}", findings
-    return "fail", f"explanations unreliable under this missingness: {detail}", findings
+
+
+def _num(value: float) -> str:
+    return f"{value + 0.0:.2f}"

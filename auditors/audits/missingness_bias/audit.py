@@ -20,11 +20,15 @@ from pydantic import Field
 from auditors.audits import plots
 from auditors.audits.base import Audit, AuditConfig, Partial, ShardMeta
 from auditors.audits.context import AuditContext, artifact_path
+from auditors.audits.missingness_bias.rules import Rules, StrategyJudgement, judge_strategy, share_limits
 from auditors.cost import PIXEL_FILL_COUNT, Passes, RunShape, masked_passes, native_strategy
 from auditors.engine import applicable_strategies, masked_logits, parse_strategy, plain_logits
 from auditors.methods.class_entropy import class_entropy
 from auditors.methods.per_image_random import check_tiling, even_ranges, per_image_uniform
+from auditors.methods.removal import rank_strategies, recommend
 from auditors.report import Artifact, AuditResult, Finding
+from auditors.sampling import counts_per_class
+from auditors.stats import Estimate
 
 NAME = "missingness_bias"
 
@@ -34,9 +38,25 @@ class MissingnessBiasConfig(AuditConfig):
     fractions: list[float] = Field(default_factory=lambda: [round(0.1 * i, 1) for i in range(10)])
     patch_size: int | None = Field(default=None, description="None: the model's patch, or side/8")
     attractor_fraction: float = 0.5
-    entropy_drop_max: float = Field(default=1.0, description="fail when H(clean) - H(d) exceeds this (nats)")
-    class_share_max: float = 0.05
-    class_share_ratio: float = 10.0
+    # The verdict's rules scale with the number of classes K (rules.py): no fixed number of nats.
+    entropy_drop_share_max: float = Field(
+        default=0.2, gt=0, le=1, description="fail when (H(clean) - H(d)) / ln K is surely above this"
+    )
+    class_share_max: float = Field(default=0.05, description="a class may always take this share")
+    class_share_ratio: float = Field(default=10.0, description="... or this many times its clean share")
+    class_share_cap: float = Field(
+        default=0.5, gt=0, lt=1, description="... but never more than its clean share + this x the rest"
+    )
+    min_images: int = Field(default=30, ge=1, description="fewer images: inconclusive")
+
+    def rules(self) -> Rules:
+        return Rules(
+            entropy_drop_share_max=self.entropy_drop_share_max,
+            class_share_floor=self.class_share_max,
+            class_share_ratio=self.class_share_ratio,
+            class_share_cap=self.class_share_cap,
+            min_images=self.min_images,
+        )
 
 
 def image_keep(
@@ -69,7 +89,8 @@ def _strategy_metrics(
     k: int,
     cfg: MissingnessBiasConfig,
     class_names: list[str],
-) -> dict[str, Any]:
+    seed: int,
+) -> tuple[dict[str, Any], StrategyJudgement]:
     entropy, unchanged, accuracy, shares = [], [], [], []
     for p in preds:
         h, s = class_entropy(p, k)
@@ -78,8 +99,12 @@ def _strategy_metrics(
         unchanged.append(round(float((p == clean).float().mean()), 4))
         if labels is not None:
             accuracy.append(round(float((p == labels).float().mean()), 4))
-    clean_share = shares[0] if fractions[0] == 0 else class_entropy(clean, k)[1]
+    clean_h, clean_share = class_entropy(clean, k)
     n = clean.numel()
+    rules = cfg.rules()
+    limit = share_limits(
+        clean_share, floor=rules.class_share_floor, ratio=rules.class_share_ratio, cap=rules.class_share_cap
+    )
     ratio = shares[half] / np.maximum(clean_share, 1.0 / n)
     order = np.argsort(-(shares[half] - clean_share))[:3]
     attractors = [
@@ -88,28 +113,35 @@ def _strategy_metrics(
             "share": round(float(shares[half][c]), 4),
             "clean_share": round(float(clean_share[c]), 4),
             "ratio": round(float(ratio[c]), 2),
+            "limit": round(float(limit[c]), 4),
         }
         for c in order
         if shares[half][c] > clean_share[c]
     ]
-    clean_h = class_entropy(clean, k)[0]
+    judged = judge_strategy(clean.numpy(), preds[half].numpy(), k, rules, seed=seed)
     drop = clean_h - entropy[half]
-    limit = np.maximum(cfg.class_share_max, cfg.class_share_ratio * clean_share)
-    over = [class_names[c] for c in np.nonzero(shares[half] > limit)[0]]
-    failed = drop > cfg.entropy_drop_max or bool(over)
     return {
         "entropy": entropy,
         "unchanged": unchanged,
         "accuracy": accuracy or None,
         "auc": round(float(np.mean(unchanged)), 4),
         "entropy_at_half": entropy[half],
-        "entropy_drop_at_half": round(drop, 4),
+        "entropy_drop_at_half": round(drop + 0.0, 4),
+        "entropy_drop_share_at_half": round(judged.entropy_drop.value + 0.0, 4),
         "max_share_at_half": round(float(shares[half].max()), 4),
         "shares_at_half": {class_names[c]: round(float(shares[half][c]), 4) for c in range(k)},
         "attractors": attractors,
-        "over_share_limit": over,
-        "verdict": "fail" if failed else "pass",
-    }
+        "over_share_limit": [class_names[c] for c in np.nonzero(shares[half] > limit)[0]],
+        **judged.as_dict(class_names),
+    }, judged
+
+
+def _deciding(judged: StrategyJudgement) -> tuple[Estimate, str]:
+    """The statistic a strategy's verdict rests on: the attractor share when that test decided it,
+    else the entropy drop."""
+    if judged.attractor.decision == "fail" and judged.entropy_decision != "fail":
+        return judged.attractor.share, "share of predictions taken by one class at half removed"
+    return judged.entropy_drop, "entropy drop / ln K at half removed"
 
 
 class MissingnessBias(Audit[MissingnessBiasConfig]):
@@ -227,6 +259,7 @@ class MissingnessBias(Audit[MissingnessBiasConfig]):
             else None
         )
         per: dict[str, dict[str, Any]] = {}
+        judged: dict[str, StrategyJudgement] = {}
         raw: dict[str, np.ndarray] = {}
         for strat in strategies:
             stacked = torch.tensor(
@@ -235,14 +268,20 @@ class MissingnessBias(Audit[MissingnessBiasConfig]):
             )
             preds = list(stacked)
             raw[strat] = stacked.numpy().astype(np.int16)
-            per[strat] = _strategy_metrics(preds, clean, labels, fractions, half, k, config, meta.class_names)
+            per[strat], judged[strat] = _strategy_metrics(
+                preds, clean, labels, fractions, half, k, config, meta.class_names, seed
+            )
         grid_features = first["n_features"]
         n_images = int(clean.numel())
         seconds = float(sum(part.get("seconds", 0.0) for part in ordered))
         clean_h = class_entropy(clean, k)[0]
-        ranked = sorted(per, key=lambda s: (per[s]["entropy_drop_at_half"], -per[s]["auc"]))
-        best, worst = ranked[0], ranked[-1]
         failing = [s for s in strategies if per[s]["verdict"] == "fail"]
+        undecided = [s for s in strategies if per[s]["verdict"] == "inconclusive"]
+        changes = {s: judged[s].change for s in strategies}
+        recommended = recommend(changes, failing)
+        best = recommended or rank_strategies(changes)[0]
+        worst = max(strategies, key=lambda s: (per[s]["verdict"] == "fail", judged[s].entropy_drop.value))
+        groups = labels if labels is not None else clean
         metrics: dict[str, Any] = {
             "patch_size": p,
             "n_features": grid_features,
@@ -254,20 +293,36 @@ class MissingnessBias(Audit[MissingnessBiasConfig]):
                 "max_entropy": round(math.log(k), 4),
                 "accuracy": None if labels is None else round(float((clean == labels).float().mean()), 4),
             },
+            "n_per_class": dict(
+                zip(meta.class_names, counts_per_class(groups.numpy(), np.arange(n_images), k), strict=True)
+            ),
             "strategies": per,
-            "best": {"strategy": best, **{m: per[best][m] for m in ("auc", "entropy_drop_at_half")}},
+            "recommended": recommended,
+            "best": {
+                "strategy": best,
+                **{m: per[best][m] for m in ("auc", "entropy_drop_at_half", "entropy_drop_share_at_half")},
+            },
             "worst": {
                 "strategy": worst,
-                **{m: per[worst][m] for m in ("auc", "entropy_drop_at_half", "max_share_at_half")},
+                **{
+                    m: per[worst][m]
+                    for m in (
+                        "auc",
+                        "entropy_drop_at_half",
+                        "entropy_drop_share_at_half",
+                        "max_share_at_half",
+                    )
+                },
             },
             "failing_strategies": failing,
+            "inconclusive_strategies": undecided,
         }
         findings = [
             Finding(
                 kind="attractor_class",
                 summary=(
-                    f"With {s} fill, removing {fractions[half]:.0%} of patches sends "
-                    f"{a['share']:.0%} of predictions to '{a['class']}' (clean: {a['clean_share']:.0%})."
+                    f"Removing {fractions[half]:.0%} of the patches with {s} sends {a['share']:.0%} of "
+                    f"predictions to '{a['class']}' (clean: {a['clean_share']:.0%})."
                 ),
                 class_name=a["class"],
                 evidence={"strategy": s, **a},
@@ -284,10 +339,15 @@ class MissingnessBias(Audit[MissingnessBiasConfig]):
                 name="predictions", path=rel, media_type="application/x-npz", description="raw predictions"
             )
         )
+        estimate, statistic = _deciding(judged[worst])
         return AuditResult(
             name=NAME,
-            verdict="fail" if failing else "pass",
+            verdict="fail" if failing else "inconclusive" if undecided else "pass",
             summary=self._summary(per, failing, best, worst, fractions[half], clean_h),
+            role="explanation",
+            n=n_images,
+            estimate={**estimate.as_dict(), "statistic": f"{worst}: {statistic}"},
+            meaning=self._meaning(failing, undecided, recommended, n_images, config.min_images),
             metrics=metrics,
             findings=findings,
             artifacts=artifacts,
@@ -300,22 +360,49 @@ class MissingnessBias(Audit[MissingnessBiasConfig]):
         per: dict[str, dict[str, Any]], failing: list[str], best: str, worst: str, d: float, clean_h: float
     ) -> str:
         b = per[best]
-        use = f"use {best} to remove regions (keeps {b['unchanged'][len(b['unchanged']) // 2]:.0%} of predictions"
-        use += f" at {d:.0%}, AUC {b['auc']:.2f})"
+        keeps = b["unchanged"][len(b["unchanged"]) // 2]
+        use = f"{best} keeps {keeps:.0%} of predictions at {d:.0%} removed (AUC {b['auc']:.2f})"
         if not failing:
-            return f"No strategy collapses the class distribution at {d:.0%} removal; {use}."
+            return f"No strategy collapses the class distribution at {d:.0%} removed; {use}."
         w = per[worst]
         a = w["attractors"][0] if w["attractors"] else None
-        lead = f"Missingness bias under {', '.join(failing)}: with {worst}, {d:.0%} removal"
-        if a is not None:
-            lead += f" sends {a['share']:.0%} of predictions to '{a['class']}'"
-        lead += f" (class entropy {clean_h:.2f} → {w['entropy_at_half']:.2f} nats)"
+        lead = f"Removing {d:.0%} of the patches with {worst}"
+        lead += (
+            f" sends {a['share']:.0%} of predictions to '{a['class']}'" if a else " collapses the predictions"
+        )
+        lead += (
+            f" (class entropy {clean_h:.2f} → {w['entropy_at_half']:.2f} nats, a drop of "
+            f"{max(0.0, w['entropy_drop_share_at_half']):.0%} of its maximum)"
+        )
+        lead += f"; biased strategies: {', '.join(failing)}"
         if best in failing:
-            return (
-                lead
-                + "; every strategy is biased, so removal-based explanations of this model are unreliable."
-            )
+            return lead + "; every strategy is biased."
         return lead + f"; {use}."
+
+    @staticmethod
+    def _meaning(
+        failing: list[str], undecided: list[str], recommended: str | None, n: int, min_n: int
+    ) -> str:
+        if n < min_n:
+            return f"Too few images to tell ({n} < {min_n}): audit more images."
+        if failing and recommended:
+            return (
+                f"Explanations of this model that remove pixels with {', '.join(failing)} are unreliable; "
+                f"use {recommended}."
+            )
+        if failing:
+            return (
+                f"Explanations of this model that remove pixels with {', '.join(failing)} are unreliable; no "
+                "native strategy (layer_mask, token_drop) or blur passed, so none can be recommended: treat "
+                "removal-based explanations of this model with caution."
+            )
+        if undecided:
+            return f"Could not tell whether {', '.join(undecided)} bias explanations of this model; " + (
+                f"{recommended} is safe to use." if recommended else "audit more images."
+            )
+        return "Removing pixels does not bias this model's predictions" + (
+            f"; {recommended} is the recommended way to remove them." if recommended else "."
+        )
 
     @staticmethod
     def _plots(

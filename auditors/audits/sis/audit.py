@@ -31,15 +31,20 @@ from auditors.methods.backselect import (
     backselect_subset,
     gradient_backselect,
     sis_from_order,
+    step_sizes,
     subset_keep,
 )
 from auditors.report import AuditResult, Finding, Verdict
+from auditors.sampling import counts_per_class, stratified_among
+from auditors.stats import Estimate, decide, proportion
 
 NAME = "sis"
+_SALT = 0x515  # this audit's own stratified draw
 
 
 class SISConfig(AuditConfig):
-    """Defaults fit a CPU: 8 images; exact BackSelect only where it is cheap (see `exact_max_pixels`)."""
+    """Defaults fit a CPU: 8 confident images, stratified by class; exact BackSelect only where it is
+    cheap (see `exact_max_pixels`)."""
 
     strategy: str = "mean"  # the mask value: the model's mean colour (0 after normalisation)
     tau: float = Field(default=0.99, gt=0, lt=1)
@@ -48,9 +53,10 @@ class SISConfig(AuditConfig):
     # auto: exact BackSelect up to this many pixels; None = 1024 (32x32) on CUDA, 256 (16x16) on CPU,
     # where exact 32x32 costs 524,800 forward passes per image (minutes each).
     exact_max_pixels: int | None = None
-    gradient_k: int = Field(default=100, ge=1)  # pixels removed per Batched Gradient BackSelect step
+    gradient_k: int = Field(default=100, ge=1)  # at most this many pixels per gradient step (and <= 1%)
     subset_fraction: float = Field(default=0.05, gt=0, le=1)
     max_small_sis_share: float = Field(default=0.5, ge=0, le=1)  # fail above this share of tiny SIS
+    min_images: int = Field(default=5, ge=1)  # fewer confident images: inconclusive
     masked_confidence_max: float = 0.5  # a fully masked input this confident makes an SIS meaningless
     retrain_on_subsets: bool = False
     retrain_images: int = Field(default=512, ge=8)  # images backselected (gradient) for retraining
@@ -125,10 +131,35 @@ class SIS(Audit[SISConfig]):
         if not parse_strategy(cfg.strategy).is_pixel_fill:
             raise ValueError(f"SIS masks single pixels with a fill value; {cfg.strategy} is not a pixel fill")
         method = choose_method(cfg, ctx)
-        images = ctx.images[: cfg.n_images]
-        labels = ctx.labels[: cfg.n_images].cpu() if ctx.labels is not None else None
         h, w = ctx.image_size
         n_px = h * w
+        # The confident images of every class (an SIS exists only where f >= tau), not a prefix.
+        probs_all = torch.softmax(plain_logits(ctx.model, ctx.images, mean=ctx.mean, std=ctx.std).float(), 1)
+        f_all, pred_all = (t.cpu().numpy() for t in probs_all.max(1))
+        groups = ctx.labels.cpu().numpy() if ctx.labels is not None else pred_all
+        eligible = f_all >= cfg.tau
+        index = stratified_among(groups, eligible, cfg.n_images, seed=seed, salt=_SALT)
+        selection = {
+            "n_candidates": int(f_all.size),
+            "n_confident": int(eligible.sum()),
+            "n_confident_per_class": _per_class(ctx, groups, np.flatnonzero(eligible)),
+            "n_per_class": _per_class(ctx, groups, index),
+            "resolution_pct": _resolution_pct(method, n_px, cfg.gradient_k),
+        }
+        if index.size == 0:
+            return AuditResult(
+                name=NAME,
+                verdict="inconclusive",
+                summary=f"Inconclusive: none of the {f_all.size} images reaches confidence {cfg.tau}, so no SIS exists.",
+                metrics={"selection": selection, "tau": cfg.tau, "n_images": 0},
+                config={"method": method},
+                n=0,
+                meaning="No confident image to test for overinterpretation: lower tau or audit more images.",
+            )
+        chosen = torch.from_numpy(index)
+        images = ctx.images[chosen]
+        labels = ctx.labels[chosen].cpu() if ctx.labels is not None else None
+
         # docs/audits.md, "SIS and overinterpretation": check first that the fully masked input is well below tau.
         clean = plain_logits(ctx.model, images, mean=ctx.mean, std=ctx.std).argmax(1)
         none_kept = torch.zeros(len(images), h, w, dtype=torch.bool)
@@ -142,8 +173,14 @@ class SIS(Audit[SISConfig]):
                 verdict="inconclusive",
                 summary=f"inconclusive: with every pixel masked ({cfg.strategy}) the model already reaches "
                 f"{cfg.tau} for most images, so every SIS would be empty; try another mask value",
-                metrics={"fully_masked": {"confidence_mean": float(f_masked.mean()), "f": f_masked.tolist()}},
+                metrics={
+                    "selection": selection,
+                    "fully_masked": {"confidence_mean": float(f_masked.mean()), "f": f_masked.tolist()},
+                },
                 config={"method": method},
+                n=len(images),
+                meaning="The mask value itself makes the model confident, so SIS say nothing: try another "
+                "mask value (strategy).",
             )
         ctx.report(0.0, f"{method} BackSelect on {len(images)} images")
         res = run_backselect(ctx, images, cfg, method)
@@ -177,6 +214,7 @@ class SIS(Audit[SISConfig]):
             "strategy": cfg.strategy,
             "tau": cfg.tau,
             "n_images": len(images),
+            "selection": selection,
             "n_pixels": n_px,
             "clean": {
                 "confidence_mean": float(f_full.mean()),
@@ -215,7 +253,9 @@ class SIS(Audit[SISConfig]):
                 cfg.retrain_epochs,
                 seed,
             )
-        verdict, summary, findings = _verdict(metrics, cfg)
+        share_est = proportion(sum(small), len(small))
+        metrics["share_confident_sis_le_5pct_interval"] = share_est.as_dict()
+        verdict, summary, findings, meaning = _verdict(metrics, cfg, share_est)
         artifacts = write_sis_artifacts(ctx, NAME, images, sis, bs_sub, pct, cfg.n_show)
         return AuditResult(
             name=NAME,
@@ -225,47 +265,94 @@ class SIS(Audit[SISConfig]):
             findings=findings,
             artifacts=artifacts,
             config={"method": method},
+            n=share_est.n,
+            estimate={
+                **share_est.as_dict(),
+                "statistic": f"share of confident images with an SIS <= {100 * cfg.subset_fraction:g}% of pixels",
+            },
+            meaning=meaning,
         )
 
 
-def _verdict(m: dict[str, Any], cfg: SISConfig) -> tuple[Verdict, str, list[Finding]]:
-    """Fail (overinterpretation) when most confident images rest on <= 5% of their pixels.
+def _per_class(ctx: AuditContext, groups: np.ndarray, index: np.ndarray) -> dict[str, int]:
+    counts = counts_per_class(groups, index, len(ctx.class_names))
+    return dict(zip(ctx.class_names, counts, strict=True))
 
-    docs/audits.md, "SIS and overinterpretation" gives the signals, not a threshold; `max_small_sis_share` is the policy knob. An SIS
-    means nothing when the fully masked input is itself confident, or when no image is confident.
+
+def _resolution_pct(method: str, n_px: int, k: int) -> float:
+    """How accurately an SIS size is known, in % of the pixels: the largest BackSelect step."""
+    largest = 1 if method == "exact" else max(step_sizes(n_px, k))
+    return round(100.0 * largest / n_px, 4)
+
+
+def _verdict(m: dict[str, Any], cfg: SISConfig, share: Estimate) -> tuple[Verdict, str, list[Finding], str]:
+    """Fail (overinterpretation) when the share of confident images resting on <= 5% of their pixels is
+    surely above `max_small_sis_share` (its whole Wilson interval), pass when surely at or below,
+    inconclusive otherwise or on fewer than `min_images` confident images.
+
+    An SIS means nothing when the fully masked input is itself confident, or when no image is confident.
     """
     fm = m["fully_masked"]
-    share = m["share_confident_sis_le_5pct"]
     findings: list[Finding] = []
     if fm["confidence_max"] >= cfg.masked_confidence_max:
         findings.append(
             Finding(
                 kind="confident_when_masked",
-                summary=f"with every pixel masked ({cfg.strategy}) the model is still up to "
-                f"{fm['confidence_max']:.2f} confident: the mask value itself carries class evidence",
+                summary=f"With every pixel masked ({cfg.strategy}) the model is still up to "
+                f"{fm['confidence_max']:.2f} confident: the mask value itself carries class evidence.",
                 evidence=fm,
             )
         )
-    if share is None:
+    if share.n == 0:
         return (
             "inconclusive",
-            f"inconclusive: no image reaches confidence {cfg.tau}, so no SIS exists",
+            f"Inconclusive: no image reaches confidence {cfg.tau}, so no SIS exists.",
             findings,
+            "No confident image to test for overinterpretation: lower tau or audit more images.",
         )
     if fm["share_at_or_above_tau"] > 0.5:
         return (
             "inconclusive",
-            f"inconclusive: the fully masked input reaches {cfg.tau} for most images, so SIS are empty",
+            f"Inconclusive: the fully masked input reaches {cfg.tau} for most images, so SIS are empty.",
             findings,
+            "The mask value itself makes the model confident, so SIS say nothing: try another mask value.",
         )
     sub = m["subset_5pct"]
+    pct = 100 * cfg.subset_fraction
     detail = (
-        f"{share:.0%} of confident images have an SIS of <= {100 * cfg.subset_fraction:g}% of pixels "
-        f"(median {m['sis_size']['median_pct']:.1f}%); on {sub['n_pixels']} backselected pixels the model "
-        f"keeps {sub['backselect']['agreement']:.0%} of its predictions vs {sub['random']['agreement']:.0%} "
-        "on random pixels"
+        f"{share.value:.0%} [{share.lo:.0%}, {share.hi:.0%}] of {share.n} confident images have an SIS of "
+        f"<= {pct:g}% of pixels (median {m['sis_size']['median_pct']:.1f}%, accurate to "
+        f"{m['selection']['resolution_pct']:.2g}%); on {sub['n_pixels']} backselected pixels the model keeps "
+        f"{sub['backselect']['agreement']:.0%} of its predictions vs {sub['random']['agreement']:.0%} on "
+        "random pixels"
     )
-    if share > cfg.max_small_sis_share:
-        findings.append(Finding(kind="overinterpretation", summary=detail, evidence={"share": share}))
-        return "fail", f"overinterpretation: {detail}", findings
-    return "pass", f"no overinterpretation: {detail}", findings
+    decision = decide(share, fail_above=cfg.max_small_sis_share, min_n=cfg.min_images)
+    if decision == "fail":
+        findings.append(Finding(kind="overinterpretation", summary=detail, evidence=share.as_dict()))
+        return (
+            "fail",
+            f"Overinterpretation: {detail}.",
+            findings,
+            (
+                f"The model is confident from <= {pct:g}% of the pixels on most images: it overinterprets "
+                "(a model finding). Ensembles or input dropout during training reduce it."
+            ),
+        )
+    if decision == "pass":
+        return (
+            "pass",
+            f"No overinterpretation: {detail}.",
+            findings,
+            (f"The model needs more than {pct:g}% of the pixels to be confident on most images."),
+        )
+    why = (
+        f"only {share.n} confident images (< {cfg.min_images})"
+        if share.n < cfg.min_images
+        else "the interval straddles the limit"
+    )
+    return (
+        "inconclusive",
+        f"Inconclusive ({why}): {detail}.",
+        findings,
+        ("Too few confident images to tell whether the model overinterprets: raise n_images."),
+    )

@@ -18,6 +18,7 @@ from auditors.audits.plots import histogram, overlay_grid
 from auditors.engine import apply_pixel_fill, parse_strategy, plain_logits
 from auditors.methods.backselect import backselect_subset, gradient_backselect, subset_keep
 from auditors.report import Artifact
+from auditors.sampling import stratified_indices
 from auditors.zoo.training import train_classifier
 
 
@@ -74,7 +75,9 @@ def retrain_on_subsets(
     held-out accuracy with the original model's and with a fresh model trained on random 5% subsets."""
     if ctx.labels is None:
         return {"available": False, "reason": "retraining needs labels"}
-    images, labels = ctx.images[:n_images], ctx.labels[:n_images].cpu()
+    # A class-stratified draw, not the first images of a possibly class-sorted sample.
+    chosen = torch.from_numpy(stratified_indices(ctx.labels.cpu().numpy(), n_images, seed=seed, salt=0x5E7))
+    images, labels = ctx.images[chosen], ctx.labels[chosen].cpu()
     n, (h, w) = images.shape[0], ctx.image_size
     res = gradient_backselect(ctx.model, images, mean=ctx.mean, std=ctx.std, strategy=strategy, k=k)
     bs = subset_keep(backselect_subset(res, fraction), h, w)

@@ -12,13 +12,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from auditors.engine import applicable_strategies, masked_logits, model_device, plain_logits
+from auditors.engine import NATIVE, applicable_strategies, masked_logits, model_device, plain_logits
 from auditors.methods.class_entropy import class_entropy
+from auditors.methods.removal import REMEDY_FILLS, distribution_change, rank_strategies, recommend
+from auditors.sampling import stratified_indices
 
 Box = tuple[int, int, int, int]
-
-# Preference when the bias measurement cannot tell strategies apart (docs/audits.md, "Spurious signals": native > blur > mean).
-_PREFERENCE = ("token_drop", "layer_mask", "blur", "mean")
 
 
 def choose_removal_strategy(
@@ -30,15 +29,25 @@ def choose_removal_strategy(
     patch_size: int,
     seed: int,
     n_images: int = 32,
+    groups: torch.Tensor | None = None,
 ) -> tuple[str, dict[str, dict[str, float]]]:
-    """The candidate strategy with the least missingness bias, and what was measured for each.
+    """The strategy that removes a box without adding evidence of its own, and what was measured.
 
-    Bias is measured as in Jain et al. (2022) §3, on a small sample: remove a random half of the
-    patches and record the drop in class entropy of the predictions and the changed-prediction share.
-    The first of native > blur > mean within 0.05 nats of the lowest entropy drop wins.
+    One rule for every audit (`auditors.methods.removal`): the model's native missingness when it has
+    one, else the non-constant fill (blur) that changes the class distribution least; never a constant
+    fill or noise. Each candidate is measured as in Jain et al. (2022) section 3 on a class-stratified
+    sample (by `groups`, else the clean predictions) with a random half of the patches removed: the
+    absolute change of the class distribution (total variation distance), the changed-prediction share,
+    and, for the record, the entropy drop.
     """
-    names = [s for s in _PREFERENCE if s in applicable_strategies(model)]
-    x = images[:n_images]
+    names = [s for s in (*NATIVE, *REMEDY_FILLS) if s in applicable_strategies(model)]
+    logits = plain_logits(model, images, mean=mean, std=std)
+    k = int(logits.shape[1])
+    clean_all = logits.argmax(1).cpu()
+    strata = clean_all if groups is None else groups.cpu()
+    index = torch.from_numpy(stratified_indices(strata.numpy(), n_images, seed=seed, salt=0xC405))
+    x = images[index.to(images.device)]
+    clean = clean_all[index]
     height, width = x.shape[-2:]
     gh, gw = height // patch_size, width // patch_size
     gen = torch.Generator().manual_seed(seed)
@@ -46,18 +55,18 @@ def choose_removal_strategy(
     keep_px = keep.repeat_interleave(patch_size, 1).repeat_interleave(patch_size, 2)
     pad = torch.ones(x.shape[0], height, width, dtype=torch.bool)
     pad[:, : gh * patch_size, : gw * patch_size] = keep_px
-    clean = plain_logits(model, x, mean=mean, std=std)
-    k = clean.shape[1]
-    h_clean = class_entropy(clean.argmax(1), k)[0]
+    h_clean = class_entropy(clean, k)[0]
     measured: dict[str, dict[str, float]] = {}
     for name in names:
-        pred = masked_logits(model, x, pad, name, mean=mean, std=std, seed=seed).argmax(1)
+        pred = masked_logits(model, x, pad, name, mean=mean, std=std, seed=seed).argmax(1).cpu()
         measured[name] = {
-            "entropy_drop": round(h_clean - class_entropy(pred, k)[0], 4),
-            "changed_share": round(float((pred != clean.argmax(1)).float().mean()), 4),
+            "distribution_change": round(distribution_change(clean.numpy(), pred.numpy(), k), 4),
+            "changed_share": round(float((pred != clean).float().mean()), 4),
+            "entropy_drop": round(h_clean - class_entropy(pred, k)[0] + 0.0, 4),
+            "n": int(x.shape[0]),
         }
-    lowest = min(m["entropy_drop"] for m in measured.values())
-    best = next(s for s in names if measured[s]["entropy_drop"] <= lowest + 0.05)
+    changes = {s: m["distribution_change"] for s, m in measured.items()}
+    best = recommend(changes) or rank_strategies(changes)[0]
     return best, measured
 
 
