@@ -250,3 +250,29 @@ def test_audit_on_too_few_images_per_class_is_inconclusive_not_a_pass(tmp_path):
     result = get_auditor("spurious_signal").run(ctx, config)
     assert result.verdict == "inconclusive" and "Too few images" in result.summary
     assert result.metrics["untested_classes"] == ["c0", "c1", "c2", "c3"]
+
+
+def test_the_spurious_verdict_rests_on_a_stamp_flip_estimate_with_n_and_interval() -> None:
+    from auditors.audits.spurious_signal.audit import _meaning, _strongest_effect
+
+    weak = {
+        "class": "a",
+        "flip": {"value": 0.1, "lo": 0.05, "hi": 0.2, "n": 40, "p_value": 0.4},
+        "null_flip": {"value": 0.08},
+        "excess_flip": 0.02,
+        "correction": "holm over 2 candidates",
+    }
+    strong = {
+        "class": "b",
+        "flip": {"value": 0.7, "lo": 0.6, "hi": 0.8, "n": 40, "p_value": 0.001},
+        "null_flip": {"value": 0.1},
+        "excess_flip": 0.6,
+        "confirmed": True,
+        "correction": "holm over 2 candidates",
+    }
+    est = _strongest_effect([weak, strong], confirmed=[strong])
+    assert est is not None and est["value"] == 0.7 and est["n"] == 40 and est["lo"] < 0.7 < est["hi"]
+    assert est["null_mean"] == 0.1 and "'b'" in est["statistic"]
+    assert _strongest_effect([weak], confirmed=[])["value"] == 0.1  # type: ignore[index]
+    assert _strongest_effect([], confirmed=[]) is None
+    assert "retrain" in _meaning("fail", []) and "more images" in _meaning("inconclusive", [])

@@ -251,7 +251,16 @@ class LimeConsistency(Audit[LimeConfig]):
         verdict, summary, findings, meaning = _verdict(metrics, cfg, primary, ratio, consistency, native)
         ctx.report((len(runs) + 2) / total, "artifacts")
         artifacts = write_lime_artifacts(
-            ctx, NAME, images, fits, runs, metrics, per_image_cons, cfg.n_show, kc
+            ctx,
+            NAME,
+            images,
+            fits,
+            runs,
+            metrics,
+            per_image_cons,
+            cfg.n_show,
+            kc,
+            labels=None if ctx.labels is None else ctx.labels[torch.from_numpy(index)],
         )
         return AuditResult(
             name=NAME,

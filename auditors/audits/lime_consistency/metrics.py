@@ -80,6 +80,8 @@ def write_lime_artifacts(
     per_image_consistency: list[float],
     n_show: int,
     k_consistency: int,
+    *,
+    labels: torch.Tensor | None = None,
 ) -> list[Artifact]:
     """Heatmap overlays (least fill-consistent images first), removal and consistency curves, raw maps."""
     artifacts: list[Artifact] = []
@@ -143,7 +145,9 @@ def write_lime_artifacts(
     }
     arrays["strategies"] = np.array(runs)
     arrays["segments"] = fits[runs[0]].segments.cpu().numpy().astype(np.int32)
-    arrays.update(map_inputs(images, fits[runs[0]].target))
+    # Row 0 of every perturbation set keeps every feature: its y is the clean confidence.
+    first = fits[runs[0]]
+    arrays.update(map_inputs(images, first.target, labels=labels, confidence=first.y[:, 0]))
     np.savez_compressed(path, **arrays)
     artifacts.append(
         Artifact(

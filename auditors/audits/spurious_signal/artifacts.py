@@ -22,8 +22,12 @@ def write_artifacts(
     regions: list[ResolvedRegion],
     candidates: list[dict[str, Any]],
     n_overlays: int,
+    *,
+    labels: torch.Tensor | None = None,
+    confidence: torch.Tensor | None = None,
 ) -> list[Artifact]:
-    """Saliency overlays for the first `n_overlays` images, per-class hotspot maps, raw maps (.npz f16)."""
+    """Saliency overlays for the first `n_overlays` images, per-class hotspot maps, raw maps (.npz f16)
+    with their inputs, true classes and confidences, so a gallery tile says what the model saw."""
     out: list[Artifact] = []
     shared_box = next((list(r.box) for r in regions if r.image_index is None), None)
     if shared_box is None and candidates:
@@ -47,7 +51,14 @@ def write_artifacts(
         path, rel = ctx.artifact_path(audit, "saliency_maps.npz")
         arrays = {m: v.detach().cpu().numpy().astype(np.float16) for m, v in maps.items()}
         count = min(v.shape[0] for v in arrays.values())
-        arrays.update(plots.map_inputs(images[:count], pred[:count]))
+        arrays.update(
+            plots.map_inputs(
+                images[:count],
+                pred[:count],
+                labels=None if labels is None else labels[:count],
+                confidence=None if confidence is None else confidence[:count],
+            )
+        )
         np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
         out.append(
             Artifact(

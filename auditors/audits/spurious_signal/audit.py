@@ -156,7 +156,8 @@ class SpuriousSignal(Audit[SpuriousConfig]):
             )
         else:
             strategy, bias = config.strategy, {}
-        pred = plain_logits(ctx.model, images, mean=ctx.mean, std=ctx.std).argmax(1)
+        clean_probs = plain_logits(ctx.model, images, mean=ctx.mean, std=ctx.std).float().softmax(1)
+        confidence, pred = clean_probs.max(1)
         th = Thresholds(config.share_threshold, config.enrichment_threshold, config.min_group)
         st = AuditState(images, labels, pred, ctx.class_names, th)
         probe = Probe(ctx.model, ctx.mean, ctx.std, strategy, seed)
@@ -253,7 +254,17 @@ class SpuriousSignal(Audit[SpuriousConfig]):
                 )
         ctx.report(0.95, "writing artifacts")
         artifacts: list[Artifact] = write_artifacts(
-            ctx, AUDIT, images, pred, maps, hot, regions, candidates, config.n_overlays
+            ctx,
+            AUDIT,
+            images,
+            pred,
+            maps,
+            hot,
+            regions,
+            candidates,
+            config.n_overlays,
+            labels=labels,
+            confidence=confidence,
         )
         path, rel = ctx.artifact_path(AUDIT, "candidates.json")
         path.write_text(json.dumps({"regions": region_metrics, "candidates": candidates}, indent=2))
@@ -291,6 +302,7 @@ class SpuriousSignal(Audit[SpuriousConfig]):
                 + "; ".join(OUT_OF_SCOPE)
                 + "."
             )
+        tested = [*tested_regions, *candidates, *discovery["global"]]
         return AuditResult(
             name=AUDIT,
             verdict=verdict,
@@ -298,6 +310,9 @@ class SpuriousSignal(Audit[SpuriousConfig]):
             metrics=metrics,
             findings=findings,
             artifacts=artifacts,
+            n=int(images.shape[0]),
+            estimate=_strongest_effect(tested, confirmed=[t for t in tested if t.get("confirmed")]),
+            meaning=_meaning(verdict, confirmed),
         )
 
     def recorded_config(self, config: SpuriousConfig, seed: int, resolved: dict[str, Any]) -> dict[str, Any]:
@@ -358,4 +373,38 @@ def _already_found(findings: list[Finding], new: Finding) -> bool:
         and new.box
         and iou(f.box, new.box) > 0.3
         for f in findings
+    )
+
+
+def _strongest_effect(tested: list[dict[str, Any]], confirmed: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the verdict rests on: the stamp flip rate (n, 95% interval, corrected p, null) of the
+    confirmed shortcut with the largest excess over its null, else of the strongest effect tested."""
+    pool = confirmed or [t for t in tested if isinstance(t.get("flip"), dict)]
+    if not pool:
+        return None
+    best = max(pool, key=lambda t: float(t.get("excess_flip", 0.0)))
+    flip = best["flip"]
+    kind = "colour cast" if "shift" in best else "region"
+    estimate = {k: flip[k] for k in ("value", "lo", "hi", "n", "p_value", "null_mean") if k in flip}
+    if estimate.get("null_mean") is None and isinstance(best.get("null_flip"), dict):
+        estimate["null_mean"] = best["null_flip"].get("value")
+    return estimate | {
+        "level": 0.95,
+        "statistic": f"stamp flip rate toward {best.get('class')!r}, strongest {kind} tested "
+        f"({best.get('correction', 'uncorrected')})",
+    }
+
+
+def _meaning(verdict: str, confirmed: list[Finding]) -> str:
+    if verdict == "fail":
+        classes = ", ".join(sorted({repr(f.class_name) for f in confirmed}))
+        return (
+            f"The model predicts {classes} from a shortcut, not from the object: remove or randomise the "
+            "mark (or balance it across classes) in the training data, retrain, and audit again."
+        )
+    if verdict == "inconclusive":
+        return "Too few images per class to test for shortcuts: audit more images."
+    return (
+        "No fixed mark or colour cast decides a class on these images; marks that move or change colour, "
+        "and texture statistics, are not tested."
     )
