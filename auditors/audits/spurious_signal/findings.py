@@ -165,7 +165,7 @@ def local_finding(
     summary = (
         f"{cls!r} is decided by {what} at {box}: stamping it on {flip['n']} images of other classes "
         f"turns {pct(flip['value'])} (95% CI {pct(flip['lo'])}–{pct(flip['hi'])}) into {cls!r}, against "
-        f"{pct(null['value'])} for other content at that place (p = {flip['p_value']:.2g}, "
+        f"{pct(null['value'])} for other content or a random-colour patch there (p = {flip['p_value']:.2g}, "
         f"{cand['correction']}); removing it from {rem['n']} images of the class that carry it costs "
         f"{num(rem['effect'])} confidence vs {num(rem['random_effect'])} for random boxes."
     )
