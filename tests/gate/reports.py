@@ -68,7 +68,13 @@ def make_report(**overrides: Any) -> Report:
 HEALTHY_METRICS: dict[str, dict[str, Any]] = {
     "missingness_bias": {
         "best": {"strategy": "layer_mask", "auc": 0.74, "entropy_drop_at_half": 0.003},
-        "worst": {"strategy": "black", "auc": 0.6, "entropy_drop_at_half": 0.3, "max_share_at_half": 0.35},
+        "worst": {
+            "strategy": "black",
+            "auc": 0.6,
+            "entropy_drop_at_half": 0.3,
+            "entropy_drop_share_at_half": 0.08,
+            "max_share_at_half": 0.35,
+        },
     },
     "lime_consistency": {
         "removal": {"own_at_25": 0.1, "random_at_25": 0.5, "ratio_at_25": 0.2},
