@@ -69,8 +69,9 @@ def test_dashboard_launch_report_compare_gate_and_tenancy(  # type: ignore[no-un
     page.fill("input[name=dataset_ref]", DATA_REF)
     page.check("input[name=strategies][value=black]")
     page.check("input[name=strategies][value=layer_mask]")
-    page.fill("input[name=samples]", "24")
-    page.fill("input[name='spurious_signal.n_images']", "48")
+    # Enough images per class for the spurious audit's minimum group (8 of each of 4 classes).
+    page.fill("input[name=samples]", "64")
+    page.fill("input[name='spurious_signal.n_images']", "64")
     page.fill("textarea[name=regions]", "stamp: 25, 25, 6, 6")  # where the synthetic set plants it
     page.click("button.primary")
     page.wait_for_url(re.compile(r"/dashboard/audits/aud_"))
@@ -89,6 +90,7 @@ def test_dashboard_launch_report_compare_gate_and_tenancy(  # type: ignore[no-un
     assert page.locator(".overall .badge").inner_text().lower() in ("pass", "fail", "inconclusive")
     assert page.locator(".summaries li").count() == 2
     assert page.locator("canvas[data-group]").count() >= 3
+    page.wait_for_function("() => window.Chart !== undefined")  # deferred vendored script
     assert page.evaluate("Array.from(document.querySelectorAll('canvas')).every(c => Chart.getChart(c))")
     shot = page.locator("li.finding[data-kind=spurious_region] figure.shot").first
     assert shot.locator("rect.box").count() == 1, page.locator("#spurious_signal > p").first.inner_text()
