@@ -129,9 +129,10 @@ class LimeConsistency(Audit[LimeConfig]):
         patch = config.patch_size or shape.default_patch
         n_feat = (shape.height // patch) * (shape.width // patch) if config.features == "grid" else 150
         kmax = max(1, min(config.max_k, n_feat - 1))
-        strategies = list(config.strategies or [native_strategy(shape) or "black"])
+        strategies = list(config.strategies or [native_strategy(shape) or REMEDY_FILLS[0]])
         runs = [*strategies, *(f for f in config.fills if f not in strategies), strategies[0]]
-        total = Passes(forward=n, calls=1, figures=2 + (2 if config.n_show else 0))
+        # The clean pass covers every image: the stratified subset is drawn by class.
+        total = Passes(forward=shape.n_images, calls=1, figures=2 + (2 if config.n_show else 0))
         for name in runs:
             total += masked_passes(name, n * config.n_samples, n)
         for name in strategies:

@@ -107,14 +107,15 @@ class SIS(Audit[SISConfig]):
 
     def forward_passes(self, config: SISConfig, shape: RunShape) -> Passes:
         """Exact BackSelect: n(n+1)/2 passes per image of n pixels; gradient: a forward + backward and
-        a check per step of k pixels. Plus clean, fully masked, target, f(x), sufficiency and the two
+        a check per step (`step_sizes`: at most k pixels, 1% of the image, a share of what is left).
+        Only confident images are explained, so this is an upper bound. Plus clean, fully masked, target, f(x), sufficiency and the two
         5% subsets; overlays and a histogram."""
         n = min(config.n_images, shape.n_images)
         n_px = shape.height * shape.width
         limit = config.exact_max_pixels or (1024 if shape.is_cuda else 256)
         exact = config.method == "exact" or (config.method == "auto" and n_px <= limit)
         total = Passes(forward=7 * n, calls=7, figures=1 + (2 if config.n_show else 0))
-        steps = math.ceil(n_px / config.gradient_k)
+        steps = len(step_sizes(n_px, config.gradient_k))
         if exact:
             total += Passes(forward=n * n_px * (n_px + 1) // 2, calls=n_px * n)
         else:
