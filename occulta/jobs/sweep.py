@@ -64,13 +64,15 @@ def sweep(
 ) -> SweepResult:
     now = utcnow()
     stale = stale_running(now, stale_after)
-    timed_out = _cas_ids(
+    timed_out = _cas(
         session,
+        AuditJob,
         and_(stale, AuditJob.started_at < now - hard_limit),
         {"status": TIMED_OUT, "finished_at": now, "error": "worker lost after the hard time limit"},
     )
-    failed = _cas_ids(
+    failed = _cas(
         session,
+        AuditJob,
         and_(stale, AuditJob.attempts >= max_attempts),
         {
             "status": FAILED,
@@ -78,15 +80,17 @@ def sweep(
             "error": f"worker lost; gave up after {max_attempts} attempts",
         },
     )
-    requeued = _cas_ids(
+    requeued = _cas(
         session,
+        AuditJob,
         stale,
         {"status": QUEUED, "heartbeat_at": now, "message": "re-queued: worker heartbeat stopped"},
     )
     # For a queued job `heartbeat_at` is when its message was last sent; a lost message is re-sent
     # after the broker's redelivery horizon (the outbox covers sends that never happened).
-    waiting = _cas_ids(
+    waiting = _cas(
         session,
+        AuditJob,
         and_(
             AuditJob.status == QUEUED,
             or_(AuditJob.heartbeat_at.is_(None), AuditJob.heartbeat_at < now - resend_queued_after),
@@ -114,8 +118,9 @@ def _recover_shards(
     waiting_job = select(AuditJob.id).where(AuditJob.status == RUNNING, AuditJob.phase == SHARDS)
     in_waiting_job = AuditShardRecord.job_id.in_(waiting_job)
     stale = and_(AuditShardRecord.status == RUNNING, AuditShardRecord.heartbeat_at < now - stale_after)
-    _cas_shards(
+    _cas(
         session,
+        AuditShardRecord,
         and_(in_waiting_job, stale, AuditShardRecord.attempts >= max_attempts),
         {
             "status": FAILED,
@@ -123,8 +128,9 @@ def _recover_shards(
             "error": f"worker lost; gave up after {max_attempts} attempts",
         },
     )
-    lost = _cas_shards(
+    lost = _cas(
         session,
+        AuditShardRecord,
         and_(in_waiting_job, stale),
         {
             "status": QUEUED,
@@ -133,8 +139,9 @@ def _recover_shards(
             "error": "re-queued: worker heartbeat stopped",
         },
     )
-    unsent = _cas_shards(
+    unsent = _cas(
         session,
+        AuditShardRecord,
         and_(
             in_waiting_job,
             AuditShardRecord.status == QUEUED,
@@ -186,31 +193,17 @@ def _settle_sharded(session: Session, now: datetime, stale_after: timedelta) -> 
     return merges, settled
 
 
-def _cas_ids(session: Session, condition, values: dict[str, object]) -> list[str]:  # type: ignore[no-untyped-def]
-    """Apply `values` to every job matching `condition`, one CAS update per row, and return the ids
-    whose update won (a row another process moved in between is skipped)."""
+def _cas(session: Session, table, condition, values: dict[str, object]) -> list:  # type: ignore[no-untyped-def]
+    """Apply `values` to every row of `table` (jobs or shards) matching `condition`, one CAS update per
+    row, and return the ids whose update won (a row another process moved in between is skipped)."""
     won = []
-    for job_id in session.scalars(select(AuditJob.id).where(condition)).all():
+    for row_id in session.scalars(select(table.id).where(condition)).all():
         result = session.execute(
-            update(AuditJob)
-            .where(AuditJob.id == job_id, condition)
+            update(table)
+            .where(table.id == row_id, condition)
             .values(**values)
             .execution_options(synchronize_session=False)
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
-            won.append(job_id)
-    return won
-
-
-def _cas_shards(session: Session, condition, values: dict[str, object]) -> list[int]:  # type: ignore[no-untyped-def]
-    won = []
-    for shard_id in session.scalars(select(AuditShardRecord.id).where(condition)).all():
-        result = session.execute(
-            update(AuditShardRecord)
-            .where(AuditShardRecord.id == shard_id, condition)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            won.append(shard_id)
+            won.append(row_id)
     return won
