@@ -22,26 +22,7 @@ from occulta.jobs import outbox
 from occulta.settings import Settings
 
 log = logging.getLogger("occulta.api")
-CONNECT_TIMEOUT = 2.0  # a dead broker is detected this fast
-SEND_TIMEOUT = 10.0  # a live but busy broker gets this long
 IDLE_POLL_SECONDS = 1.0
-
-
-def producer_config(settings: Settings) -> dict[str, Any]:
-    """The shared Celery settings, with fail-fast connects for a producer that must never block, and
-    no result backend: the API never reads task results, and a producer with one subscribes to each
-    task's result channel on send, which on a dead Redis retries for 19 s and then stays broken."""
-    config = settings.celery_config()
-    transport = dict(config.get("broker_transport_options") or {})
-    if not settings.broker_url.startswith("sqla+"):
-        transport |= {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": SEND_TIMEOUT}
-    return config | {
-        "result_backend": None,
-        "broker_transport_options": transport,
-        "broker_connection_timeout": CONNECT_TIMEOUT,
-        "broker_connection_retry": False,
-        "broker_connection_max_retries": 0,
-    }
 
 
 class Queue:
@@ -49,7 +30,7 @@ class Queue:
         self.settings = settings
         self.sessions = sessions
         self.celery = Celery("occulta-api")
-        self.celery.config_from_object(producer_config(settings))
+        self.celery.config_from_object(settings.producer_config())
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

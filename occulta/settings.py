@@ -22,6 +22,8 @@ from occulta.cards import MAX_MODEL_PARAMS
 GiB = 1024**3
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "change_me", "secret", "development", "dev"})
 DEV_SECRET = "changeme"
+PRODUCER_CONNECT_TIMEOUT = 2.0  # a dead broker is detected this fast
+PRODUCER_SEND_TIMEOUT = 10.0  # a live but busy broker gets this long
 
 
 class Settings(BaseSettings):
@@ -189,6 +191,27 @@ class Settings(BaseSettings):
             "worker_max_tasks_per_child": self.worker_max_tasks_per_child,
             "worker_concurrency": self.worker_concurrency,
             "worker_hijack_root_logger": False,
+        }
+
+    def producer_config(self) -> dict[str, Any]:
+        """The Celery settings of a process that only *sends* task messages from the outbox (the API's
+        relay, the sweep's backstop relay): fail-fast connects and no result backend. A producer with a
+        result backend subscribes to each task's result channel on send, which on a dead Redis blocks
+        for ~19 s and then leaves the app broken for good; a sweep stuck there would also hold its
+        outbox rows locked (`FOR UPDATE`), so no other relay could send them when the broker returns."""
+        config = self.celery_config()
+        transport = dict(config.get("broker_transport_options") or {})
+        if not self.broker_url.startswith("sqla+"):
+            transport |= {
+                "socket_connect_timeout": PRODUCER_CONNECT_TIMEOUT,
+                "socket_timeout": PRODUCER_SEND_TIMEOUT,
+            }
+        return config | {
+            "result_backend": None,
+            "broker_transport_options": transport,
+            "broker_connection_timeout": PRODUCER_CONNECT_TIMEOUT,
+            "broker_connection_retry": False,
+            "broker_connection_max_retries": 0,
         }
 
 

@@ -17,60 +17,16 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from auditors.report import Report
 from occulta.client import OccultaClient
-from tests.fixtures.service import ROOT, Stack, _child_env, free_port, prod_env, run_stack, start_worker
+from tests.fixtures.redis_server import PrivateRedis
+from tests.fixtures.service import ROOT, Stack, _child_env, prod_env, run_stack, start_worker
 
 pytestmark = [pytest.mark.service, pytest.mark.e2e, pytest.mark.timeout(600)]
 
 CONFIG = {"missingness_bias": {"strategies": ["black", "noise", "layer_mask"]}}
 SAMPLES = 160
-
-
-class PrivateRedis:
-    """`redis-server` on a free loopback port, without persistence: a restart loses every message."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.folder = folder
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            cwd=self.folder,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis.from_url(self.url, socket_timeout=1).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError(f"private redis on {self.port} did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
 
 
 @dataclass
@@ -121,8 +77,11 @@ class Outage:
         return Report.model_validate_json(self.http.get(f"/v1/audits/{job_id}/report").content)
 
     def dump(self) -> None:
-        for f in sorted(self.logs.glob("*.log")):
-            print(f"--- {f.name}\n{f.read_text(errors='replace')[-4000:]}")
+        """The logs that say why, worker first; the API's access lines (our own polling) left out."""
+        order = {"worker": 0, "api": 1, "beat": 2}
+        for f in sorted(self.logs.glob("*.log"), key=lambda f: (order.get(f.stem.split("-")[0], 3), f.name)):
+            lines = [line for line in f.read_text(errors="replace").splitlines() if '"GET /v1/' not in line]
+            print(f"--- {f.name}\n" + "\n".join(lines)[-(1500 if f.stem == "beat" else 5000) :])
 
 
 def _same_audits(report: Report, reference: Report) -> None:

@@ -4,11 +4,14 @@ message); concurrent cancels agree."""
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
+from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import select
 
 from occulta import jobs
@@ -17,7 +20,10 @@ from occulta.errors import ConflictError
 from occulta.jobs import outbox
 from occulta.jobs.task_names import RUN_AUDIT
 from occulta.service.audits import submit_audit
+from occulta.settings import Settings
+from tests.fixtures.redis_server import PrivateRedis
 from tests.service.rows import add_dataset, add_job, add_model
+from worker.base import Resources
 
 STALE = timedelta(seconds=60)
 
@@ -211,3 +217,23 @@ def test_concurrent_cancels_of_a_running_audit_all_flag_it(sessions, alice) -> N
         assert jobs.finish(s, job_id, "cancelled")
     with sessions() as s, pytest.raises(ConflictError):
         jobs.request_cancel(s, job_id, tenant_id=alice.tenant_id)
+
+
+def test_the_sweeps_relay_fails_fast_on_a_dead_broker_and_works_once_it_returns(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The worker-side relay must neither hang on a dead broker (it holds its outbox rows locked while
+    it sends) nor stay broken after it: each send raises the broker's own error, and once a broker
+    listens on that address the next send lands in the queue."""
+    broker = PrivateRedis(tmp_path)  # not started yet: nothing listens on its port
+    settings = Settings(broker_url=broker.url, result_backend_url=broker.url, queue="relay-test")
+    res = Resources(settings, engine=None, sessions=None, store=None)  # type: ignore[arg-type]
+    for _ in range(2):
+        with pytest.raises(BrokerError, match="onnection refused"):
+            res.send(RUN_AUDIT, ["aud_x"])
+    broker.start()
+    try:
+        res.send(RUN_AUDIT, ["aud_x"])
+        client = redis.Redis.from_url(broker.url)
+        [message] = [json.loads(m) for m in client.lrange("relay-test", 0, -1)]
+        assert message["headers"]["task"] == RUN_AUDIT
+    finally:
+        broker.kill()

@@ -35,10 +35,7 @@ class SweepStaleJobs(OccultaTask):
             outbox.add(session, job_id=job_id, task=task, args=task_args)
         session.commit()
 
-        def send(task: str, task_args: list[Any]) -> None:
-            self.app.send_task(task, args=task_args, queue=settings.queue, retry=False)
-
-        relayed = outbox.relay(session, send)
+        relayed = outbox.relay(session, resources().send)
         if result.requeued or result.timed_out or result.failed or result.shards_resent or result.settled:
             log.warning("sweep: %s; relayed %d", result, relayed.sent)
         return {
