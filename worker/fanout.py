@@ -1,4 +1,4 @@
-"""One audit over many workers: plan image-range shards of every shardable audit of a job, send them
+"""One audit over many workers: plan range shards of every shardable audit of a job, send them
 as a Celery chord whose callback merges, compute one shard, and merge an audit's partials.
 
 Generic over audits: an audit takes part when its metadata says it is shardable (`AuditInfo.shardable`;
@@ -87,6 +87,9 @@ def compute_shard(
     worker child only; the model comes from the process's cache)."""
     from occulta.runner import prepare_run
 
+    auditor = shardable(audit)
+    if auditor is None:
+        raise DatasetError(f"audit {audit} was sharded but is not shardable on this worker")
     with tempfile.TemporaryDirectory(prefix="occulta-shard-") as tmp:
         prepared = prepare_run(
             card_path=card,
@@ -97,7 +100,8 @@ def compute_shard(
             seed=inputs.spec["seed"],
             regions=inputs.spec["regions"],
             cancelled=beat.cancelled,
-            indices=indices,  # decode only this shard's images
+            # Decode only this shard's images, unless the audit picks its images from all of them.
+            indices=indices if auditor.shard_inputs == "range" else None,
             model_loader=cached_loader(inputs.model_key),
         )
         ctx = prepared.ctx
@@ -106,9 +110,6 @@ def compute_shard(
                 f"the dataset has {prepared.n_sampled} images, the shards were planned for {inputs.n_images}"
             )
         ctx.progress = beat.progress
-        auditor = shardable(audit)
-        if auditor is None:
-            raise DatasetError(f"audit {audit} was sharded but is not shardable on this worker")
         partial: dict[str, Any] = auditor.run_shard(ctx, _config(audit, inputs), indices)
         return partial
 

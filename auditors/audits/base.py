@@ -16,7 +16,7 @@ from abc import ABC
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -100,6 +100,11 @@ class Audit(ABC, Generic[C]):
     name: ClassVar[str]
     Config: ClassVar[type[AuditConfig]]
     shardable: ClassVar[bool] = False
+    # What a shard's context holds. "range": only the images of its range, which are independent of
+    # the others (missingness bias). "all": the whole sample, because the audit first picks its own
+    # images from all of them (a class-stratified subset, the confident images); its ranges are then
+    # positions in that pick, and every shard makes the same pick.
+    shard_inputs: ClassVar[Literal["range", "all"]] = "range"
 
     def run(self, ctx: AuditContext, config: C) -> AuditResult:
         """The template method every caller uses: seed, cancellation, timing and the recorded config."""
@@ -117,8 +122,8 @@ class Audit(ABC, Generic[C]):
         size it chose); `run` adds the rest. The default serves shardable audits."""
         if not self.shardable:
             raise TypeError(f"{type(self).__name__} must implement compute()")
-        partial = self.run_shard(ctx, config, range(ctx.n_images))
-        return self.merge(ShardMeta.from_context(ctx), config, [partial])
+        partials = [self.run_shard(ctx, config, r) for r in self.plan_shards(ctx.n_images, config, 1)]
+        return self.merge(ShardMeta.from_context(ctx), config, partials)
 
     def recorded_config(self, config: C, seed: int, resolved: dict[str, Any]) -> dict[str, Any]:
         """The config written into the report: as given, with the seed and resolved values filled in."""
@@ -135,7 +140,9 @@ class Audit(ABC, Generic[C]):
         own = getattr(config, "patch_size", None)
         return int(own) if own else ctx.default_patch_size()
 
-    # Sharding (only for `shardable` audits; the worker checks the flag before calling these).
+    # Sharding (only for `shardable` audits; the worker checks the flag before calling these). A plan
+    # is a list of non-empty contiguous ranges that tile 0..n (images, or positions in the audit's own
+    # pick when `shard_inputs` is "all"); `merge` of their partials must equal a single run.
     def plan_shards(self, n_images: int, config: C, n_shards: int) -> list[range]:
         raise TypeError(f"{self.name} is not shardable")
 
