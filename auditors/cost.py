@@ -41,6 +41,9 @@ class RunShape:
     device: str = "cpu"
     n_regions: int = 0
     has_object_masks: bool = False
+    labelled: bool = (
+        False  # unknown counts as unlabelled: an audit that groups by class then pays a clean pass
+    )
 
     @property
     def default_patch(self) -> int:

@@ -40,6 +40,7 @@ def shape_of_context(ctx: AuditContext) -> RunShape:
         device=str(ctx.device),
         n_regions=len(ctx.regions),
         has_object_masks=ctx.object_masks is not None,
+        labelled=ctx.labels is not None,
     )
 
 

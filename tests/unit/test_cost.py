@@ -47,7 +47,7 @@ def _images_seen(model: torch.nn.Module, ctx: AuditContext, name: str, raw: dict
         get_auditor(name).run(ctx, cfg)
     finally:
         hook.remove()
-    shape = RunShape(ctx.n_images, 32, 32, 4, "resnet")
+    shape = RunShape(ctx.n_images, 32, 32, 4, "resnet", labelled=ctx.labels is not None)
     passes = forward_passes(name, cfg, shape)
     assert passes is not None
     return seen[0], passes.total

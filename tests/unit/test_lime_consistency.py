@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -227,3 +228,62 @@ def test_unknown_config_keys_and_strategies_are_refused(planted_resnet, tmp_path
 
     with pytest.raises(EngineError):
         get_auditor("lime_consistency").run(_ctx(planted_resnet, tmp_path), LimeConfig(strategies=["chalk"]))
+
+
+def _shards_equal_single_run(ctx: AuditContext, raw: dict, bounds: list[int]) -> None:
+    from auditors.audits.base import ShardMeta
+
+    audit = get_auditor("lime_consistency")
+    cfg = parse_config("lime_consistency", raw)
+    whole = audit.run(ctx, cfg)
+    ranges = [range(a, b) for a, b in itertools.pairwise(bounds)]
+    partials = [json.loads(json.dumps(audit.run_shard(ctx, cfg, r))) for r in ranges]
+    merged = audit.merge(ShardMeta.from_context(ctx), cfg, partials[::-1])  # any arrival order
+    got, want = merged.model_dump(mode="json"), whole.model_dump(mode="json")
+    for key in ("seconds",):
+        got.pop(key), want.pop(key)
+    assert got == want
+
+
+def test_uneven_lime_shards_with_a_noise_fill_and_a_reference_model_equal_the_single_run(
+    planted_resnet, planted_vit, tmp_path
+):
+    """Noise fills and random orders are keyed by an image's place in the pick, and the reference
+    model's ranking travels per image, so any split gives the single run's report."""
+    p = planted_resnet
+    ctx = AuditContext(
+        model=p.model,
+        images=p.test.images[:24],
+        labels=p.test.labels[:24],
+        mean=p.mean,
+        std=p.std,
+        class_names=list(p.test.class_names),
+        out_dir=tmp_path,
+        seed=4,
+        reference_model=planted_vit.model,
+    )
+    raw = {"n_images": 7, "n_samples": 48, "strategies": ["noise"], "max_k": 6, "n_show": 2}
+    _shards_equal_single_run(ctx, raw, [0, 1, 5, 7])
+
+
+def test_lime_shards_refuse_a_gap_or_another_config(planted_resnet, tmp_path):
+    from auditors.audits.base import ShardMeta
+
+    p = planted_resnet
+    ctx = AuditContext(
+        model=p.model,
+        images=p.test.images[:12],
+        labels=p.test.labels[:12],
+        mean=p.mean,
+        std=p.std,
+        class_names=list(p.test.class_names),
+        out_dir=tmp_path,
+    )
+    audit = get_auditor("lime_consistency")
+    cfg = parse_config("lime_consistency", {"n_images": 4, "n_samples": 16, "max_k": 3, "n_show": 0})
+    first, last = audit.run_shard(ctx, cfg, range(0, 2)), audit.run_shard(ctx, cfg, range(3, 4))
+    with pytest.raises(ValueError, match="tile"):
+        audit.merge(ShardMeta.from_context(ctx), cfg, [first, last])
+    other = audit.run_shard(ctx, cfg.model_copy(update={"seed": 99}), range(2, 4))
+    with pytest.raises(ValueError, match="different settings"):
+        audit.merge(ShardMeta.from_context(ctx), cfg, [first, other])

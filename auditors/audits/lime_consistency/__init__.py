@@ -9,6 +9,7 @@ INFO = AuditInfo(
     role="explanation",
     implementation="auditors.audits.lime_consistency.audit:LimeConsistency",
     charts="auditors.audits.lime_consistency.charts:charts",
+    shardable=True,
     form_fields=(
         FormField("n_images", "LIME: images"),
         FormField("n_samples", "LIME: perturbations per image"),

@@ -8,31 +8,32 @@ perturbation seeds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from auditors.audits.base import Audit, AuditConfig
+from auditors.audits.base import Audit, AuditConfig, Partial, ShardMeta
 from auditors.audits.context import AuditContext
+from auditors.audits.lime_consistency import shard
 from auditors.audits.lime_consistency.metrics import (
     curve_at,
     random_rankings,
-    spearman,
     topk_jaccard_curve,
     write_lime_artifacts,
 )
 from auditors.cost import Passes, RunShape, masked_passes, native_strategy
-from auditors.engine import DEFAULT_COLORS, NATIVE, applicable_strategies, parse_strategy, plain_logits
-from auditors.methods.lime import FeatureKind, LimeFit, feature_logits, lime_fit, patch_grid, ranking
+from auditors.engine import DEFAULT_COLORS, NATIVE, parse_strategy
+from auditors.methods.lime import FeatureKind
+from auditors.methods.per_image_random import check_tiling, even_ranges
 from auditors.methods.removal import REMEDY_FILLS
 from auditors.report import AuditResult, Finding
-from auditors.sampling import counts_per_class, stratified_indices
+from auditors.sampling import counts_per_class
 from auditors.stats import Estimate, decide, mean_estimate, ratio_of_means
 
 NAME = "lime_consistency"
-_SALT = 0x11E  # this audit's own stratified draw
 
 
 class LimeConfig(AuditConfig):
@@ -55,69 +56,6 @@ class LimeConfig(AuditConfig):
     n_show: int = Field(default=4, ge=0)  # images in the heatmap overlays
 
 
-def _removal_curve(
-    ctx: AuditContext,
-    images: torch.Tensor,
-    order: torch.Tensor,
-    fit: LimeFit,
-    ks: list[int],
-    strategy: str,
-    grid: tuple[int, int] | None,
-    clean: torch.Tensor,
-    seed: int,
-) -> torch.Tensor:
-    """Per image [B, len(ks)]: 1 where the prediction is unchanged after removing the first k features
-    of `order`, k in ks (the mean over images is the removal curve)."""
-    b, f = order.shape
-    z = torch.ones(b, len(ks), f, dtype=torch.bool)
-    for j, k in enumerate(ks):
-        z[torch.arange(b).unsqueeze(1), j, order[:, :k].cpu()] = False
-    logits = feature_logits(
-        ctx.model,
-        images,
-        z,
-        fit.segments,
-        mean=ctx.mean,
-        std=ctx.std,
-        strategy=strategy,
-        grid=grid,
-        seed=seed,
-    )
-    same = logits.argmax(-1) == clean.to(logits.device).view(-1, 1)
-    return same.float().cpu()
-
-
-def _curve(per_image: torch.Tensor) -> list[float]:
-    return [float(v) for v in per_image.mean(0)]
-
-
-def _reference_order(
-    ctx: AuditContext, images: torch.Tensor, strategy: str, cfg: LimeConfig, patch: int, seed: int
-) -> tuple[torch.Tensor, str]:
-    """The reference model's LIME ranking, under `strategy` when it applies to that model."""
-    ref = ctx.reference_model
-    assert ref is not None
-    names = applicable_strategies(ref)
-    native = [s for s in names if s in NATIVE]
-    if strategy in names or parse_strategy(strategy).is_pixel_fill:
-        strat = strategy
-    else:  # e.g. token_drop for a ResNet reference: use the reference's own native missingness
-        strat = native[0] if native else "black"
-    fit = lime_fit(
-        ref,
-        images,
-        mean=ctx.mean,
-        std=ctx.std,
-        strategy=strat,
-        features=cfg.features,
-        patch_size=patch,
-        n_samples=cfg.n_samples,
-        seed=seed,
-        offset=ctx.image_offset,
-    )
-    return ranking(fit.coef, fit.n_features), strat
-
-
 class LimeConsistency(Audit[LimeConfig]):
     name = NAME
     Config = LimeConfig
@@ -131,97 +69,84 @@ class LimeConsistency(Audit[LimeConfig]):
         kmax = max(1, min(config.max_k, n_feat - 1))
         strategies = list(config.strategies or [native_strategy(shape) or REMEDY_FILLS[0]])
         runs = [*strategies, *(f for f in config.fills if f not in strategies), strategies[0]]
-        # The clean pass covers every image: the stratified subset is drawn by class.
-        total = Passes(forward=shape.n_images, calls=1, figures=2 + (2 if config.n_show else 0))
+        # The pick is drawn by class: by label, else by a clean pass over every image; then a clean
+        # pass over the pick.
+        grouping = 0 if shape.labelled else shape.n_images
+        total = Passes(
+            forward=grouping + n, calls=2 - shape.labelled, figures=2 + (2 if config.n_show else 0)
+        )
         for name in runs:
             total += masked_passes(name, n * config.n_samples, n)
         for name in strategies:
             total += masked_passes(name, 2 * n * kmax, 2)
         return total
 
-    def compute(self, ctx: AuditContext, config: LimeConfig, seed: int) -> AuditResult:
-        cfg = config
-        patch = self.patch_size(ctx, config)
-        native = [s for s in applicable_strategies(ctx.model) if s in NATIVE]
-        # The removal rule (auditors.methods.removal): native missingness, else blur, never a constant fill.
-        strategies = cfg.strategies or (native[:1] or list(REMEDY_FILLS[:1]))
-        for s in (*strategies, *cfg.fills):
-            parse_strategy(s)
-        primary = strategies[0]
-        # Every class of the sample, not the first images of a class-sorted one.
-        clean_all = plain_logits(ctx.model, ctx.images, mean=ctx.mean, std=ctx.std).argmax(1).cpu()
-        groups = (ctx.labels.cpu() if ctx.labels is not None else clean_all).numpy()
-        index = stratified_indices(groups, cfg.n_images, seed=seed, salt=_SALT)
-        images = ctx.images[torch.from_numpy(index)]
-        clean = clean_all[torch.from_numpy(index)].to(images.device)
-        common = dict(
-            mean=ctx.mean,
-            std=ctx.std,
-            features=cfg.features,
-            patch_size=patch,
-            n_samples=cfg.n_samples,
-            offset=ctx.image_offset,
+    shardable = True
+    shard_inputs = "all"  # every shard makes the class-stratified pick from the whole sample
+
+    def plan_shards(self, n_images: int, config: LimeConfig, n_shards: int) -> list[range]:
+        """Positions in the pick (`config.n_images` of the sample): each image's LIME is independent."""
+        return even_ranges(min(config.n_images, n_images), n_shards)
+
+    def run_shard(self, ctx: AuditContext, config: LimeConfig, indices: range) -> Partial:
+        return shard.run_shard(
+            ctx, config, indices, seed=ctx.seed_for(config), patch=self.patch_size(ctx, config)
         )
-        runs = [*strategies, *(f for f in cfg.fills if f not in strategies)]
-        total = len(runs) + 2 + (1 if ctx.reference_model is not None else 0)
-        fits: dict[str, LimeFit] = {}
-        for i, s in enumerate(runs):
-            ctx.report(i / total, f"LIME under {s}")
-            fits[s] = lime_fit(ctx.model, images, strategy=s, target=clean, seed=seed, **common)  # type: ignore[arg-type]
-        first = fits[primary]
-        n_feat = first.n_features
+
+    def merge(self, meta: ShardMeta, config: LimeConfig, partials: Sequence[Partial]) -> AuditResult:
+        """Every statistic over the whole pick, from the shards' per-image outcomes."""
+        cfg = config
+        ordered = check_tiling(partials)
+        first = ordered[0]
+        settings = ("seed", "patch_size", "strategies", "runs", "ks", "native")
+        for part in ordered[1:]:
+            if any(part[k] != first[k] for k in settings):
+                raise ValueError("shards were run with different settings; rerun them with one config")
+        seed, patch, strategies, runs = first["seed"], first["patch_size"], first["strategies"], first["runs"]
+        primary = strategies[0]
+        n_feat = torch.tensor([n for part in ordered for n in part["n_features"]])
         f_min = int(n_feat.min())
         kmax = max(1, min(cfg.max_k, f_min - 1))
         ks = list(range(1, kmax + 1))
-        grid = patch_grid(first.segments, patch)
-        orders = {s: ranking(fits[s].coef, n_feat) for s in runs}
-        rand_orders = random_rankings(n_feat, seed + 7)
-
-        ctx.report(len(runs) / total, "top-k removal test")
-        by_strategy: dict[str, Any] = {}
-        reference_curve: list[float] | None = None
-        ref_strategy: str | None = None
-        if ctx.reference_model is not None:
-            ref_order, ref_strategy = _reference_order(ctx, images, primary, cfg, patch, seed)
+        orders = {s: _stack_orders([o for part in ordered for o in part["orders"][s]], n_feat) for s in runs}
         k_at = ks.index(min(cfg.k_removal, ks[-1]))
+        by_strategy: dict[str, Any] = {}
         ratio = Estimate(value=float("nan"), lo=float("nan"), hi=float("nan"), n=0)
         for s in strategies:
-            own_i = _removal_curve(ctx, images, orders[s], fits[s], ks, s, grid, clean, seed)
-            rnd_i = _removal_curve(ctx, images, rand_orders, fits[s], ks, s, grid, clean, seed)
+            own_i = _outcomes([part["removal"][s]["own"] for part in ordered], kmax)
+            rnd_i = _outcomes([part["removal"][s]["random"] for part in ordered], kmax)
             entry = _removal_entry(ks, _curve(own_i), _curve(rnd_i), cfg.k_removal)
-            est = ratio_of_means(own_i[:, k_at].numpy(), rnd_i[:, k_at].numpy(), seed=seed)
+            est = ratio_of_means(own_i[:, k_at], rnd_i[:, k_at], seed=seed)
             entry[f"ratio_at_{cfg.k_removal}_interval"] = est.as_dict()
             if s == primary:
                 ratio = est
-            if ctx.reference_model is not None and s == primary:
-                reference_curve = _curve(
-                    _removal_curve(ctx, images, ref_order, fits[s], ks, s, grid, clean, seed)
-                )
-                entry["reference"] = reference_curve
-                entry["reference_strategy"] = ref_strategy
-                entry[f"reference_at_{cfg.k_removal}"] = curve_at(ks, reference_curve, cfg.k_removal)
+                if first["reference"] is not None:
+                    ref_curve = _curve(_outcomes([part["reference"]["outcomes"] for part in ordered], kmax))
+                    entry["reference"] = ref_curve
+                    entry["reference_strategy"] = first["reference"]["strategy"]
+                    entry[f"reference_at_{cfg.k_removal}"] = curve_at(ks, ref_curve, cfg.k_removal)
             by_strategy[s] = entry
-        removal = by_strategy[primary]
-
-        ctx.report((len(runs) + 1) / total, "seed stability")
-        fit2 = lime_fit(ctx.model, images, strategy=primary, target=clean, seed=seed + 1, **common)  # type: ignore[arg-type]
-        order2 = ranking(fit2.coef, n_feat)
+        order2 = _stack_orders([o for part in ordered for o in part["order_second_seed"]], n_feat)
         seed_jac = topk_jaccard_curve([orders[primary], order2], ks)
-        rho = spearman(first.coef, fit2.coef, n_feat)
-
+        rho = [r for part in ordered for r in part["spearman"]]
         fill_orders = [orders[f] for f in cfg.fills]
         fill_jac = topk_jaccard_curve(fill_orders, ks)
+        everyone = range(len(n_feat))
         rand_jac = topk_jaccard_curve(
-            [random_rankings(n_feat, seed + 100 + i) for i in range(cfg.n_random_orders)], ks
+            [random_rankings(n_feat, seed + 100 + i, everyone) for i in range(cfg.n_random_orders)], ks
         )
         kc = cfg.k_consistency
         per_image_cons = topk_jaccard_curve(fill_orders, [min(kc, kmax)], per_image=True)
         consistency = mean_estimate(per_image_cons, seed=seed)
-        k_classes = len(ctx.class_names)
+        groups = np.array([g for part in ordered for g in part["groups"]], dtype=np.int64)
+        k_classes = len(meta.class_names)
+        native_primary = parse_strategy(primary).name in NATIVE
         metrics: dict[str, Any] = {
-            "n_images": int(images.shape[0]),
+            "n_images": len(n_feat),
             "n_per_class": dict(
-                zip(ctx.class_names, counts_per_class(groups, index, k_classes), strict=True)
+                zip(
+                    meta.class_names, counts_per_class(groups, np.arange(len(groups)), k_classes), strict=True
+                )
             ),
             "n_samples": cfg.n_samples,
             "features": cfg.features,
@@ -229,7 +154,7 @@ class LimeConsistency(Audit[LimeConfig]):
             "n_features": {"min": f_min, "max": int(n_feat.max())},
             "primary_strategy": primary,
             "seeds": [seed, seed + 1],
-            "removal": removal,
+            "removal": by_strategy[primary],
             "by_strategy": by_strategy,
             "fill_consistency": {
                 "fills": list(cfg.fills),
@@ -239,7 +164,7 @@ class LimeConsistency(Audit[LimeConfig]):
                 f"at_{kc}": curve_at(ks, fill_jac, kc),
                 f"random_at_{kc}": curve_at(ks, rand_jac, kc),
                 f"at_{kc}_interval": consistency.as_dict(),
-                "colour_free": parse_strategy(primary).name in NATIVE,
+                "colour_free": native_primary,
             },
             "seed_stability": {
                 "K": ks,
@@ -249,19 +174,12 @@ class LimeConsistency(Audit[LimeConfig]):
                 "spearman": rho,
             },
         }
-        verdict, summary, findings, meaning = _verdict(metrics, cfg, primary, ratio, consistency, native)
-        ctx.report((len(runs) + 2) / total, "artifacts")
+        verdict, summary, findings, meaning = _verdict(
+            metrics, cfg, primary, ratio, consistency, first["native"]
+        )
+        arrays = _concat([shard.decode(part["arrays"]) for part in ordered])
         artifacts = write_lime_artifacts(
-            ctx,
-            NAME,
-            images,
-            fits,
-            runs,
-            metrics,
-            per_image_cons,
-            cfg.n_show,
-            kc,
-            labels=None if ctx.labels is None else ctx.labels[torch.from_numpy(index)],
+            meta.out_dir, NAME, arrays, runs, metrics, per_image_cons, cfg.n_show, kc
         )
         return AuditResult(
             name=NAME,
@@ -270,7 +188,7 @@ class LimeConsistency(Audit[LimeConfig]):
             metrics=metrics,
             findings=findings,
             artifacts=artifacts,
-            config={"patch_size": patch, "strategies": strategies},
+            config=self.recorded_config(cfg, seed, {"patch_size": patch, "strategies": strategies}),
             role="explanation",
             n=ratio.n,
             estimate={
@@ -279,6 +197,26 @@ class LimeConsistency(Audit[LimeConfig]):
             },
             meaning=meaning,
         )
+
+
+def _curve(per_image: np.ndarray) -> list[float]:
+    return [float(v) for v in per_image.mean(0)]
+
+
+def _outcomes(shards: list[list[list[int]]], kmax: int) -> np.ndarray:
+    """[B, kmax] removal outcomes of the whole pick from the shards' (in position order)."""
+    return np.array([row[:kmax] for rows in shards for row in rows], dtype=np.float32)
+
+
+def _stack_orders(rows: list[list[int]], n_feat: torch.Tensor) -> torch.Tensor:
+    """[B, F] rankings from each image's ranking of its own features, absent features appended last."""
+    f_max = int(n_feat.max())
+    return torch.tensor([[*row, *range(len(row), f_max)] for row in rows], dtype=torch.long)
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One set of artifact arrays from the shards' (same keys; image axis first)."""
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
 def _removal_entry(ks: list[int], own: list[float], rnd: list[float], k: int) -> dict[str, Any]:

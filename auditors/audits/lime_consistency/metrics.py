@@ -7,15 +7,19 @@ the report as plain floats and lists.
 from __future__ import annotations
 
 from itertools import combinations
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from auditors.audits.context import AuditContext
-from auditors.audits.plots import line_plot, map_inputs, overlay_grid
-from auditors.methods.lime import LimeFit, coefficient_map
+from auditors.audits.context import artifact_path
+from auditors.audits.plots import line_plot, overlay_grid
+from auditors.methods.lime import coefficient_map
+from auditors.methods.per_image_random import per_image_uniform
 from auditors.report import Artifact
+
+_RANDOM_ORDER_SALT = 0x0DE7
 
 
 def curve_at(ks: list[int], values: list[float], k: int) -> float:
@@ -23,13 +27,15 @@ def curve_at(ks: list[int], values: list[float], k: int) -> float:
     return float(values[min(k, ks[-1]) - ks[0]])
 
 
-def random_rankings(n_features: torch.Tensor, seed: int) -> torch.Tensor:
-    """A uniform random order of each image's present features, padding features last: [B,F]."""
-    gen = torch.Generator().manual_seed(seed)
+def random_rankings(n_features: torch.Tensor, seed: int, positions: range | None = None) -> torch.Tensor:
+    """A uniform random order of each image's present features, padding features last: [B,F]. Image
+    i's order depends only on (seed, positions[i]), its place in the audit's pick, so a shard draws
+    the same orders as a single run."""
     f_max = int(n_features.max())
-    keys = torch.rand(len(n_features), f_max, generator=gen)
+    rows = positions if positions is not None else range(len(n_features))
+    keys = torch.from_numpy(per_image_uniform(rows, f_max, seed=seed, salt=_RANDOM_ORDER_SALT))
     keys[torch.arange(f_max).unsqueeze(0) >= n_features.cpu().unsqueeze(1)] = 2.0
-    return torch.argsort(keys, dim=1)
+    return torch.argsort(keys, dim=1, stable=True)
 
 
 def _positions(order: torch.Tensor) -> torch.Tensor:
@@ -71,24 +77,27 @@ def spearman(a: torch.Tensor, b: torch.Tensor, n_features: torch.Tensor) -> list
 
 
 def write_lime_artifacts(
-    ctx: AuditContext,
+    out_dir: Path,
     audit: str,
-    images: torch.Tensor,
-    fits: dict[str, LimeFit],
+    arrays: dict[str, np.ndarray],
     runs: list[str],
     metrics: dict[str, Any],
     per_image_consistency: list[float],
     n_show: int,
     k_consistency: int,
-    *,
-    labels: torch.Tensor | None = None,
 ) -> list[Artifact]:
-    """Heatmap overlays (least fill-consistent images first), removal and consistency curves, raw maps."""
+    """Heatmap overlays (least fill-consistent images first), removal and consistency curves, raw maps.
+    `arrays` holds every picked image's inputs and LIME coefficients (`shard.artifact_arrays`)."""
     artifacts: list[Artifact] = []
-    maps = {s: coefficient_map(fits[s].coef, fits[s].segments) for s in runs}
+    segments = torch.from_numpy(arrays["segments"].astype(np.int64))
     if n_show > 0:
         show = np.argsort(per_image_consistency, kind="stable")[:n_show].tolist()
-        path, rel = ctx.artifact_path(audit, "heatmaps.png")
+        maps = {
+            s: coefficient_map(torch.from_numpy(arrays[f"coef_{i}"]).float(), segments)
+            for i, s in enumerate(runs)
+        }
+        images = torch.from_numpy(arrays["images"]).float() / 255.0
+        path, rel = artifact_path(out_dir, audit, "heatmaps.png")
         overlay_grid(
             path,
             [images[i] for i in show],
@@ -110,7 +119,7 @@ def write_lime_artifacts(
     series = {"own LIME": rem["own"], "random order": rem["random"]}
     if "reference" in rem:
         series["reference model's LIME"] = rem["reference"]
-    path, rel = ctx.artifact_path(audit, "removal_curve.png")
+    path, rel = artifact_path(out_dir, audit, "removal_curve.png")
     line_plot(
         path,
         rem["k"],
@@ -124,7 +133,7 @@ def write_lime_artifacts(
         Artifact(name="removal_curve", path=rel, description="unchanged-prediction fraction vs k")
     )
     fc, ss = metrics["fill_consistency"], metrics["seed_stability"]
-    path, rel = ctx.artifact_path(audit, "consistency_curve.png")
+    path, rel = artifact_path(out_dir, audit, "consistency_curve.png")
     line_plot(
         path,
         fc["K"],
@@ -139,16 +148,11 @@ def write_lime_artifacts(
         ylim=(0, 1.02),
     )
     artifacts.append(Artifact(name="consistency_curve", path=rel, description="Jaccard of top-K sets vs K"))
-    path, rel = ctx.artifact_path(audit, "attributions.npz")
-    arrays: dict[str, Any] = {
-        f"coef_{i}": fits[s].coef.cpu().numpy().astype(np.float16) for i, s in enumerate(runs)
-    }
-    arrays["strategies"] = np.array(runs)
-    arrays["segments"] = fits[runs[0]].segments.cpu().numpy().astype(np.int32)
-    # Row 0 of every perturbation set keeps every feature: its y is the clean confidence.
-    first = fits[runs[0]]
-    arrays.update(map_inputs(images, first.target, labels=labels, confidence=first.y[:, 0]))
-    np.savez_compressed(path, **arrays)
+    path, rel = artifact_path(out_dir, audit, "attributions.npz")
+    saved = {f"coef_{i}": arrays[f"coef_{i}"].astype(np.float16) for i in range(len(runs))}
+    saved["strategies"] = np.array(runs)
+    saved |= {k: v for k, v in arrays.items() if not k.startswith("coef_")}
+    np.savez_compressed(path, **saved)  # type: ignore[arg-type]
     artifacts.append(
         Artifact(
             name="attributions",
