@@ -1,14 +1,17 @@
-"""How much sooner does one audit finish with more workers? The same 5,000-image missingness audit,
-sharded over 1, 2 and 4 Celery worker processes (each `--concurrency 1`, `OMP_NUM_THREADS=1`, CPU).
+"""How much sooner does one audit finish with more workers? One audit, sharded over 1, 2 and 4 Celery
+worker processes (each `--concurrency 1`, `OMP_NUM_THREADS=1`, CPU), against the same audit unsharded.
 
-    python -m bench.scaling [--images 5000] [--shard-size 1250] [--workers 1 2 4]
+    python -m bench.scaling --audit lime_consistency [--workers 1 2 4]
+    python -m bench.scaling --audit all
 
 Needs PostgreSQL (127.0.0.1:5432, user postgres, trust) and Redis (127.0.0.1:6379) on loopback; objects
 go to a temp folder. It creates and drops its own database, uses a private queue, starts its own
 workers and stops them. The model is occulta_resnet_tiny with fixed random weights (speed does not
 depend on training). Baseline: one worker, sharding off (OCCULTA_SHARD_SIZE=0). Wall time runs from
-sending `occulta.audit.run` to the job row saying `succeeded`, with the workers already up.
-Prints a table and writes bench/results/scaling.json.
+sending `occulta.audit.run` to the job row saying `succeeded`, with the workers already up. Each shard
+records where its time went (staging, loading the model and images, the audit's own work), and the
+merge's share is the job's end minus the last shard's. Prints a table and writes
+bench/results/scaling_<audit>.json; `python -m bench.simulate` turns those into N = 1..64 workers.
 """
 
 from __future__ import annotations
@@ -28,7 +31,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS = "redis://127.0.0.1:6379/0"
-CONFIG = {"missingness_bias": {"strategies": ["black", "grey"]}}  # 10 fractions: ~45 s on one core
+# Per audit: its config, the dataset size and the shard size (4 shards), each ~30-60 s on one core.
+WORKLOADS: dict[str, tuple[dict[str, Any], int, int]] = {
+    "missingness_bias": ({"strategies": ["black", "grey"]}, 5000, 1250),  # 10 fractions
+    "lime_consistency": ({"n_images": 16, "n_samples": 500}, 64, 16),  # 16 picked images: 4 per shard
+    "sis": ({"n_images": 16, "method": "gradient", "gradient_k": 16}, 64, 16),
+    "spurious_signal": ({"n_images": 64}, 64, 16),
+}
 
 
 def _env(base: dict[str, str], shard_size: int) -> dict[str, str]:
@@ -156,7 +165,14 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def _run_once(
-    env: dict[str, str], tenant: str, model_id: str, dataset_id: str, workers: int, logs: Path
+    env: dict[str, str],
+    tenant: str,
+    model_id: str,
+    dataset_id: str,
+    workers: int,
+    logs: Path,
+    audit: str,
+    config: dict[str, Any],
 ) -> dict[str, Any]:
     from celery import Celery
     from sqlalchemy import select
@@ -173,8 +189,8 @@ def _run_once(
                 tenant_id=tenant,
                 model_id=model_id,
                 dataset_id=dataset_id,
-                audits=["missingness_bias"],
-                configs=CONFIG,
+                audits=[audit],
+                configs={audit: config},
                 seed=0,
                 request_hash="bench",
             )
@@ -199,29 +215,37 @@ def _run_once(
     finally:
         _stop(procs)
     with sessions() as s:
-        shards = s.scalars(select(AuditShardRecord).where(AuditShardRecord.job_id == job_id)).all()
-        partials = [r.partial or {} for r in shards]
-        result = s.execute(select(AuditJob.verdict).where(AuditJob.id == job_id)).scalar_one()
+        shards = s.scalars(
+            select(AuditShardRecord)
+            .where(AuditShardRecord.job_id == job_id)
+            .order_by(AuditShardRecord.shard_index)
+        ).all()
+        timings = [dict((r.partial or {}).get("timing") or {}) for r in shards]
+        last_shard = max((r.finished_at for r in shards if r.finished_at is not None), default=None)
+        job = s.get(AuditJob, job_id)
+        assert job is not None
+        verdict, finished = job.verdict, job.finished_at
     engine.dispose()
     if status != "succeeded":
         raise RuntimeError(f"audit {job_id} ended {status}; see {logs}")
+    merge_s = (finished - last_shard).total_seconds() if last_shard is not None and finished else None
     return {
         "wall_s": round(wall, 2),
         "shards": len(shards),
         "workers_used": len({r.worker for r in shards}) if shards else 1,
-        "shard_compute_s": [p.get("seconds") for p in partials],
-        "verdict": result,
+        "shard_items": [r.stop - r.start for r in shards],
+        "shard_stage_s": [t.get("stage_s") for t in timings],
+        "shard_prepare_s": [t.get("prepare_s") for t in timings],
+        "shard_compute_s": [t.get("compute_s") for t in timings],
+        "merge_s": None if merge_s is None else round(merge_s, 2),
+        "verdict": verdict,
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=5000)
-    parser.add_argument("--shard-size", type=int, default=1250)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
-    args = parser.parse_args()
+def _bench_audit(audit: str, workers: list[int]) -> dict[str, Any]:
     import psycopg
 
+    config, n_images, shard_size = WORKLOADS[audit]
     db = f"occulta_bench_{secrets.token_hex(4)}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
@@ -243,12 +267,13 @@ def main() -> None:
     }
     rows: list[dict[str, Any]] = []
     try:
-        tenant, model_id, dataset_id = _seed_rows(base, tmp, args.images)
-        runs = [("unsharded", 1, 0)] + [("sharded", w, args.shard_size) for w in args.workers]
-        for mode, workers, shard_size in runs:
-            out = _run_once(_env(base, shard_size), tenant, model_id, dataset_id, workers, logs)
-            rows.append({"mode": mode, "workers": workers, "shard_size": shard_size, **out})
-            print(f"{mode:>9} workers={workers} wall={out['wall_s']:.1f}s shards={out['shards']}", flush=True)
+        tenant, model_id, dataset_id = _seed_rows(base, tmp, n_images)
+        runs = [("unsharded", 1, 0)] + [("sharded", w, shard_size) for w in workers]
+        for mode, n_workers, size in runs:
+            env = _env(base, size)
+            out = _run_once(env, tenant, model_id, dataset_id, n_workers, logs, audit, config)
+            rows.append({"mode": mode, "workers": n_workers, "shard_size": size, **out})
+            print(f"{audit} {mode:>9} workers={n_workers} wall={out['wall_s']:.1f}s", flush=True)
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
@@ -260,24 +285,38 @@ def main() -> None:
     for r in rows:
         r["speedup_vs_unsharded"] = round(baseline / r["wall_s"], 2)
         r["speedup_vs_1_worker_sharded"] = round(one / r["wall_s"], 2)
-    print("\n| mode | workers | shards | wall (s) | speed-up vs unsharded | vs 1 worker sharded |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"\n{audit}: {n_images} images, {json.dumps(config)}")
+    print(
+        "| mode | workers | shards | wall (s) | vs unsharded | vs 1 worker sharded | compute per shard (s) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
+        compute = ", ".join(f"{c:.1f}" for c in r["shard_compute_s"] if c is not None) or "–"
         print(
             f"| {r['mode']} | {r['workers']} | {r['shards']} | {r['wall_s']:.1f} | "
-            f"{r['speedup_vs_unsharded']:.2f}x | {r['speedup_vs_1_worker_sharded']:.2f}x |"
+            f"{r['speedup_vs_unsharded']:.2f}x | {r['speedup_vs_1_worker_sharded']:.2f}x | {compute} |"
         )
-    out = {
-        "images": args.images,
-        "config": CONFIG,
+    return {
+        "audit": audit,
+        "images": n_images,
+        "config": {audit: config},
         "cpu_count": os.cpu_count(),
         "load_avg_at_end": os.getloadavg(),
         "machine": platform.platform(),
         "runs": rows,
     }
-    path = ROOT / "bench" / "results" / "scaling.json"
-    path.write_text(json.dumps(out, indent=2))
-    print(f"\nwrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--audit", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    args = parser.parse_args()
+    for audit in WORKLOADS if args.audit == "all" else [args.audit]:
+        out = _bench_audit(audit, args.workers)
+        path = ROOT / "bench" / "results" / f"scaling_{audit}.json"
+        path.write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {path}\n", flush=True)
 
 
 if __name__ == "__main__":

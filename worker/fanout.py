@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,7 @@ def compute_shard(
     worker child only; the model comes from the process's cache)."""
     from occulta.runner import prepare_run
 
+    t0 = time.perf_counter()
     auditor = shardable(audit)
     if auditor is None:
         raise DatasetError(f"audit {audit} was sharded but is not shardable on this worker")
@@ -110,8 +112,11 @@ def compute_shard(
                 f"the dataset has {prepared.n_sampled} images, the shards were planned for {inputs.n_images}"
             )
         ctx.progress = beat.progress
+        t1 = time.perf_counter()
         partial: dict[str, Any] = auditor.run_shard(ctx, _config(audit, inputs), indices)
-        return partial
+    # Where a shard's time goes (bench/scaling.py reads it): loading the model and images vs the audit.
+    partial["timing"] = {"prepare_s": round(t1 - t0, 3), "compute_s": round(time.perf_counter() - t1, 3)}
+    return partial
 
 
 def merge_partials(job_id: str, inputs: JobInputs, staged: Staged) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -57,10 +58,13 @@ class RunShard(OccultaTask):
         ):
             work = Path(tmp)
             beat.progress(0.0, f"{audit} shard {index}: staging")
+            t0 = time.perf_counter()
             card = stage_model(res.store, prefix=inputs.model_prefix, dest=work / "model")
             data_ref = stage_dataset(res.store, res.settings, source=inputs.source, dest=work / "data")
+            staged = time.perf_counter() - t0
             indices = range(claim.start, claim.stop)
             partial = fanout.compute_shard(card, data_ref, inputs, audit, indices, beat)
+            partial.setdefault("timing", {})["stage_s"] = round(staged, 3)
         if not shards.complete(session, claim.id, partial):
             log.warning("shard %s[%d] of %s finished after it was taken back", audit, index, job_id)
         return "done"
