@@ -5,8 +5,9 @@ attributions live in [0,1] pixel space like every other audit:
 
 - `gradient`: |∂f/∂x| max over channels (Simonyan et al., 2014), Captum `Saliency`.
 - `gradient_squared`: Σ_c (∂f/∂x)², the map Adebayo et al. (2022) use for the watermark models.
-- `smoothgrad`: |∂f/∂x| averaged over Gaussian-noised copies (Smilkov et al., 2017), Captum
-  `NoiseTunnel(Saliency)`; noise σ = `noise` × the [0,1] input range.
+- `smoothgrad`: |∂f/∂x| averaged over Gaussian-noised copies (Smilkov et al., 2017), Captum `Saliency`
+  on copies noised per image (what `NoiseTunnel` does, but keyed per image so that a map does not
+  depend on its batch); noise σ = `noise` × the [0,1] input range.
 - `integrated_gradients`: Σ_c |IG| from the model's mean colour (0 after normalisation, the docs/audits.md
   "mean" baseline; Sundararajan et al., 2017), Captum `IntegratedGradients`.
 - `occlusion`: the drop in the target's probability when a P×P box is removed, one box per pass.
@@ -25,6 +26,8 @@ import torch
 from torch import nn
 
 from auditors.engine import masked_logits, model_device, normalize, plain_logits
+from auditors.engine.fills import sample_generator
+from auditors.methods.per_image_random import per_image_uniform
 
 METHODS = ("gradient", "gradient_squared", "smoothgrad", "integrated_gradients", "occlusion")
 
@@ -71,10 +74,12 @@ def occlusion_effects(
     strategy: str,
     seed: int = 0,
     clean_probs: torch.Tensor | None = None,
+    offset: int = 0,
 ) -> torch.Tensor:
     """Drop in p(target) [N, len(boxes)] when each box is removed from each image via the engine.
 
-    One engine call per image: the image row is shared by all its box masks without copying.
+    One engine call per image: the image row is shared by all its box masks without copying. Image i's
+    random fill is keyed by `seed + offset + i` (`offset`: the index of row 0 in the caller's numbering).
     """
     height, width = images.shape[-2:]
     device = model_device(model)
@@ -85,7 +90,7 @@ def occlusion_effects(
     out = torch.empty(images.shape[0], len(boxes), device=device)
     for i in range(images.shape[0]):
         probs = masked_logits(
-            model, images[i : i + 1], keep, strategy, mean=mean, std=std, seed=seed + i
+            model, images[i : i + 1], keep, strategy, mean=mean, std=std, seed=seed + offset + i
         ).softmax(1)
         out[i] = base[i] - probs[:, int(targets[i])]
     return out
@@ -106,11 +111,13 @@ def saliency_maps(
     strategy: str = "mean",
     batch_size: int = 64,
     seed: int = 0,
+    offset: int = 0,
 ) -> torch.Tensor:
     """Non-negative maps [N,H,W] (on the model's device) of where `model` looks for `target`.
 
     `n_samples` and `noise` are SmoothGrad's, `steps` IG's, `patch_size` and `strategy` occlusion's.
-    Random draws (SmoothGrad noise) are reproducible per `seed` and do not touch the global RNG.
+    Random draws (SmoothGrad noise, occlusion fills) are keyed per image by (`seed`, `offset` + row),
+    so an image gets the same map whatever batch or shard it is computed in; the global RNG is untouched.
     """
     if method not in METHODS:
         raise SaliencyError(f"unknown saliency method {method!r}; available: {', '.join(METHODS)}")
@@ -126,12 +133,12 @@ def saliency_maps(
     if method == "occlusion":
         boxes = grid_boxes(height, width, patch_size, patch_size)
         effects = occlusion_effects(
-            model, images, target, boxes, mean=mean, std=std, strategy=strategy, seed=seed
+            model, images, target, boxes, mean=mean, std=std, strategy=strategy, seed=seed, offset=offset
         )
         gh, gw = height // patch_size, width // patch_size
         grid = effects.clamp_min(0).view(-1, gh, gw)
         return grid.repeat_interleave(patch_size, 1).repeat_interleave(patch_size, 2)
-    from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
+    from captum.attr import IntegratedGradients, Saliency
 
     forward = _forward_func(model, mean_t, std_t)
     maps = []
@@ -145,11 +152,7 @@ def saliency_maps(
                 g = Saliency(forward).attribute(x, target=t, abs=method == "gradient")
                 m = g.amax(1) if method == "gradient" else g.pow(2).sum(1)
             elif method == "smoothgrad":
-                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                    torch.manual_seed(seed + start)
-                    nt = NoiseTunnel(Saliency(forward))
-                    g = nt.attribute(x, target=t, nt_type="smoothgrad", nt_samples=n_samples, stdevs=noise)
-                m = g.abs().amax(1)
+                m = _smoothgrad(forward, x, t, n_samples, noise, seed, offset + start)
             else:
                 baseline = mean_t.view(1, 3, 1, 1).expand_as(x)
                 ig = IntegratedGradients(forward)
@@ -163,18 +166,48 @@ def saliency_maps(
     return torch.cat(maps)
 
 
-def top_q_mask(maps: torch.Tensor, q: float, seed: int = 0) -> tuple[torch.Tensor, int]:
+def _smoothgrad(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    target: torch.Tensor,
+    n_samples: int,
+    noise: float,
+    seed: int,
+    offset: int,
+) -> torch.Tensor:
+    """|∂f/∂x| averaged over `n_samples` noisy copies, max over channels; image i's noise comes from
+    its own generator (`sample_generator(seed, offset + i)`), not from one draw over the batch."""
+    from captum.attr import Saliency
+
+    b = x.shape[0]
+    eps = torch.stack(
+        [
+            torch.randn(
+                n_samples,
+                *x.shape[1:],
+                generator=sample_generator(x.device, seed, offset + i),
+                device=x.device,
+            )
+            for i in range(b)
+        ]
+    )
+    noisy = (x.detach().unsqueeze(1) + noise * eps).flatten(0, 1).requires_grad_()
+    g = Saliency(forward).attribute(noisy, target=target.repeat_interleave(n_samples), abs=True)
+    return g.view(b, n_samples, *x.shape[1:]).mean(1).amax(1)
+
+
+def top_q_mask(maps: torch.Tensor, q: float, seed: int = 0, offset: int = 0) -> tuple[torch.Tensor, int]:
     """Bool [N,H,W] marking each map's top-q pixels, and that count k = max(1, round(q·H·W)).
 
-    Exact ties (occlusion maps are constant over a box) are broken at random, seeded, rather than by
-    pixel order, which would always favour a box's top-left corner.
+    Exact ties (occlusion maps are constant over a box) are broken at random, seeded per image (row i
+    by `offset + i`), rather than by pixel order, which would always favour a box's top-left corner.
     """
     n, height, width = maps.shape
     k = max(1, round(q * height * width))
     flat = maps.reshape(n, -1).float()
     span = (flat.amax(1, keepdim=True) - flat.amin(1, keepdim=True)).clamp_min(1e-12)
-    gen = torch.Generator().manual_seed(seed)
-    jitter = torch.rand(flat.shape, generator=gen).to(flat.device) * span * 1e-6
+    draws = per_image_uniform(range(offset, offset + n), height * width, seed=seed, salt=0x7A9)
+    jitter = torch.from_numpy(draws).float().to(flat.device) * span * 1e-6
     idx = (flat + jitter).topk(k, dim=1).indices
     mask = torch.zeros(n, height * width, dtype=torch.bool, device=maps.device)
     mask.scatter_(1, idx, True)

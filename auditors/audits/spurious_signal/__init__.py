@@ -8,6 +8,7 @@ INFO = AuditInfo(
     checks="is a watermark, border or stamp deciding the class?",
     implementation="auditors.audits.spurious_signal.audit:SpuriousSignal",
     charts="auditors.audits.spurious_signal.charts:charts",
+    shardable=True,
     form_fields=(FormField("n_images", "Spurious signal: images"),),
     policy_comment=(
         "Spurious signals: no confirmed shortcut region; saliency enrichment and stamp flip rates stay low."

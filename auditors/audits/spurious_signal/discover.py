@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,18 +107,28 @@ def _recipients(pred: torch.Tensor, labels: torch.Tensor | None, c: int, n: int,
     return idx[torch.from_numpy(pick)]
 
 
-def discover(
-    probe: Probe,
+@dataclass
+class Candidates:
+    """Discovery's model-free first step, the same in every shard: the merged signatures of the whole
+    sample, the content null, and the class grouping they were found with."""
+
+    signatures: list[Signature]
+    content_null: dict[str, float]
+    untested_classes: list[str]
+    groups: torch.Tensor  # [N] labels where there are labels, else predictions
+    counts: torch.Tensor  # [K] images per group
+
+
+def find_candidates(
     images: torch.Tensor,
     pred: torch.Tensor,
     labels: torch.Tensor | None,
     class_names: list[str],
-    settings: DiscoverySettings | None = None,
-) -> Discovery:
-    """Run content, stamp, correction, removal and global tests on `images` [N,3,H,W] in [0,1]."""
-    cfg = settings or DiscoverySettings()
+    cfg: DiscoverySettings,
+    seed: int,
+) -> Candidates:
+    """Content signatures of `images` (pixel statistics, no model), merged and capped."""
     k = len(class_names)
-    seed = probe.seed
     # A mark belongs to the images of a class: group by label where there are labels (a weak model's
     # predictions scatter the carriers), by prediction otherwise.
     groups = labels if labels is not None else pred
@@ -128,72 +139,149 @@ def discover(
     )
     # Parts of one mark closer than an eighth of the image are one mark (5 fixed pixels in a 6-px box).
     sigs = merge_signatures(sigs, gap=max(2, min(images.shape[-2:]) // 8))[: cfg.max_candidates]
-    tests = []
-    for j, s in enumerate(sigs):
-        rec = _recipients(pred, labels, s.class_index, cfg.max_recipients, seed + j)
-        donors = images[_recipients(pred, labels, s.class_index, images.shape[0], seed + 101 + j)]
-        tests.append(
-            stamp_test(probe, images[rec], donors, s.class_index, s.box, s.rgb, s.alpha, seed=seed + j)
-            | {"recipients": rec}
-        )
+    return Candidates(sigs, content_null, untested, groups, counts)
+
+
+def candidate_stamp(
+    probe: Probe,
+    images: torch.Tensor,
+    pred: torch.Tensor,
+    labels: torch.Tensor | None,
+    s: Signature,
+    j: int,
+    cfg: DiscoverySettings,
+) -> dict[str, Any]:
+    """The stamp test of candidate `j` against its nulls; its draws (recipients, donors, null
+    content) are keyed by `j`, so any shard that tests it gets the same numbers."""
+    seed = probe.seed + j
+    rec = _recipients(pred, labels, s.class_index, cfg.max_recipients, seed)
+    donors = images[_recipients(pred, labels, s.class_index, images.shape[0], seed + 101)]
+    t = stamp_test(probe, images[rec], donors, s.class_index, s.box, s.rgb, s.alpha, seed=seed)
+    return t | {"recipients": rec}
+
+
+def could_confirm(t: dict[str, Any], cfg: DiscoverySettings) -> bool:
+    """Whether a stamp result can survive any correction: Holm never lowers a p-value, so a raw p at or
+    above `alpha`, or too small an excess, rules a candidate out before the others are known."""
+    excess = round(t["flip"]["value"] - t["null_flip"]["value"], 4)
+    return bool(t["p_value"] < cfg.alpha and excess >= cfg.min_flip)
+
+
+def candidate_removal(
+    probe: Probe, images: torch.Tensor, groups: torch.Tensor, s: Signature, cfg: DiscoverySettings
+) -> dict[str, Any]:
+    """The removal test of a candidate on its class's images that carry it."""
+    carriers = s.carriers.to(images.device) & (groups == s.class_index)
+    return removal_test(
+        probe, images[carriers], s.class_index, s.box, n_random=cfg.n_random_boxes, seed=probe.seed
+    )
+
+
+def signature_summary(s: Signature, counts: torch.Tensor) -> dict[str, Any]:
+    """What the report says about a candidate's content (JSON: it travels in a shard's partial)."""
+    return {
+        "class_index": s.class_index,
+        "box": list(s.box),
+        "content": {
+            "strength": s.strength,
+            "n_pixels": s.n_pixels,
+            "n_carriers": int(s.carriers.sum()),
+            "n_class": int(counts[s.class_index]),
+            "null_threshold": round(s.threshold, 4),
+        },
+    }
+
+
+def judge_candidates(
+    summaries: list[dict[str, Any]],
+    tests: list[dict[str, Any]],
+    class_names: list[str],
+    cfg: DiscoverySettings,
+    removal: Callable[[int], dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Holm over the candidates' stamp p-values and the confirmation rule; `removal(j)` gives the
+    removal test of a confirmed candidate. Returns the candidates and the indices confirmed."""
     adjusted = holm([t["p_value"] for t in tests])
     candidates, confirmed = [], []
-    for s, t, p_adj in zip(sigs, tests, adjusted, strict=True):
+    for j, (s, t, p_adj) in enumerate(zip(summaries, tests, adjusted, strict=True)):
         flip = t["flip"] | {"p_value": round(p_adj, 6), "p_raw": round(t["p_value"], 6)}
         cand: dict[str, Any] = {
-            "class": class_names[s.class_index],
-            "class_index": s.class_index,
-            "box": list(s.box),
-            "content": {
-                "strength": s.strength,
-                "n_pixels": s.n_pixels,
-                "n_carriers": int(s.carriers.sum()),
-                "n_class": int(counts[s.class_index]),
-                "null_threshold": round(s.threshold, 4),
-            },
+            "class": class_names[s["class_index"]],
+            "class_index": s["class_index"],
+            "box": list(s["box"]),
+            "content": dict(s["content"]),
             "flip": flip,
             "null_flip": t["null_flip"],
             "gain": t["gain"],
             "n": t["n"],
-            "correction": f"holm over {len(sigs)} candidates",
-            "n_candidates": len(sigs),
+            "correction": f"holm over {len(summaries)} candidates",
+            "n_candidates": len(summaries),
         }
         cand["excess_flip"] = round(flip["value"] - t["null_flip"]["value"], 4)
         cand["confirmed"] = bool(p_adj < cfg.alpha and cand["excess_flip"] >= cfg.min_flip)
         candidates.append(cand)
         if cand["confirmed"]:
-            carriers = s.carriers.to(images.device) & (groups == s.class_index)
-            cand["removal"] = removal_test(
-                probe, images[carriers], s.class_index, s.box, n_random=cfg.n_random_boxes, seed=seed
-            )
-            cand["_signature"] = s
-            cand["_stamp"] = t
-            confirmed.append(cand)
-    g_cands, g_conf = (
-        _global(probe, images, groups, pred, labels, class_names, counts, cfg)
-        if cfg.global_test
-        else ([], [])
+            cand["removal"] = removal(j)
+            confirmed.append(j)
+    return candidates, confirmed
+
+
+def discover(
+    probe: Probe,
+    images: torch.Tensor,
+    pred: torch.Tensor,
+    labels: torch.Tensor | None,
+    class_names: list[str],
+    settings: DiscoverySettings | None = None,
+) -> Discovery:
+    """Run content, stamp, correction, removal and global tests on `images` [N,3,H,W] in [0,1]."""
+    cfg = settings or DiscoverySettings()
+    found = find_candidates(images, pred, labels, class_names, cfg, probe.seed)
+    sigs = found.signatures
+    tests = [candidate_stamp(probe, images, pred, labels, s, j, cfg) for j, s in enumerate(sigs)]
+    summaries = [signature_summary(s, found.counts) for s in sigs]
+    candidates, confirmed_idx = judge_candidates(
+        summaries,
+        tests,
+        class_names,
+        cfg,
+        lambda j: candidate_removal(probe, images, found.groups, sigs[j], cfg),
     )
-    return Discovery(candidates, confirmed, g_cands, g_conf, content_null, untested)
+    confirmed = []
+    for j in confirmed_idx:
+        candidates[j]["_signature"] = sigs[j]
+        candidates[j]["_stamp"] = tests[j]
+        confirmed.append(candidates[j])
+    tested = global_classes(found.counts, cfg) if cfg.global_test else []
+    results = [global_test(probe, images, found.groups, pred, labels, c, cfg) for c in tested]
+    g_cands, g_conf = judge_global(results, class_names, cfg)
+    return Discovery(candidates, confirmed, g_cands, g_conf, found.content_null, found.untested_classes)
 
 
-def _global(
+def global_classes(counts: torch.Tensor, cfg: DiscoverySettings) -> list[int]:
+    """The classes whose colour cast is tested: those with at least `min_group` images."""
+    return [c for c in range(counts.numel()) if int(counts[c]) >= cfg.min_group]
+
+
+def global_test(
     probe: Probe,
     images: torch.Tensor,
     groups: torch.Tensor,
     pred: torch.Tensor,
     labels: torch.Tensor | None,
-    class_names: list[str],
-    counts: torch.Tensor,
+    c: int,
     cfg: DiscoverySettings,
+) -> dict[str, Any]:
+    """Class `c`'s colour-cast test; its draws are keyed by the class."""
+    return colour_shift_test(
+        probe, images, groups, pred, labels, c, max_images=cfg.max_recipients, seed=probe.seed + c
+    )
+
+
+def judge_global(
+    results: list[dict[str, Any]], class_names: list[str], cfg: DiscoverySettings
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    tested = [c for c in range(len(class_names)) if int(counts[c]) >= cfg.min_group]
-    results = [
-        colour_shift_test(
-            probe, images, groups, pred, labels, c, max_images=cfg.max_recipients, seed=probe.seed + c
-        )
-        for c in tested
-    ]
+    """Holm over the classes' colour-cast tests and the confirmation rule."""
     adjusted = holm([r["p_value"] for r in results])
     confirmed = []
     for r, p_adj in zip(results, adjusted, strict=True):

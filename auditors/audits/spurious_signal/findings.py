@@ -10,6 +10,8 @@ the box removed.
 
 from __future__ import annotations
 
+import base64
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,10 +37,14 @@ def pct(value: float) -> str:
     return f"{round(100 * value)}%"
 
 
-def _png(path: Path, image: torch.Tensor, box: list[int] | None, scale: int = 4) -> None:
+def _pixels(image: torch.Tensor) -> np.ndarray:
+    """[H,W,3] uint8 of a [3,H,W] image in [0,1], as the example PNGs store it."""
+    return (image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+
+def _png(path: Path, arr: np.ndarray, box: list[int] | None, scale: int = 4) -> None:
     from PIL import Image, ImageDraw
 
-    arr = (image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
     img = Image.fromarray(arr).resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.Resampling.NEAREST)
     if box is not None:
         x, y, w, h = box
@@ -49,21 +55,22 @@ def _png(path: Path, image: torch.Tensor, box: list[int] | None, scale: int = 4)
 
 
 def _example(
-    write: ArtifactPath,
-    name: str,
+    suffix: str,
     image: torch.Tensor,
-    box: list[int] | None,
+    box: list[int],
     role: str,
     true: str | None,
     before: torch.Tensor,
     after: torch.Tensor,
     class_names: list[str],
 ) -> dict[str, Any]:
-    path, rel = write(name)
-    _png(path, image, box)
+    arr = _pixels(image)
     b, a = int(before.argmax()), int(after.argmax())
     return {
-        "image": rel,
+        "suffix": suffix,
+        "box": box,
+        "shape": list(arr.shape),
+        "pixels": base64.b64encode(zlib.compress(arr.tobytes())).decode("ascii"),
         "role": role,
         "true": true,
         "pred_before": class_names[b],
@@ -73,17 +80,16 @@ def _example(
     }
 
 
-def examples(
-    write: ArtifactPath,
-    tag: str,
+def example_data(
     probe: Probe,
     images: torch.Tensor,
     labels: torch.Tensor | None,
-    cand: dict[str, Any],
+    sig: Any,
+    stamp: dict[str, Any],
     class_names: list[str],
 ) -> list[dict[str, Any]]:
-    """Up to `N_EXAMPLES` images per role for a confirmed local candidate (see the module doc)."""
-    sig, stamp = cand["_signature"], cand["_stamp"]
+    """Up to `N_EXAMPLES` images per role for a local candidate (see the module doc), as JSON: the
+    model work happens where the images are (a shard), the files are written by `write_examples`."""
     box = list(sig.box)
     out: list[dict[str, Any]] = []
 
@@ -100,31 +106,10 @@ def examples(
         grey = x.clone()
         grey[:, :, box[1] : box[1] + box[3], box[0] : box[0] + box[2]] = 0.5
         for j, i in enumerate(carriers):
+            t = true_of(i)
+            out.append(_example(f"in_class_{j}", x[j], box, "in_class", t, probs[j], probs[j], class_names))
             out.append(
-                _example(
-                    write,
-                    f"{tag}_in_class_{j}.png",
-                    x[j],
-                    box,
-                    "in_class",
-                    true_of(i),
-                    probs[j],
-                    probs[j],
-                    class_names,
-                )
-            )
-            out.append(
-                _example(
-                    write,
-                    f"{tag}_removed_{j}.png",
-                    grey[j],
-                    box,
-                    "removed",
-                    true_of(i),
-                    probs[j],
-                    removed[j],
-                    class_names,
-                )
+                _example(f"removed_{j}", grey[j], box, "removed", t, probs[j], removed[j], class_names)
             )
     rec = stamp["recipients"][:N_EXAMPLES].tolist()
     if rec:
@@ -135,18 +120,39 @@ def examples(
         for j, i in enumerate(rec):
             out.append(
                 _example(
-                    write,
-                    f"{tag}_stamped_{j}.png",
-                    stamped[j],
-                    box,
-                    "stamped",
-                    true_of(i),
-                    before[j],
-                    after[j],
-                    class_names,
+                    f"stamped_{j}", stamped[j], box, "stamped", true_of(i), before[j], after[j], class_names
                 )
             )
     return out
+
+
+def write_examples(write: ArtifactPath, tag: str, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write the example PNGs of `example_data` as `{tag}_{suffix}.png`; the report's example list."""
+    out = []
+    for e in data:
+        path, rel = write(f"{tag}_{e['suffix']}.png")
+        arr = np.frombuffer(zlib.decompress(base64.b64decode(e["pixels"])), dtype=np.uint8)
+        _png(path, arr.reshape(e["shape"]), e["box"])
+        out.append(
+            {"image": rel}
+            | {k: e[k] for k in ("role", "true", "pred_before", "conf_before")}
+            | {k: e[k] for k in ("pred_after", "conf_after")}
+        )
+    return out
+
+
+def examples(
+    write: ArtifactPath,
+    tag: str,
+    probe: Probe,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    cand: dict[str, Any],
+    class_names: list[str],
+) -> list[dict[str, Any]]:
+    """The examples of a confirmed local candidate, computed and written in one go."""
+    data = example_data(probe, images, labels, cand["_signature"], cand["_stamp"], class_names)
+    return write_examples(write, tag, data)
 
 
 def _estimate(d: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -7,13 +7,12 @@ asks the model directly, and never confirms a region on its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from auditors.audits.spurious_signal.counterfactual import Box, carries_artifact
-from auditors.methods.saliency import box_share
+from auditors.audits.spurious_signal.counterfactual import Box
 
 
 @dataclass
@@ -23,32 +22,15 @@ class Thresholds:
     min_group: int = 8  # groups (classes) with fewer images are reported, never flagged
 
 
-@dataclass
-class AuditState:
-    """What the saliency evidence reads: the sample, the clean predictions and the top-q masks."""
-
-    images: torch.Tensor  # [N,3,H,W] in [0,1], on the model's device
-    labels: torch.Tensor | None
-    pred: torch.Tensor  # [N] clean predictions
-    class_names: list[str]
-    thresholds: Thresholds
-    tops: dict[str, torch.Tensor] = field(default_factory=dict)  # method -> top-q bool [N,H,W]
-    top_k: int = 0
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-
-def _area_baseline(box: Box, height: int, width: int) -> float:
+def area_baseline(box: Box, height: int, width: int) -> float:
     return box[2] * box[3] / (height * width)
 
 
 def _group_stats(
-    share: torch.Tensor, groups: torch.Tensor, st: AuditState, baseline: float
+    share: torch.Tensor, groups: torch.Tensor, class_names: list[str], baseline: float
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for c, name in enumerate(st.class_names):
+    for c, name in enumerate(class_names):
         sel = groups == c
         n = int(sel.sum())
         if n:
@@ -57,26 +39,29 @@ def _group_stats(
     return out
 
 
-def saliency_evidence(
-    st: AuditState, box: Box, index: torch.Tensor, artifact: tuple[torch.Tensor, torch.Tensor | None] | None
+def evidence(
+    shares: dict[str, torch.Tensor],
+    pred: torch.Tensor,
+    labels: torch.Tensor | None,
+    has: torch.Tensor | None,
+    class_names: list[str],
+    th: Thresholds,
+    baseline: float,
+    top_k: int,
 ) -> dict[str, Any]:
-    """Per method: mean top-q share in `box` over the images `index`, the area baseline, enrichment,
-    per true and per predicted class, and (with an artifact) on images that do / do not carry it.
+    """Per method: mean top-q share in the box over the images whose per-image `shares` are given,
+    the area baseline, enrichment, per true and per predicted class, and (with an artifact, `has`:
+    which images carry it) on images that do / do not carry it. Only per-image shares go in, so shards
+    can compute them and a merge can judge them.
 
     A method flags the box when some predicted class (with ≥ min_group images) has mean share ≥ 0.5
     or ≥ 10× the baseline; a per-image region (one image) is judged on that image.
     """
-    height, width = st.images.shape[-2:]
-    baseline = _area_baseline(box, height, width)
-    th = st.thresholds
-    pred = st.pred[index]
-    has = carries_artifact(st.images[index], box, *artifact) if artifact is not None else None
     out: dict[str, Any] = {}
-    for method, top in st.tops.items():
-        share = box_share(top[index], box)
+    for method, share in shares.items():
         mean_share = float(share.mean())
-        per_pred = _group_stats(share, pred, st, baseline)
-        min_n = th.min_group if index.numel() > 1 else 1
+        per_pred = _group_stats(share, pred, class_names, baseline)
+        min_n = th.min_group if share.numel() > 1 else 1
         flagged_classes = [
             c
             for c, g in per_pred.items()
@@ -88,8 +73,8 @@ def saliency_evidence(
             "flagged_classes": flagged_classes,
             "per_predicted_class": per_pred,
         }
-        if st.labels is not None:
-            entry["per_true_class"] = _group_stats(share, st.labels[index], st, baseline)
+        if labels is not None:
+            entry["per_true_class"] = _group_stats(share, labels, class_names, baseline)
         if has is not None:
             for key, sel in (("with_artifact", has), ("without_artifact", ~has)):
                 if bool(sel.any()):
@@ -100,16 +85,4 @@ def saliency_evidence(
                         "n": int(sel.sum()),
                     }
         out[method] = entry
-    return {"area_baseline": round(baseline, 5), "top_k_pixels": st.top_k, "methods": out}
-
-
-def hotspot_maps(maps: torch.Tensor, pred: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """[K,H,W]: per predicted class, the mean of the maps normalised to sum 1 (zeros for empty classes);
-    drawn in the report so a reader sees where each class is decided."""
-    norm = maps / maps.flatten(1).sum(1).clamp_min(1e-12).view(-1, 1, 1)
-    out = torch.zeros(num_classes, *maps.shape[1:], device=maps.device)
-    for c in range(num_classes):
-        sel = pred == c
-        if bool(sel.any()):
-            out[c] = norm[sel].mean(0)
-    return out
+    return {"area_baseline": round(baseline, 5), "top_k_pixels": top_k, "methods": out}

@@ -1,0 +1,364 @@
+"""What one shard of the spurious-signal audit computes: its share of the model work, as JSON.
+
+The audit's cost is model passes: per-image saliency (SmoothGrad and integrated gradients are many
+passes per image) and the counterfactual tests (stamp, removal, colour cast, mask leakage), each a
+batch over recipients drawn from the whole sample. A shard's range is a run of positions in the
+audit's own sample (`shard_inputs == "all"`: every shard holds the whole sample), so the plan splits
+the per-image saliency evenly, and the tests are dealt out by position: test t of T belongs to the
+shard whose range holds position (2t + 1)·n / (2T), so the tests spread over the shards too.
+
+Every shard first recomputes, identically, what is cheap and global: the sample, the clean
+predictions, the removal strategy, the hinted regions and discovery's candidates (pixel statistics,
+no model). Then it does only its own work and returns small summaries: per image and region the
+top-q shares in the box (not the maps), integer sums for the class hotspots (exact in any order),
+the maps and pixels of the few images the overlay draws, and each of its tests' statistics. A
+candidate's removal test and examples are computed only when it can still be confirmed (Holm never
+lowers a p-value), so the merge never needs the model.
+
+Randomness is keyed per image (SmoothGrad noise, occlusion fills and top-q tie-breaking by position)
+or per test (recipients, donors, null content, random boxes by candidate, region or class), and
+saliency runs in blocks of positions fixed by n alone that the plan never cuts, so every image goes
+through the same batch shapes in a shard as in a single run.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from auditors.audits.context import AuditContext, ResolvedRegion
+from auditors.audits.spurious_signal.counterfactual import (
+    carries_artifact,
+    choose_removal_strategy,
+    mask_shape_leakage,
+)
+from auditors.audits.spurious_signal.discover import (
+    Candidates,
+    DiscoverySettings,
+    candidate_removal,
+    candidate_stamp,
+    could_confirm,
+    find_candidates,
+    global_classes,
+    global_test,
+    region_test,
+    signature_summary,
+)
+from auditors.audits.spurious_signal.findings import example_data
+from auditors.audits.spurious_signal.nulls import Probe
+from auditors.audits.spurious_signal.regions import area_baseline
+from auditors.engine import applicable_strategies, model_device, plain_logits
+from auditors.methods.per_image_random import even_ranges
+from auditors.methods.saliency import box_share, saliency_maps, top_q_mask
+
+if TYPE_CHECKING:
+    from auditors.audits.spurious_signal.audit import SpuriousConfig
+
+HOT_SCALE = 2.0**32  # fixed point of the hotspot sums: integer sums are the same in any order
+
+
+def block_size(n: int) -> int:
+    """Images per saliency batch, from the sample size alone: one image for small samples (so a
+    shard can be any size), up to 64 on large ones (the GPU stays busy)."""
+    return max(1, min(64, n // 32))
+
+
+def plan(n: int, n_shards: int) -> list[range]:
+    """`n_shards` ranges of positions over whole saliency blocks, as even as the blocks allow."""
+    b = block_size(n)
+    blocks = even_ranges(math.ceil(n / b), n_shards)
+    return [range(r.start * b, min(n, r.stop * b)) for r in blocks]
+
+
+def sample_index(n_images: int, n: int, seed: int) -> torch.Tensor:
+    """The audit's own sample: `n` of the context's images, the same in every shard."""
+    if n_images <= n:
+        return torch.arange(n_images)
+    return torch.randperm(n_images, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
+def pack(arrays: dict[str, np.ndarray]) -> str:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def unpack(text: str) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(base64.b64decode(text))) as z:
+        return {k: z[k] for k in z.files}
+
+
+@dataclass
+class Setup:
+    """What every shard recomputes the same way from the whole context."""
+
+    seed: int
+    index: torch.Tensor
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    pred: torch.Tensor
+    confidence: torch.Tensor
+    patch: int
+    strategy: str
+    bias: dict[str, dict[str, float]]
+    regions: list[ResolvedRegion]
+    settings: DiscoverySettings
+    probe: Probe
+    found: Candidates | None
+    tests: list[tuple[str, int]]
+
+    @property
+    def n(self) -> int:
+        return int(self.images.shape[0])
+
+    def owner(self, t: int) -> int:
+        """The position whose shard runs test `t`."""
+        return (2 * t + 1) * self.n // (2 * len(self.tests))
+
+
+def settings_of(config: SpuriousConfig) -> DiscoverySettings:
+    return DiscoverySettings(
+        alpha=config.alpha,
+        min_flip=config.min_flip,
+        min_group=config.min_group,
+        n_perm=config.n_permutations,
+        max_recipients=config.max_recipients,
+        max_candidates=config.max_candidates,
+        n_random_boxes=config.n_random_boxes,
+        global_test=config.global_test,
+    )
+
+
+def region_positions(region: ResolvedRegion, index: torch.Tensor) -> list[int]:
+    """Positions in the sample whose saliency a region is judged on (a per-image region: its image)."""
+    if region.image_index is None:
+        return list(range(index.numel()))
+    return (index == region.image_index).nonzero().flatten().tolist()
+
+
+def setup(ctx: AuditContext, config: SpuriousConfig, patch: int) -> Setup:
+    seed = ctx.seed_for(config)
+    height, width = ctx.image_size
+    regions = [*ctx.regions, *(ResolvedRegion.of(r, height, width) for r in config.regions)]
+    device = model_device(ctx.model)
+    ctx.model.eval()
+    index = sample_index(ctx.n_images, config.n_images, seed)
+    images = ctx.images[index].to(device).float()
+    labels = ctx.labels[index].to(device) if ctx.labels is not None else None
+    ctx.report(0.02, "choosing the removal strategy")
+    if config.strategy is None:
+        strategy, bias = choose_removal_strategy(
+            ctx.model, images, mean=ctx.mean, std=ctx.std, patch_size=patch, seed=seed
+        )
+    else:
+        strategy, bias = config.strategy, {}
+    clean_probs = plain_logits(ctx.model, images, mean=ctx.mean, std=ctx.std).float().softmax(1)
+    confidence, pred = clean_probs.max(1)
+    settings = settings_of(config)
+    probe = Probe(ctx.model, ctx.mean, ctx.std, strategy, seed)
+    found = None
+    tests = [("region", i) for i, r in enumerate(regions) if region_positions(r, index)]
+    if config.discovery:
+        ctx.report(0.05, "discovery: class signatures")
+        found = find_candidates(images, pred, labels, ctx.class_names, settings, seed)
+        tests += [("candidate", j) for j in range(len(found.signatures))]
+        if settings.global_test:
+            tests += [("global", c) for c in global_classes(found.counts, settings)]
+    if ctx.object_masks is not None:
+        tests.append(("leakage", 0))
+    return Setup(
+        seed,
+        index,
+        images,
+        labels,
+        pred,
+        confidence,
+        patch,
+        strategy,
+        bias,
+        regions,
+        settings,
+        probe,
+        found,
+        tests,
+    )
+
+
+def _region_artifact(s: Setup, region: ResolvedRegion) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """The region's artifact; a per-image region without one stamps that image's own box content."""
+    if region.artifact is not None:
+        return (region.artifact, region.artifact_alpha)
+    if region.image_index is not None:
+        x, y, w, h = region.box
+        pos = region_positions(region, s.index)[0]
+        return (s.images[pos, :, y : y + h, x : x + w].cpu(), None)
+    return None
+
+
+def _saliency(ctx: AuditContext, config: SpuriousConfig, s: Setup, r: range) -> dict[str, Any]:
+    """Per block of positions in `r`: the maps of every method, summarised per image and region."""
+    b = block_size(s.n)
+    per_region: list[dict[str, Any]] = []
+    for region in s.regions:
+        mine = [p for p in region_positions(region, s.index) if p in r]
+        art = _region_artifact(s, region) if mine else None
+        has = None if art is None else carries_artifact(s.images[mine], region.box, *art).tolist()
+        per_region.append({"positions": mine, "has": has, "shares": {m: [] for m in config.methods}})
+    hot: dict[int, list[Any]] = {}
+    drawn: dict[str, list[np.ndarray]] = {m: [] for m in config.methods}
+    start = r.start
+    while start < r.stop:
+        stop = min(r.stop, (start // b + 1) * b)
+        ctx.report(0.1 + 0.6 * (start - r.start) / max(1, len(r)), "saliency")
+        x, target = s.images[start:stop], s.pred[start:stop]
+        for k, method in enumerate(config.methods):
+            maps = saliency_maps(
+                ctx.model,
+                x,
+                method,
+                mean=ctx.mean,
+                std=ctx.std,
+                target=target,
+                n_samples=config.n_samples,
+                noise=config.noise,
+                steps=config.steps,
+                patch_size=s.patch,
+                strategy=s.strategy,
+                batch_size=b,
+                seed=s.seed,
+                offset=start,
+            )
+            top, _ = top_q_mask(maps, config.q, s.seed, offset=start)
+            for region, entry in zip(s.regions, per_region, strict=True):
+                rows = [p - start for p in entry["positions"] if start <= p < stop]
+                if rows:
+                    entry["shares"][method] += box_share(top[rows], region.box).tolist()
+            n_draw = max(0, min(stop, config.n_overlays) - start)
+            if n_draw:
+                drawn[method].append(maps[:n_draw].detach().cpu().numpy().astype(np.float16))
+            if k == 0:
+                _add_hotspots(hot, maps, x, target)
+        start = stop
+    arrays: dict[str, np.ndarray] = {}
+    if hot:
+        classes = sorted(hot)
+        arrays["hot_classes"] = np.array(classes, dtype=np.int64)
+        arrays["hot_count"] = np.array([hot[c][0] for c in classes], dtype=np.int64)
+        arrays["hot_sum"] = np.stack([hot[c][1] for c in classes])
+        arrays["hot_pixels"] = np.stack([hot[c][2] for c in classes])
+    for method, parts in drawn.items():
+        if parts:
+            arrays[f"map_{method}"] = np.concatenate(parts)
+    n_draw = max(0, min(r.stop, config.n_overlays) - r.start)
+    if n_draw:
+        arrays["drawn_images"] = _uint8(s.images[r.start : r.start + n_draw])
+    return {"regions": per_region, "arrays": pack(arrays)}
+
+
+def _uint8(images: torch.Tensor) -> np.ndarray:
+    return np.asarray((images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy())
+
+
+def _add_hotspots(hot: dict[int, list[Any]], maps: torch.Tensor, x: torch.Tensor, pred: torch.Tensor) -> None:
+    """Per predicted class: image count, fixed-point sum of the maps normalised to sum 1, and the sum
+    of the uint8 pixels (the class's mean image); integers, so the shards' sums add up exactly."""
+    for i in range(maps.shape[0]):
+        m = maps[i].detach().double().cpu()
+        norm = m / max(float(m.sum()), 1e-12)
+        c = int(pred[i])
+        entry = hot.setdefault(c, [0, 0, 0])
+        entry[0] += 1
+        entry[1] = entry[1] + (norm * HOT_SCALE).round().to(torch.int64).numpy()
+        entry[2] = entry[2] + _uint8(x[i]).astype(np.int64)
+
+
+def _test(ctx: AuditContext, s: Setup, kind: str, i: int) -> dict[str, Any]:
+    """One test of the deal (a hinted region, a discovery candidate, a class's colour cast, leakage)."""
+    probe, cfg = s.probe, s.settings
+    if kind == "region":
+        region = s.regions[i]
+        out = region_test(
+            probe, s.images, s.pred, s.labels, ctx.class_names, region.box, _region_artifact(s, region), cfg
+        )
+        ex = None
+        if out.get("stamp_confirmed"):
+            ex = example_data(probe, s.images, s.labels, out["_signature"], out["_stamp"], ctx.class_names)
+        return {"result": {k: v for k, v in out.items() if not k.startswith("_")}, "examples": ex}
+    if kind == "candidate":
+        assert s.found is not None
+        sig = s.found.signatures[i]
+        t = candidate_stamp(probe, s.images, s.pred, s.labels, sig, i, cfg)
+        out = {k: t[k] for k in ("flip", "null_flip", "gain", "n", "p_value")}
+        if could_confirm(t, cfg):
+            out["removal"] = candidate_removal(probe, s.images, s.found.groups, sig, cfg)
+            out["examples"] = example_data(probe, s.images, s.labels, sig, t, ctx.class_names)
+        return out
+    if kind == "global":
+        assert s.found is not None
+        return global_test(probe, s.images, s.found.groups, s.pred, s.labels, i, cfg)
+    assert ctx.object_masks is not None
+    masks = ctx.object_masks[s.index].to(s.images.device)
+    ref = s.labels if s.labels is not None else s.pred
+    strategies = [
+        x
+        for x in applicable_strategies(ctx.model)
+        if x in ("layer_mask", "token_drop", "black", "mean", "blur")
+    ]
+    return mask_shape_leakage(
+        ctx.model, s.images, masks, ref, mean=ctx.mean, std=ctx.std, strategies=strategies, seed=s.seed
+    )
+
+
+def run_shard(ctx: AuditContext, config: SpuriousConfig, r: range, patch: int) -> dict[str, Any]:
+    """Shard `r` of the plan: its saliency summaries and its tests, as plain JSON."""
+    s = setup(ctx, config, patch)
+    if r.step != 1 or r.start < 0 or r.stop > s.n or not len(r):
+        raise ValueError(f"shard {r} is not a non-empty contiguous range inside 0..{s.n}")
+    height, width = ctx.image_size
+    partial: dict[str, Any] = {
+        "start": r.start,
+        "stop": r.stop,
+        "n": s.n,
+        "height": height,
+        "width": width,
+        "patch_size": s.patch,
+        "strategy": s.strategy,
+        "strategy_bias": s.bias,
+        "top_k": max(1, round(config.q * height * width)),
+        "regions": [
+            {
+                "name": g.name,
+                "box": list(g.box),
+                "image_index": g.image_index,
+                "has_artifact": g.artifact is not None,
+                "baseline": area_baseline(g.box, height, width),
+            }
+            for g in s.regions
+        ],
+        "pred": s.pred[r.start : r.stop].tolist(),
+        "confidence": s.confidence[r.start : r.stop].tolist(),
+        "labels": None if s.labels is None else s.labels[r.start : r.stop].tolist(),
+        "saliency": _saliency(ctx, config, s, r),
+        "tests": {},
+    }
+    if s.found is not None:
+        partial["discovery"] = {
+            "candidates": [signature_summary(g, s.found.counts) for g in s.found.signatures],
+            "content_null": s.found.content_null,
+            "untested_classes": s.found.untested_classes,
+            "global_classes": [i for kind, i in s.tests if kind == "global"],
+        }
+    for t, (kind, i) in enumerate(s.tests):
+        if s.owner(t) in r:
+            ctx.report(0.7 + 0.25 * t / len(s.tests), f"{kind} test {i}")
+            partial["tests"][f"{kind}:{i}"] = _test(ctx, s, kind, i)
+    # Exactly what a worker stores and a merge reads back, so a single run merges the same values.
+    loaded: dict[str, Any] = json.loads(json.dumps(partial))
+    return loaded

@@ -1,0 +1,118 @@
+"""The verdict of the spurious-signal audit: what it rests on, what it means, and its sentence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auditors.audits.spurious_signal.discover import OUT_OF_SCOPE
+from auditors.audits.spurious_signal.merge import iou
+from auditors.report import Artifact, AuditResult, Finding, Verdict
+
+AUDIT = "spurious_signal"
+
+
+def conclude(
+    findings: list[Finding],
+    region_metrics: dict[str, Any],
+    discovery: dict[str, Any],
+    metrics: dict[str, Any],
+    artifacts: list[Artifact],
+    config: Any,
+    n: int,
+    n_regions: int,
+    num_classes: int,
+) -> AuditResult:
+    """Fail on a confirmed region or colour cast; inconclusive when discovery could test no class and
+    no hinted region was tested; else pass, saying what was and was not tested."""
+    candidates = discovery["candidates"]
+    confirmed = [f for f in findings if f.kind in ("spurious_region", "global_shortcut")]
+    untested = discovery.get("untested_classes", [])
+    tested_regions = [r for r in region_metrics.values() if "flip" in r]
+    verdict: Verdict = "fail" if confirmed else "pass"
+    if confirmed:
+        summary = "Shortcut(s) confirmed: " + "; ".join(
+            f"{f.class_name!r} at {[round(v) for v in f.box or []]}"
+            if f.kind == "spurious_region"
+            else f"{f.class_name!r} by its colour cast"
+            for f in confirmed
+        )
+    elif config.discovery and len(untested) == num_classes and not tested_regions:
+        verdict = "inconclusive"
+        summary = (
+            f"Too few images to test: no class has {config.min_group} of the {n} audited "
+            "images; audit more images."
+        )
+    else:
+        summary = (
+            f"No shortcut confirmed ({n_regions} hinted, {len(candidates)} discovery candidates "
+            f"and {len(discovery['global'])} class colour casts tested"
+            + (f"; too few images to test {', '.join(untested)}" if untested else "")
+            + "); not tested: "
+            + "; ".join(OUT_OF_SCOPE)
+            + "."
+        )
+    tested = [*tested_regions, *candidates, *discovery["global"]]
+    return AuditResult(
+        name=AUDIT,
+        verdict=verdict,
+        summary=summary,
+        metrics=metrics,
+        findings=findings,
+        artifacts=artifacts,
+        n=n,
+        estimate=strongest_effect(tested, confirmed=[t for t in tested if t.get("confirmed")]),
+        meaning=meaning(verdict, confirmed),
+    )
+
+
+def max_enrichment(region: dict[str, Any]) -> float:
+    vals = [
+        g["enrichment"] for m in region.get("methods", {}).values() for g in m["per_predicted_class"].values()
+    ]
+    return max(vals, default=0.0)
+
+
+def already_found(findings: list[Finding], new: Finding) -> bool:
+    """A discovered mark that a hinted region of the same class already covers is not reported twice."""
+    return any(
+        f.kind == new.kind
+        and f.class_name == new.class_name
+        and f.box
+        and new.box
+        and iou(f.box, new.box) > 0.3
+        for f in findings
+    )
+
+
+def strongest_effect(tested: list[dict[str, Any]], confirmed: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the verdict rests on: the stamp flip rate (n, 95% interval, corrected p, null) of the
+    confirmed shortcut with the largest excess over its null, else of the strongest effect tested."""
+    pool = confirmed or [t for t in tested if isinstance(t.get("flip"), dict)]
+    if not pool:
+        return None
+    best = max(pool, key=lambda t: float(t.get("excess_flip", 0.0)))
+    flip = best["flip"]
+    kind = "colour cast" if "shift" in best else "region"
+    estimate = {k: flip[k] for k in ("value", "lo", "hi", "n", "p_value", "null_mean") if k in flip}
+    if estimate.get("null_mean") is None and isinstance(best.get("null_flip"), dict):
+        estimate["null_mean"] = best["null_flip"].get("value")
+    return estimate | {
+        "level": 0.95,
+        "statistic": f"stamp flip rate toward {best.get('class')!r}, strongest {kind} tested "
+        f"({best.get('correction', 'uncorrected')})",
+    }
+
+
+def meaning(verdict: str, confirmed: list[Finding]) -> str:
+    if verdict == "fail":
+        classes = ", ".join(sorted({repr(f.class_name) for f in confirmed}))
+        return (
+            f"The model predicts {classes} from a shortcut, not from the object: remove or randomise the "
+            "mark (or balance it across classes) in the training data, retrain, and audit again."
+        )
+    if verdict == "inconclusive":
+        return "Too few images per class to test for shortcuts: audit more images."
+    return (
+        "No fixed mark or colour cast decides a class on these images; marks that move or change colour, "
+        "and texture statistics, are not tested."
+    )

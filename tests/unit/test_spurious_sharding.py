@@ -1,0 +1,82 @@
+"""The spurious-signal audit split over shards gives exactly the single run's result.
+
+A tiny ResNet trained with a magenta square on every circle (the planted shortcut of
+test_spurious_signal): the audit with a hinted region, a per-image region, discovery, the colour-cast
+test and every gradient method, run once and as uneven shards whose partials travel through JSON, must
+agree to the last digit and still find the shortcut.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from auditors.audits.base import ShardMeta
+from auditors.audits.context import AuditContext, ResolvedRegion
+from auditors.audits.spurious_signal.audit import SpuriousConfig
+from auditors.audits.spurious_signal.shard import block_size
+from auditors.registry import get_auditor
+from auditors.report import AuditResult
+from tests.fixtures.models import get_planted
+
+TASK = (
+    "synthetic:shapes?classes=4&size=32&n=1600&artifact=square&color=255,0,255&artifact_class=0"
+    "&fraction=1&seed=3"
+)
+BOX = (25, 25, 6, 6)
+CONFIG: dict[str, Any] = {
+    "n_images": 96,
+    "methods": ["gradient_squared", "smoothgrad", "integrated_gradients"],
+    "n_samples": 3,
+    "steps": 4,
+    "n_overlays": 5,
+    "n_random_boxes": 4,
+}
+
+
+def _context(out: Path) -> AuditContext:
+    p = get_planted("occulta_resnet_tiny", TASK, 10)
+    test: Any = p.test
+    carrier = int(torch.nonzero(test.has_artifact)[0])
+    return AuditContext(
+        model=p.model,
+        images=test.images,
+        labels=test.labels,
+        mean=p.mean,
+        std=p.std,
+        class_names=test.class_names,
+        out_dir=out,
+        regions=[ResolvedRegion("corner", BOX), ResolvedRegion("one-image", BOX, image_index=carrier)],
+    )
+
+
+def _comparable(result: AuditResult) -> dict[str, Any]:
+    return result.model_dump(mode="json", exclude={"seconds"})
+
+
+def test_uneven_shards_merge_into_the_single_run_and_still_find_the_shortcut(tmp_path: Path) -> None:
+    audit = get_auditor("spurious_signal")
+    config = SpuriousConfig.model_validate(CONFIG)
+    whole = audit.run(_context(tmp_path / "whole"), config)
+    ctx = _context(tmp_path / "shards")
+    b = block_size(96)
+    assert b > 1  # blocks of several images: the cut points below must respect them
+    # Uneven, and cutting inside the overlay rows and between the tests' owners.
+    ranges = [range(0, b), range(b, 20 * b), range(20 * b, 96)]
+    assert [r.start for r in audit.plan_shards(ctx.n_images, config, 4)] == [0, 8 * b, 16 * b, 24 * b]
+    partials = [json.loads(json.dumps(audit.run_shard(ctx, config, r))) for r in reversed(ranges)]
+    assert sum(len(p["tests"]) for p in partials) == len({k for p in partials for k in p["tests"]})
+    assert all(len(json.dumps(p)) < 200_000 for p in partials)  # summaries, not saliency maps
+    merged = audit.merge(ShardMeta.from_context(ctx), config, partials)
+    assert _comparable(merged) == _comparable(whole)
+    assert merged.verdict == "fail"
+    boxes = {(f.class_name, tuple(f.box or [])) for f in merged.findings if f.kind == "spurious_region"}
+    assert ("circle", (25.0, 25.0, 6.0, 6.0)) in boxes
+    assert merged.metrics["regions"]["one-image"]["confirmed"]
+    for art in merged.artifacts:  # .npz files carry their write time; the rest must match byte for byte
+        if art.path.endswith(".npz"):
+            continue
+        assert (tmp_path / "shards" / art.path).read_bytes() == (tmp_path / "whole" / art.path).read_bytes()
