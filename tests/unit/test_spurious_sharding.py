@@ -80,3 +80,36 @@ def test_uneven_shards_merge_into_the_single_run_and_still_find_the_shortcut(tmp
         if art.path.endswith(".npz"):
             continue
         assert (tmp_path / "shards" / art.path).read_bytes() == (tmp_path / "whole" / art.path).read_bytes()
+
+
+def test_a_shard_of_a_large_input_keeps_its_class_hotspots_small(tmp_path: Path) -> None:
+    """At 224 px the per-class hotspot sums travel as thumbnails, so a shard's partial stays small
+    whatever the input size, and the merged figure is drawn back at the input's size."""
+    import timm
+
+    import auditors.zoo.architectures  # noqa: F401  (registers the tiny architectures with timm)
+    from auditors.audits.spurious_signal.shard import HOT_SIDE, unpack
+
+    torch.manual_seed(0)
+    model = timm.create_model("occulta_resnet_tiny", num_classes=3).eval()
+    gen = torch.Generator().manual_seed(1)
+    ctx = AuditContext(
+        model=model,
+        images=torch.rand(6, 3, 224, 224, generator=gen),
+        labels=torch.tensor([0, 1, 2, 0, 1, 2]),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        class_names=["a", "b", "c"],
+        out_dir=tmp_path,
+    )
+    audit = get_auditor("spurious_signal")
+    cfg = SpuriousConfig.model_validate(
+        {"n_images": 6, "methods": ["gradient"], "discovery": False, "global_test": False, "n_overlays": 1}
+    )
+    partials = [json.loads(json.dumps(audit.run_shard(ctx, cfg, r))) for r in audit.plan_shards(6, cfg, 2)]
+    sizes = [len(json.dumps(p)) for p in partials]
+    hot = [a["hot_sum"] for a in (unpack(p["saliency"]["arrays"]) for p in partials) if "hot_sum" in a]
+    assert hot and all(max(h.shape[-2:]) <= HOT_SIDE for h in hot), [h.shape for h in hot]
+    assert max(sizes) < 400_000, sizes
+    merged = audit.merge(ShardMeta.from_context(ctx), cfg, partials)
+    assert "class_hotspots" in [a.name for a in merged.artifacts]

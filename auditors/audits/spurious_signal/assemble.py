@@ -26,6 +26,8 @@ from auditors.audits.spurious_signal.verdict import AUDIT, already_found, conclu
 from auditors.methods.per_image_random import check_tiling
 from auditors.report import Artifact, AuditResult, Finding
 
+MAX_HOTSPOT_CLASSES = 16
+
 
 def _joined(ordered: list[dict[str, Any]], key: str) -> list[Any]:
     return [v for p in ordered for v in p[key]]
@@ -162,9 +164,15 @@ def _pictures(
             entry[2] = entry[2] + a["hot_pixels"][row]
     if not sums:
         return drawn, None
-    classes = sorted(sums)
+    # The classes with the most images, at most MAX_HOTSPOT_CLASSES rows (a 1000-class model's figure
+    # would be unreadable), shown in class order.
+    classes = sorted(sorted(sums, key=lambda c: (-sums[c][0], c))[:MAX_HOTSPOT_CLASSES])
     hot = torch.stack([torch.from_numpy(sums[c][1] / sums[c][0] / HOT_SCALE).float() for c in classes])
     mean_images = torch.stack([torch.from_numpy(sums[c][2] / sums[c][0] / 255).float() for c in classes])
+    if tuple(hot.shape[-2:]) != (height, width):  # thumbnails (shard.HOT_SIDE): back to input pixels,
+        # so the candidate boxes drawn on them stay in the input's coordinates
+        hot = torch.nn.functional.interpolate(hot[:, None], size=(height, width), mode="nearest")[:, 0]
+        mean_images = torch.nn.functional.interpolate(mean_images, size=(height, width), mode="nearest")
     return drawn, Hotspots(classes, hot, mean_images)
 
 

@@ -62,6 +62,9 @@ if TYPE_CHECKING:
     from auditors.audits.spurious_signal.audit import SpuriousConfig
 
 HOT_SCALE = 2.0**32  # fixed point of the hotspot sums: integer sums are the same in any order
+# Class hotspots are summed at most this many pixels a side: a 224 px map per class present would make
+# a shard's partial of a many-class model hundreds of MB, and a thumbnail row shows no more anyway.
+HOT_SIDE = 56
 
 
 def block_size(n: int) -> int:
@@ -270,13 +273,23 @@ def _add_hotspots(hot: dict[int, list[Any]], maps: torch.Tensor, x: torch.Tensor
     """Per predicted class: image count, fixed-point sum of the maps normalised to sum 1, and the sum
     of the uint8 pixels (the class's mean image); integers, so the shards' sums add up exactly."""
     for i in range(maps.shape[0]):
-        m = maps[i].detach().double().cpu()
+        m = _thumbnail(maps[i].detach().double().cpu()[None])[0]
         norm = m / max(float(m.sum()), 1e-12)
         c = int(pred[i])
         entry = hot.setdefault(c, [0, 0, 0])
         entry[0] += 1
         entry[1] = entry[1] + (norm * HOT_SCALE).round().to(torch.int64).numpy()
-        entry[2] = entry[2] + _uint8(x[i]).astype(np.int64)
+        entry[2] = entry[2] + _uint8(_thumbnail(x[i].detach().double().cpu())).astype(np.int64)
+
+
+def _thumbnail(x: torch.Tensor) -> torch.Tensor:
+    """[C,H,W] averaged down to at most HOT_SIDE a side (unchanged when already that small)."""
+    h, w = x.shape[-2:]
+    if max(h, w) <= HOT_SIDE:
+        return x
+    scale = HOT_SIDE / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return torch.nn.functional.adaptive_avg_pool2d(x[None], size)[0]
 
 
 def _test(ctx: AuditContext, s: Setup, kind: str, i: int) -> dict[str, Any]:
