@@ -1,6 +1,6 @@
 """The SIS audit's secondary signals and artifacts (Carter et al., NeurIPS 2021 §4-5; docs/audits.md, "SIS and overinterpretation").
 
-Kept apart from `sis.py` so the audit reads as the paper's procedure and this file as its evidence:
+Kept apart from `shard.py` and `merge.py` so the audit reads as the paper's procedure and this file as its evidence:
 random-pixel controls, SIS size as a predictor of mistakes, retraining on 5% subsets, and pictures.
 """
 
