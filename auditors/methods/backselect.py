@@ -79,8 +79,13 @@ def backselect(
     target: torch.Tensor | None = None,
     chunk_size: int | None = None,
     progress: Progress | None = None,
+    seed: int = 0,
+    offset: int = 0,
 ) -> BackSelectResult:
-    """Exact BackSelect for `images` [B,3,H,W] in [0,1], all B images advanced one pixel per step."""
+    """Exact BackSelect for `images` [B,3,H,W] in [0,1], all B images advanced one pixel per step.
+
+    A random fill (noise, random_color) draws candidate j of image `offset + i` at a step with r
+    candidates from key (offset + i) * r + j: the same whether the image runs alone or in a batch."""
     device = model_device(model)
     b, _, h, w = images.shape
     n = h * w
@@ -97,12 +102,14 @@ def backselect(
         keep = remaining.unsqueeze(1).expand(b, r, n).clone()
         keep.scatter_(2, cand.unsqueeze(-1), False)  # candidate j of image i: remove one more pixel
         keep = keep.view(b, r, h, w)
-        kw: dict[str, Any] = dict(mean=mean, std=std, chunk_size=chunk_size)
+        kw: dict[str, Any] = dict(mean=mean, std=std, chunk_size=chunk_size, seed=seed)
         if b == 1 or b * r * images[0].numel() * 4 > _COPY_BYTES:
             f = torch.stack(
                 [
                     _probs(
-                        masked_logits(model, imgs_dev[i : i + 1], keep[i], strategy, **kw),
+                        masked_logits(
+                            model, imgs_dev[i : i + 1], keep[i], strategy, offset=(offset + i) * r, **kw
+                        ),
                         target[i].expand(r),
                     )
                     for i in range(b)
@@ -114,6 +121,7 @@ def backselect(
                 imgs_dev.repeat_interleave(r, 0),
                 keep.view(b * r, h, w),
                 strategy,
+                offset=offset * r,
                 **kw,
             )
             f = _probs(logits, target.repeat_interleave(r)).view(b, r)
@@ -162,10 +170,13 @@ def gradient_backselect(
     resolution: float = RESOLUTION,
     batch_size: int = 64,
     progress: Progress | None = None,
+    seed: int = 0,
+    offset: int = 0,
 ) -> BackSelectResult:
     """Batched Gradient BackSelect: per step remove the remaining pixels with the smallest df/dm
     (first order: removing pixel i changes f by about -df/dm_i, so those leave f highest), at most `k`
-    per step and fewer as the subset shrinks (`step_sizes`)."""
+    per step and fewer as the subset shrinks (`step_sizes`). A random fill of image i is keyed by
+    (seed, offset + i), whatever the batch."""
     strat = strategy if isinstance(strategy, Strategy) else parse_strategy(strategy)
     if not strat.is_pixel_fill:
         raise EngineError(f"gradient BackSelect needs a pixel fill (a soft mask); got {strat}")
@@ -180,6 +191,8 @@ def gradient_backselect(
             std,
             strat,
             step_sizes(images.shape[-2] * images.shape[-1], k, resolution=resolution),
+            seed,
+            offset + s,
         )
         for s in range(0, images.shape[0], batch_size)
     ]
@@ -199,6 +212,8 @@ def _gradient_batch(
     std: Sequence[float],
     strat: Strategy,
     steps: list[int],
+    seed: int,
+    offset: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     device = images.device
     b, _, h, w = images.shape
@@ -211,7 +226,7 @@ def _gradient_batch(
     rows = torch.arange(b, device=device).unsqueeze(1)
 
     def f_of(m: torch.Tensor) -> torch.Tensor:
-        x = apply_pixel_fill(strat, images, m.view(b, 1, h, w), mean=mean_t)
+        x = apply_pixel_fill(strat, images, m.view(b, 1, h, w), mean=mean_t, seed=seed, offset=offset)
         with autocast(device):
             return _probs(model(normalize(x, mean_t, std_t)), target)
 
@@ -256,8 +271,12 @@ def subset_keep(indices: Sequence[torch.Tensor], height: int, width: int) -> tor
     return keep.view(-1, height, width)
 
 
+def subset_size(n: int, fraction: float) -> int:
+    """How many of `n` pixels a `fraction` subset keeps: ceil(fraction * n), at least one."""
+    return max(1, math.ceil(fraction * n - 1e-9))
+
+
 def backselect_subset(result: BackSelectResult, fraction: float) -> list[torch.Tensor]:
     """The last ceil(fraction * n) pixels of each removal order: the 5% subsets of NeurIPS 2021 §4."""
-    n = result.order.shape[1]
-    keep_n = max(1, math.ceil(fraction * n - 1e-9))
+    keep_n = subset_size(result.order.shape[1], fraction)
     return [o[-keep_n:].clone() for o in result.order]

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from auditors.audits.base import ShardMeta
+from auditors.audits.base import Audit, ShardMeta
 from auditors.audits.context import AuditContext
 from auditors.audits.missingness_bias.audit import MissingnessBias, MissingnessBiasConfig, image_keep
 from auditors.methods.per_image_random import check_tiling, even_ranges, per_image_uniform
-from auditors.registry import get_auditor
+from auditors.registry import audit_class, audit_infos, get_auditor
 
 CONFIG = MissingnessBiasConfig(
     strategies=["black", "noise", "random_color", "layer_mask"], fractions=[0.0, 0.3, 0.6]
@@ -97,5 +97,13 @@ def test_a_merge_with_a_lost_shard_raises(planted_resnet, tmp_path) -> None:  # 
 
 
 def test_only_audits_that_implement_the_protocol_are_shardable() -> None:
-    assert get_auditor("missingness_bias").shardable
-    assert not get_auditor("sis").shardable
+    """The flag and the three methods go together: a shardable audit overrides all of them, any other
+    keeps the base's (which refuse), so the worker never fans out an audit it cannot merge."""
+    protocol = {"plan_shards", "run_shard", "merge"}
+    for name in audit_infos():
+        cls = audit_class(name)
+        own = {m for m in protocol if getattr(cls, m) is not getattr(Audit, m)}
+        assert own == (protocol if cls.shardable else set()), name
+        assert cls.shardable == audit_infos()[name].shardable, name
+    assert get_auditor("missingness_bias").shard_inputs == "range"
+    assert get_auditor("sis").shardable and get_auditor("sis").shard_inputs == "all"

@@ -8,8 +8,10 @@ import math
 import pytest
 import torch
 
+from auditors.audits.base import ShardMeta
 from auditors.audits.context import AuditContext
 from auditors.audits.sis.audit import SISConfig
+from auditors.audits.sis.controls import random_subsets
 from auditors.engine import masked_logits, normalize
 from auditors.methods.backselect import (
     BackSelectResult,
@@ -239,3 +241,66 @@ def test_retrain_on_subsets_reports_accuracies_next_to_the_original(pixels_model
     # The label lives in 5 pixels that BackSelect keeps and random 5% subsets almost never contain.
     assert r["backselect_subset_model_accuracy"] >= 0.9
     assert r["backselect_subset_model_accuracy"] > r["random_subset_model_accuracy"]
+
+
+def test_sis_sharded_unevenly_with_an_empty_shard_equals_the_single_run(planted_resnet, tmp_path):
+    """11 of 16 images are confident at tau 0.9, so positions 1 / 3 / 11 (7 of them picked) / 1
+    (beyond the pick) split the pick unevenly and leave one shard empty. Every shard makes the same
+    pick, its images' numbers do not depend on the shard (per-position random subsets, batches of one
+    shape), and the partials, through JSON as a worker stores them, merge into the single run."""
+    audit = get_auditor("sis")
+    cfg = parse_config("sis", {"n_images": 16, "tau": 0.9, "gradient_k": 64, "n_show": 3})
+    single = audit.run(_ctx(planted_resnet, tmp_path / "single"), cfg)
+    assert single.metrics["n_images"] == 11 and single.metrics["sis_size"]["n_with_sis"] == 11
+    ctx = _ctx(planted_resnet, tmp_path / "sharded")
+    ranges = [range(0, 1), range(1, 4), range(4, 15), range(15, 16)]
+    partials = [json.loads(json.dumps(audit.run_shard(ctx, cfg, r))) for r in reversed(ranges)]
+    assert [len(p["clean"]) for p in reversed(partials)] == [1, 3, 7, 0]
+    merged = audit.merge(ShardMeta.from_context(ctx), cfg, partials)
+    assert merged.metrics == single.metrics
+    assert merged.model_dump(mode="json", exclude={"seconds"}) == single.model_dump(
+        mode="json", exclude={"seconds"}
+    )
+    for art in single.artifacts:  # the pictures too: drawn from what the partials carried
+        assert (tmp_path / "single" / art.path).read_bytes() == (tmp_path / "sharded" / art.path).read_bytes()
+    with pytest.raises(ValueError, match="tile"):
+        audit.merge(ShardMeta.from_context(ctx), cfg, partials[1:] + partials[2:3])
+    with pytest.raises(ValueError, match="cover"):
+        audit.merge(ShardMeta.from_context(ctx), cfg, partials[1:])
+
+
+def test_sis_plans_shards_over_its_pick_and_keys_random_subsets_by_position():
+    audit = get_auditor("sis")
+    cfg = SISConfig(n_images=5)
+    assert audit.plan_shards(100, cfg, 3) == [range(0, 2), range(2, 4), range(4, 5)]
+    assert audit.plan_shards(3, cfg, 8) == [range(0, 1), range(1, 2), range(2, 3)]
+    whole = random_subsets(range(6), 64, 4, seed=1, salt=2)
+    part = random_subsets(range(3, 5), 64, 4, seed=1, salt=2)
+    assert all(torch.equal(a, b) for a, b in zip(whole[3:5], part, strict=True))
+    assert all(len(set(s.tolist())) == 4 for s in whole) and not torch.equal(whole[0], whole[1])
+
+
+def test_exact_sis_with_a_random_fill_sharded_equals_the_single_run(pixels_model, tmp_path):
+    """Exact BackSelect runs image by image and a random fill is keyed by position in the pick, so
+    two shards of one position each reproduce the single run's SIS and numbers."""
+    model, images, labels = pixels_model
+    ctx = AuditContext(
+        model=model,
+        images=images[:8],
+        labels=labels[:8],
+        mean=MEAN,
+        std=STD,
+        class_names=["plain", "pixels"],
+        out_dir=tmp_path,
+        seed=4,
+    )
+    audit = get_auditor("sis")
+    cfg = SISConfig(n_images=2, method="exact", strategy="random_color", n_show=2)
+    single = audit.run(ctx, cfg)
+    assert single.metrics["n_images"] == 2 and single.metrics["strategy"] == "random_color"
+    ranges = audit.plan_shards(ctx.n_images, cfg, 2)
+    partials = [json.loads(json.dumps(audit.run_shard(ctx, cfg, r))) for r in ranges]
+    merged = audit.merge(ShardMeta.from_context(ctx), cfg, partials)
+    assert merged.model_dump(mode="json", exclude={"seconds"}) == single.model_dump(
+        mode="json", exclude={"seconds"}
+    )

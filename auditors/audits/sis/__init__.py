@@ -8,6 +8,7 @@ INFO = AuditInfo(
     checks="confident from a few meaningless pixels?",
     implementation="auditors.audits.sis.audit:SIS",
     charts="auditors.audits.sis.charts:charts",
+    shardable=True,
     form_fields=(FormField("n_images", "SIS: images"),),
     policy_comment="SIS / overinterpretation: few confident images should rest on <= 5% of the pixels.",
     policy=(

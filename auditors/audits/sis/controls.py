@@ -1,31 +1,44 @@
 """The SIS audit's secondary signals and artifacts (Carter et al., NeurIPS 2021 §4-5; docs/audits.md, "SIS and overinterpretation").
 
-Kept apart from `sis.py` so the audit reads as the paper's procedure and this file as its evidence:
+Kept apart from `shard.py` and `merge.py` so the audit reads as the paper's procedure and this file as its evidence:
 random-pixel controls, SIS size as a predictor of mistakes, retraining on 5% subsets, and pictures.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from auditors.audits.context import AuditContext
+from auditors.audits.context import AuditContext, artifact_path
 from auditors.audits.plots import histogram, overlay_grid
 from auditors.engine import apply_pixel_fill, parse_strategy, plain_logits
 from auditors.methods.backselect import backselect_subset, gradient_backselect, subset_keep
+from auditors.methods.per_image_random import per_image_uniform
 from auditors.report import Artifact
 from auditors.sampling import stratified_indices
 from auditors.zoo.training import train_classifier
 
+_RETRAIN_SALT = 0x5E8  # the random 5% subsets of the retraining control
 
-def random_subsets(n_images: int, n_pixels: int, size: int, seed: int) -> list[torch.Tensor]:
-    """One uniformly random set of `size` pixel indices per image (the control for 5% subsets)."""
-    gen = torch.Generator().manual_seed(seed + 31)
-    return [torch.randperm(n_pixels, generator=gen)[:size] for _ in range(n_images)]
+
+def random_subsets(
+    positions: Sequence[int] | range, n_pixels: int, size: int, *, seed: int, salt: int
+) -> list[torch.Tensor]:
+    """One uniformly random set of `size` pixel indices per image (the control for 5% subsets). Image
+    p's set depends only on (seed, salt, p), so it is the same in a single run and in any shard."""
+    return [
+        torch.from_numpy(
+            per_image_uniform([p], n_pixels, seed=seed, salt=salt)[0].argsort(kind="stable")[:size]
+        )
+        for p in positions
+    ]
 
 
 def _auc(pos: list[float], neg: list[float]) -> float:
@@ -81,7 +94,7 @@ def retrain_on_subsets(
     n, (h, w) = images.shape[0], ctx.image_size
     res = gradient_backselect(ctx.model, images, mean=ctx.mean, std=ctx.std, strategy=strategy, k=k)
     bs = subset_keep(backselect_subset(res, fraction), h, w)
-    rnd = subset_keep(random_subsets(n, h * w, int(bs[0].sum()), seed + 1), h, w)
+    rnd = subset_keep(random_subsets(range(n), h * w, int(bs[0].sum()), seed=seed, salt=_RETRAIN_SALT), h, w)
     strat = parse_strategy(strategy)
     mean_t = torch.as_tensor(ctx.mean, dtype=torch.float32)
 
@@ -103,33 +116,36 @@ def retrain_on_subsets(
     return out
 
 
+@dataclass(frozen=True)
+class Shown:
+    """An image the SIS figure draws: its position in the pick, the image [3,H,W] in [0,1], and the
+    flat pixel indices of its SIS and of its 5% backselect subset."""
+
+    position: int
+    image: torch.Tensor
+    sis: torch.Tensor
+    subset: torch.Tensor
+
+
 def write_sis_artifacts(
-    ctx: AuditContext,
-    audit: str,
-    images: torch.Tensor,
-    sis: list[torch.Tensor | None],
-    subsets: list[torch.Tensor],
-    pct: list[float | None],
-    n_show: int,
+    out_dir: Path, audit: str, shown: Sequence[Shown], pct: list[float | None]
 ) -> list[Artifact]:
-    """SIS masks over a sample of images (smallest SIS first) and the SIS size histogram."""
-    h, w = images.shape[-2:]
+    """SIS masks over the shown images (smallest SIS first) and the SIS size histogram."""
     artifacts: list[Artifact] = []
-    have = [i for i, p in enumerate(pct) if p is not None]
-    show = sorted(have, key=lambda i: pct[i])[:n_show]  # type: ignore[arg-type,return-value]
-    if show:
+    if shown:
+        h, w = shown[0].image.shape[-2:]
 
         def mask_map(idx: torch.Tensor) -> torch.Tensor:
             m = torch.full((h * w,), float("nan"))
-            m[idx.cpu()] = 1.0
+            m[idx.long()] = 1.0
             return m.view(h, w)
 
-        path, rel = ctx.artifact_path(audit, "sis_masks.png")
+        path, rel = artifact_path(out_dir, audit, "sis_masks.png")
         overlay_grid(
             path,
-            [images[i] for i in show],
-            [[mask_map(sis[i]), mask_map(subsets[i])] for i in show],  # type: ignore[arg-type]
-            row_titles=[f"#{i} {pct[i]:.1f}%" for i in show],
+            [s.image for s in shown],
+            [[mask_map(s.sis), mask_map(s.subset)] for s in shown],
+            row_titles=[f"#{s.position} {pct[s.position]:.1f}%" for s in shown],
             col_titles=["SIS", "5% backselect"],
             cmap="cool",
         )
@@ -138,7 +154,7 @@ def write_sis_artifacts(
                 name="sis_masks", path=rel, description="pixels of the SIS and of the 5% backselect subset"
             )
         )
-    path, rel = ctx.artifact_path(audit, "sis_size_histogram.png")
+    path, rel = artifact_path(out_dir, audit, "sis_size_histogram.png")
     histogram(path, [p for p in pct if p is not None], title="SIS size", xlabel="% of pixels")
     artifacts.append(
         Artifact(name="sis_size_histogram", path=rel, description="SIS size over confident images")
