@@ -88,7 +88,8 @@ def test_a_shard_of_a_large_input_keeps_its_class_hotspots_small(tmp_path: Path)
     import timm
 
     import auditors.zoo.architectures  # noqa: F401  (registers the tiny architectures with timm)
-    from auditors.audits.spurious_signal.shard import HOT_SIDE, unpack
+    from auditors.audits.partials import unpack_arrays
+    from auditors.audits.spurious_signal.shard import HOT_SIDE
 
     torch.manual_seed(0)
     model = timm.create_model("occulta_resnet_tiny", num_classes=3).eval()
@@ -108,7 +109,7 @@ def test_a_shard_of_a_large_input_keeps_its_class_hotspots_small(tmp_path: Path)
     )
     partials = [json.loads(json.dumps(audit.run_shard(ctx, cfg, r))) for r in audit.plan_shards(6, cfg, 2)]
     sizes = [len(json.dumps(p)) for p in partials]
-    hot = [a["hot_sum"] for a in (unpack(p["saliency"]["arrays"]) for p in partials) if "hot_sum" in a]
+    hot = [a["hot_sum"] for a in (unpack_arrays(p["saliency"]["arrays"]) for p in partials) if "hot_sum" in a]
     assert hot and all(max(h.shape[-2:]) <= HOT_SIDE for h in hot), [h.shape for h in hot]
     assert max(sizes) < 400_000, sizes
     merged = audit.merge(ShardMeta.from_context(ctx), cfg, partials)

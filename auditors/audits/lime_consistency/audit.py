@@ -24,6 +24,7 @@ from auditors.audits.lime_consistency.metrics import (
     topk_jaccard_curve,
     write_lime_artifacts,
 )
+from auditors.audits.partials import unpack_arrays
 from auditors.cost import Passes, RunShape, masked_passes, native_strategy
 from auditors.engine import DEFAULT_COLORS, NATIVE, parse_strategy
 from auditors.methods.lime import FeatureKind
@@ -177,7 +178,7 @@ class LimeConsistency(Audit[LimeConfig]):
         verdict, summary, findings, meaning = _verdict(
             metrics, cfg, primary, ratio, consistency, first["native"]
         )
-        arrays = _concat([shard.decode(part["arrays"]) for part in ordered])
+        arrays = _concat([unpack_arrays(part["arrays"]) for part in ordered])
         artifacts = write_lime_artifacts(
             meta.out_dir, NAME, arrays, runs, metrics, per_image_cons, cfg.n_show, kc
         )

@@ -11,8 +11,6 @@ a single run does; `audit.LimeConsistency.merge` turns the partials into the res
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import Any
 
 import numpy as np
@@ -20,6 +18,7 @@ import torch
 
 from auditors.audits.context import AuditContext
 from auditors.audits.lime_consistency.metrics import random_rankings, spearman
+from auditors.audits.partials import pack_arrays
 from auditors.audits.plots import map_inputs
 from auditors.engine import NATIVE, applicable_strategies, parse_strategy, plain_logits
 from auditors.methods.lime import LimeFit, feature_logits, lime_fit, patch_grid, ranking
@@ -96,17 +95,6 @@ def removal_outcomes(
 def _present(order: torch.Tensor, n_features: torch.Tensor) -> list[list[int]]:
     """Each image's ranking of its own features (the padding the batch added is dropped)."""
     return [row[: int(n)].tolist() for row, n in zip(order.cpu(), n_features.tolist(), strict=True)]
-
-
-def _encode(arrays: dict[str, np.ndarray]) -> str:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def decode(blob: str) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(base64.b64decode(blob)), allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
 
 
 def reference_fit(
@@ -193,5 +181,5 @@ def run_shard(ctx: AuditContext, cfg: Any, positions: range, *, seed: int, patch
         "spearman": spearman(first.coef, fit2.coef, n_feat),
         "removal": removal,
         "reference": reference,
-        "arrays": _encode(arrays),
+        "arrays": pack_arrays(arrays),
     }

@@ -7,8 +7,6 @@ images: what the pictures need travels in the partials.
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +14,7 @@ import numpy as np
 import torch
 
 from auditors.audits.base import Partial, ShardMeta
+from auditors.audits.partials import unpack_arrays
 from auditors.audits.sis.config import NAME, SISConfig
 from auditors.audits.sis.controls import Shown, size_vs_correctness, write_sis_artifacts
 from auditors.methods.backselect import subset_size
@@ -32,11 +31,6 @@ def _mean(values: Sequence[float | bool]) -> float:
     return float(np.mean(values))
 
 
-def _decode(arrays: str) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(base64.b64decode(arrays))) as z:
-        return {k: z[k] for k in z.files}
-
-
 def _shown(parts: Sequence[Partial], pct: list[float | None], n_show: int) -> list[Shown]:
     """The `n_show` images with the smallest SIS (ties: the earlier position) over all shards; each
     shard sent its own smallest, so these are among them."""
@@ -45,7 +39,7 @@ def _shown(parts: Sequence[Partial], pct: list[float | None], n_show: int) -> li
     )
     out = []
     for it in items[:n_show]:
-        a = _decode(it["arrays"])
+        a = unpack_arrays(it["arrays"])
         image = torch.from_numpy(a["image"].astype(np.float32) / 255.0)
         out.append(Shown(it["position"], image, torch.from_numpy(a["sis"]), torch.from_numpy(a["subset"])))
     return out

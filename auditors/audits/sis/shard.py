@@ -10,8 +10,6 @@ JSON: per-image lists, the settings the merge checks, and the few pictures the a
 
 from __future__ import annotations
 
-import base64
-import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ import torch
 
 from auditors.audits.base import Partial
 from auditors.audits.context import AuditContext
+from auditors.audits.partials import pack_arrays
 from auditors.audits.sis.config import (
     PICK_SALT,
     RANDOM_SALT,
@@ -164,13 +163,6 @@ def _backselect(
     return BackSelectResult(order, f_after, f_full, target, method)
 
 
-def _encode(**arrays: np.ndarray) -> str:
-    """Arrays as base64 of compressed npz bytes: small, exact, and plain JSON text."""
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def run_shard(ctx: AuditContext, cfg: SISConfig, positions: range) -> Partial:
     """The partial for positions `positions` of the pick (empty where they lie beyond it)."""
     t0 = time.perf_counter()
@@ -241,10 +233,12 @@ def run_shard(ctx: AuditContext, cfg: SISConfig, positions: range) -> Partial:
     part["show"] = [
         {
             "position": p,
-            "arrays": _encode(
-                image=np.round(images[p].float().clamp(0, 1).numpy() * 255).astype(np.uint8),
-                sis=sis.numpy().astype(np.int32),
-                subset=sub.numpy().astype(np.int32),
+            "arrays": pack_arrays(
+                {
+                    "image": np.round(images[p].float().clamp(0, 1).numpy() * 255).astype(np.uint8),
+                    "sis": sis.numpy().astype(np.int32),
+                    "subset": sub.numpy().astype(np.int32),
+                }
             ),
         }
         for _, p, sis, sub in shown[: cfg.n_show]

@@ -17,11 +17,12 @@ import torch
 
 from auditors.audits.base import ShardMeta
 from auditors.audits.context import artifact_path
+from auditors.audits.partials import unpack_arrays
 from auditors.audits.spurious_signal.artifacts import Drawn, Hotspots, write_artifacts
 from auditors.audits.spurious_signal.discover import OUT_OF_SCOPE, judge_candidates, judge_global
 from auditors.audits.spurious_signal.findings import global_finding, local_finding, write_examples
 from auditors.audits.spurious_signal.regions import Thresholds, evidence
-from auditors.audits.spurious_signal.shard import HOT_SCALE, settings_of, unpack
+from auditors.audits.spurious_signal.shard import HOT_SCALE, settings_of
 from auditors.audits.spurious_signal.verdict import AUDIT, already_found, conclude, max_enrichment
 from auditors.methods.per_image_random import check_tiling
 from auditors.report import Artifact, AuditResult, Finding
@@ -136,7 +137,7 @@ def _pictures(
     conf: torch.Tensor,
     methods: list[str],
 ) -> tuple[Drawn, Hotspots | None]:
-    arrays = [unpack(p["saliency"]["arrays"]) for p in ordered]
+    arrays = [unpack_arrays(p["saliency"]["arrays"]) for p in ordered]
     drawn_parts = [a["drawn_images"] for a in arrays if "drawn_images" in a]
     height, width = ordered[0]["height"], ordered[0]["width"]
     images = (

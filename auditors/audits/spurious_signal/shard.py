@@ -23,8 +23,6 @@ through the same batch shapes in a shard as in a single run.
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import math
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ import numpy as np
 import torch
 
 from auditors.audits.context import AuditContext, ResolvedRegion
+from auditors.audits.partials import pack_arrays
 from auditors.audits.spurious_signal.counterfactual import (
     carries_artifact,
     choose_removal_strategy,
@@ -85,17 +84,6 @@ def sample_index(n_images: int, n: int, seed: int) -> torch.Tensor:
     if n_images <= n:
         return torch.arange(n_images)
     return torch.randperm(n_images, generator=torch.Generator().manual_seed(seed))[:n].sort().values
-
-
-def pack(arrays: dict[str, np.ndarray]) -> str:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def unpack(text: str) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(base64.b64decode(text))) as z:
-        return {k: z[k] for k in z.files}
 
 
 @dataclass
@@ -262,7 +250,7 @@ def _saliency(ctx: AuditContext, config: SpuriousConfig, s: Setup, r: range) -> 
     n_draw = max(0, min(r.stop, config.n_overlays) - r.start)
     if n_draw:
         arrays["drawn_images"] = _uint8(s.images[r.start : r.start + n_draw])
-    return {"regions": per_region, "arrays": pack(arrays)}
+    return {"regions": per_region, "arrays": pack_arrays(arrays)}
 
 
 def _uint8(images: torch.Tensor) -> np.ndarray:
