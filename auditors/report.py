@@ -156,6 +156,9 @@ class Environment(BaseModel):
     device: str
     versions: dict[str, str] = Field(default_factory=dict)
     dtype: str = "float32"
+    # The CPU and the kernel family torch dispatched to (e.g. "AMD EPYC, AVX512"): the same seed on
+    # another family rounds differently, so a model trained there ends up (slightly) different.
+    cpu: str | None = None
 
 
 class SampleSummary(BaseModel):

@@ -59,7 +59,31 @@ def results_table(reports: Mapping[str, Report]) -> str:
         role = next((a.role for k in keys if (a := reports[k].audit(name)) is not None), "model")
         row = [_cell(reports[k].audit(name)) for k in keys]
         lines.append(f"| `{name}` ({role}) | " + " | ".join(row) + " |")
+    lines += ["", machine_line(reports)]
     return "\n".join(lines) + "\n"
+
+
+MACHINE_PREFIX = "Run on: "
+
+
+def machine_line(reports: Mapping[str, Report]) -> str:
+    """Where the table was computed: the tiny models are trained, so the same seed on another CPU
+    kernel family gives slightly different models and figures (see `Environment.cpu`)."""
+    first = next((k for k in COLUMNS if k in reports), next(iter(reports)))
+    env = reports[first].environment
+    torch_version = env.versions.get("torch", "?")
+    return f"{MACHINE_PREFIX}{env.cpu or env.device}, torch {torch_version}."
+
+
+def table_machine(table: str) -> str | None:
+    """The `Run on:` line of a generated table, if it has one."""
+    return next((line for line in table.splitlines() if line.startswith(MACHINE_PREFIX)), None)
+
+
+def table_skeleton(table: str) -> list[str]:
+    """What a table says that does not depend on the CPU: its header, its rows, the model verdicts."""
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    return [rows[0], *(row.split("|")[1].strip() for row in rows[2:]), rows[2] if len(rows) > 2 else ""]
 
 
 def load_reports(out: Path, keys: Sequence[str] = tuple(COLUMNS)) -> dict[str, Report]:

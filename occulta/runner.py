@@ -102,6 +102,21 @@ def parse_regions(
     return out
 
 
+def cpu_fingerprint() -> str:
+    """The CPU's model name and the kernel family torch uses on it (e.g. "AMD EPYC, AVX512")."""
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model
+            )
+    except OSError:
+        pass
+    return f"{model}, {torch.backends.cpu.get_cpu_capability()}"
+
+
 def _environment(device: str) -> dict[str, Any]:
     import numpy
     import timm
@@ -114,6 +129,7 @@ def _environment(device: str) -> dict[str, Any]:
     )
     return {
         "device": f"{device} ({name or platform.machine()})",
+        "cpu": cpu_fingerprint(),
         "dtype": "bfloat16" if device.startswith("cuda") else "float32",
         "versions": {
             "occulta": __version__,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from auditors.report import Report
-from occulta.demo_table import load_reports, readme_table
+from occulta.demo_table import load_reports, readme_table, table_machine, table_skeleton
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 pytestmark = pytest.mark.slow
@@ -38,10 +38,18 @@ def reports(demo_out: Path) -> dict[str, Report]:
 
 
 def test_the_readme_results_table_is_what_a_fresh_demo_prints(demo_out: Path) -> None:
-    """Regenerate it with `occulta demo --readme README.md` when an audit changes."""
-    assert readme_table(README.read_text(encoding="utf-8")) == (demo_out / "results.md").read_text(
-        encoding="utf-8"
-    )
+    """Regenerate it with `occulta demo --readme README.md` when an audit changes.
+
+    On the CPU kernel family the README names, every figure must match. Elsewhere the demo's tiny
+    models train (slightly) differently from the same seed, so only what does not depend on the CPU
+    must match: the table's columns and rows and the models' verdicts."""
+    readme = readme_table(README.read_text(encoding="utf-8"))
+    fresh = (demo_out / "results.md").read_text(encoding="utf-8")
+    assert table_machine(readme) is not None, "the README's table does not say where it was run"
+    if table_machine(readme) == table_machine(fresh):
+        assert readme == fresh
+    else:
+        assert table_skeleton(readme) == table_skeleton(fresh), (table_machine(readme), table_machine(fresh))
 
 
 def test_the_planted_models_fail_and_the_clean_control_fails_only_with_a_model_finding(

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from auditors.report import AuditResult
-from occulta.demo_table import END, START, ReadmeTableError, readme_table, replace_table, results_table
+from occulta.demo_table import (
+    END,
+    START,
+    ReadmeTableError,
+    readme_table,
+    replace_table,
+    results_table,
+    table_machine,
+    table_skeleton,
+)
 from tests.gate.reports import make_report
 
 
@@ -33,7 +42,23 @@ def test_the_table_has_the_model_verdict_then_one_row_per_audit_in_column_order(
         "| **model verdict** | **fail** | **inconclusive** |",
         "| `missingness_bias` (explanation) | fail: share to one class 0.97 [0.94, 0.99], n = 300 | fail, n = 300 |",
         "| `spurious_signal` (model) | fail, n = 128 | not run |",
+        "",
+        f"Run on: {_reports()['cnn'].environment.cpu or _reports()['cnn'].environment.device}, torch ?.",
     ]
+
+
+def test_another_cpu_may_change_the_figures_but_not_the_rows_or_the_model_verdicts():
+    reports = _reports()
+    table = results_table(reports)
+    reports["cnn"].environment.cpu = "Other CPU, AVX2"
+    est = reports["cnn"].audits[0].estimate
+    assert est is not None
+    est["value"] = 0.5
+    other = results_table(reports)
+    assert table_machine(other) == "Run on: Other CPU, AVX2, torch ?." != table_machine(table)
+    assert other != table and table_skeleton(other) == table_skeleton(table)
+    reports["cnn"].verdict = "pass"  # a model verdict that changes is a change the README must show
+    assert table_skeleton(results_table(reports)) != table_skeleton(table)
 
 
 def test_the_table_replaces_only_what_lies_between_the_markers():
