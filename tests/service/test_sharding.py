@@ -21,6 +21,13 @@ pytestmark = [pytest.mark.service, pytest.mark.timeout(240)]
 SHARD_SIZE = 64  # the 256-image tiny dataset -> 4 shards
 CONFIG = {"missingness_bias": {"strategies": ["black", "noise", "layer_mask"], "fractions": [0.0, 0.5]}}
 SLOW = {"missingness_bias": {"strategies": ["black", "grey", "noise", "blur", "layer_mask"]}}
+# The rest of the battery, each split over the same two workers (LIME and SIS: 8 picked images in 4
+# shards of 2; the spurious audit: its 32-image sample with discovery on).
+BATTERY = {
+    "lime_consistency": {"n_images": 8, "n_samples": 64, "strategies": ["noise"], "max_k": 6, "n_show": 2},
+    "sis": {"n_images": 8, "method": "gradient", "gradient_k": 64, "n_show": 2},
+    "spurious_signal": {"n_images": 32, "methods": ["gradient"], "max_candidates": 2, "n_overlays": 2},
+}
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +169,56 @@ def test_cancel_stops_the_remaining_shards(stack, sharded_job, pg_migrated) -> N
     assert len(rows) == 4
     assert sum(row.status == "done" for row in rows) < 4
     assert all(row.status in ("done", "cancelled") for row in rows), [row.status for row in rows]
+
+
+@pytest.fixture(scope="module")
+def sharded_battery(stack, sharded_job) -> dict:  # type: ignore[no-untyped-def]
+    """LIME, SIS and the spurious audit in one job, sharded over the two workers."""
+    with OccultaClient(stack.url, stack.key, retries=0) as client:
+        audit = client.create_audit(
+            model_id=sharded_job["model_id"],
+            dataset_id=sharded_job["dataset_id"],
+            audits=list(BATTERY),
+            config=BATTERY,
+            seed=7,
+        )
+        final = client.wait(audit.id, timeout=200, interval=0.5)
+        if final.status != "succeeded":
+            _dump_logs(stack)
+        return {"id": audit.id, "status": final, "report": client.get_report(audit.id)}
+
+
+@pytest.mark.timeout(400)
+def test_every_audit_of_the_battery_sharded_over_two_workers_equals_the_single_run(  # type: ignore[no-untyped-def]
+    sharded_battery, tiny_model, pg_migrated, tmp_path
+) -> None:
+    from auditors.registry import audit_infos
+    from occulta.runner import run_battery
+
+    assert all(audit_infos()[name].shardable for name in BATTERY)
+    assert sharded_battery["status"].status == "succeeded", sharded_battery["status"]
+    rows = _shards(pg_migrated, sharded_battery["id"])
+    assert {r.audit for r in rows} == set(BATTERY)
+    assert all(r.status == "done" for r in rows)
+    assert len({r.worker for r in rows}) == 2, [r.worker for r in rows]
+    single = run_battery(
+        card_path=tiny_model.card,
+        data_ref=tiny_model.data_ref,
+        audits=list(BATTERY),
+        audit_configs=BATTERY,
+        out_dir=tmp_path,
+        device="cpu",
+        seed=7,
+    )
+    for name in BATTERY:
+        got, want = sharded_battery["report"].audit(name), single.audit(name)
+        assert got is not None and want is not None, name
+        assert got.metrics == want.metrics, name
+        assert (got.verdict, got.summary, got.findings, got.estimate, got.n) == (
+            want.verdict,
+            want.summary,
+            want.findings,
+            want.estimate,
+            want.n,
+        ), name
+        assert [a.name for a in got.artifacts] == [a.name for a in want.artifacts], name
