@@ -278,6 +278,10 @@ def plain_logits(
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device)
     std_t = torch.as_tensor(std, dtype=torch.float32, device=device)
     n = images.shape[0]
+    if n == 0:  # e.g. no recipient images for a test: [0, K], so callers need no special case
+        blank = torch.zeros(1, *images.shape[1:], device=device)
+        with torch.inference_mode(), autocast(device):
+            return model(normalize(blank, mean_t, std_t)).float()[:0]
     chunk = chunk_size or _auto_chunk(model, tuple(images.shape), Strategy("black"), device)
     outs = []
     with torch.inference_mode():

@@ -206,3 +206,33 @@ def test_vit_runs_end_to_end_with_token_dropping(tmp_path: Path) -> None:
     [cand] = [c for c in result.metrics["candidates"] if c["class"] == "circle"]
     assert cand["box"] == list(BOX)  # the magenta square's own box, found from its content
     assert 0 <= cand["flip"]["lo"] <= cand["flip"]["value"] <= cand["flip"]["hi"] <= 1
+
+
+def test_a_model_that_predicts_one_class_everywhere_leaves_that_class_untestable_not_a_crash(tmp_path):
+    """When every image is predicted as class c, no image is left to stamp c's colour cast onto: that
+    test has n = 0 and cannot confirm anything (a random-weight model in the scaling bench did this)."""
+    import timm
+
+    import auditors.zoo.architectures  # noqa: F401  (registers the tiny architectures with timm)
+    from auditors.registry import get_auditor, parse_config
+    from auditors.zoo.synthetic import generate, parse_synthetic
+
+    torch.manual_seed(0)
+    model = timm.create_model("occulta_resnet_tiny", num_classes=4).eval()
+    with torch.no_grad():
+        model.get_classifier().bias[1] += 8.0  # 'square' wins on every image
+    data = generate(parse_synthetic("synthetic:shapes?classes=4&size=32&n=64&seed=3"))
+    ctx = AuditContext(
+        model=model,
+        images=data.images,
+        labels=data.labels,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        class_names=["circle", "square", "triangle", "cross"],
+        out_dir=tmp_path,
+    )
+    cfg = parse_config("spurious_signal", {"n_images": 64, "methods": ["gradient"]})
+    result = get_auditor("spurious_signal").run(ctx, cfg)
+    square = next(g for g in result.metrics["global"] if g["class"] == "square")
+    assert square["n"] == 0 and square["flip"]["n"] == 0
+    assert result.verdict == "pass", result.summary
