@@ -57,3 +57,17 @@ def test_static_report_shows_the_confusion_matrix_and_embedded_before_after_exam
 def test_markdown_summary_gives_accuracy_and_the_weakest_class_with_their_n(tmp_path: Path) -> None:
     md = render_markdown(report_with_context(tmp_path))
     assert "Accuracy on the audited sample: **87.5%** (n = 64); weakest class `b` 85.3% (n = 34)." in md
+
+
+def test_a_colour_cast_finding_renders_its_removal_estimate(tmp_path: Path) -> None:
+    """A global shortcut's evidence holds an estimate (value, interval, n), not a region's effect
+    pair; the report must render both kinds (a confirmed cast once crashed the HTML)."""
+    finding = Finding(
+        kind="global_shortcut",
+        summary="a colour cast decides a",
+        class_name="a",
+        evidence={"removal": {"value": 0.41, "lo": 0.3, "hi": 0.52, "n": 48, "p_value": 0.001}},
+    )
+    audit = AuditResult(name="spurious_signal", verdict="fail", summary="cast", findings=[finding])
+    html = render_html(make_report(audits=[audit]), tmp_path)
+    assert "Removing it costs <strong>0.41</strong> [0.3, 0.52] confidence (n = 48 images)" in html
