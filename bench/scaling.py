@@ -35,7 +35,7 @@ REDIS = "redis://127.0.0.1:6379/0"
 WORKLOADS: dict[str, tuple[dict[str, Any], int, int]] = {
     "missingness_bias": ({"strategies": ["black", "grey"]}, 5000, 1250),  # 10 fractions
     "lime_consistency": ({"n_images": 16, "n_samples": 500}, 64, 16),  # 16 picked images: 4 per shard
-    "sis": ({"n_images": 32, "method": "gradient", "gradient_k": 4, "tau": 0.9}, 128, 32),
+    "sis": ({"n_images": 256, "method": "gradient", "gradient_k": 16, "tau": 0.9}, 512, 128),
     "spurious_signal": ({"n_images": 256}, 256, 64),
 }
 

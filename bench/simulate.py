@@ -83,7 +83,7 @@ def simulate(gpu_factor: float, units_override: int) -> dict[str, Any]:
             "efficiency": [round(base / w / n, 2) for w, n in zip(walls, WORKERS, strict=True)],
             # The model against a measured run it was not fitted to (2 workers on 2 cores).
             "check_2_workers": None
-            if check is None or units_override
+            if check is None or units_override or gpu_factor != 1
             else {"measured_s": check["wall_s"], "predicted_s": round(walls[1], 2)},
         }
     return out

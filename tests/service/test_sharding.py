@@ -25,7 +25,7 @@ SLOW = {"missingness_bias": {"strategies": ["black", "grey", "noise", "blur", "l
 # shards of 2; the spurious audit: its 32-image sample with discovery on).
 BATTERY = {
     "lime_consistency": {"n_images": 8, "n_samples": 64, "strategies": ["noise"], "max_k": 6, "n_show": 2},
-    "sis": {"n_images": 8, "method": "gradient", "gradient_k": 64, "n_show": 2},
+    "sis": {"n_images": 8, "method": "gradient", "gradient_k": 64, "n_show": 2, "batch_rows": 2},
     "spurious_signal": {"n_images": 32, "methods": ["gradient"], "max_candidates": 2, "n_overlays": 2},
 }
 

@@ -271,9 +271,13 @@ def test_sis_sharded_unevenly_with_an_empty_shard_equals_the_single_run(planted_
 
 def test_sis_plans_shards_over_its_pick_and_keys_random_subsets_by_position():
     audit = get_auditor("sis")
-    cfg = SISConfig(n_images=5)
-    assert audit.plan_shards(100, cfg, 3) == [range(0, 2), range(2, 4), range(4, 5)]
-    assert audit.plan_shards(3, cfg, 8) == [range(0, 1), range(1, 2), range(2, 3)]
+    # Cut only between whole batches of 64 (a smaller shard would still pay for a whole batch).
+    cfg = SISConfig(n_images=200)
+    assert audit.plan_shards(1000, cfg, 3) == [range(0, 128), range(128, 192), range(192, 200)]
+    assert audit.plan_shards(100, cfg, 8) == [range(0, 64), range(64, 100)]
+    assert audit.plan_shards(1000, SISConfig(n_images=5), 3) == [range(0, 5)]
+    small = SISConfig(n_images=8, batch_rows=2)  # smaller batches: a small pick spreads further
+    assert audit.plan_shards(100, small, 3) == [range(0, 4), range(4, 6), range(6, 8)]
     whole = random_subsets(range(6), 64, 4, seed=1, salt=2)
     part = random_subsets(range(3, 5), 64, 4, seed=1, salt=2)
     assert all(torch.equal(a, b) for a, b in zip(whole[3:5], part, strict=True))
@@ -298,7 +302,7 @@ def test_exact_sis_with_a_random_fill_sharded_equals_the_single_run(pixels_model
     cfg = SISConfig(n_images=2, method="exact", strategy="random_color", n_show=2)
     single = audit.run(ctx, cfg)
     assert single.metrics["n_images"] == 2 and single.metrics["strategy"] == "random_color"
-    ranges = audit.plan_shards(ctx.n_images, cfg, 2)
+    ranges = [range(0, 1), range(1, 2)]  # finer than the plan would cut: any split must agree
     partials = [json.loads(json.dumps(audit.run_shard(ctx, cfg, r))) for r in ranges]
     merged = audit.merge(ShardMeta.from_context(ctx), cfg, partials)
     assert merged.model_dump(mode="json", exclude={"seconds"}) == single.model_dump(

@@ -43,7 +43,7 @@ class SIS(Audit[SISConfig]):
         bound; a sharded run adds the pick and the fully masked pass to every shard. Plots: overlays
         and a histogram."""
         n = min(config.n_images, shape.n_images)
-        rows = batch_rows(n)
+        rows = batch_rows(n, config.batch_rows)
         batches = math.ceil(n / rows)
         padded = batches * rows
         n_px = shape.height * shape.width
@@ -66,9 +66,15 @@ class SIS(Audit[SISConfig]):
         return total
 
     def plan_shards(self, n_images: int, config: SISConfig, n_shards: int) -> list[range]:
-        """Ranges of positions in the pick. The pick holds at most `n_images` of the config (fewer when
-        fewer images are confident): a shard whose positions lie beyond it sends an empty partial."""
-        return even_ranges(min(config.n_images, n_images), n_shards)
+        """Ranges of positions in the pick, cut only between whole batches (`batch_rows`). A batch
+        costs about the same however many of its rows are padding, so a shard smaller than a batch
+        would only repeat work (measured: 4 shards of 8 of a 32-image pick took 2.4x the compute of
+        one run). The pick holds at most `n_images` of the config (fewer when fewer images are
+        confident): a shard whose positions lie beyond it sends an empty partial."""
+        n = min(config.n_images, n_images)
+        rows = batch_rows(n, config.batch_rows)
+        blocks = even_ranges(math.ceil(n / rows), n_shards)
+        return [range(b.start * rows, min(n, b.stop * rows)) for b in blocks]
 
     def run_shard(self, ctx: AuditContext, config: SISConfig, indices: range) -> Partial:
         """`indices` are positions in the pick; the context holds the whole sample."""

@@ -38,6 +38,9 @@ class SISConfig(AuditConfig):
     retrain_images: int = Field(default=512, ge=8)  # images backselected (gradient) for retraining
     retrain_epochs: int = Field(default=15, ge=1)
     n_show: int = Field(default=6, ge=0)
+    # Rows of every forward batch (None: the pick, at most 64). Shards are cut between whole batches,
+    # so a smaller value lets a small pick spread over more workers, at the price of more batches.
+    batch_rows: int | None = Field(default=None, ge=1, le=1024)
 
 
 def choose_method(cfg: SISConfig, n_pixels: int, is_cuda: bool) -> Literal["exact", "gradient"]:
@@ -48,9 +51,10 @@ def choose_method(cfg: SISConfig, n_pixels: int, is_cuda: bool) -> Literal["exac
     return "exact" if n_pixels <= limit else "gradient"
 
 
-def batch_rows(n_pick: int) -> int:
-    """The fixed number of rows of every forward batch over a pick of `n_pick` images."""
-    return max(1, min(CHUNK, n_pick))
+def batch_rows(n_pick: int, rows: int | None = None) -> int:
+    """The fixed number of rows of every forward batch over a pick of `n_pick` images (`rows`: the
+    config's own)."""
+    return max(1, min(rows or CHUNK, n_pick))
 
 
 def resolution_pct(method: str, n_px: int, k: int) -> float:

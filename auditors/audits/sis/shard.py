@@ -202,7 +202,7 @@ def run_shard(ctx: AuditContext, cfg: SISConfig, positions: range) -> Partial:
     if n_pick == 0:
         return _done(part, t0)
     images = ctx.images[torch.from_numpy(pick.index)].cpu()
-    rows = batch_rows(n_pick)
+    rows = batch_rows(n_pick, cfg.batch_rows)
     # docs/audits.md, "SIS and overinterpretation": first check that the fully masked input is well
     # below tau, over the whole pick so that every shard decides alike.
     none_kept = torch.zeros(rows, h, w, dtype=torch.bool)
