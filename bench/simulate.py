@@ -13,19 +13,19 @@ sharded one-worker run (`bench/results/scaling_<audit>.json`, no time-slicing), 
   divided by the tasks it sent (the fan-out, the shards, the merge);
 - `m`: the merge (the job's end minus the last shard's).
 
-N workers with K = min(N, units) shards of units/K each then take `q + ceil(K/N) (q + f + c units/K) + m`
-against the unsharded run's measured wall time. `--gpu-factor g` divides `c` (only `c`) by g: a GPU
+N workers get the shards the audit's own `plan_shards` makes for N (so LIME stops at its 16 picked
+images, and SIS and the spurious audit at their whole batches), dealt longest first; each shard costs
+`q + f + c * units`, and the wall time is `q` (the fan-out) + the busiest worker + `m`. `--gpu-factor g` divides `c` (only `c`) by g: a GPU
 runs the audit's forward passes faster but stages, loads and merges as a CPU does, so the fixed costs
 weigh more. g is an assumption, not a measurement (no GPU was lent to the session that wrote this); the
-table with g = 1 is what the measured costs say for CPU workers. `--units` runs the model for a larger
-workload than the benchmark's (e.g. 500 images). Writes bench/results/scaling_simulation.{json,md}.
+table with g = 1 is what the measured costs say for CPU workers. `--units` runs the model for another
+dataset size than the benchmark's (e.g. 500 images). Writes bench/results/scaling_simulation.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +56,23 @@ def costs(measured: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def predict(k: dict[str, float], workers: int, units: float, gpu_factor: float) -> float:
-    """Wall seconds for `units` of work over `workers` workers, one shard per worker at most."""
-    shards = max(1, min(workers, int(units)))
-    waves = math.ceil(shards / workers)
-    per_shard = k["q"] + k["f"] + k["c"] / gpu_factor * units / shards
-    return k["q"] + waves * per_shard + (k["f_first"] - k["f"]) + k["m"]
+def plan_sizes(audit: str, config: dict[str, Any], images: int, workers: int) -> list[int]:
+    """The units of each shard the audit's own plan makes for `workers` workers (LIME cannot split
+    its 16 picked images further than 16 ways, SIS and the spurious audit cut between whole batches)."""
+    from auditors.registry import get_auditor, parse_config
+
+    cfg = parse_config(audit, config)
+    return [len(r) for r in get_auditor(audit).plan_shards(images, cfg, workers)]
+
+
+def predict(k: dict[str, float], workers: int, sizes: list[int], gpu_factor: float) -> float:
+    """Wall seconds: the plan's shards dealt to `workers` workers longest first, each shard paying
+    the queue, its fixed cost and its compute; then the merge."""
+    loads = [0.0] * workers
+    for size in sorted(sizes, reverse=True):
+        i = loads.index(min(loads))
+        loads[i] += k["q"] + k["f"] + k["c"] / gpu_factor * size
+    return k["q"] + max(loads) + (k["f_first"] - k["f"]) + k["m"]
 
 
 def simulate(gpu_factor: float, units_override: int) -> dict[str, Any]:
@@ -71,13 +82,18 @@ def simulate(gpu_factor: float, units_override: int) -> dict[str, Any]:
             continue
         measured = json.loads(path.read_text())
         k = costs(measured)
-        units = float(units_override or k["units"])
-        base = predict(k, 1, units, gpu_factor)
-        walls = [predict(k, n, units, gpu_factor) for n in WORKERS]
+        audit = str(measured["audit"])
+        config = measured["config"][audit]
+        images = int(units_override or measured["images"])
+        plans = {n: plan_sizes(audit, config, images, n) for n in WORKERS}
+        units = float(sum(plans[1]))
+        base = predict(k, 1, plans[1], gpu_factor)
+        walls = [predict(k, n, plans[n], gpu_factor) for n in WORKERS]
         check = next((r for r in measured["runs"] if r["mode"] == "sharded" and r["workers"] == 2), None)
         out["audits"][measured["audit"]] = {
             "costs": {key: round(v, 4) for key, v in k.items()},
             "units": units,
+            "shards": [len(plans[n]) for n in WORKERS],
             "wall_s": [round(w, 2) for w in walls],
             "speedup": [round(base / w, 2) for w in walls],
             "efficiency": [round(base / w / n, 2) for w, n in zip(walls, WORKERS, strict=True)],
@@ -99,9 +115,13 @@ def markdown(result: dict[str, Any]) -> str:
         + " |",
         "|---|---:|---:|---:|---:|---:|" + "---:|" * len(result["workers"]),
     ]
+    lines[0] += " (cells: wall time, speed-up over one worker, shards)"
     for name, a in result["audits"].items():
         k = a["costs"]
-        cells = " | ".join(f"{w:.1f} s ({s:.1f}x)" for w, s in zip(a["wall_s"], a["speedup"], strict=True))
+        cells = " | ".join(
+            f"{w:.1f} s ({s:.1f}x, {k_})"
+            for w, s, k_ in zip(a["wall_s"], a["speedup"], a["shards"], strict=True)
+        )
         lines.append(
             f"| {name} | {a['units']:.0f} | {k['c'] / g:.3g} | {k['f']:.2f} | {k['q']:.2f} | "
             f"{k['m']:.2f} | {cells} |"
