@@ -21,7 +21,7 @@ import pytest
 from auditors.report import Report
 from occulta.client import OccultaClient
 from tests.fixtures.redis_server import PrivateRedis
-from tests.fixtures.service import ROOT, Stack, _child_env, prod_env, run_stack, start_worker
+from tests.fixtures.service import ROOT, Stack, _child_env, own_database, prod_env, run_stack, start_worker
 
 pytestmark = [pytest.mark.service, pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -97,7 +97,15 @@ def _same_audits(report: Report, reference: Report) -> None:
 
 
 @pytest.fixture(scope="module")
-def outage(pg_migrated, s3_endpoint, tiny_model, tmp_path_factory) -> Iterator[Outage]:  # type: ignore[no-untyped-def]
+def outage(s3_endpoint, tiny_model, tmp_path_factory) -> Iterator[Outage]:  # type: ignore[no-untyped-def]
+    """The stack on a private broker *and a database of its own*: the outbox is in the database, and
+    any other relay of this session (the in-process app's, on the shared Redis) would otherwise send
+    this stack's waiting messages to its own broker, where no worker of this stack would see them."""
+    with own_database(migrate=True) as pg:
+        yield from _outage(pg, s3_endpoint, tiny_model, tmp_path_factory)
+
+
+def _outage(pg_migrated, s3_endpoint, tiny_model, tmp_path_factory) -> Iterator[Outage]:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("outages")
     broker = PrivateRedis(tmp)
     broker.start()
