@@ -29,10 +29,9 @@ SALT = 0x11E  # the audit's own stratified draw
 RANDOM_ORDER_SEED = 7  # seed + 7: the random orders of the removal test
 
 
-def strategies_for(ctx: AuditContext, strategies: list[str] | None, fills: list[str]) -> list[str]:
+def strategies_for(native: list[str], strategies: list[str] | None, fills: list[str]) -> list[str]:
     """The strategies LIME runs under: as configured, else the removal rule (auditors.methods.removal):
-    the model's native missingness, else blur, never a constant fill."""
-    native = [s for s in applicable_strategies(ctx.model) if s in NATIVE]
+    the model's native missingness (`native`), else blur, never a constant fill."""
     chosen = list(strategies or (native[:1] or list(REMEDY_FILLS[:1])))
     for s in (*chosen, *fills):
         parse_strategy(s)
@@ -116,9 +115,9 @@ def reference_fit(
 
 def run_shard(ctx: AuditContext, cfg: Any, positions: range, *, seed: int, patch: int) -> dict[str, Any]:
     """The partial of positions `positions` in the pick (see the module docstring)."""
-    strategies = strategies_for(ctx, cfg.strategies, cfg.fills)
-    primary = strategies[0]
     native = [s for s in applicable_strategies(ctx.model) if s in NATIVE]
+    strategies = strategies_for(native, cfg.strategies, cfg.fills)
+    primary = strategies[0]
     index, groups = pick(ctx, cfg.n_images, seed)
     if positions.step != 1 or positions.start < 0 or positions.stop > len(index):
         raise ValueError(f"shard {positions} is not a range inside the {len(index)} picked images")
