@@ -7,16 +7,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from auditors.errors import AuditCancelled
 from auditors.report import AuditResult, Report
-from occulta.cards import ModelCard, write_card
 from occulta.cli import app
 from occulta.gate import evaluate, load_policy
 from occulta.policy_init import render_policy
 from occulta.runner import run_battery
+from tests.fixtures.models import write_planted_card
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {
@@ -29,20 +28,7 @@ BATTERY = ["missingness_bias", "lime_consistency", "sis", "spurious_signal"]
 
 @pytest.fixture(scope="module")
 def card(planted_resnet, tmp_path_factory) -> Path:
-    p = planted_resnet
-    d = tmp_path_factory.mktemp("model")
-    save_file({k: v.contiguous() for k, v in p.model.state_dict().items()}, str(d / "m.safetensors"))
-    c = ModelCard(
-        arch=p.arch,
-        weights="m.safetensors",
-        input_size=(3, 32, 32),
-        mean=p.mean,
-        std=p.std,
-        class_names=p.test.class_names,
-        name="planted",
-    )
-    write_card(c, d / "card.json")
-    return d / "card.json"
+    return write_planted_card(planted_resnet, tmp_path_factory.mktemp("model"), name="planted")
 
 
 @pytest.fixture(scope="module")

@@ -6,28 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from occulta.cards import ModelCard, write_card
 from occulta.cli import app
+from tests.fixtures.models import write_planted_card
 
 
 @pytest.fixture(scope="module")
 def card(planted_resnet, tmp_path_factory) -> Path:
-    p = planted_resnet
-    d = tmp_path_factory.mktemp("model")
-    save_file({k: v.contiguous() for k, v in p.model.state_dict().items()}, str(d / "m.safetensors"))
-    c = ModelCard(
-        arch=p.arch,
-        weights="m.safetensors",
-        input_size=(3, 32, 32),
-        mean=p.mean,
-        std=p.std,
-        class_names=p.test.class_names,
-    )
-    write_card(c, d / "card.json")
-    return d / "card.json"
+    return write_planted_card(planted_resnet, tmp_path_factory.mktemp("model"))
 
 
 def _audit(card: Path, out: Path, *extra: str) -> tuple[int, str]:

@@ -239,10 +239,23 @@ def _shards_equal_single_run(ctx: AuditContext, raw: dict, bounds: list[int]) ->
     ranges = [range(a, b) for a, b in itertools.pairwise(bounds)]
     partials = [json.loads(json.dumps(audit.run_shard(ctx, cfg, r))) for r in ranges]
     merged = audit.merge(ShardMeta.from_context(ctx), cfg, partials[::-1])  # any arrival order
-    got, want = merged.model_dump(mode="json"), whole.model_dump(mode="json")
-    for key in ("seconds",):
-        got.pop(key), want.pop(key)
-    assert got == want
+    assert merged.model_dump(mode="json", exclude={"seconds"}) == whole.model_dump(
+        mode="json", exclude={"seconds"}
+    )
+
+
+def _planted_context(p, n: int, out, **kw) -> AuditContext:  # type: ignore[no-untyped-def]
+    """The first `n` held-out images of a planted model's task, labelled."""
+    return AuditContext(
+        model=p.model,
+        images=p.test.images[:n],
+        labels=p.test.labels[:n],
+        mean=p.mean,
+        std=p.std,
+        class_names=list(p.test.class_names),
+        out_dir=out,
+        **kw,
+    )
 
 
 def test_uneven_lime_shards_with_a_noise_fill_and_a_reference_model_equal_the_single_run(
@@ -250,18 +263,7 @@ def test_uneven_lime_shards_with_a_noise_fill_and_a_reference_model_equal_the_si
 ):
     """Noise fills and random orders are keyed by an image's place in the pick, and the reference
     model's ranking travels per image, so any split gives the single run's report."""
-    p = planted_resnet
-    ctx = AuditContext(
-        model=p.model,
-        images=p.test.images[:24],
-        labels=p.test.labels[:24],
-        mean=p.mean,
-        std=p.std,
-        class_names=list(p.test.class_names),
-        out_dir=tmp_path,
-        seed=4,
-        reference_model=planted_vit.model,
-    )
+    ctx = _planted_context(planted_resnet, 24, tmp_path, seed=4, reference_model=planted_vit.model)
     raw = {"n_images": 7, "n_samples": 48, "strategies": ["noise"], "max_k": 6, "n_show": 2}
     _shards_equal_single_run(ctx, raw, [0, 1, 5, 7])
 
@@ -269,16 +271,7 @@ def test_uneven_lime_shards_with_a_noise_fill_and_a_reference_model_equal_the_si
 def test_lime_shards_refuse_a_gap_or_another_config(planted_resnet, tmp_path):
     from auditors.audits.base import ShardMeta
 
-    p = planted_resnet
-    ctx = AuditContext(
-        model=p.model,
-        images=p.test.images[:12],
-        labels=p.test.labels[:12],
-        mean=p.mean,
-        std=p.std,
-        class_names=list(p.test.class_names),
-        out_dir=tmp_path,
-    )
+    ctx = _planted_context(planted_resnet, 12, tmp_path)
     audit = get_auditor("lime_consistency")
     cfg = parse_config("lime_consistency", {"n_images": 4, "n_samples": 16, "max_k": 3, "n_show": 0})
     first, last = audit.run_shard(ctx, cfg, range(0, 2)), audit.run_shard(ctx, cfg, range(3, 4))
