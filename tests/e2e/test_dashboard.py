@@ -52,6 +52,24 @@ def _second_audit(stack, model_id: str, dataset_id: str) -> str:  # type: ignore
     return str(r.json()["id"])
 
 
+def _audit_ids(stack) -> set[str]:  # type: ignore[no-untyped-def]
+    r = httpx.get(stack.url + "/v1/audits", params={"limit": 200}, headers=stack.headers, timeout=30)
+    assert r.status_code == 200, r.text
+    return {a["id"] for a in r.json()["items"]}
+
+
+def _audit_status(stack, audit_id: str, until: str, timeout: float = 60) -> str:  # type: ignore[no-untyped-def]
+    """The audit's status once it reads `until` (a running audit stops at its next batch), or at timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        status = str(httpx.get(f"{stack.url}/v1/audits/{audit_id}", headers=stack.headers).json()["status"])
+        if status == until or time.monotonic() > deadline:
+            return status
+        time.sleep(0.5)
+
+
 def test_dashboard_launch_report_compare_gate_and_tenancy(  # type: ignore[no-untyped-def]
     stack, browser, shortcut_model, other_tenant_key
 ) -> None:
@@ -73,12 +91,29 @@ def test_dashboard_launch_report_compare_gate_and_tenancy(  # type: ignore[no-un
     page.fill("input[name=samples]", "64")
     page.fill("input[name='spurious_signal.n_images']", "64")
     page.fill("textarea[name=regions]", "stamp: 25, 25, 6, 6")  # where the synthetic set plants it
+
+    # Estimate first: the cost appears on the form and the server queues nothing.
+    before = _audit_ids(stack)
+    page.click("button[value=estimate]")
+    page.wait_for_selector("[data-launch=estimate]")
+    assert "forward passes" in page.locator("[data-launch=estimate]").inner_text()
+    assert _audit_ids(stack) == before, "Estimate cost launched an audit"
+    # The uploaded model stays picked; Launch queues exactly one audit.
+    assert page.locator("select[name=model_id]").input_value().startswith("mdl_")
     page.click("button.primary")
     page.wait_for_url(re.compile(r"/dashboard/audits/aud_"))
+    assert len(_audit_ids(stack) - before) == 1
     first = page.url.rsplit("/", 1)[1]
     audit = httpx.get(f"{stack.url}/v1/audits/{first}", headers=stack.headers).json()
     assert audit["audits"] == ["missingness_bias", "spurious_signal"]
     second = _second_audit(stack, audit["model_id"], audit["dataset_id"])
+
+    # Cancel: a third audit queued behind the other two is cancelled from its page.
+    third = _second_audit(stack, audit["model_id"], audit["dataset_id"])
+    page.goto(f"{stack.url}/dashboard/audits/{third}")
+    page.click("form[action$='/cancel'] button[type=submit]")
+    page.wait_for_url(re.compile(rf"/dashboard/audits/{third}$"))
+    assert _audit_status(stack, third, until="cancelled") == "cancelled"
 
     # The list shows both with live status; the pending page reloads into the report when done.
     page.goto(stack.url + "/dashboard/")

@@ -19,10 +19,21 @@
   document.addEventListener("submit", function (event) {
     var form = event.target;
     if (!form.matches("form[data-busy]")) return;
-    var button = form.querySelector("button[type=submit]");
+    // The button that was clicked decides what the server does (Estimate vs Launch). A disabled
+    // button is left out of the form data, so its name=value travels in a hidden input instead;
+    // every submit button is then disabled so a second click cannot send the form twice.
+    var button = event.submitter || form.querySelector("button[type=submit]");
     var note = form.querySelector("[data-busy-note]");
     var mb = megabytes(form), started = Date.now();
-    if (button) { button.disabled = true; button.textContent = form.dataset.busy; }
+    if (button && button.name) {
+      var carried = document.createElement("input");
+      carried.type = "hidden";
+      carried.name = button.name;
+      carried.value = button.value;
+      form.appendChild(carried);
+    }
+    form.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = true; });
+    if (button) button.textContent = button.dataset.busy || form.dataset.busy;
     if (!note) return;
     note.hidden = false;
     function tick() {
