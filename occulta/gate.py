@@ -1,9 +1,10 @@
 """The CI gate: a YAML policy of assertions on report metrics, evaluated to pass/fail.
 
 A policy names metric paths (`missingness_bias.metrics.worst.entropy_drop_at_half`) and bounds. The
-gate fails closed: a path the report lacks is an error-level failure that says which keys exist, so a
-renamed metric can never turn a gate silently green. Typos in the policy itself raise `PolicyError`
-naming the line, because a gate that ignores a misspelt assertion is worse than no gate.
+gate fails closed: a value the run did not produce is an error-level failure, and a name the report
+does not have (a misspelt or renamed audit or metric) raises `PolicyError` naming the line and the
+nearest spelling, so neither can turn a gate silently green, and a typo (exit 2) is never confused
+with a failing model (exit 1).
 
 Assertions on an audit the report did not run are the one exception a policy can opt into: with
 `when_not_run: skip` (for the whole policy, or inside one assertion's condition) such an assertion is
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field
 from auditors.registry import available_audits
 from auditors.report import Report, Verdict
 from occulta.errors import PolicyError
+from occulta.hints import did_you_mean
 from occulta.safe_yaml import YamlBudgetError, compose_bounded
 
 POLICY_VERSION = 1
@@ -236,7 +238,22 @@ def load_policy(text: str) -> Policy:
 
 
 class _MissingPathError(Exception):
-    """A path that does not resolve; the message says where it stopped and what was there."""
+    """A path that does not resolve; the message says where it stopped and what was there.
+
+    `unknown` marks a name the report's structure lacks (an audit, field or key nobody wrote), as
+    opposed to a value the run did not produce (a short list, a metric left empty): the first is a
+    typo in the policy, the second is about the model.
+    """
+
+    def __init__(
+        self, message: str, *, unknown: str | None = None, where: str = "", options: list[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.unknown, self.where, self.options = unknown, where, options or []
+
+
+class _PolicyTypoError(Exception):
+    """An assertion naming something no report of this shape has: a policy error, not a failure."""
 
 
 def _tokens(path: str) -> list[str | int]:
@@ -264,7 +281,11 @@ def resolve(document: dict[str, Any], path: str) -> Any:
         node = document[head]
     else:
         keys = list(audits) + [k for k in document if k != "audits"]
-        raise _MissingPathError(f"no audit or report field `{head}` ({_nearest(str(head), keys)})")
+        raise _MissingPathError(
+            f"no audit or report field `{head}` ({_nearest(str(head), keys)})",
+            unknown=str(head),
+            options=keys,
+        )
     walked = str(head)
     for token in tokens[1:]:
         if isinstance(node, dict) and isinstance(token, str) and token in node:
@@ -276,7 +297,12 @@ def resolve(document: dict[str, Any], path: str) -> Any:
                 raise _MissingPathError(f"`{walked}` has {len(node)} items, no index {token}")
             node = node[int(token)]
         elif isinstance(node, dict):
-            raise _MissingPathError(f"`{walked}` has no key `{token}` ({_nearest(str(token), list(node))})")
+            raise _MissingPathError(
+                f"`{walked}` has no key `{token}` ({_nearest(str(token), list(node))})",
+                unknown=str(token),
+                where=walked,
+                options=[str(k) for k in node],
+            )
         else:
             raise _MissingPathError(f"`{walked}` is a {type(node).__name__}, not a mapping or list")
         walked += f"[{token}]" if isinstance(token, int) else f".{token}"
@@ -322,6 +348,23 @@ def _not_run(document: dict[str, Any], path: str, known: set[str]) -> str | None
     return head if head in known else None
 
 
+def _typo_message(assertion: Assertion, exc: _MissingPathError, known: set[str]) -> str:
+    """One line that starts with the misspelt name and its nearest spelling, then what exists there."""
+    name = exc.unknown or ""
+    if not exc.where:
+        options = sorted(set(exc.options) | known)
+        what, there = "audit or report field", "audits and fields"
+    else:
+        options = sorted(exc.options)
+        what = "metric" if ".metrics" in f".{exc.where}" else "key"
+        there = f"`{exc.where}` has"
+    listed = ", ".join(options[:12]) + (", ..." if len(options) > 12 else "") if options else "(nothing)"
+    return (
+        f"line {assertion.line}: unknown {what} `{name}` in `{assertion.path}`"
+        f"{did_you_mean(name, options, cutoff=0.6)}; {there}: {listed}"
+    )
+
+
 def _evaluate_one(document: dict[str, Any], assertion: Assertion, known: set[str]) -> AssertionResult:
     common = {
         "path": assertion.path,
@@ -344,7 +387,10 @@ def _evaluate_one(document: dict[str, Any], assertion: Assertion, known: set[str
             )
             return AssertionResult(**common, passed=False, outcome="missing", message=message)
         audit = next((a for a in document["audits"] if a["name"] == _tokens(assertion.path)[0]), None)
-        why = f"; the audit errored: {audit['error']}" if audit and audit.get("error") else ""
+        errored = bool(audit and audit.get("error"))
+        if exc.unknown is not None and not errored:
+            raise _PolicyTypoError(_typo_message(assertion, exc, known)) from None
+        why = f"; the audit errored: {audit['error']}" if audit and errored else ""
         message = f"missing metric `{assertion.path}`: {exc}{why}"
         # fail closed: a missing metric is an error whatever the level, so a rename never passes
         return AssertionResult(**common, passed=False, outcome="missing", message=message)
@@ -361,12 +407,24 @@ def _evaluate_one(document: dict[str, Any], assertion: Assertion, known: set[str
 def evaluate(report: Report, policy: Policy) -> GateResult:
     """Check every assertion; the gate passes when no error-level assertion failed or went missing.
 
-    Only a registered audit's name can be "not run" (and so skippable): a misspelt audit name is a
-    missing metric with a did-you-mean hint, never a silent skip.
+    Only a registered audit's name can be "not run" (and so skippable). A name the report's structure
+    lacks (a misspelt audit, field or metric of an audit that ran without error) raises `PolicyError`
+    with the did-you-mean first: the policy is wrong, whatever the model does, so it is never a
+    silent skip nor a "failed model". A value the run did not produce (the audit errored, a list is
+    shorter, a metric is empty) stays a missing metric that fails the gate.
     """
     document = report.model_dump(mode="json", by_alias=True)
     known = set(available_audits())
-    results = [_evaluate_one(document, a, known) for a in policy.assertions]
+    results: list[AssertionResult] = []
+    typos: list[str] = []
+    for assertion in policy.assertions:
+        try:
+            results.append(_evaluate_one(document, assertion, known))
+        except _PolicyTypoError as exc:
+            typos.append(str(exc))
+    if typos:  # a typo is the user's to fix (exit 2), never a failing model (exit 1)
+        more = f" (and {len(typos) - 1} more: {'; '.join(typos[1:])})" if len(typos) > 1 else ""
+        raise PolicyError(typos[0] + more)
     counts = GateCounts(
         total=len(results),
         passed=sum(r.outcome == "passed" for r in results),

@@ -8,7 +8,7 @@ verdict defaults and the generated policy agrees with the report until a user ti
 
 from __future__ import annotations
 
-from auditors.registry import audit_infos
+from auditors.registry import audit_infos, builtin_infos
 from occulta.errors import PolicyError
 from occulta.example_policy import audit_block
 from occulta.gate import WhenNotRun
@@ -51,3 +51,11 @@ def render_policy(audits: list[str], when_not_run: WhenNotRun = "fail") -> str:
     consequence = "is skipped" if when_not_run == "skip" else "fails the gate (fail closed)"
     head = _HEADER.format(audits=", ".join(audits), when_not_run=when_not_run, consequence=consequence)
     return head + "".join(audit_block(infos[name]) for name in audits)
+
+
+def default_policy(audits: list[str] | None = None) -> str:
+    """The one default policy: `occulta policy init`'s for these audits (registered ones; all the
+    built-ins when none is given), so the dashboard, the CLI and the docs start from the same bounds."""
+    known = audit_infos()
+    names = [n for n in audits or [] if n in known] or [info.name for info in builtin_infos()]
+    return render_policy(names)

@@ -295,7 +295,11 @@ def _gate_result(
         raise _NoVerdictError("give exactly one of AUDIT_ID or --local REPORT.json", EXIT_USAGE)
     policy_text, parsed = _read_policy(policy)
     if local is not None:
-        return evaluate(_read_report(local), parsed)
+        report = _read_report(local)
+        try:
+            return evaluate(report, parsed)
+        except PolicyError as exc:  # a name the report lacks: the policy's typo, not a failing model
+            raise _NoVerdictError(f"{policy}: {exc}", EXIT_USAGE) from None
     assert audit_id is not None
     try:
         client = OccultaClient(url, api_key)

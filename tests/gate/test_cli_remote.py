@@ -30,10 +30,10 @@ def serve_gate(request: Recorded) -> tuple[int, Any]:
     if body["audit_id"] != "aud_1":
         return 404, {"error": {"code": "not_found", "message": f"audit {body['audit_id']} not found"}}
     try:
-        policy = load_policy(body["policy"])
+        result = evaluate(make_report(), load_policy(body["policy"]))
     except OccultaError as exc:
         return 422, {"error": {"code": exc.code, "message": exc.message}}
-    return 200, evaluate(make_report(), policy).model_dump(mode="json")
+    return 200, result.model_dump(mode="json")
 
 
 def invoke(server_url: str, *args: str) -> Any:
@@ -115,6 +115,20 @@ def test_wrong_api_key_exits_2_with_the_server_message(server: FakeOccultaServer
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert "missing or unknown API key" in result.stderr
+
+
+def test_misspelt_metric_on_the_server_exits_2_with_the_did_you_mean_first(
+    server: FakeOccultaServer, policy: Path
+) -> None:
+    server.on_call("POST", "/v1/gate", serve_gate)
+    policy.write_text(
+        "assertions:\n  missingness_bias.metrics.worst.entropy_drp_at_half: [error, {max: 1}]\n"
+    )
+    result = invoke(server.url, "gate", "aud_1", "--policy", str(policy), "--on-error", "pass")
+    assert result.exit_code == 2, result.output
+    first = result.stderr.splitlines()[0]
+    assert "line 2: unknown metric `entropy_drp_at_half`" in first
+    assert "(did you mean entropy_drop_at_half?)" in first
 
 
 def test_policy_typo_exits_2_before_any_request(server: FakeOccultaServer, policy: Path) -> None:
