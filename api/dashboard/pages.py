@@ -34,6 +34,7 @@ from api.schemas import AuditOut, GateIn
 from auditors.report import Report
 from occulta.errors import PolicyError
 from occulta.policy_init import default_policy
+from occulta.report_view import ordered_audits, report_view
 from occulta.service import audits as audits_service
 from occulta.service import keys
 
@@ -173,6 +174,8 @@ def report_page(request: Request, audit_id: str, scope: DashScope, store: StoreD
     any_maps = next((m for sets in mapsets.values() for m in sets), None)
     context |= {
         "report": report,
+        "view": report_view(report),
+        "ordered": ordered_audits(report),
         "size": (report.model.input_size[2], report.model.input_size[1]),
         "charts": {a.name: charts_for(a) for a in report.audits},
         "metrics": {a.name: metric_rows(a) for a in report.audits},

@@ -56,23 +56,19 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 def print_verdicts(report: Any, out: Path) -> None:
     from rich.table import Table
 
-    from occulta.render import VERDICT_ICON, format_estimate
+    from occulta.report_view import MODEL_VERDICT, report_view
 
-    label = report.verdict_label.upper()
-    table = Table(title=f"{report.model.arch}: {VERDICT_ICON[report.verdict]} {label}")
+    view = report_view(report)
+    table = Table(
+        title=f"{report.model.arch}: {MODEL_VERDICT.lower()} {view.icon} {view.verdict_label.upper()}"
+    )
     table.add_column("audit")
     table.add_column("about")
     table.add_column("verdict")
     table.add_column("rests on")
     table.add_column("summary", overflow="fold")
-    for a in report.audits:
-        table.add_row(
-            a.name,
-            a.role,
-            f"{VERDICT_ICON[a.verdict]} {a.verdict}",
-            format_estimate(a.estimate, a.n),
-            a.summary,
-        )
+    for a in view.audits:  # the model's audits first, then the explanation caveats
+        table.add_row(a.name, a.role_label, f"{a.icon} {a.verdict}", a.rests_on, a.summary)
     console.print(table)
     console.print(report.headline)
     console.print(f"report: {out / 'report.html'}")
