@@ -191,9 +191,7 @@ def demo(
     """Train a tiny CNN and ViT on a task with a planted shortcut, audit both, write the reports."""
     import time
 
-    import torch
-
-    from occulta.demo import DEMO_MODELS, audit_demo_model, demo_battery, train_demo_model
+    from occulta.demo import DEMO_MODELS, audit_demo_model, demo_battery, pin_threads, train_demo_model
     from occulta.demo_table import ReadmeTableError, readme_table, results_table, write_readme_table
     from occulta.runner import resolve_device
 
@@ -203,7 +201,7 @@ def demo(
         except (OSError, ReadmeTableError) as exc:
             fail(f"--readme {readme}: {exc}")
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    pin_threads()  # the same seed on the same machine gives the same reports
     battery, configs = demo_battery([a.strip() for a in audits.split(",")] if audits else None)
     dev = resolve_device(device)
     t0 = time.perf_counter()
