@@ -20,13 +20,15 @@ _HEADER = """\
 # Each assertion is `metric.path: [error|warn, {{comparator: value}}]`.
 #   error: a failure fails the gate (exit 1).   warn: reported, the gate stays green.
 #   comparators: min (>=), max (<=), equals, in (one of a list). `{{min: a, max: b}}` checks both.
-# A metric the report lacks fails the gate whatever its level, so a renamed metric never passes.
+# A misspelt or renamed audit or metric is a policy error (exit 2, with the nearest spelling); a value
+# the run did not produce (its audit errored, say) fails the gate whatever its level.
 # when_not_run: {when_not_run} -- an assertion on an audit the report did not run {consequence}.
 #   Set it per assertion too: `[warn, {{max: 0.5, when_not_run: skip}}]`.
 version: 1
 when_not_run: {when_not_run}
 assertions:
-  # The overall verdict is the worst of the audits; `inconclusive` proves nothing, so it does not pass.
+  # The overall verdict is about the model (the worst of the model audits); `inconclusive` proves
+  # nothing, so it does not pass. Explanation caveats have their own `explanation_verdict`.
   verdict: [warn, {{equals: pass}}]
 """
 
