@@ -40,10 +40,14 @@ def _run(out: Path) -> dict[str, Any]:
 def test_two_demo_runs_with_one_seed_write_the_same_report(tmp_path: Path) -> None:
     import torch
 
+    before = torch.get_num_threads()
     pin_threads()
-    assert torch.get_num_threads() == DEMO_THREADS
-    first = _run(tmp_path)  # the same folder twice, so the card path in the report is the same too
-    second = _run(tmp_path)
+    try:
+        assert torch.get_num_threads() == DEMO_THREADS
+        first = _run(tmp_path)  # the same folder twice, so the card path in the report is the same too
+        second = _run(tmp_path)
+    finally:
+        torch.set_num_threads(before)  # the rest of the session keeps its own thread count
     assert first["model"]["weights_sha256"] == second["model"]["weights_sha256"], "training is reproducible"
     assert first["created_at"] != second["created_at"] or first["wall_seconds"] != second["wall_seconds"]
     assert _without_timings(first) == _without_timings(second)
