@@ -11,7 +11,7 @@ from __future__ import annotations
 from auditors.registry import audit_infos, builtin_infos
 from occulta.errors import PolicyError
 from occulta.example_policy import audit_block
-from occulta.gate import WhenNotRun
+from occulta.gate_policy import WhenNotRun
 from occulta.hints import did_you_mean
 
 _HEADER = """\
