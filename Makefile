@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install demo test lint pytest services bench bench-gpu clean
+.PHONY: install demo readme-table test lint pytest services bench bench-gpu clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ install: $(STAMP)
 ## Train two tiny planted-shortcut models (CNN + ViT), audit them, write reports to demo-out/.
 demo: install
 	$(BIN)/occulta demo --out demo-out
+
+## Rewrite README.md's results table from a fresh CPU demo (seed 0) on this machine.
+readme-table: install
+	$(BIN)/occulta demo --out demo-out --device cpu --seed 0
+	$(BIN)/python -m occulta.demo_table demo-out README.md
 
 ## Lint, type-check, check the layering, then run every test (starts PostgreSQL/Redis if needed).
 test: install services lint pytest

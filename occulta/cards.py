@@ -158,7 +158,8 @@ class ModelCard(BaseModel):
         return "safetensors" if self.weights.endswith(".safetensors") else "state_dict"
 
 
-def _one_line(err: ValidationError) -> str:
+def card_error_line(err: ValidationError) -> str:
+    """A card's validation errors on one line, an unknown key with its nearest spelling."""
     return "; ".join(validation_parts(err, ModelCard, "card"))
 
 
@@ -232,10 +233,11 @@ def parse_card(text: str, *, source: str = "card") -> ModelCard:
     try:
         return ModelCard.model_validate(raw)
     except ValidationError as exc:
-        raise CardError(f"{source}: {_one_line(exc)}") from None
+        raise CardError(f"{source}: {card_error_line(exc)}") from None
 
 
-def load_card(path: Path | str) -> ModelCard:
+def load_card(path: Path | str, *, shown_as: str | None = None) -> ModelCard:
+    """The card at `path`; errors call it `shown_as` (the name the user gave it) when it was copied."""
     path = Path(path)
     if not path.is_file():
         raise CardError(f"model card {path} does not exist")
@@ -243,7 +245,7 @@ def load_card(path: Path | str) -> ModelCard:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CardError(f"cannot read model card {path}: {exc}") from None
-    return parse_card(text, source=f"model card {path.name}")
+    return parse_card(text, source=f"model card {shown_as or path.name}")
 
 
 def weights_path(card: ModelCard, card_path: Path | str) -> Path:
@@ -364,16 +366,21 @@ def load_model(
     return model.eval().to(device)
 
 
-def validate_model(card_path: Path | str, *, max_params: int = MAX_MODEL_PARAMS) -> ModelCard:
+def validate_model(
+    card_path: Path | str, *, max_params: int = MAX_MODEL_PARAMS, shown_as: str | None = None
+) -> ModelCard:
     """Load card + weights on the CPU and run one forward pass: what an upload must survive."""
     import torch
 
-    card = load_card(card_path)
+    card = load_card(card_path, shown_as=shown_as)
     model = load_model(card, card_path, max_params=max_params)
     with torch.no_grad():
         out = model(torch.zeros(1, *card.input_size))
     if out.shape[-1] != card.num_classes:
-        raise CardError(f"model outputs {out.shape[-1]} classes but the card names {card.num_classes}")
+        raise CardError(
+            f"model outputs {out.shape[-1]} classes but the card {shown_as or Path(card_path).name} "
+            f"names {card.num_classes}"
+        )
     return card
 
 

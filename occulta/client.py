@@ -36,10 +36,12 @@ _ERRORS_BY_CODE: dict[str, type[OccultaError]] = {
 
 
 class Created(BaseModel):
-    """What the service answers for a new model or dataset; other fields are kept as sent."""
+    """What the service answers for a new model or dataset; other fields are kept as sent. `new` is
+    False when the service answered with one it already had (the same checkpoint uploaded again)."""
 
     model_config = ConfigDict(extra="allow")
     id: str
+    new: bool = True
 
 
 class AuditStatus(BaseModel):
@@ -79,6 +81,7 @@ class OccultaClient:
         # CI jobs tune these without new flags: OCCULTA_RETRIES, OCCULTA_RETRY_BACKOFF (seconds, doubled)
         self.retries = retries if retries is not None else int(_env_number("OCCULTA_RETRIES", 3))
         self.backoff = backoff if backoff is not None else _env_number("OCCULTA_RETRY_BACKOFF", 0.5)
+        self._last_status = 0  # of the latest answer: tells a new upload (201) from a known one (200)
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "occulta-cli"},
@@ -98,9 +101,19 @@ class OccultaClient:
     # ------------------------------------------------------------ routes
 
     def upload_model(self, card: Path, weights: Path | None = None) -> Created:
-        """`POST /v1/models`: the card and (optionally) the checkpoint, streamed as multipart files."""
+        """`POST /v1/models`: the card and (optionally) the checkpoint, streamed as multipart files.
+        201 is a new model; 200 is the tenant's existing model with the same checkpoint and card."""
         paths = {"card": card} | ({"weights": weights} if weights else {})
-        return Created.model_validate(self._request("POST", "/v1/models", files=paths, expect=201))
+        body = self._request("POST", "/v1/models", files=paths, expect=201)
+        return Created.model_validate(body).model_copy(update={"new": self._last_status == 201})
+
+    def delete_model(self, model_id: str) -> None:
+        """`DELETE /v1/models/{id}` (refused with 409 while an unfinished audit uses it)."""
+        self._request("DELETE", f"/v1/models/{model_id}", idempotent=True, expect=204)
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        """`DELETE /v1/datasets/{id}` (refused with 409 while an unfinished audit uses it)."""
+        self._request("DELETE", f"/v1/datasets/{dataset_id}", idempotent=True, expect=204)
 
     def register_dataset(self, ref: str) -> Created:
         """`POST /v1/datasets` with a reference (`synthetic:...`, `s3://` in the tenant's space, ...)."""
@@ -230,6 +243,7 @@ class OccultaClient:
                 if response.status_code in _RETRY_STATUS and idempotent and not last:
                     response.close()
                 else:
+                    self._last_status = response.status_code
                     return self._decode(response, expect)
             time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -253,13 +267,18 @@ class OccultaClient:
             for fh in handles.values():
                 fh.close()
 
-    @staticmethod
-    def _decode(response: httpx.Response, expect: int) -> Any:
+    def _decode(self, response: httpx.Response, expect: int) -> Any:
         where = f"{response.request.method} {response.request.url.path}"
+        if response.status_code == 204 and expect == 204:
+            return {}
         try:
             body = response.json()
         except ValueError:
             body = None
+        if response.status_code == 404 and _is_route_miss(body):
+            raise errors.NotFoundError(
+                f"{where} is not an Occulta API route{_path_hint(self._http.base_url)}"
+            )
         if response.status_code >= 500:
             detail = _error_message(body) or response.text[:200]
             raise ServiceError(f"{where}: the service failed ({response.status_code}): {detail}")
@@ -301,6 +320,28 @@ def _env_number(name: str, default: float) -> float:
     if value < 0:
         raise OccultaError(f"{name} must not be negative", code="usage")
     return value
+
+
+def _is_route_miss(body: Any) -> bool:
+    """A 404 for the route itself (no such path on this server), not for a missing audit or model."""
+    message = _error_message(body) or ""
+    return (
+        not isinstance(body, dict)
+        or message.lower() in ("", "not found")
+        or body.get("detail") == "Not Found"
+    )
+
+
+def _path_hint(base: httpx.URL) -> str:
+    """Where OCCULTA_URL carries a path (`.../dashboard`), say to give the server's root instead."""
+    path = base.path.rstrip("/")
+    if not path:
+        return ""
+    root = str(base.copy_with(path="/")).rstrip("/")
+    return (
+        f"; the server URL has the path {path!r}: give the server's root, e.g. {root} "
+        "(the address `occulta serve` prints, without /dashboard), in --url or OCCULTA_URL"
+    )
 
 
 def _error_message(body: Any) -> str | None:

@@ -2,7 +2,8 @@
 
 The figures a newcomer reads in the README must be the figures `occulta demo` prints at the same
 commit: the demo writes this table to `<out>/results.md`, `occulta demo --readme README.md` replaces the
-table between the markers, and a test compares the README's table with a fresh run. Pure text over
+table between the markers (or, from a finished run, `python -m occulta.demo_table demo-out README.md`,
+which `make readme-table` runs), and a test compares the README's table with a fresh run. Pure text over
 `report.json`; no torch. Figures are rounded to two decimals so the table says what a run shows, not
 the last bits of a float.
 """
@@ -64,15 +65,19 @@ def results_table(reports: Mapping[str, Report]) -> str:
 
 
 MACHINE_PREFIX = "Run on: "
+LIBRARIES = ("torch", "timm", "numpy", "python")
 
 
 def machine_line(reports: Mapping[str, Report]) -> str:
-    """Where the table was computed: the tiny models are trained, so the same seed on another CPU
-    kernel family gives slightly different models and figures (see `Environment.cpu`)."""
+    """What the figures depend on: the tiny models are trained on the spot, and float sums round
+    differently on another CPU kernel family (`Environment.cpu`: AVX-512 vs AVX2), with another thread
+    count (the demo pins `DEMO_THREADS`) or other library versions. Same line, same figures."""
+    from occulta.demo import DEMO_THREADS
+
     first = next((k for k in COLUMNS if k in reports), next(iter(reports)))
     env = reports[first].environment
-    torch_version = env.versions.get("torch", "?")
-    return f"{MACHINE_PREFIX}{env.cpu or env.device}, torch {torch_version}."
+    versions = ", ".join(f"{lib} {env.versions[lib]}" for lib in LIBRARIES if lib in env.versions)
+    return f"{MACHINE_PREFIX}{env.cpu or env.device}, {DEMO_THREADS} threads, {versions}."
 
 
 def table_machine(table: str) -> str | None:
@@ -121,3 +126,30 @@ def write_readme_table(readme_path: Path, reports: Mapping[str, Report]) -> None
     tmp = readme_path.with_name(f".{readme_path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(readme_path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m occulta.demo_table DEMO_OUT README`: rewrite the README's table from a finished demo
+    run (`occulta demo --out DEMO_OUT`), without training again."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2:
+        print("usage: python -m occulta.demo_table DEMO_OUT README.md", file=sys.stderr)
+        return 2
+    out, readme = Path(args[0]), Path(args[1])
+    reports = load_reports(out)
+    if not reports:
+        print(f"error: no demo reports under {out} (run `occulta demo --out {out}` first)", file=sys.stderr)
+        return 2
+    try:
+        write_readme_table(readme, reports)
+    except (OSError, ReadmeTableError) as exc:
+        print(f"error: {readme}: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote the results table of {', '.join(reports)} from {out} into {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

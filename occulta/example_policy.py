@@ -1,5 +1,6 @@
 """The example gate policy (`examples/policy.yaml`), generated from each audit's metadata, so a new
-audit brings its own lines and a renamed metric cannot linger in the example. Torch-free.
+audit brings its own lines and a renamed metric cannot linger in the example. It is `occulta policy
+init`'s policy for every built-in audit: one default policy everywhere. Torch-free.
 
 Regenerate with `python -m occulta.example_policy > examples/policy.yaml`; a test checks the
 committed file equals this output.
@@ -12,20 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from auditors.audits.base import AuditInfo
-
-HEADER = """\
-# Occulta gate policy: each assertion is `metric.path: [error|warn, {comparator: value}]`.
-#   error: a failure fails the gate (exit 1).   warn: reported, the gate stays green.
-#   comparators: min (>=), max (<=), equals, in (one of a list). `{min: a, max: b}` checks both.
-#   A path the report lacks fails the gate, whatever its level: a renamed metric never passes silently.
-# Thresholds below are the audits' documented defaults (docs/audits.md); tighten them per model.
-# Generated from the audits' metadata by `python -m occulta.example_policy`; do not edit by hand.
-version: 1
-assertions:
-  # The overall verdict is about the model (the worst of the model audits); `inconclusive` proves
-  # nothing, so it does not pass. Explanation caveats have their own `explanation_verdict`.
-  verdict: [warn, {equals: pass}]
-"""
 
 
 def _flow(value: Any) -> str:
@@ -51,10 +38,11 @@ def audit_block(info: AuditInfo) -> str:
 
 
 def render_example_policy() -> str:
-    """The policy text for every built-in audit, in the registry's order."""
-    from auditors.registry import builtin_infos
+    """The policy text for every built-in audit, in the registry's order: exactly what `occulta policy
+    init` writes for them (and the dashboard's gate page starts from), so there is one default."""
+    from occulta.policy_init import default_policy
 
-    return HEADER + "".join(audit_block(info) for info in builtin_infos())
+    return default_policy()
 
 
 if __name__ == "__main__":

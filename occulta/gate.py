@@ -1,14 +1,15 @@
-"""The CI gate: a YAML policy of assertions on report metrics, evaluated to pass/fail.
+"""The CI gate: a policy (`occulta.gate_policy`) evaluated against a report, to pass/fail.
 
 A policy names metric paths (`missingness_bias.metrics.worst.entropy_drop_at_half`) and bounds. The
-gate fails closed: a path the report lacks is an error-level failure that says which keys exist, so a
-renamed metric can never turn a gate silently green. Typos in the policy itself raise `PolicyError`
-naming the line, because a gate that ignores a misspelt assertion is worse than no gate.
+gate fails closed: a value the run did not produce is an error-level failure, and a name the report
+does not have (a misspelt or renamed audit or metric) raises `PolicyError` naming the line and the
+nearest spelling, so neither can turn a gate silently green, and a typo (exit 2) is never confused
+with a failing model (exit 1).
 
 Assertions on an audit the report did not run are the one exception a policy can opt into: with
 `when_not_run: skip` (for the whole policy, or inside one assertion's condition) such an assertion is
 reported as skipped instead of failing, so one policy can serve batteries of different sizes. An audit
-that ran but lacks the metric, or errored, still fails: that is the renamed-metric case.
+that errored still fails.
 """
 
 from __future__ import annotations
@@ -19,46 +20,46 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field
 
 from auditors.registry import available_audits
 from auditors.report import Report, Verdict
 from occulta.errors import PolicyError
-from occulta.safe_yaml import YamlBudgetError, compose_bounded
+from occulta.gate_policy import (
+    POLICY_VERSION,
+    SYMBOL,
+    TOKEN,
+    Assertion,
+    Comparator,
+    Level,
+    Policy,
+    WhenNotRun,
+    is_number,
+    load_policy,
+)
+from occulta.hints import did_you_mean
 
-POLICY_VERSION = 1
-Level = Literal["error", "warn"]
-Comparator = Literal["min", "max", "equals", "in"]
-WhenNotRun = Literal["fail", "skip"]
+# The policy's names stay importable from here: the gate is one module to its callers.
+__all__ = [
+    "POLICY_VERSION",
+    "Assertion",
+    "AssertionResult",
+    "GateCounts",
+    "GateResult",
+    "Level",
+    "Policy",
+    "WhenNotRun",
+    "error_junit",
+    "error_markdown",
+    "evaluate",
+    "format_value",
+    "load_policy",
+    "resolve",
+    "to_junit",
+]
+
 Outcome = Literal["passed", "failed", "missing", "skipped"]
-_LEVELS: tuple[str, ...] = ("error", "warn")
-_COMPARATORS: tuple[str, ...] = ("min", "max", "equals", "in")
-_WHEN_NOT_RUN: tuple[str, ...] = ("fail", "skip")
-_TOP_KEYS: tuple[str, ...] = ("version", "when_not_run", "assertions")
-_SYMBOL = {"min": "≥", "max": "≤", "equals": "=", "in": "∈"}
-# `name`, `.name`, `[3]` or `["key.with.dots"]`
-_TOKEN = re.compile(r"""\.?([A-Za-z0-9_\-]+)|\[(\d+)\]|\[(?:"([^"]+)"|'([^']+)')\]""")
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-
-class Assertion(BaseModel):
-    """One comparator on one path; `{min: a, max: b}` in a policy becomes two assertions."""
-
-    path: str
-    level: Level
-    comparator: Comparator
-    expected: Any
-    line: int = Field(description="1-based line of the assertion in the policy file")
-    when_not_run: WhenNotRun = Field(
-        default="fail", description="skip: the assertion does not apply when its audit was not run"
-    )
-
-
-class Policy(BaseModel):
-    version: int = POLICY_VERSION
-    when_not_run: WhenNotRun = "fail"
-    assertions: list[Assertion]
 
 
 class AssertionResult(BaseModel):
@@ -98,150 +99,31 @@ class GateResult(BaseModel):
     markdown: str
 
 
-# ---------------------------------------------------------------- policy parsing
-
-
-def _line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
-
-
-def _scalar(node: yaml.Node) -> Any:
-    """Construct a plain value from a composed node, with the safe loader's type rules."""
-    return yaml.SafeLoader("").construct_object(node, deep=True)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_expected(comparator: str, value: Any, where: str) -> None:
-    if comparator in ("min", "max"):
-        if not _is_number(value) or math.isnan(value):
-            raise PolicyError(f"{where}: `{comparator}` needs a number, got {value!r}")
-    elif comparator == "in":
-        if not isinstance(value, list) or not value:
-            raise PolicyError(f"{where}: `in` needs a non-empty list, e.g. {{in: [pass, inconclusive]}}")
-    elif isinstance(value, dict | list):
-        raise PolicyError(f"{where}: `equals` needs a single value, got {value!r}")
-
-
-def _when_not_run(node: yaml.Node, where: str) -> WhenNotRun:
-    value = _scalar(node)
-    if value not in _WHEN_NOT_RUN:
-        raise PolicyError(f"{where}: `when_not_run` is fail or skip, got {value!r}")
-    return "skip" if value == "skip" else "fail"
-
-
-def _parse_assertion(key: yaml.Node, value: yaml.Node, when_not_run: WhenNotRun) -> list[Assertion]:
-    path = str(_scalar(key))
-    where = f"line {_line(key)}, `{path}`"
-    if not path or _TOKEN.sub("", path):
-        raise PolicyError(f"{where}: not a metric path (use name.key.key, [0] for list items)")
-    if not isinstance(value, yaml.SequenceNode) or len(value.value) != 2:
-        raise PolicyError(f"{where}: expected [error|warn, {{min|max|equals|in: value}}]")
-    level_node, cond_node = value.value
-    level = _scalar(level_node)
-    if level not in _LEVELS:
-        hint = difflib.get_close_matches(str(level), _LEVELS, n=1)
-        raise PolicyError(
-            f"{where}: unknown level {level!r}; use error or warn"
-            + (f" (did you mean {hint[0]}?)" if hint else "")
-        )
-    if not isinstance(cond_node, yaml.MappingNode) or not cond_node.value:
-        raise PolicyError(f"{where}: the condition must be a mapping like {{max: 1.0}}")
-    pairs = [(k, v) for k, v in cond_node.value if _scalar(k) != "when_not_run"]
-    for k, v in cond_node.value:
-        if _scalar(k) == "when_not_run":
-            when_not_run = _when_not_run(v, f"line {_line(k)}, `{path}`")
-    if not pairs:
-        raise PolicyError(f"{where}: the condition needs a comparator, e.g. {{max: 1.0}}")
-    out: list[Assertion] = []
-    for cmp_node, expected_node in pairs:
-        comparator = _scalar(cmp_node)
-        if comparator not in _COMPARATORS:
-            options = (*_COMPARATORS, "when_not_run")
-            hint = difflib.get_close_matches(str(comparator), options, n=1)
-            raise PolicyError(
-                f"line {_line(cmp_node)}, `{path}`: unknown comparator {comparator!r}; "
-                f"use one of {', '.join(options)}" + (f" (did you mean {hint[0]}?)" if hint else "")
-            )
-        expected = _scalar(expected_node)
-        _check_expected(comparator, expected, f"line {_line(expected_node)}, `{path}`")
-        out.append(
-            Assertion(
-                path=path,
-                level=level,
-                comparator=comparator,
-                expected=expected,
-                line=_line(key),
-                when_not_run=when_not_run,
-            )
-        )
-    return out
-
-
-def _yaml_error(exc: yaml.YAMLError) -> str:
-    """One line: where the parser stopped and what it expected, without its internals."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-    opened = f", {context} that starts on line {start.line + 1}" if context and start is not None else ""
-    return f"policy is not valid YAML{where}: {problem}{opened} (check indentation, colons, brackets)"
-
-
-def load_policy(text: str) -> Policy:
-    """Parse and validate a policy; every mistake is a `PolicyError` that names its line and key."""
-    try:
-        root = compose_bounded(text)  # aliases and nesting within a budget, before any walk
-    except YamlBudgetError as exc:
-        raise PolicyError(f"policy {exc}") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(_yaml_error(exc)) from None
-    if not isinstance(root, yaml.MappingNode):
-        raise PolicyError("policy must be a mapping with `version: 1` and `assertions:`")
-    top = {str(_scalar(k)): (k, v) for k, v in root.value}
-    unknown = sorted(set(top) - set(_TOP_KEYS))
-    if unknown:
-        k = top[unknown[0]][0]
-        hint = difflib.get_close_matches(unknown[0], _TOP_KEYS, n=1)
-        raise PolicyError(
-            f"line {_line(k)}: unknown top-level key `{unknown[0]}`; use {', '.join(_TOP_KEYS)}"
-            + (f" (did you mean {hint[0]}?)" if hint else "")
-        )
-    default: WhenNotRun = "fail"
-    if "when_not_run" in top:
-        k, v = top["when_not_run"]
-        default = _when_not_run(v, f"line {_line(k)}")
-    version = _scalar(top["version"][1]) if "version" in top else POLICY_VERSION
-    if version != POLICY_VERSION:
-        raise PolicyError(f"unsupported policy version {version!r}; this occulta reads version 1")
-    if "assertions" not in top:
-        raise PolicyError("policy has no `assertions:`; a gate with nothing to check proves nothing")
-    node = top["assertions"][1]
-    if not isinstance(node, yaml.MappingNode) or not node.value:
-        raise PolicyError(f"line {_line(node)}: `assertions` must be a non-empty mapping of path: [...]")
-    seen: dict[str, int] = {}
-    assertions: list[Assertion] = []
-    for key, value in node.value:
-        path = str(_scalar(key))
-        if path in seen:  # YAML would silently keep only the last one
-            raise PolicyError(f"line {_line(key)}: `{path}` is already asserted on line {seen[path]}")
-        seen[path] = _line(key)
-        assertions.extend(_parse_assertion(key, value, default))
-    return Policy(version=POLICY_VERSION, when_not_run=default, assertions=assertions)
-
-
 # ---------------------------------------------------------------- evaluation
 
 
 class _MissingPathError(Exception):
-    """A path that does not resolve; the message says where it stopped and what was there."""
+    """A path that does not resolve; the message says where it stopped and what was there.
+
+    `unknown` marks a name the report's structure lacks (an audit, field or key nobody wrote), as
+    opposed to a value the run did not produce (a short list, a metric left empty): the first is a
+    typo in the policy, the second is about the model.
+    """
+
+    def __init__(
+        self, message: str, *, unknown: str | None = None, where: str = "", options: list[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.unknown, self.where, self.options = unknown, where, options or []
+
+
+class _PolicyTypoError(Exception):
+    """An assertion naming something no report of this shape has: a policy error, not a failure."""
 
 
 def _tokens(path: str) -> list[str | int]:
     out: list[str | int] = []
-    for m in _TOKEN.finditer(path):
+    for m in TOKEN.finditer(path):
         name, index, dq, sq = m.groups()
         out.append(int(index) if index is not None else (name or dq or sq))
     return out
@@ -264,7 +146,11 @@ def resolve(document: dict[str, Any], path: str) -> Any:
         node = document[head]
     else:
         keys = list(audits) + [k for k in document if k != "audits"]
-        raise _MissingPathError(f"no audit or report field `{head}` ({_nearest(str(head), keys)})")
+        raise _MissingPathError(
+            f"no audit or report field `{head}` ({_nearest(str(head), keys)})",
+            unknown=str(head),
+            options=keys,
+        )
     walked = str(head)
     for token in tokens[1:]:
         if isinstance(node, dict) and isinstance(token, str) and token in node:
@@ -276,7 +162,12 @@ def resolve(document: dict[str, Any], path: str) -> Any:
                 raise _MissingPathError(f"`{walked}` has {len(node)} items, no index {token}")
             node = node[int(token)]
         elif isinstance(node, dict):
-            raise _MissingPathError(f"`{walked}` has no key `{token}` ({_nearest(str(token), list(node))})")
+            raise _MissingPathError(
+                f"`{walked}` has no key `{token}` ({_nearest(str(token), list(node))})",
+                unknown=str(token),
+                where=walked,
+                options=[str(k) for k in node],
+            )
         else:
             raise _MissingPathError(f"`{walked}` is a {type(node).__name__}, not a mapping or list")
         walked += f"[{token}]" if isinstance(token, int) else f".{token}"
@@ -300,12 +191,12 @@ def _compare(comparator: str, expected: Any, actual: Any) -> tuple[bool, str]:
     if comparator in ("min", "max"):
         if actual is None:
             return False, "no value: the audit could not measure it (see its verdict)"
-        if not _is_number(actual):
+        if not is_number(actual):
             return False, f"expected a number, found {type(actual).__name__} {actual!r}"
         if math.isnan(actual):
             return False, "value is NaN"
         ok = actual >= expected if comparator == "min" else actual <= expected
-        return ok, f"{_shown(actual, expected)} {'' if ok else 'not '}{_SYMBOL[comparator]} {expected:g}"
+        return ok, f"{_shown(actual, expected)} {'' if ok else 'not '}{SYMBOL[comparator]} {expected:g}"
     if comparator == "in":
         ok = actual in expected
         return ok, f"{actual!r} {'' if ok else 'not '}in {expected!r}"
@@ -320,6 +211,23 @@ def _not_run(document: dict[str, Any], path: str, known: set[str]) -> str | None
     if not isinstance(head, str) or head in ran or (head in document and head != "audits"):
         return None
     return head if head in known else None
+
+
+def _typo_message(assertion: Assertion, exc: _MissingPathError, known: set[str]) -> str:
+    """One line that starts with the misspelt name and its nearest spelling, then what exists there."""
+    name = exc.unknown or ""
+    if not exc.where:
+        options = sorted(set(exc.options) | known)
+        what, there = "audit or report field", "audits and fields"
+    else:
+        options = sorted(exc.options)
+        what = "metric" if ".metrics" in f".{exc.where}" else "key"
+        there = f"`{exc.where}` has"
+    listed = ", ".join(options[:12]) + (", ..." if len(options) > 12 else "") if options else "(nothing)"
+    return (
+        f"line {assertion.line}: unknown {what} `{name}` in `{assertion.path}`"
+        f"{did_you_mean(name, options, cutoff=0.6)}; {there}: {listed}"
+    )
 
 
 def _evaluate_one(document: dict[str, Any], assertion: Assertion, known: set[str]) -> AssertionResult:
@@ -344,7 +252,10 @@ def _evaluate_one(document: dict[str, Any], assertion: Assertion, known: set[str
             )
             return AssertionResult(**common, passed=False, outcome="missing", message=message)
         audit = next((a for a in document["audits"] if a["name"] == _tokens(assertion.path)[0]), None)
-        why = f"; the audit errored: {audit['error']}" if audit and audit.get("error") else ""
+        errored = bool(audit and audit.get("error"))
+        if exc.unknown is not None and not errored:
+            raise _PolicyTypoError(_typo_message(assertion, exc, known)) from None
+        why = f"; the audit errored: {audit['error']}" if audit and errored else ""
         message = f"missing metric `{assertion.path}`: {exc}{why}"
         # fail closed: a missing metric is an error whatever the level, so a rename never passes
         return AssertionResult(**common, passed=False, outcome="missing", message=message)
@@ -361,12 +272,24 @@ def _evaluate_one(document: dict[str, Any], assertion: Assertion, known: set[str
 def evaluate(report: Report, policy: Policy) -> GateResult:
     """Check every assertion; the gate passes when no error-level assertion failed or went missing.
 
-    Only a registered audit's name can be "not run" (and so skippable): a misspelt audit name is a
-    missing metric with a did-you-mean hint, never a silent skip.
+    Only a registered audit's name can be "not run" (and so skippable). A name the report's structure
+    lacks (a misspelt audit, field or metric of an audit that ran without error) raises `PolicyError`
+    with the did-you-mean first: the policy is wrong, whatever the model does, so it is never a
+    silent skip nor a "failed model". A value the run did not produce (the audit errored, a list is
+    shorter, a metric is empty) stays a missing metric that fails the gate.
     """
     document = report.model_dump(mode="json", by_alias=True)
     known = set(available_audits())
-    results = [_evaluate_one(document, a, known) for a in policy.assertions]
+    results: list[AssertionResult] = []
+    typos: list[str] = []
+    for assertion in policy.assertions:
+        try:
+            results.append(_evaluate_one(document, assertion, known))
+        except _PolicyTypoError as exc:
+            typos.append(str(exc))
+    if typos:  # a typo is the user's to fix (exit 2), never a failing model (exit 1)
+        more = f" (and {len(typos) - 1} more: {'; '.join(typos[1:])})" if len(typos) > 1 else ""
+        raise PolicyError(typos[0] + more)
     counts = GateCounts(
         total=len(results),
         passed=sum(r.outcome == "passed" for r in results),
@@ -411,7 +334,7 @@ def _markdown(report: Report, results: list[AssertionResult], counts: GateCounts
     ]
     for r in results:
         icon = _ICON.get(r.outcome) or ("⚠️" if r.level == "warn" else "❌")
-        expected = f"{_SYMBOL[r.comparator]} {_cell(r.expected)}"
+        expected = f"{SYMBOL[r.comparator]} {_cell(r.expected)}"
         lines.append(f"| {icon} | `{r.path}` | {expected} | {_cell(r.actual)} | {_cell(r.message)} |")
     if report.audits:
         lines += ["", "### Audits", ""]
@@ -446,7 +369,7 @@ def to_junit(result: GateResult) -> str:
             suite,
             "testcase",
             classname=f"occulta.gate.{audit}",
-            name=_xml_text(f"{r.path} {_SYMBOL[r.comparator]} {r.expected!r}"),
+            name=_xml_text(f"{r.path} {SYMBOL[r.comparator]} {r.expected!r}"),
         )
         if r.outcome == "passed":
             continue

@@ -8,10 +8,10 @@ verdict defaults and the generated policy agrees with the report until a user ti
 
 from __future__ import annotations
 
-from auditors.registry import audit_infos
+from auditors.registry import audit_infos, builtin_infos
 from occulta.errors import PolicyError
 from occulta.example_policy import audit_block
-from occulta.gate import WhenNotRun
+from occulta.gate_policy import WhenNotRun
 from occulta.hints import did_you_mean
 
 _HEADER = """\
@@ -20,13 +20,15 @@ _HEADER = """\
 # Each assertion is `metric.path: [error|warn, {{comparator: value}}]`.
 #   error: a failure fails the gate (exit 1).   warn: reported, the gate stays green.
 #   comparators: min (>=), max (<=), equals, in (one of a list). `{{min: a, max: b}}` checks both.
-# A metric the report lacks fails the gate whatever its level, so a renamed metric never passes.
+# A misspelt or renamed audit or metric is a policy error (exit 2, with the nearest spelling); a value
+# the run did not produce (its audit errored, say) fails the gate whatever its level.
 # when_not_run: {when_not_run} -- an assertion on an audit the report did not run {consequence}.
 #   Set it per assertion too: `[warn, {{max: 0.5, when_not_run: skip}}]`.
 version: 1
 when_not_run: {when_not_run}
 assertions:
-  # The overall verdict is the worst of the audits; `inconclusive` proves nothing, so it does not pass.
+  # The overall verdict is about the model (the worst of the model audits); `inconclusive` proves
+  # nothing, so it does not pass. Explanation caveats have their own `explanation_verdict`.
   verdict: [warn, {{equals: pass}}]
 """
 
@@ -51,3 +53,11 @@ def render_policy(audits: list[str], when_not_run: WhenNotRun = "fail") -> str:
     consequence = "is skipped" if when_not_run == "skip" else "fails the gate (fail closed)"
     head = _HEADER.format(audits=", ".join(audits), when_not_run=when_not_run, consequence=consequence)
     return head + "".join(audit_block(infos[name]) for name in audits)
+
+
+def default_policy(audits: list[str] | None = None) -> str:
+    """The one default policy: `occulta policy init`'s for these audits (registered ones; all the
+    built-ins when none is given), so the dashboard, the CLI and the docs start from the same bounds."""
+    known = audit_infos()
+    names = [n for n in audits or [] if n in known] or [info.name for info in builtin_infos()]
+    return render_policy(names)

@@ -1,7 +1,8 @@
 """Render a report as a self-contained HTML page (plots embedded) and as a Markdown summary.
 
-Pure text rendering over the pydantic `Report`; no torch. The dashboard reuses `flatten_metrics`
-and the Markdown summary is what a pull-request comment shows.
+Pure text rendering over the pydantic `Report`; no torch. Both lay out `occulta.report_view` (the
+order and words the dashboard's report page uses too), the dashboard reuses `flatten_metrics`, and
+the Markdown summary is what a pull-request comment shows.
 """
 
 from __future__ import annotations
@@ -14,8 +15,19 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from auditors.report import Finding, Report
+from occulta.report_view import (
+    CAVEATS_HEADING,
+    MODEL_HEADING,
+    MODEL_VERDICT,
+    NO_CAVEATS,
+    VERDICT_ICON,
+    format_estimate,
+    format_number,
+    ordered_audits,
+    report_view,
+)
 
-VERDICT_ICON = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️", "error": "💥"}
+__all__ = ["VERDICT_ICON", "flatten_metrics", "format_estimate", "render_html", "render_markdown"]
 _MAX_EMBED_BYTES = 8 << 20
 
 _env = Environment(loader=PackageLoader("occulta", "templates"), autoescape=select_autoescape(["html", "j2"]))
@@ -33,24 +45,8 @@ def flatten_metrics(metrics: dict[str, Any], prefix: str = "", depth: int = 3) -
     return rows
 
 
-def format_estimate(estimate: dict[str, Any] | None, n: int | None = None) -> str:
-    """What a verdict rests on, in one cell: "0.42 [0.30, 0.55], n = 96" (n alone when no statistic)."""
-    if not estimate:
-        return "—" if n is None else f"n = {n}"
-    value, lo, hi = (estimate.get(k) for k in ("value", "lo", "hi"))
-    size = estimate.get("n", n)
-    text = _fmt(value)
-    if isinstance(lo, int | float) and isinstance(hi, int | float):
-        text += f" [{_fmt(lo)}, {_fmt(hi)}]"
-    if estimate.get("p_value") is not None:
-        text += f", p = {_fmt(estimate['p_value'])}"
-    return text + ("" if size is None else f", n = {size}")
-
-
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value + 0.0:.4g}"  # + 0.0 turns -0.0 into 0.0: never print "-0"
-    return "—" if value is None else str(value)
+    return format_number(value)
 
 
 def _data_uri(path: Path) -> str | None:
@@ -76,7 +72,7 @@ def _examples(finding: Finding, base_dir: Path | None) -> list[dict[str, Any]]:
 def render_html(report: Report, base_dir: Path | None = None) -> str:
     """The report page; PNG artifacts found under `base_dir` are embedded as data URIs."""
     audits = []
-    for a in report.audits:
+    for a in ordered_audits(report):
         examples = [_examples(f, base_dir) for f in a.findings]
         shown = {ex["image"] for group in examples for ex in group}
         images = []
@@ -98,7 +94,8 @@ def render_html(report: Report, base_dir: Path | None = None) -> str:
                 "files": [art for art in a.artifacts if not art.media_type.startswith("image/")],
             }
         )
-    return _env.get_template("report.html.j2").render(r=report, audits=audits, icon=VERDICT_ICON)
+    view = report_view(report)
+    return _env.get_template("report.html.j2").render(r=report, view=view, audits=audits, icon=VERDICT_ICON)
 
 
 def _sample_line(report: Report) -> str:
@@ -116,34 +113,33 @@ def _sample_line(report: Report) -> str:
 
 
 def render_markdown(report: Report) -> str:
-    """A summary fit for a pull-request comment: the model verdict and headline, the explanation
-    caveats, one line per audit with what its verdict rests on, findings."""
-    m = report.model
+    """A summary fit for a pull-request comment, in the view's order and words: the model verdict and
+    headline, the model audits with what each rests on, the explanation caveats as caveats, findings."""
+    m, view = report.model, report_view(report)
     lines = [
-        f"## {VERDICT_ICON[report.verdict]} Occulta audit: **{report.verdict_label.upper()}**",
+        f"## {view.icon} Occulta audit: {MODEL_VERDICT.lower()} **{view.verdict_label.upper()}**",
         "",
-        report.headline,
+        view.headline,
         "",
         f"Model `{m.arch}` ({m.num_classes} classes, {m.parameters:,} parameters) on "
         f"`{report.dataset.ref}` ({report.dataset.n_images} images), seed {report.seed}.",
-        "",
-        "| audit | about | verdict | rests on | summary |",
-        "|---|---|---|---|---|",
     ]
-    for a in report.audits:
-        summary = _md_cell(a.summary)
-        rests_on = _md_cell(format_estimate(a.estimate, a.n))
-        lines.append(
-            f"| `{a.name}` | {a.role} | {VERDICT_ICON[a.verdict]} {a.verdict} | {rests_on} | {summary} |"
-        )
-    meanings = [(a.name, a.meaning) for a in report.audits if a.meaning]
-    if meanings:
-        lines += ["", "**What it means**", ""]
-        lines += [f"- `{name}`: {text}" for name, text in meanings]
+    if view.model_audits:
+        lines += ["", f"### {MODEL_HEADING}", "", "| audit | verdict | rests on | what it means |"]
+        lines.append("|---|---|---|---|")
+        for a in view.model_audits:
+            cells = (_md_cell(a.rests_on), _md_cell(a.meaning or a.summary))
+            lines.append(f"| `{a.name}` | {a.icon} {a.verdict} | {cells[0]} | {cells[1]} |")
+    if view.explanation_audits:
+        lines += ["", f"### {CAVEATS_HEADING}", ""]
+        lines += [
+            f"- {a.icon} `{a.name}` ({a.verdict}): {_md_cell(a.meaning or a.summary)} · rests on {a.rests_on}"
+            for a in view.caveats
+        ] or [NO_CAVEATS]
     sample = _sample_line(report)
     if sample:
         lines += ["", sample]
-    findings = [(a.name, f) for a in report.audits for f in a.findings]
+    findings = [(a.name, f) for a in ordered_audits(report) for f in a.findings]
     if findings:
         lines += ["", "**Findings**", ""]
         for name, f in findings:

@@ -33,6 +33,8 @@ from api.routes import models as models_api
 from api.schemas import AuditOut, GateIn
 from auditors.report import Report
 from occulta.errors import PolicyError
+from occulta.policy_init import default_policy
+from occulta.report_view import ordered_audits, report_view
 from occulta.service import audits as audits_service
 from occulta.service import keys
 
@@ -40,10 +42,6 @@ router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False
 root = APIRouter(include_in_schema=False)
 FINISHED = {"succeeded", "failed", "cancelled", "timed_out"}
 PAGE_SIZE = 20
-EXAMPLE_POLICY = """assertions:
-  missingness_bias.verdict: [error, {in: [pass, inconclusive]}]
-  spurious_signal.metrics.n_confirmed: [error, {max: 0}]
-"""
 
 
 @root.get("/")
@@ -176,6 +174,8 @@ def report_page(request: Request, audit_id: str, scope: DashScope, store: StoreD
     any_maps = next((m for sets in mapsets.values() for m in sets), None)
     context |= {
         "report": report,
+        "view": report_view(report),
+        "ordered": ordered_audits(report),
         "size": (report.model.input_size[2], report.model.input_size[1]),
         "charts": {a.name: charts_for(a) for a in report.audits},
         "metrics": {a.name: metric_rows(a) for a in report.audits},
@@ -278,9 +278,18 @@ def compare_page(
     return render(request, "compare.html", context)
 
 
+def _default_policy(choices: list[AuditOut], audit_id: str) -> str:
+    """`occulta policy init`'s policy for the chosen audit's battery (all built-ins when none is
+    chosen), so the dashboard, the CLI and the docs start every user from the same thresholds."""
+    chosen = next((c for c in choices if c.id == audit_id), choices[0] if choices else None)
+    return default_policy(chosen.audits if chosen else None)
+
+
 @router.get("/gate")
 def gate_page(request: Request, scope: DashScope, audit: str = "") -> HTMLResponse:
-    context = {"choices": _finished(scope), "audit_id": audit, "policy": EXAMPLE_POLICY, "result": None}
+    choices = _finished(scope)
+    policy = _default_policy(choices, audit)
+    context = {"choices": choices, "audit_id": audit, "policy": policy, "result": None}
     return render(request, "gate.html", context)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from api.deps import ScopeDep, SettingsDep, StoreDep
@@ -90,3 +90,11 @@ def list_datasets(scope: ScopeDep) -> list[DatasetOut]:
 @router.get("/{dataset_id}", response_model=DatasetOut)
 def get_dataset(dataset_id: str, scope: ScopeDep) -> DatasetOut:
     return DatasetOut.of(scope.get(DatasetRecord, dataset_id, "dataset"))
+
+
+@router.delete(
+    "/{dataset_id}", status_code=204, responses={409: {"description": "an unfinished audit uses it"}}
+)
+def delete_dataset(dataset_id: str, scope: ScopeDep, store: StoreDep) -> Response:
+    service.delete_dataset(scope.session, store, row=scope.get(DatasetRecord, dataset_id, "dataset"))
+    return Response(status_code=204)

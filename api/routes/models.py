@@ -19,10 +19,14 @@ router = APIRouter(prefix="/models", tags=["models"], responses=ERRORS)
     "",
     status_code=201,
     response_model=ModelOut,
-    responses={413: {"description": "upload over the size limit"}},
+    responses={
+        200: {"description": "this checkpoint and card were uploaded before: the existing model"},
+        413: {"description": "upload over the size limit"},
+    },
     summary="Upload a model: a card (JSON/YAML) and its weights (safetensors or a state dict)",
 )
 def upload_model(
+    response: Response,
     scope: ScopeDep,
     store: StoreDep,
     settings: SettingsDep,
@@ -31,10 +35,11 @@ def upload_model(
     name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> ModelOut:
     """Weights are loaded with safetensors or `torch.load(weights_only=True)` into the card's arch on
-    CPU before anything is stored; full pickles are refused and never executed."""
+    CPU before anything is stored; full pickles are refused and never executed. The same checkpoint
+    (by sha256) with the same card again answers 200 with the model already stored, not a copy."""
     if weights is None:
         raise WeightsError("the `weights` file is missing: send the checkpoint beside the card")
-    row = service.upload_model(
+    row, created = service.upload_or_find_model(
         scope.session,
         store,
         settings,
@@ -42,7 +47,11 @@ def upload_model(
         card=card.file,
         weights=weights.file,
         name=name,
+        card_filename=card.filename,
+        weights_filename=weights.filename,
     )
+    if not created:
+        response.status_code = 200
     return ModelOut.of(row)
 
 

@@ -77,7 +77,9 @@ def overlay_grid(
     draws an [x, y, w, h] rectangle on every cell of row i.
     """
     rows, cols = len(images), 1 + (len(maps[0]) if maps else 0)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows), dpi=110, squeeze=False)
+    bar = 0.75  # inches under the grid for the colour bar, so a reader knows bright means high
+    height = 1.6 * rows + bar
+    fig, axes = plt.subplots(rows, cols, figsize=(max(1.6 * cols, 3.2), height), dpi=110, squeeze=False)
     for i, img in enumerate(images):
         base = to_hwc(img)
         for j in range(cols):
@@ -93,10 +95,15 @@ def overlay_grid(
                 x, y, w, h = boxes[i]  # type: ignore[misc]
                 ax.add_patch(plt.Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec="#22d3ee", lw=1.4))
             if i == 0:
-                ax.set_title((["image", *col_titles])[j], fontsize=7)
-        axes[i][0].text(-2, images[i].shape[-2] / 2, row_titles[i], fontsize=6, ha="right", va="center")
-    fig.tight_layout(pad=0.3)
-    fig.savefig(path)
+                ax.set_title((["image", *col_titles])[j], fontsize=8)
+        axes[i][0].text(-2, images[i].shape[-2] / 2, row_titles[i], fontsize=8, ha="right", va="center")
+    fig.tight_layout(pad=0.3, rect=(0, bar / height, 1, 1))
+    cax = fig.add_axes((0.2, 0.35 * bar / height, 0.6, 0.12 * bar / height))
+    scale = plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap=cmap)
+    colour_bar = fig.colorbar(scale, cax=cax, orientation="horizontal", ticks=[0, 1])
+    colour_bar.ax.set_xticklabels(["low", "high"], fontsize=8)
+    colour_bar.ax.set_title("map value (each map scaled to its own range)", fontsize=8)
+    fig.savefig(path, bbox_inches="tight", pad_inches=0.05)  # never clip a title or a label
     plt.close(fig)
 
 

@@ -12,6 +12,7 @@ from occulta.cli import audit as _audit  # noqa: F401
 from occulta.cli import ci as _ci  # noqa: F401
 from occulta.cli import policy as _policy  # noqa: F401
 from occulta.cli import service as _service  # noqa: F401
+from occulta.cli import submit as _submit  # noqa: F401
 from occulta.cli.app import app, fail
 
 __all__ = ["app", "fail", "main"]

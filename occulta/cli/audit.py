@@ -56,23 +56,19 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 def print_verdicts(report: Any, out: Path) -> None:
     from rich.table import Table
 
-    from occulta.render import VERDICT_ICON, format_estimate
+    from occulta.report_view import MODEL_VERDICT, report_view
 
-    label = report.verdict_label.upper()
-    table = Table(title=f"{report.model.arch}: {VERDICT_ICON[report.verdict]} {label}")
+    view = report_view(report)
+    table = Table(
+        title=f"{report.model.arch}: {MODEL_VERDICT.lower()} {view.icon} {view.verdict_label.upper()}"
+    )
     table.add_column("audit")
     table.add_column("about")
     table.add_column("verdict")
     table.add_column("rests on")
     table.add_column("summary", overflow="fold")
-    for a in report.audits:
-        table.add_row(
-            a.name,
-            a.role,
-            f"{VERDICT_ICON[a.verdict]} {a.verdict}",
-            format_estimate(a.estimate, a.n),
-            a.summary,
-        )
+    for a in view.audits:  # the model's audits first, then the explanation caveats
+        table.add_row(a.name, a.role_label, f"{a.icon} {a.verdict}", a.rests_on, a.summary)
     console.print(table)
     console.print(report.headline)
     console.print(f"report: {out / 'report.html'}")
@@ -195,9 +191,7 @@ def demo(
     """Train a tiny CNN and ViT on a task with a planted shortcut, audit both, write the reports."""
     import time
 
-    import torch
-
-    from occulta.demo import DEMO_MODELS, audit_demo_model, demo_battery, train_demo_model
+    from occulta.demo import DEMO_MODELS, audit_demo_model, demo_battery, pin_threads, train_demo_model
     from occulta.demo_table import ReadmeTableError, readme_table, results_table, write_readme_table
     from occulta.runner import resolve_device
 
@@ -207,7 +201,7 @@ def demo(
         except (OSError, ReadmeTableError) as exc:
             fail(f"--readme {readme}: {exc}")
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    pin_threads()  # the same seed on the same machine gives the same reports
     battery, configs = demo_battery([a.strip() for a in audits.split(",")] if audits else None)
     dev = resolve_device(device)
     t0 = time.perf_counter()

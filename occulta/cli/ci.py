@@ -1,4 +1,4 @@
-"""CI commands: `occulta submit`, `occulta wait` and `occulta gate`.
+"""CI commands: `occulta wait` and `occulta gate` (and what `occulta submit`, in `submit.py`, shares).
 
 Exit codes are the contract with CI runners: 0 pass, 1 the gate failed, 2 something the user must fix
 (flags, policy, credentials, ids: any 4xx), 3 the service or the audit run could not give a verdict.
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
-import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -23,7 +21,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from auditors.report import Report
 from occulta.cli.app import app, fail
-from occulta.cli.mlflow_options import MlflowExperiment, MlflowFlag, MlflowRun, MlflowUri, log_to_mlflow
+from occulta.cli.mlflow_options import log_to_mlflow
 from occulta.client import AuditStatus, OccultaClient
 from occulta.errors import OccultaError, PolicyError, ServiceError
 from occulta.gate import (
@@ -107,81 +105,6 @@ def _wait(client: OccultaClient, audit_id: str, timeout: float, interval: float)
         fail(f"audit {audit_id} {status.status}: {why}", EXIT_SERVICE)
     typer.echo(f"audit {audit_id} succeeded; report verdict: {status.verdict}", err=True)
     return EXIT_PASS
-
-
-def _tar_directory(folder: Path, into: Path) -> Path:
-    """An ImageFolder directory travels as a .tar.gz; the server extracts it with its own checks."""
-    archive = into / f"{folder.resolve().name or 'dataset'}.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname=".")
-    return archive
-
-
-@app.command()
-def submit(
-    model: Annotated[Path, typer.Option("--model", exists=True, dir_okay=False, help="Model card (YAML).")],
-    data: Annotated[
-        str, typer.Option("--data", help="Dataset ref (synthetic:..., s3://...) or local archive/folder.")
-    ],
-    audits: Annotated[str, typer.Option("--audits", help="Comma-separated audit names.")],
-    weights: Annotated[
-        Path | None, typer.Option("--weights", exists=True, dir_okay=False, help="Checkpoint file.")
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", exists=True, dir_okay=False, help="Audit config (YAML/JSON).")
-    ] = None,
-    samples: Annotated[int | None, typer.Option("--samples", min=1, help="Images to audit.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for every random choice.")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait; exit 3 unless the audit succeeds.")] = False,
-    idempotency_key: Annotated[
-        str | None,
-        typer.Option(
-            "--idempotency-key", help="Idempotency-Key of the audit creation (default: fresh per run)."
-        ),
-    ] = None,
-    timeout: TimeoutOption = 3600.0,
-    interval: IntervalOption = 2.0,
-    url: UrlOption = None,
-    api_key: KeyOption = None,
-    mlflow: MlflowFlag = False,
-    mlflow_uri: MlflowUri = None,
-    mlflow_experiment: MlflowExperiment = None,
-    mlflow_run_id: MlflowRun = None,
-) -> None:
-    """Upload a model and dataset, start an audit battery and print its id (stdout, for `$(...)`)."""
-    names = [a.strip() for a in audits.split(",") if a.strip()]
-    if not names:
-        fail("--audits needs at least one audit name, e.g. missingness_bias,lime_consistency", EXIT_USAGE)
-    if mlflow and not wait:
-        fail("--mlflow logs the finished report, so it needs --wait", EXIT_USAGE)
-    settings = _read_mapping(config, "config") if config else {}
-    data_path = Path(data)
-    with _client(url, api_key) as client, tempfile.TemporaryDirectory() as tmp:
-        try:
-            model_id = client.upload_model(model, weights).id
-            if data_path.is_dir():
-                dataset_id = client.upload_dataset(_tar_directory(data_path, Path(tmp))).id
-            elif data_path.is_file():
-                dataset_id = client.upload_dataset(data_path).id
-            else:
-                dataset_id = client.register_dataset(data).id
-            created = client.create_audit(
-                model_id=model_id,
-                dataset_id=dataset_id,
-                audits=names,
-                config=settings,
-                samples=samples,
-                seed=seed,
-                idempotency_key=idempotency_key,
-            )
-        except OccultaError as exc:
-            _remote_failure(exc)
-        typer.echo(created.id)
-        if wait:
-            code = _wait(client, created.id, timeout, interval)
-            if mlflow:
-                _log_remote(client, created.id, Path(tmp), mlflow_uri, mlflow_experiment, mlflow_run_id)
-            raise typer.Exit(code)
 
 
 def _log_remote(
@@ -295,7 +218,11 @@ def _gate_result(
         raise _NoVerdictError("give exactly one of AUDIT_ID or --local REPORT.json", EXIT_USAGE)
     policy_text, parsed = _read_policy(policy)
     if local is not None:
-        return evaluate(_read_report(local), parsed)
+        report = _read_report(local)
+        try:
+            return evaluate(report, parsed)
+        except PolicyError as exc:  # a name the report lacks: the policy's typo, not a failing model
+            raise _NoVerdictError(f"{policy}: {exc}", EXIT_USAGE) from None
     assert audit_id is not None
     try:
         client = OccultaClient(url, api_key)

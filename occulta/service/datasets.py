@@ -12,8 +12,9 @@ from typing import BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from occulta.db import DatasetRecord, new_id
-from occulta.errors import DatasetError
+from occulta.db import AuditJob, DatasetRecord, new_id
+from occulta.db.models import QUEUED, RUNNING
+from occulta.errors import ConflictError, DatasetError
 from occulta.settings import Settings
 from occulta.storage import (
     InvalidKeyError,
@@ -80,6 +81,25 @@ def list_datasets(session: Session, *, tenant_id: str) -> list[DatasetRecord]:
     """The tenant's datasets, newest first."""
     query = select(DatasetRecord).where(DatasetRecord.tenant_id == tenant_id)
     return list(session.scalars(query.order_by(DatasetRecord.created_at.desc())))
+
+
+def delete_dataset(session: Session, store: ObjectStore, *, row: DatasetRecord) -> None:
+    """Delete a dataset and its stored archive; refused while an unfinished audit still reads it (a
+    failed `occulta submit` removes the dataset it registered this way)."""
+    busy = session.scalars(
+        select(AuditJob.id)
+        .where(AuditJob.dataset_id == row.id, AuditJob.status.in_((QUEUED, RUNNING)))
+        .limit(1)
+    ).first()
+    if busy is not None:
+        raise ConflictError(
+            f"dataset {row.id} is used by audit {busy}, which has not finished; cancel it first"
+        )
+    tenant_id, dataset_id, uploaded = row.tenant_id, row.id, row.kind == "archive"
+    session.delete(row)
+    session.commit()
+    if uploaded:  # an s3:// registration points at the user's own objects
+        store.delete_prefix(dataset_prefix(tenant_id, dataset_id))
 
 
 def _tenant_s3_key(store: ObjectStore, *, tenant_id: str, ref: str) -> str:

@@ -4,6 +4,7 @@ error and nothing left behind (no row, no objects)."""
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -30,27 +31,46 @@ def sniff_weights_format(head: bytes) -> str:
     return "torch"
 
 
-def parse_card(raw: bytes) -> dict[str, Any]:
+def parse_card(raw: bytes, *, source: str = "the model card") -> dict[str, Any]:
     from occulta.cards import load_card_data  # size, alias, depth and text budgets
 
     if len(raw) > MAX_CARD_BYTES:
-        raise CardError(f"the model card is larger than {MAX_CARD_BYTES} bytes")
+        raise CardError(f"{source} is larger than {MAX_CARD_BYTES} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CardError(f"the model card is not valid UTF-8 text (byte {exc.start})") from None
-    return load_card_data(text, source="the model card")
+        raise CardError(f"{source} is not valid UTF-8 text (byte {exc.start})") from None
+    return load_card_data(text, source=source)
 
 
-def _validate(card_path: Path, max_params: int) -> Any:
+def shown_name(filename: str | None, default: str) -> str:
+    """The user's own file name for messages (never for storage keys): its last part, printable."""
+    name = re.sub(r"[^\w.\- ]", "_", Path(filename or "").name)[:100].strip()
+    return name or default
+
+
+def _validate(card_path: Path, max_params: int, *, card_name: str, weights_name: str) -> Any:
     from occulta.cards import validate_model
 
     try:
-        return validate_model(card_path, max_params=max_params)
+        return validate_model(card_path, max_params=max_params, shown_as=card_name)
     except OccultaError:
         raise
     except Exception as exc:  # untrusted bytes: any loader failure is the upload's fault, said plainly
-        raise WeightsError(f"the weights could not be loaded: {type(exc).__name__}: {exc}") from None
+        raise WeightsError(
+            f"the weights {weights_name} could not be loaded: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def find_same_model(
+    session: Session, *, tenant_id: str, sha256: str, card: dict[str, Any]
+) -> ModelRecord | None:
+    """The tenant's model with this checkpoint and this card, if it was uploaded before: a re-run
+    CI job or a retried submit then reuses it instead of piling up copies of one checkpoint."""
+    query = select(ModelRecord).where(ModelRecord.tenant_id == tenant_id, ModelRecord.sha256 == sha256)
+    return next(
+        (row for row in session.scalars(query.order_by(ModelRecord.created_at)) if row.card == card), None
+    )
 
 
 def upload_model(
@@ -62,10 +82,42 @@ def upload_model(
     card: BinaryIO,
     weights: BinaryIO,
     name: str | None = None,
+    card_filename: str | None = None,
+    weights_filename: str | None = None,
 ) -> ModelRecord:
+    """`upload_or_find_model` for callers that need only the row (the dashboard's launch form)."""
+    row, _ = upload_or_find_model(
+        session,
+        store,
+        settings,
+        tenant_id=tenant_id,
+        card=card,
+        weights=weights,
+        name=name,
+        card_filename=card_filename,
+        weights_filename=weights_filename,
+    )
+    return row
+
+
+def upload_or_find_model(
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    tenant_id: str,
+    card: BinaryIO,
+    weights: BinaryIO,
+    name: str | None = None,
+    card_filename: str | None = None,
+    weights_filename: str | None = None,
+) -> tuple[ModelRecord, bool]:
     """Copy the checkpoint to a private temp dir (capped, hashed), validate it by loading it into the
-    arch on CPU, and only then store it under a server-built key and insert the row."""
-    card_data = parse_card(card.read(MAX_CARD_BYTES + 1))
+    arch on CPU, and only then store it under a server-built key and insert the row. The same
+    checkpoint with the same card again returns the tenant's existing model; the flag says whether
+    this call created one. Errors name the user's files (`card_filename`), not the server's copies."""
+    card_name = shown_name(card_filename, "(uploaded)")
+    card_data = parse_card(card.read(MAX_CARD_BYTES + 1), source=f"model card {card_name}")
     model_id = new_id("mdl")
     with tempfile.TemporaryDirectory(prefix="occulta-upload-") as tmp:
         work = Path(tmp)
@@ -74,15 +126,21 @@ def upload_model(
         with raw.open("wb") as out:
             while chunk := reader.read(CHUNK):
                 out.write(chunk)
+        shown_weights = shown_name(weights_filename, "(uploaded)")
         if reader.size == 0:
-            raise WeightsError("the weights file is empty")
+            raise WeightsError(f"the weights file {shown_weights} is empty")
         with raw.open("rb") as fh:
             fmt = sniff_weights_format(fh.read(16))
         weights_name = "weights.safetensors" if fmt == "safetensors" else "weights.pt"
         raw.rename(work / weights_name)
         card_data["weights"] = weights_name  # the card's own path points at the user's disk
+        same = find_same_model(session, tenant_id=tenant_id, sha256=reader.sha256, card=card_data)
+        if same is not None:
+            return same, False
         (work / CARD_FILE).write_text(json.dumps(card_data, indent=2, sort_keys=True))
-        parsed = _validate(work / CARD_FILE, settings.max_model_params)
+        parsed = _validate(
+            work / CARD_FILE, settings.max_model_params, card_name=card_name, weights_name=shown_weights
+        )
         class_names = list(getattr(parsed, "class_names", None) or card_data.get("class_names") or [])
         arch = str(getattr(parsed, "arch", None) or card_data.get("arch"))
 
@@ -109,7 +167,7 @@ def upload_model(
             session.rollback()
             store.delete_prefix(prefix)
             raise
-    return row
+    return row, True
 
 
 def list_models(session: Session, *, tenant_id: str) -> list[ModelRecord]:

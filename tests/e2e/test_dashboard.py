@@ -121,9 +121,12 @@ def test_dashboard_launch_report_compare_gate_and_tenancy(  # type: ignore[no-un
     page.goto(f"{stack.url}/dashboard/audits/{first}")
     page.wait_for_selector("section.hero", timeout=120_000)
 
-    # Report: overall verdict and one summary per audit, charts, the finding's box on an image.
-    assert page.locator(".overall .badge").inner_text().lower() in ("pass", "fail", "inconclusive")
-    assert page.locator(".summaries li").count() == 2
+    # Report: the model's verdict, the model audit in its table and the explanation audit as a caveat
+    # (or the words saying none), charts, the finding's box on an image.
+    shown = page.locator(".overall [data-view=model-verdict]").get_attribute("data-verdict")
+    assert shown in ("pass", "fail", "inconclusive")
+    assert page.locator("[data-view=model-audits] tr[data-audit]").count() == 1
+    assert page.locator("[data-view=caveats]").count() == 1
     assert page.locator("canvas[data-group]").count() >= 3
     page.wait_for_function("() => window.Chart !== undefined")  # deferred vendored script
     assert page.evaluate("Array.from(document.querySelectorAll('canvas')).every(c => Chart.getChart(c))")
@@ -141,7 +144,7 @@ def test_dashboard_launch_report_compare_gate_and_tenancy(  # type: ignore[no-un
         arg=page.evaluate("s => new URL(s, location.href).href", before),
     )
     download = page.request.get(f"{stack.url}/dashboard/audits/{first}/download/report.json")
-    assert download.ok and download.json()["verdict"] == page.locator(".overall .badge").inner_text().lower()
+    assert download.ok and download.json()["verdict"] == shown
     assert page.request.get(f"{stack.url}/dashboard/audits/{first}/download/summary.md").ok
     if SCREENSHOTS:
         page.screenshot(path=str(ROOT / "docs" / "dashboard-report.png"), full_page=True)

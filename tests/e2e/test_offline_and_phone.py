@@ -17,6 +17,20 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 DATA_REF = "synthetic:shapes?classes=4&size=32&n=48&artifact=square&artifact_class=0&fraction=1&seed=3"
 PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+# Verdicts, statuses and audit names are single words a reader scans: none may break across lines.
+UNSPLIT = ".badge, .status, .chip, .audit-name, .verdict-table td:first-child code"
+_SPLIT_WORDS = """(selector) => {
+  const out = [];
+  for (const el of document.querySelectorAll(selector)) {
+    if (!el.offsetParent) continue;  // hidden (e.g. a collapsed <details>)
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    const tops = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+    if (tops.size > 1 || el.scrollWidth > el.clientWidth + 1) out.push(el.textContent.trim());
+  }
+  return out;
+}"""
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 SCREENSHOTS = os.environ.get("OCCULTA_SCREENSHOTS") == "1"
 
@@ -156,3 +170,58 @@ def test_static_html_report_fits_a_phone_and_loads_nothing_from_outside(stack, o
     assert outside == [], outside
     if SCREENSHOTS:
         page.screenshot(path=str(ROOT / "docs" / "report-phone.png"), full_page=True)
+
+
+def _split_words(page) -> list[str]:  # type: ignore[no-untyped-def]
+    """Verdicts, statuses and audit names that wrap onto a second line or overflow their badge."""
+    return list(page.evaluate(_SPLIT_WORDS, UNSPLIT))
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["390px", "1280px"])
+def test_no_verdict_status_or_audit_name_is_split_at_any_width(stack, browser, audits, viewport) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    _sign_in(page, stack.url, stack.key)
+    checked = 0
+    for name, path in _pages(*audits).items():
+        page.goto(stack.url + path)
+        page.wait_for_load_state("networkidle")
+        checked += page.locator(UNSPLIT).count()
+        assert _split_words(page) == [], f"{name} at {viewport['width']} px splits a word"
+    html = httpx.get(f"{stack.url}/v1/audits/{audits[0]}/report.html", headers=stack.headers, timeout=30)
+    page.set_content(html.text, wait_until="load")
+    assert _split_words(page) == [], f"the static report at {viewport['width']} px splits a word"
+    assert checked > 10, "the pages show verdicts and audit names to check"
+    context.close()
+
+
+def test_phone_audits_list_shows_status_and_verdict_without_scrolling(stack, offline, audits) -> None:  # type: ignore[no-untyped-def]
+    context, _ = offline
+    page = context.new_page()
+    _sign_in(page, stack.url, stack.key)
+    page.goto(f"{stack.url}/dashboard/")
+    table = page.locator("table.audits")
+    assert table.evaluate("t => t.scrollWidth <= t.clientWidth"), "the audits list scrolls sideways"
+    rows = page.locator("tr[data-audit]")
+    assert rows.count() >= 2
+    for i in range(rows.count()):
+        for cell in (".status", ".badge"):
+            box = rows.nth(i).locator(cell).first.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], (i, cell)
+    if SCREENSHOTS:
+        page.screenshot(path=str(ROOT / "docs" / "dashboard-audits-phone.png"), full_page=True)
+
+
+def test_heat_maps_carry_a_colour_bar_and_the_dataset_reference_is_whole(stack, browser, audits) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    _sign_in(page, stack.url, stack.key)
+    page.goto(f"{stack.url}/dashboard/audits/{audits[0]}")
+    galleries = page.locator("[data-gallery]")
+    assert galleries.count() >= 1
+    assert page.locator("[data-gallery] [data-colour-bar] .cbar").count() == galleries.count()
+    stored = httpx.get(f"{stack.url}/v1/audits/{audits[0]}/report", headers=stack.headers, timeout=30)
+    full = stored.json()["dataset"]["ref"]
+    ref = page.locator(".hero .ref").first
+    assert ref.get_attribute("title") == full and full in ref.inner_text(), "never cut mid-string"
+    context.close()

@@ -67,13 +67,14 @@ def _handler(server: FakeOccultaServer) -> type[BaseHTTPRequestHandler]:
             )
             status, body = server.answer(request)
             payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+            payload = b"" if status == 204 else payload  # a 204 carries no body
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_POST = _serve  # noqa: N815 - the names http.server dispatches to
+        do_GET = do_POST = do_DELETE = _serve  # noqa: N815 - the names http.server dispatches to
 
         def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
             return

@@ -64,6 +64,33 @@ def test_missing_metric_exits_1(tmp_path: Path, report_json: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "path",
+    ["missingness_bias.metrics.worst.entropy_drp_at_half", "missingnes_bias.verdict"],
+)
+def test_misspelt_metric_or_audit_exits_2_with_the_did_you_mean_on_the_first_line(
+    tmp_path: Path, report_json: Path, path: str
+) -> None:
+    junit = tmp_path / "gate.xml"
+    policy = write(
+        tmp_path, f"assertions:\n  verdict: [warn, {{equals: pass}}]\n  {path}: [error, {{max: 1}}]\n"
+    )
+    result = runner.invoke(
+        app, ["gate", "-p", str(policy), "--local", str(report_json), "--junit", str(junit)]
+    )
+    assert result.exit_code == 2, result.output
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"error: {policy}: line 3: unknown") and "(did you mean " in first
+    assert result.stdout == ""
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("errors") == "1", "the JUnit file says why on this exit too"
+
+
+def test_a_failing_model_still_exits_1_beside_the_typo_rule(tmp_path: Path, report_json: Path) -> None:
+    result = runner.invoke(app, ["gate", "-p", str(write(tmp_path, FAILING)), "--local", str(report_json)])
+    assert result.exit_code == 1, result.output
+
+
+@pytest.mark.parametrize(
     ("policy", "message"),
     [
         ("assertions:\n  a.b: [eror, {max: 1}]\n", "unknown level 'eror'"),

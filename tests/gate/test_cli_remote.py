@@ -16,6 +16,7 @@ from tests.gate.conftest import API_KEY, FakeOccultaServer, Recorded
 from tests.gate.reports import make_report
 
 runner = CliRunner()
+CARD = "arch: resnet18\ninput_size: [3, 32, 32]\nclass_names: [a, b]\n"
 PASSING = "assertions:\n  missingness_bias.verdict: [error, {equals: pass}]\n"
 FAILING = "assertions:\n  lime_consistency.verdict: [error, {equals: pass}]\n"
 
@@ -30,10 +31,10 @@ def serve_gate(request: Recorded) -> tuple[int, Any]:
     if body["audit_id"] != "aud_1":
         return 404, {"error": {"code": "not_found", "message": f"audit {body['audit_id']} not found"}}
     try:
-        policy = load_policy(body["policy"])
+        result = evaluate(make_report(), load_policy(body["policy"]))
     except OccultaError as exc:
         return 422, {"error": {"code": exc.code, "message": exc.message}}
-    return 200, evaluate(make_report(), policy).model_dump(mode="json")
+    return 200, result.model_dump(mode="json")
 
 
 def invoke(server_url: str, *args: str) -> Any:
@@ -117,6 +118,20 @@ def test_wrong_api_key_exits_2_with_the_server_message(server: FakeOccultaServer
     assert "missing or unknown API key" in result.stderr
 
 
+def test_misspelt_metric_on_the_server_exits_2_with_the_did_you_mean_first(
+    server: FakeOccultaServer, policy: Path
+) -> None:
+    server.on_call("POST", "/v1/gate", serve_gate)
+    policy.write_text(
+        "assertions:\n  missingness_bias.metrics.worst.entropy_drp_at_half: [error, {max: 1}]\n"
+    )
+    result = invoke(server.url, "gate", "aud_1", "--policy", str(policy), "--on-error", "pass")
+    assert result.exit_code == 2, result.output
+    first = result.stderr.splitlines()[0]
+    assert "line 2: unknown metric `entropy_drp_at_half`" in first
+    assert "(did you mean entropy_drop_at_half?)" in first
+
+
 def test_policy_typo_exits_2_before_any_request(server: FakeOccultaServer, policy: Path) -> None:
     policy.write_text("assertions:\n  a.b: [error, {maxx: 1}]\n")
     assert invoke(server.url, "gate", "aud_1", "--policy", str(policy)).exit_code == 2
@@ -169,7 +184,7 @@ def test_submit_uploads_model_and_dataset_then_creates_the_audit(
     server: FakeOccultaServer, tmp_path: Path
 ) -> None:
     card, weights, config = tmp_path / "card.yaml", tmp_path / "model.safetensors", tmp_path / "config.yaml"
-    card.write_text("arch: resnet18\nnum_classes: 2\n")
+    card.write_text(CARD)
     weights.write_bytes(b"\x00weights")
     config.write_text("missingness_bias:\n  fills: [black, mean]\n")
     server.on("POST", "/v1/models", (201, {"id": "mdl_1"}))
@@ -197,7 +212,8 @@ def test_submit_uploads_model_and_dataset_then_creates_the_audit(
 
 def test_submit_uploads_a_local_folder_as_an_archive(server: FakeOccultaServer, tmp_path: Path) -> None:
     card, folder = tmp_path / "card.yaml", tmp_path / "images"
-    card.write_text("arch: resnet18\n")
+    card.write_text(CARD + "weights: model.safetensors\n")
+    (tmp_path / "model.safetensors").write_bytes(b"w")
     (folder / "cat").mkdir(parents=True)
     (folder / "cat" / "1.png").write_bytes(b"png")
     server.on("POST", "/v1/models", (201, {"id": "mdl_1"}))
@@ -214,13 +230,15 @@ def test_submit_uploads_a_local_folder_as_an_archive(server: FakeOccultaServer, 
 def test_submit_rejected_card_exits_2_with_the_server_message(
     server: FakeOccultaServer, tmp_path: Path
 ) -> None:
-    card = tmp_path / "card.yaml"
-    card.write_text("arch: not_a_model\n")
-    reply = {"error": {"code": "invalid_model_card", "message": "unknown arch 'not_a_model'"}}
+    card, weights = tmp_path / "card.yaml", tmp_path / "w.pt"
+    card.write_text(CARD)
+    weights.write_bytes(b"w")
+    reply = {"error": {"code": "invalid_model_card", "message": "model card card.yaml: weights do not fit"}}
     server.on("POST", "/v1/models", (422, reply))
-    result = invoke(server.url, "submit", "--model", str(card), "--data", "synthetic:x", "--audits", "sis")
+    args = ["submit", "--model", str(card), "--weights", str(weights), "--data", "synthetic:x"]
+    result = invoke(server.url, *args, "--audits", "sis")
     assert result.exit_code == 2
-    assert "unknown arch 'not_a_model'" in result.stderr
+    assert "model card card.yaml: weights do not fit" in result.stderr
     assert len(server.requests) == 1
 
 

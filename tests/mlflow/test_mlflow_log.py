@@ -77,7 +77,10 @@ def test_submit_mlflow_logs_the_finished_report_with_its_artifacts(
     report = make_report()
     report.audits[0].artifacts.append(Artifact(name="saliency", path="missingness_bias/heat.png"))
     card = tmp_path / "card.yaml"
-    card.write_text("arch: resnet18\n")
+    card.write_text(
+        "arch: resnet18\ninput_size: [3, 32, 32]\nclass_names: [a, b]\nweights: model.safetensors\n"
+    )
+    (tmp_path / "model.safetensors").write_bytes(b"w")
     server.on("POST", "/v1/models", (201, {"id": "mdl_1"}))
     server.on("POST", "/v1/datasets", (201, {"id": "ds_1"}))
     server.on("POST", "/v1/audits", (202, {"id": "aud_1", "status": "queued"}))
