@@ -32,6 +32,7 @@ def _out(scope: ScopeDep, job: AuditJob) -> AuditOut:
     responses={
         200: {"model": AuditOut, "description": "replay of an earlier request with this Idempotency-Key"},
         409: {"description": "Idempotency-Key reused with another body"},
+        429: {"description": "the tenant holds its limit of queued and running audits (`Retry-After`)"},
     },
     summary="Queue an audit battery",
 )
@@ -56,6 +57,7 @@ def create_audit(
         samples=body.samples,
         regions=body.regions,
         idempotency_key=idempotency_key,
+        policy=queue.policy,
     )
     out = _out(scope, job)
     out.estimate = audit_estimate(
