@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
 from api.deps import QueueDep, ScopeDep, SettingsDep, StoreDep
+from api.limits import outside_admission
 from api.schemas import ERRORS, AuditIn, AuditOut, AuditPage, AuditResultSummary, Status
 from auditors.report import Report
 from occulta.db import ArtifactRecord, AuditJob
+from occulta.jobs import watch
 from occulta.service import audits as service
 from occulta.service.estimates import audit_estimate
 
@@ -99,9 +102,58 @@ def list_audits(
     return AuditPage(items=[AuditOut.of(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/{audit_id}", response_model=AuditOut)
+@router.get(
+    "/{audit_id}",
+    response_model=AuditOut,
+    responses={200: {"headers": {"ETag": {"description": "the status's fingerprint, for `since`"}}}},
+)
+async def get_audit_status(
+    audit_id: str,
+    request: Request,
+    response: Response,
+    scope: ScopeDep,
+    settings: SettingsDep,
+    wait: Annotated[
+        float,
+        Query(ge=0, le=120, description="seconds to hold the answer until the status or progress changes"),
+    ] = 0,
+    since: Annotated[
+        str | None, Query(max_length=64, description="the ETag last seen: answer at once if it is stale")
+    ] = None,
+) -> AuditOut:
+    """The audit's status. With `wait`, a long-poll: the answer comes as soon as the status, progress
+    or message differs from `since` (or from the first read), or after `wait` seconds (at most
+    `OCCULTA_WAIT_MAX_SECONDS`); meanwhile the request holds no thread, connection or admission slot,
+    and one status read per tick serves every waiting client (`occulta.jobs.watch`)."""
+    out = await run_in_threadpool(get_audit, audit_id, scope)
+    tag = _tag(out)
+    hold = min(wait, settings.wait_max_seconds)
+    if hold > 0 and not watch.finished(out.status) and since in (None, tag):
+        await run_in_threadpool(scope.session.close)  # the connection goes back to the pool meanwhile
+        async with outside_admission(request.scope):
+            await _watcher(request).changed(audit_id, tag, hold)
+        out = await run_in_threadpool(get_audit, audit_id, scope)
+        tag = _tag(out)
+    response.headers["ETag"] = f'"{tag}"'
+    return out
+
+
 def get_audit(audit_id: str, scope: ScopeDep) -> AuditOut:
+    """The audit as the API shows it (the dashboard reads it through here)."""
     return _out(scope, service.get_audit(scope.session, tenant_id=scope.tenant_id, audit_id=audit_id))
+
+
+def _tag(out: AuditOut) -> str:
+    return watch.fingerprint(out.status, out.progress, out.message, out.verdict)
+
+
+def _watcher(request: Request) -> watch.StatusWatcher:
+    """One per app, made on first use (no await between the check and the set: no race)."""
+    state = request.app.state
+    if getattr(state, "status_watcher", None) is None:
+        state.status_watcher = watch.StatusWatcher(state.sessions)
+    watcher: watch.StatusWatcher = state.status_watcher
+    return watcher
 
 
 @router.post(
