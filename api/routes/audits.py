@@ -125,17 +125,25 @@ async def get_audit_status(
     or message differs from `since` (or from the first read), or after `wait` seconds (at most
     `OCCULTA_WAIT_MAX_SECONDS`); meanwhile the request holds no thread, connection or admission slot,
     and one status read per tick serves every waiting client (`occulta.jobs.watch`)."""
+    out, tag = await watched(request, audit_id, scope, min(wait, settings.wait_max_seconds), since)
+    response.headers["ETag"] = f'"{tag}"'
+    return out
+
+
+async def watched(
+    request: Request, audit_id: str, scope: ScopeDep, hold: float, since: str | None
+) -> tuple[AuditOut, str]:
+    """(audit, fingerprint) once it differs from `since` (or from the first read), is finished, or
+    `hold` seconds passed; the API route and the dashboard's live status both wait through here."""
     out = await run_in_threadpool(get_audit, audit_id, scope)
-    tag = _tag(out)
-    hold = min(wait, settings.wait_max_seconds)
+    tag = status_tag(out)
     if hold > 0 and not watch.finished(out.status) and since in (None, tag):
         await run_in_threadpool(scope.session.close)  # the connection goes back to the pool meanwhile
         async with outside_admission(request.scope):
             await _watcher(request).changed(audit_id, tag, hold)
         out = await run_in_threadpool(get_audit, audit_id, scope)
-        tag = _tag(out)
-    response.headers["ETag"] = f'"{tag}"'
-    return out
+        tag = status_tag(out)
+    return out, tag
 
 
 def get_audit(audit_id: str, scope: ScopeDep) -> AuditOut:
@@ -143,7 +151,8 @@ def get_audit(audit_id: str, scope: ScopeDep) -> AuditOut:
     return _out(scope, service.get_audit(scope.session, tenant_id=scope.tenant_id, audit_id=audit_id))
 
 
-def _tag(out: AuditOut) -> str:
+def status_tag(out: AuditOut) -> str:
+    """The audit's status fingerprint (its ETag), which a waiter passes back as `since`."""
     return watch.fingerprint(out.status, out.progress, out.message, out.verdict)
 
 
