@@ -145,8 +145,8 @@ def main() -> None:
     print(f"{'workers':>7}  {'fair wait':>10}  {'FIFO wait':>10}  {'bound':>7}  within")
     for w in args.workers:
         common = dict(workers=w, backlog=args.backlog, duration=args.duration, jitter=args.jitter, seed=w)
-        fair = simulate(slots=w, **common)  # type: ignore[arg-type]
-        fifo = simulate(slots=UNBOUNDED, **common)  # type: ignore[arg-type]
+        fair = simulate(slots=w, **common)
+        fifo = simulate(slots=UNBOUNDED, **common)
         bound = args.duration * (1 + args.jitter)  # the longest one audit can last
         row = {"workers": w, "fair": fair, "fifo": fifo, "bound_s": bound, "within": fair["wait_s"] <= bound}
         rows.append(row)

@@ -270,7 +270,7 @@ def run_fitting(auditor: Any, ctx: AuditContext, config: Any) -> AuditResult:
     from auditors.engine import batching, model_device
 
     try:
-        return auditor.run(ctx, config)  # type: ignore[no-any-return]
+        return auditor.run(ctx, config)
     except torch.cuda.OutOfMemoryError as exc:
         device = model_device(ctx.model)
         batching.record(f"{auditor.name}: out of memory on {device} ({str(exc)[:120]}); re-run on the CPU")
@@ -278,7 +278,7 @@ def run_fitting(auditor: Any, ctx: AuditContext, config: Any) -> AuditResult:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         try:
-            return auditor.run(ctx, config)  # type: ignore[no-any-return]
+            return auditor.run(ctx, config)
         finally:
             ctx.model.to(device)
 

@@ -74,7 +74,7 @@ def test_a_single_image_that_does_not_fit_is_raised() -> None:
 
 
 BATTERY = ["missingness_bias", "lime_consistency"]
-CONFIGS = {
+CONFIGS: dict[str, dict[str, Any]] = {
     "missingness_bias": {"strategies": ["black", "grey"]},
     "lime_consistency": {"n_images": 4, "n_samples": 200},
 }
