@@ -211,7 +211,9 @@ class OccultaClient:
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             try:
-                response = self._http.get(url, params=params, timeout=(self._http.timeout.read or 30.0) + hold)
+                response = self._http.get(
+                    url, params=params, timeout=(self._http.timeout.read or 30.0) + hold
+                )
             except httpx.TransportError as exc:
                 if last:
                     raise ServiceError(f"GET {url} failed: {exc}") from exc
