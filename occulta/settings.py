@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     wait_max_seconds: float = Field(
         default=30.0, ge=0, le=120, description="longest a `GET /v1/audits/{id}?wait=` long-poll is held"
     )
+    wait_tick_seconds: float = Field(
+        default=0.25, gt=0, le=5, description="how often one query reads the status of every watched audit"
+    )
     # Capacity of one API process. Every sync route runs on one of `api_threads` threads and holds one
     # pooled connection while it runs, so the pool is sized from the threads, never below them.
     api_threads: int = Field(default=32, ge=1, le=512, description="threads serving sync routes")

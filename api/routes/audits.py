@@ -160,7 +160,7 @@ def _watcher(request: Request) -> watch.StatusWatcher:
     """One per app, made on first use (no await between the check and the set: no race)."""
     state = request.app.state
     if getattr(state, "status_watcher", None) is None:
-        state.status_watcher = watch.StatusWatcher(state.sessions)
+        state.status_watcher = watch.StatusWatcher(state.sessions, tick=state.settings.wait_tick_seconds)
     watcher: watch.StatusWatcher = state.status_watcher
     return watcher
 
