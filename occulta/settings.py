@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     wait_max_seconds: float = Field(
         default=30.0, ge=0, le=120, description="longest a `GET /v1/audits/{id}?wait=` long-poll is held"
     )
+    wait_max_clients: int = Field(
+        default=10_000, ge=0, description="long-polls held at once per API process; past it, answered at once"
+    )
     wait_tick_seconds: float = Field(
         default=0.25, gt=0, le=5, description="how often one query reads the status of every watched audit"
     )

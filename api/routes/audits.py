@@ -137,10 +137,12 @@ async def watched(
     `hold` seconds passed; the API route and the dashboard's live status both wait through here."""
     out = await run_in_threadpool(get_audit, audit_id, scope)
     tag = status_tag(out)
-    if hold > 0 and not watch.finished(out.status) and since in (None, tag):
+    watcher = _watcher(request)
+    crowded = watcher.waiting >= request.app.state.settings.wait_max_clients  # degrade to plain polling
+    if hold > 0 and not crowded and not watch.finished(out.status) and since in (None, tag):
         await run_in_threadpool(scope.session.close)  # the connection goes back to the pool meanwhile
         async with outside_admission(request.scope):
-            await _watcher(request).changed(audit_id, tag, hold)
+            await watcher.changed(audit_id, tag, hold)
         out = await run_in_threadpool(get_audit, audit_id, scope)
         tag = status_tag(out)
     return out, tag

@@ -86,3 +86,16 @@ def test_bad_wait_values_are_refused_with_the_reason(client, alice, sessions) ->
     assert r.status_code == 422 and "wait" in r.json()["error"]["message"]
     other = client.get("/v1/audits/aud_missing?wait=5", headers=alice.headers)
     assert other.status_code == 404
+
+
+def test_past_the_waiter_cap_a_long_poll_is_answered_at_once(app, client, alice, sessions) -> None:  # type: ignore[no-untyped-def]
+    settings = app.state.settings
+    saved = settings.wait_max_clients
+    settings.wait_max_clients = 0
+    job = add_job(sessions, alice.tenant_id, status=RUNNING, progress=0.3)
+    try:
+        thread, answers = _poll_in_thread(client, f"/v1/audits/{job}?wait=30", alice.headers)
+        thread.join(WOKEN_WITHIN)
+        assert not thread.is_alive() and answers[0].json()["progress"] == 0.3
+    finally:
+        settings.wait_max_clients = saved
