@@ -135,17 +135,24 @@ async def watched(
 ) -> tuple[AuditOut, str]:
     """(audit, fingerprint) once it differs from `since` (or from the first read), is finished, or
     `hold` seconds passed; the API route and the dashboard's live status both wait through here."""
-    out = await run_in_threadpool(get_audit, audit_id, scope)
-    tag = status_tag(out)
     watcher = _watcher(request)
     crowded = watcher.waiting >= request.app.state.settings.wait_max_clients  # degrade to plain polling
-    if hold > 0 and not crowded and not watch.finished(out.status) and since in (None, tag):
-        await run_in_threadpool(scope.session.close)  # the connection goes back to the pool meanwhile
-        async with outside_admission(request.scope):
-            await watcher.changed(audit_id, tag, hold)
-        out = await run_in_threadpool(get_audit, audit_id, scope)
-        tag = status_tag(out)
-    return out, tag
+    if hold > 0 and not crowded:
+        # The caller's last view still current: one small read, then wait without thread or connection.
+        now = await run_in_threadpool(_peek, scope, audit_id)
+        if now is not None and not watch.finished(now[0]) and since in (None, now[1]):
+            async with outside_admission(request.scope):
+                await watcher.changed(audit_id, now[1], hold)
+    out = await run_in_threadpool(get_audit, audit_id, scope)
+    return out, status_tag(out)
+
+
+def _peek(scope: ScopeDep, audit_id: str) -> tuple[str, str] | None:
+    """(status, fingerprint), then the connection goes back to the pool (a waiter holds none)."""
+    try:
+        return watch.current(scope.session, audit_id, scope.tenant_id)
+    finally:
+        scope.session.close()
 
 
 def get_audit(audit_id: str, scope: ScopeDep) -> AuditOut:

@@ -10,7 +10,8 @@ and another tenant's one audit is sent at the next free slot: within one audit's
 Released means: `dispatched_at` set and the message staged in the outbox in one transaction, so
 everything `occulta.jobs.outbox` guarantees still holds (a broker outage delays, never loses; claims
 are CAS, so a duplicate release runs nothing twice). Dispatch runs after each submit, on the API's
-relay tick and in the beat sweep; concurrent dispatchers on PostgreSQL take turns (an advisory lock).
+relay tick and in the beat sweep; concurrent dispatchers on PostgreSQL take turns (an advisory lock
+held for the round's transaction).
 """
 
 from __future__ import annotations
@@ -134,10 +135,10 @@ def in_line():  # type: ignore[no-untyped-def]
 def dispatch(session: Session, policy: Policy) -> list[str]:
     """Release the audits the fleet has room for (see the module docstring); returns their ids, whose
     outbox rows are committed and due now (the caller may `relay.flush` them, or leave it to the relay)."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if postgres and not session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _LOCK_KEY}):
-        session.rollback()
-        return []  # another dispatcher is at it; its round sees the same lines
+    if session.get_bind().dialect.name == "postgresql":
+        # One dispatcher at a time counts the free slots (a round takes milliseconds): two at once
+        # would both see the same room and send more than the fleet has.
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     flying_rows = session.execute(
         select(AuditJob.tenant_id, func.count())
         .where(
@@ -157,9 +158,14 @@ def dispatch(session: Session, policy: Policy) -> list[str]:
     if not heads:
         session.rollback()
         return []
+    # Among audits still in flight (an indexed, small set; a tenant with none in flight goes first anyway).
     served_rows = session.execute(
         select(AuditJob.tenant_id, func.max(AuditJob.dispatched_at))
-        .where(AuditJob.tenant_id.in_(list(heads)))
+        .where(
+            AuditJob.tenant_id.in_(list(heads)),
+            AuditJob.status.in_((QUEUED, RUNNING)),
+            AuditJob.dispatched_at.is_not(None),
+        )
         .group_by(AuditJob.tenant_id)
     ).all()
     last_served = {str(t): when.timestamp() for t, when in served_rows if when is not None}

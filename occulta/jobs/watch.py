@@ -35,6 +35,18 @@ def finished(status: str) -> bool:
     return status in TERMINAL
 
 
+def current(session: Session, job_id: str, tenant_id: str) -> tuple[str, str] | None:
+    """(status, fingerprint) of the caller's audit in one small read; None when it is not theirs."""
+    row = session.execute(
+        select(AuditJob.status, AuditJob.progress, AuditJob.message, AuditJob.verdict).where(
+            AuditJob.id == job_id, AuditJob.tenant_id == tenant_id
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return row.status, fingerprint(row.status, row.progress, row.message, row.verdict)
+
+
 class StatusWatcher:
     """Waiters by audit id, and the one task that reads their statuses (see the module docstring)."""
 
