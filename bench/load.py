@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="client time-out per request, seconds")
     parser.add_argument("--budget", type=float, default=180.0, help="stop starting new levels after this")
     parser.add_argument("--steady", type=int, nargs="*", default=[1, 10, 50, 200], help="waiting clients")
-    parser.add_argument("--steady-seconds", type=float, default=10.0, help="length of each steady level")
+    parser.add_argument("--steady-seconds", type=float, default=12.0, help="length of each steady level")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load.json")
     args = parser.parse_args(argv)
     results = run(args.levels, args.timeout, args.budget, args.steady, args.steady_seconds)

@@ -7,7 +7,8 @@
   workers' heartbeats: every 30 s by default, so 5 s is six times busier), and a probe client sends
   ordinary requests (`GET /v1/audits/{id}`, `GET /v1/models`) ten times a second meanwhile.
 
-Per level and route: requests/s and p50/p95/p99 latency; for long-polls also the lag from a change's
+Per level and route, after a 3-second warm-up (the first requests of all clients arrive at once, which
+is a burst): requests/s and p50/p95/p99 latency; for long-polls also the lag from a change's
 commit to the waiting client's answer; and the database's transactions/s over the level (from
 `pg_stat_database`), which is where polling spends the API's capacity.
 """
@@ -22,6 +23,8 @@ from typing import Any
 import httpx
 
 from bench.load import percentile
+
+WARMUP_S = 3.0  # the clients' first requests arrive at once (a burst, measured by the burst levels)
 
 
 def _stats(times: list[float], seconds: float, errors: int) -> dict[str, Any]:
@@ -62,7 +65,7 @@ async def _changer(
     time, as independent workers' heartbeats are."""
     import psycopg
 
-    step = 0.1
+    step = max(0.1, every / len(ids))  # one audit's turn every every/len(ids) s, in steps of >= 0.1 s
     per_step = max(1, round(len(ids) * step / every))
     conn = await psycopg.AsyncConnection.connect(db_url.replace("+psycopg", ""), autocommit=True)
     turn = 0
@@ -96,18 +99,21 @@ async def level(
     lags: list[float] = []
     changes: dict[str, float] = {}  # audit id -> when its last change committed
     stop = asyncio.Event()
-    deadline = time.perf_counter() + seconds
+    measured_from = time.perf_counter() + WARMUP_S
+    deadline = measured_from + seconds
 
     async def timed(http: httpx.AsyncClient, route: str, url: str, **kw: Any) -> httpx.Response | None:
         start = time.perf_counter()
+        counted = start >= measured_from  # the clients' first burst of requests is not steady state
         try:
             r = await http.get(url, **kw)
         except httpx.HTTPError:
-            errors[route] += 1
+            errors[route] += counted
             return None
         if r.status_code >= 500:
-            errors[route] += 1
-        times[route].append(time.perf_counter() - start)
+            errors[route] += counted
+        if counted:
+            times[route].append(time.perf_counter() - start)
         return r
 
     async def client(audit_id: str) -> None:
@@ -123,7 +129,7 @@ async def level(
                 if r is None:
                     continue
                 tag = r.headers.get("etag", "").strip('"')
-                if since and tag != since and audit_id in changes:
+                if since and tag != since and audit_id in changes and time.perf_counter() >= measured_from:
                     lags.append(time.perf_counter() - changes[audit_id])
                 since = tag
 
@@ -134,18 +140,19 @@ async def level(
                 await timed(http, "probe GET /v1/models", "/v1/models")
                 await asyncio.sleep(0.1)
 
-    before = await asyncio.to_thread(_commits, db_url)
-    started = time.perf_counter()
     tasks = [asyncio.create_task(client(i)) for i in ids]
     if mode == "long_poll":
         tasks += [asyncio.create_task(probe())]
         changer = asyncio.create_task(_changer(db_url, ids, change_every, stop, changes))
+    await asyncio.sleep(max(0.0, measured_from - time.perf_counter()))
+    before = await asyncio.to_thread(_commits, db_url)
+    started = time.perf_counter()
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - started
+    commits = await asyncio.to_thread(_commits, db_url) - before
     stop.set()
     if mode == "long_poll":
         await changer
-    commits = await asyncio.to_thread(_commits, db_url) - before
     out: dict[str, Any] = {route: _stats(t, elapsed, errors[route]) for route, t in sorted(times.items())}
     if mode == "long_poll":
         out["change_to_answer"] = {
