@@ -312,8 +312,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steady-seconds", type=float, default=12.0, help="length of each steady level")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load.json")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()
     results = run(args.levels, args.timeout, args.budget, args.steady, args.steady_seconds)
     results["machine"] = {
+        "note": "the API, PostgreSQL, Redis and the clients share the machine's cores with other work "
+        "(during development: four other agents); the load averages say how busy it was",
+        "load_average_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
