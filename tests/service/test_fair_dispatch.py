@@ -154,3 +154,21 @@ def test_the_sweep_leaves_audits_waiting_in_their_line_alone(sessions, alice, qu
 def test_the_openapi_document_names_the_429(client, alice) -> None:  # type: ignore[no-untyped-def]
     spec = client.get("/openapi.json", headers=alice.headers).json()
     assert "429" in spec["paths"]["/v1/audits"]["post"]["responses"]
+
+
+def test_the_beat_sweep_releases_waiting_audits_when_no_api_does(
+    sessions, alice, worker_resources, quiet_relay
+) -> None:  # type: ignore[no-untyped-def]
+    from worker.tasks.sweep import SweepStaleJobs
+
+    waiting = _waiting(sessions, alice.tenant_id, 2)
+    sent: list[str] = []
+    worker_resources.send = lambda task, args: sent.append(str(args[0]))
+    try:
+        with sessions() as s:
+            SweepStaleJobs().run_impl(s)
+        assert set(waiting) <= set(sent)  # the session's slots are ample: both released and relayed
+        with sessions() as s:
+            assert all(s.get(AuditJob, j).dispatched_at is not None for j in waiting)  # type: ignore[union-attr]
+    finally:
+        _cancel(sessions, waiting)
