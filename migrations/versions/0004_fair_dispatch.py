@@ -23,9 +23,11 @@ def upgrade() -> None:
     # Audits queued before the upgrade already had their message sent: they count as dispatched.
     op.execute("UPDATE audits SET dispatched_at = COALESCE(heartbeat_at, created_at)")
     op.create_index("ix_audits_dispatch", "audits", ["status", "dispatched_at", "tenant_id"], unique=False)
+    op.create_index("ix_audits_tenant_dispatched", "audits", ["tenant_id", "dispatched_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_audits_tenant_dispatched", table_name="audits")
     op.drop_index("ix_audits_dispatch", table_name="audits")
     with op.batch_alter_table("audits") as batch:
         batch.drop_column("dispatched_at")

@@ -102,6 +102,7 @@ class AuditJob(Base):
         Index("ix_audits_tenant_created", "tenant_id", "created_at"),
         Index("ix_audits_status_heartbeat", "status", "heartbeat_at"),
         Index("ix_audits_dispatch", "status", "dispatched_at", "tenant_id"),
+        Index("ix_audits_tenant_dispatched", "tenant_id", "dispatched_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

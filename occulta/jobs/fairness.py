@@ -158,17 +158,11 @@ def dispatch(session: Session, policy: Policy) -> list[str]:
     if not heads:
         session.rollback()
         return []
-    # Among audits still in flight (an indexed, small set; a tenant with none in flight goes first anyway).
-    served_rows = session.execute(
-        select(AuditJob.tenant_id, func.max(AuditJob.dispatched_at))
-        .where(
-            AuditJob.tenant_id.in_(list(heads)),
-            AuditJob.status.in_((QUEUED, RUNNING)),
-            AuditJob.dispatched_at.is_not(None),
-        )
-        .group_by(AuditJob.tenant_id)
-    ).all()
-    last_served = {str(t): when.timestamp() for t, when in served_rows if when is not None}
+    last_served = {}
+    for tenant in heads:  # one probe of the (tenant_id, dispatched_at) index each: few tenants wait at once
+        when = session.scalar(select(func.max(AuditJob.dispatched_at)).where(AuditJob.tenant_id == tenant))
+        if when is not None:
+            last_served[tenant] = when.timestamp()
     chosen = pick(heads, in_flight, last_served, free, tenant_max_running=policy.tenant_max_running)
     now = utcnow()
     released = []

@@ -172,3 +172,20 @@ def test_the_beat_sweep_releases_waiting_audits_when_no_api_does(
             assert all(s.get(AuditJob, j).dispatched_at is not None for j in waiting)  # type: ignore[union-attr]
     finally:
         _cancel(sessions, waiting)
+
+
+def test_with_one_slot_the_tenants_alternate(sessions, alice, bob, quiet_relay) -> None:  # type: ignore[no-untyped-def]
+    """Nothing in flight for either tenant: the one served longest ago (never, for bob) goes first."""
+    backlog = _waiting(sessions, alice.tenant_id, 3)
+    policy = fairness.Policy(slots=_in_flight(sessions) + 1)
+    single: list[str] = []
+    try:
+        with sessions() as s:
+            assert fairness.dispatch(s, policy) == [backlog[0]]
+            jobs.claim(s, backlog[0], worker="w", stale_after=timedelta(minutes=5), max_attempts=3)
+        single = _waiting(sessions, bob.tenant_id, 1)
+        with sessions() as s:
+            jobs.finish(s, backlog[0], SUCCEEDED, verdict="pass")
+            assert fairness.dispatch(s, policy) == single
+    finally:
+        _cancel(sessions, backlog + single)
