@@ -31,6 +31,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.OccultaError], int]] = [
     (errors.NotFoundError, 404),
     (errors.ConflictError, 409),
     (errors.TooLargeError, 413),
+    (errors.RateLimitedError, 429),
     (errors.CardError, 422),
     (errors.WeightsError, 422),
     (errors.DatasetError, 422),
@@ -128,6 +129,8 @@ def response_for(app: Any, scope: Scope, exc: BaseException) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status == 503:
             headers = retry_after(app)
+        if isinstance(exc, errors.RateLimitedError):
+            headers = {"Retry-After": str(exc.retry_after)}
         return error_response(status, exc.code, exc.message, headers)
     if isinstance(exc, RequestValidationError):
         code, message = _validation_message(exc)

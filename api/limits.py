@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+ADMISSION_KEY = "occulta.admission"
 # Room for multipart headers and the card beside the weights.
 OVERHEAD = 4 * 1024 * 1024
 MAX_JSON_DEPTH = 32
@@ -311,6 +314,13 @@ class Admission:
                 released = True
                 slots.release()
 
+        async def reacquire() -> None:
+            nonlocal released
+            await slots.acquire()
+            released = False
+
+        scope[ADMISSION_KEY] = (release, reacquire)  # for `outside_admission` (long-polls)
+
         async def releasing_send(message: Message) -> None:
             # Once the response starts the route is done with the database: a slow reader of a
             # streamed report no longer holds a slot.
@@ -322,3 +332,19 @@ class Admission:
             await self.app(scope, receive, releasing_send)
         finally:
             release()
+
+
+@asynccontextmanager
+async def outside_admission(scope: Scope) -> AsyncIterator[None]:
+    """Give the request's slot back while it only waits (a long-poll holds no thread and no
+    connection), and take one again before it reads the database once more."""
+    hooks = scope.get(ADMISSION_KEY)
+    if hooks is None:
+        yield
+        return
+    release, reacquire = hooks
+    release()
+    try:
+        yield
+    finally:
+        await reacquire()

@@ -18,7 +18,7 @@ from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from occulta.errors import ServiceError
-from occulta.jobs import outbox
+from occulta.jobs import fairness, outbox
 from occulta.settings import Settings
 
 log = logging.getLogger("occulta.api")
@@ -29,6 +29,7 @@ class Queue:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.policy = fairness.Policy.of(settings)  # how the fleet is shared (submit and the tick use it)
         self.celery = Celery("occulta-api")
         self.celery.config_from_object(settings.producer_config())
         self._wake = threading.Event()
@@ -62,7 +63,9 @@ class Queue:
             self._wake.set()
 
     def relay_once(self) -> outbox.RelayResult:
+        """Release what the fleet has room for (a slot freed since the last tick), then send."""
         with self.sessions() as session:
+            fairness.dispatch(session, self.policy)
             return outbox.relay(session, self.send)
 
     def _run(self) -> None:

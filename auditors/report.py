@@ -159,6 +159,9 @@ class Environment(BaseModel):
     # The CPU and the kernel family torch dispatched to (e.g. "AMD EPYC, AVX512"): the same seed on
     # another family rounds differently, so a model trained there ends up (slightly) different.
     cpu: str | None = None
+    # Out-of-memory events of the run: a batch halved, or an audit re-run on the CPU. The results are
+    # those of an unconstrained run (they do not depend on the batching), only slower.
+    memory: list[str] = Field(default_factory=list)
 
 
 class SampleSummary(BaseModel):

@@ -4,7 +4,10 @@ one request, all at once.
 
     python -m bench.load [--levels 100 200 1000] [--timeout 120] [--budget 180]
 
-Per level and route (GET /v1/models, POST /v1/audits with a unique Idempotency-Key) it records the
+Then steady-state levels (`--steady 1 10 50 200`): that many clients waiting on running audits for
+`--steady-seconds`, by polling and by long-polling (`bench.load_steady`).
+
+Per burst level and route (GET /v1/models, POST /v1/audits with a unique Idempotency-Key) it records the
 p50/p95/p99 latency, 2xx / 4xx / 5xx counts and client time-outs or resets, and checks that every
 accepted audit exists exactly once in the database. It creates and drops its own database, uses a
 private queue (deleted at the end) and a temp folder for objects; the whole run stops after `--budget`
@@ -33,7 +36,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-REDIS = "redis://127.0.0.1:6379/0"
+REDIS = os.environ.get("OCCULTA_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 CLASSES = ["circle", "square", "triangle", "cross"]
 
 
@@ -193,10 +196,14 @@ def bench_env(db_url: str, folder: Path) -> dict[str, str]:
         "OCCULTA_QUEUE": f"occulta-bench-{secrets.token_hex(4)}",
         "OCCULTA_STORAGE_URL": f"file://{folder / 'objects'}",
         "OCCULTA_DEVICE": "cpu",
+        # Capacity, not quotas, is measured: one tenant sends all 1,300+ audits.
+        "OCCULTA_TENANT_MAX_ACTIVE": "0",
     }
 
 
-def run(levels: list[int], timeout: float, budget: float) -> dict[str, Any]:
+def run(
+    levels: list[int], timeout: float, budget: float, steady: Sequence[int] = (), steady_seconds: float = 10.0
+) -> dict[str, Any]:
     import psycopg
     import redis
 
@@ -238,6 +245,26 @@ def run(levels: list[int], timeout: float, budget: float) -> dict[str, Any]:
                     "GET /v1/models": summarise(gets),
                     "POST /v1/audits": post_summary,
                 }
+            if steady:
+                from bench.load_steady import run_steady
+
+                made = asyncio.run(
+                    fire(
+                        base,
+                        headers,
+                        audit_calls(model_id, dataset_id, max(steady), "steady"),
+                        timeout=timeout,
+                    )
+                )
+                results["steady"] = run_steady(
+                    base,
+                    headers,
+                    db_url,
+                    accepted_ids(made),
+                    list(steady),
+                    seconds=steady_seconds,
+                    change_every=5.0,
+                )
             log = (folder / "api.log").read_text()
             results["server_tracebacks"] = log.count("Traceback")
         finally:
@@ -281,10 +308,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[100, 200, 1000])
     parser.add_argument("--timeout", type=float, default=120.0, help="client time-out per request, seconds")
     parser.add_argument("--budget", type=float, default=180.0, help="stop starting new levels after this")
+    parser.add_argument("--steady", type=int, nargs="*", default=[1, 10, 50, 200], help="waiting clients")
+    parser.add_argument("--steady-seconds", type=float, default=12.0, help="length of each steady level")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load.json")
     args = parser.parse_args(argv)
-    results = run(args.levels, args.timeout, args.budget)
+    load_before = os.getloadavg()
+    results = run(args.levels, args.timeout, args.budget, args.steady, args.steady_seconds)
     results["machine"] = {
+        "note": "the API, PostgreSQL, Redis and the clients share the machine's cores with other work "
+        "(during development: four other agents); the load averages say how busy it was",
+        "load_average_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -293,6 +326,10 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
+    if "steady" in results:
+        from bench.load_steady import print_steady
+
+        print_steady(results["steady"])
 
 
 if __name__ == "__main__":

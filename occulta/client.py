@@ -28,6 +28,7 @@ AuditState = Literal["queued", "running", "succeeded", "failed", "cancelled", "t
 TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 M = TypeVar("M", bound=BaseModel)
 _RETRY_STATUS = frozenset({502, 503, 504})
+LONG_POLL_SECONDS = 25.0  # under common proxies' 30 s idle timeouts
 _ERRORS_BY_CODE: dict[str, type[OccultaError]] = {
     cls.code: cls
     for cls in vars(errors).values()
@@ -193,20 +194,49 @@ class OccultaClient:
         interval: float = 2.0,
         on_progress: Callable[[AuditStatus], None] | None = None,
     ) -> AuditStatus:
-        """Poll until the audit reaches a terminal state; past `timeout` it is a `ServiceError`."""
+        """Wait until the audit reaches a terminal state; past `timeout` it is a `ServiceError`.
+
+        Long-polls (`GET /v1/audits/{id}?wait=N&since=<ETag>`): the server answers as soon as the status
+        or progress changes, so progress shows at once and a finished audit is seen within a tick, at a
+        few requests a minute. A server without long-polling answers at once (no ETag): then poll
+        every `interval` seconds."""
         deadline = time.monotonic() + timeout
+        since: str | None = None
         while True:
-            status = self.get_audit(audit_id)
+            hold = max(0.0, min(LONG_POLL_SECONDS, deadline - time.monotonic()))
+            status, since = self._poll(audit_id, hold, since)
             if on_progress is not None:
                 on_progress(status)
             if status.done:
                 return status
-            if time.monotonic() + interval > deadline:
+            if time.monotonic() >= deadline or (since is None and time.monotonic() + interval > deadline):
                 raise ServiceError(
                     f"audit {audit_id} still {status.status} after {timeout:g}s; it keeps running on the "
                     f"server: `occulta wait {audit_id}` resumes waiting"
                 )
-            time.sleep(interval)
+            if since is None:
+                time.sleep(interval)
+
+    def _poll(self, audit_id: str, hold: float, since: str | None) -> tuple[AuditStatus, str | None]:
+        """One long-poll: (status, ETag or None); retried like any GET (it is safe to repeat)."""
+        params = {"wait": f"{hold:.1f}"} | ({"since": since} if since else {})
+        url = f"/v1/audits/{audit_id}"
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = self._http.get(
+                    url, params=params, timeout=(self._http.timeout.read or 30.0) + hold
+                )
+            except httpx.TransportError as exc:
+                if last:
+                    raise ServiceError(f"GET {url} failed: {exc}") from exc
+            else:
+                if response.status_code not in _RETRY_STATUS or last:
+                    status = self._parse(AuditStatus, self._decode(response, 200))
+                    return status, (response.headers.get("etag") or "").strip('"') or None
+                response.close()
+            time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     # ------------------------------------------------------------ plumbing
 

@@ -50,6 +50,16 @@ class TooLargeError(OccultaError):
     code = "too_large"
 
 
+class RateLimitedError(OccultaError):
+    """A limit of the caller's tenant is reached (HTTP 429); `retry_after` says when to try again."""
+
+    code = "too_many_audits"
+
+    def __init__(self, message: str, *, retry_after: int = 30) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ServiceError(OccultaError):
     """The service could not be reached or answered with a server error (CLI exit code 3)."""
 

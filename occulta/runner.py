@@ -261,6 +261,28 @@ def sample_summary(ctx: AuditContext) -> SampleSummary:
     return summarize_sample(predicted, labels, ctx.num_classes)
 
 
+def run_fitting(auditor: Any, ctx: AuditContext, config: Any) -> AuditResult:
+    """Run one audit; memory never decides its verdict. The engine halves batches that do not fit
+    (`auditors.engine.batching`); if even one image, or the audit's own tensors, run out of GPU memory,
+    the audit runs again on the CPU (slower, same answer) and the report's environment says so."""
+    import torch
+
+    from auditors.engine import batching, model_device
+
+    try:
+        return auditor.run(ctx, config)
+    except torch.cuda.OutOfMemoryError as exc:
+        device = model_device(ctx.model)
+        batching.record(f"{auditor.name}: out of memory on {device} ({str(exc)[:120]}); re-run on the CPU")
+        ctx.model.to("cpu")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        try:
+            return auditor.run(ctx, config)
+        finally:
+            ctx.model.to(device)
+
+
 def run_battery(
     *,
     card_path: Path,
@@ -280,13 +302,13 @@ def run_battery(
     plan: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Report:
     """Run `audits` and write the report into `out_dir`; see the module docstring."""
-    import torch
-
+    from auditors.engine import batching
     from auditors.errors import AuditCancelled
     from auditors.registry import audit_info, get_auditor
     from auditors.report import AuditResult
 
     t0 = time.perf_counter()
+    batching.drain_events()  # this run's memory events only
     configs = validate_battery(audits, audit_configs)
     prepared = prepare_run(
         card_path=card_path,
@@ -320,10 +342,10 @@ def run_battery(
         _progress(0.0, "starting")
         started = time.perf_counter()
         try:
-            result = auditor.run(ctx, configs[name])
+            result = run_fitting(auditor, ctx, configs[name])
         except AuditCancelled:
             raise
-        except (ValueError, OccultaError, torch.cuda.OutOfMemoryError) as exc:
+        except (ValueError, OccultaError) as exc:
             result = AuditResult(
                 name=name, verdict="error", summary=f"{name} could not run: {exc}", error=str(exc)
             )
@@ -342,6 +364,7 @@ def run_battery(
         if on_audit_done is not None:
             on_audit_done(result)
         _progress(1.0, "done")
+    report.environment.memory = batching.drain_events()
     report.wall_seconds = round(time.perf_counter() - t0, 3)
     report.finalize()
     write_report(report, out_dir)

@@ -66,6 +66,37 @@ class Settings(BaseSettings):
         default=1, ge=0, description="models a worker child keeps loaded across tasks (shards of one job)"
     )
     presign_expiry_seconds: int = 600
+    # Sharing the fleet (`occulta.jobs.fairness`): tenants take turns for the worker slots.
+    dispatch_slots: int = Field(
+        default=8,
+        ge=1,
+        description="audits sent to the workers at once (the fleet's slots: worker pods x concurrency, "
+        "at the autoscaler's maximum); the rest wait in per-tenant lines served in turn",
+    )
+    tenant_max_running: int = Field(
+        default=0, ge=0, description="audits of one tenant sent or running at once; 0: no cap beyond its turn"
+    )
+    tenant_max_active: int = Field(
+        default=1000, ge=0, description="queued + running audits one tenant may hold (429 above); 0: no limit"
+    )
+    tenant_retry_after_seconds: int = Field(
+        default=30, ge=1, description="`Retry-After` of a 429 for a tenant at its limit"
+    )
+    worker_gpu_memory_gib: float | None = Field(
+        default=None,
+        gt=0,
+        description="memory of the workers' GPUs; when set, a model whose single forward cannot fit is "
+        "refused at submission",
+    )
+    wait_max_seconds: float = Field(
+        default=30.0, ge=0, le=120, description="longest a `GET /v1/audits/{id}?wait=` long-poll is held"
+    )
+    wait_max_clients: int = Field(
+        default=10_000, ge=0, description="long-polls held at once per API process; past it, answered at once"
+    )
+    wait_tick_seconds: float = Field(
+        default=0.25, gt=0, le=5, description="how often one query reads the status of every watched audit"
+    )
     # Capacity of one API process. Every sync route runs on one of `api_threads` threads and holds one
     # pooled connection while it runs, so the pool is sized from the threads, never below them.
     api_threads: int = Field(default=32, ge=1, le=512, description="threads serving sync routes")

@@ -223,6 +223,8 @@ async def launch(
                 samples=body.samples,
                 regions=body.regions,
                 idempotency_key=_text(form, "idem") or None,
+                policy=queue.policy,
+                interactive=True,  # a person launched it and is waiting: ahead of batch audits
             )
         )
     except (OccultaError, ValidationError) as exc:

@@ -168,7 +168,7 @@ def report_page(request: Request, audit_id: str, scope: DashScope, store: StoreD
     models, datasets = _names(scope)
     context: dict[str, Any] = {"audit": audit, "models": models, "datasets": datasets}
     if audit.status != "succeeded":
-        return render(request, "pending.html", context)
+        return render(request, "pending.html", context | {"tag": audits_api.status_tag(audit)})
     report = audits_api.load_report(audit_id, scope, store)
     mapsets = _mapsets(audit_id, report, scope, store)
     any_maps = next((m for sets in mapsets.values() for m in sets), None)
@@ -186,12 +186,21 @@ def report_page(request: Request, audit_id: str, scope: DashScope, store: StoreD
 
 
 @router.get("/audits/{audit_id}/status")
-def audit_status(request: Request, audit_id: str, scope: DashScope) -> Response:
-    """Polled by the pending page; once the audit has finished the browser reloads into the report."""
-    audit = audits_api.get_audit(audit_id, scope)
+async def audit_status(
+    request: Request,
+    audit_id: str,
+    scope: DashScope,
+    settings: SettingsDep,
+    wait: Annotated[float, Query(ge=0, le=120)] = 0,
+    since: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """Long-polled by the pending page (answers when the status changes); once the audit has
+    finished the browser reloads into the report."""
+    hold = min(wait, settings.wait_max_seconds)
+    audit, tag = await audits_api.watched(request, audit_id, scope, hold, since)
     if audit.status in FINISHED:
         return Response(status_code=204, headers={"HX-Refresh": "true"})
-    return render(request, "_status.html", {"audit": audit})
+    return render(request, "_status.html", {"audit": audit, "tag": tag})
 
 
 @router.post("/audits/{audit_id}/cancel")

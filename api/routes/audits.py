@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
 from api.deps import QueueDep, ScopeDep, SettingsDep, StoreDep
+from api.limits import outside_admission
 from api.schemas import ERRORS, AuditIn, AuditOut, AuditPage, AuditResultSummary, Status
 from auditors.report import Report
 from occulta.db import ArtifactRecord, AuditJob
+from occulta.jobs import watch
 from occulta.service import audits as service
 from occulta.service.estimates import audit_estimate
 
@@ -32,6 +35,7 @@ def _out(scope: ScopeDep, job: AuditJob) -> AuditOut:
     responses={
         200: {"model": AuditOut, "description": "replay of an earlier request with this Idempotency-Key"},
         409: {"description": "Idempotency-Key reused with another body"},
+        429: {"description": "the tenant holds its limit of queued and running audits (`Retry-After`)"},
     },
     summary="Queue an audit battery",
 )
@@ -56,6 +60,7 @@ def create_audit(
         samples=body.samples,
         regions=body.regions,
         idempotency_key=idempotency_key,
+        policy=queue.policy,
     )
     out = _out(scope, job)
     out.estimate = audit_estimate(
@@ -97,9 +102,76 @@ def list_audits(
     return AuditPage(items=[AuditOut.of(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/{audit_id}", response_model=AuditOut)
+@router.get(
+    "/{audit_id}",
+    response_model=AuditOut,
+    responses={200: {"headers": {"ETag": {"description": "the status's fingerprint, for `since`"}}}},
+)
+async def get_audit_status(
+    audit_id: str,
+    request: Request,
+    response: Response,
+    scope: ScopeDep,
+    settings: SettingsDep,
+    wait: Annotated[
+        float,
+        Query(ge=0, le=120, description="seconds to hold the answer until the status or progress changes"),
+    ] = 0,
+    since: Annotated[
+        str | None, Query(max_length=64, description="the ETag last seen: answer at once if it is stale")
+    ] = None,
+) -> AuditOut:
+    """The audit's status. With `wait`, a long-poll: the answer comes as soon as the status, progress
+    or message differs from `since` (or from the first read), or after `wait` seconds (at most
+    `OCCULTA_WAIT_MAX_SECONDS`); meanwhile the request holds no thread, connection or admission slot,
+    and one status read per tick serves every waiting client (`occulta.jobs.watch`)."""
+    out, tag = await watched(request, audit_id, scope, min(wait, settings.wait_max_seconds), since)
+    response.headers["ETag"] = f'"{tag}"'
+    return out
+
+
+async def watched(
+    request: Request, audit_id: str, scope: ScopeDep, hold: float, since: str | None
+) -> tuple[AuditOut, str]:
+    """(audit, fingerprint) once it differs from `since` (or from the first read), is finished, or
+    `hold` seconds passed; the API route and the dashboard's live status both wait through here."""
+    watcher = _watcher(request)
+    crowded = watcher.waiting >= request.app.state.settings.wait_max_clients  # degrade to plain polling
+    if hold > 0 and not crowded:
+        # The caller's last view still current: one small read, then wait without thread or connection.
+        now = await run_in_threadpool(_peek, scope, audit_id)
+        if now is not None and not watch.finished(now[0]) and since in (None, now[1]):
+            async with outside_admission(request.scope):
+                await watcher.changed(audit_id, now[1], hold)
+    out = await run_in_threadpool(get_audit, audit_id, scope)
+    return out, status_tag(out)
+
+
+def _peek(scope: ScopeDep, audit_id: str) -> tuple[str, str] | None:
+    """(status, fingerprint), then the connection goes back to the pool (a waiter holds none)."""
+    try:
+        return watch.current(scope.session, audit_id, scope.tenant_id)
+    finally:
+        scope.session.close()
+
+
 def get_audit(audit_id: str, scope: ScopeDep) -> AuditOut:
+    """The audit as the API shows it (the dashboard reads it through here)."""
     return _out(scope, service.get_audit(scope.session, tenant_id=scope.tenant_id, audit_id=audit_id))
+
+
+def status_tag(out: AuditOut) -> str:
+    """The audit's status fingerprint (its ETag), which a waiter passes back as `since`."""
+    return watch.fingerprint(out.status, out.progress, out.message, out.verdict)
+
+
+def _watcher(request: Request) -> watch.StatusWatcher:
+    """One per app, made on first use (no await between the check and the set: no race)."""
+    state = request.app.state
+    if getattr(state, "status_watcher", None) is None:
+        state.status_watcher = watch.StatusWatcher(state.sessions, tick=state.settings.wait_tick_seconds)
+    watcher: watch.StatusWatcher = state.status_watcher
+    return watcher
 
 
 @router.post(

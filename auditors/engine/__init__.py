@@ -18,7 +18,7 @@ the plain forward; removed pixels cannot change the output):
   every layer (neighbour-filled convolutions, squeeze-excitation and pooling over visible positions);
   ConvNeXt V1/V2 (`convnext.py`) uses sparse, masked depthwise convolutions with the GRN over kept
   positions. Any layer a walker does not know is refused with its module path.
-Work is chunked to fit the device; masks stay on the device; CUDA runs bf16 autocast and channels-last,
+Work is chunked to fit the device and halved on out-of-memory (`batching.py`); masks stay on the device; CUDA runs bf16 autocast and channels-last,
 the CPU runs fp32. Results come back in the order asked.
 """
 
@@ -31,6 +31,7 @@ from typing import Literal, cast
 import torch
 from torch import nn
 
+from auditors.engine import batching
 from auditors.engine.errors import EngineError
 from auditors.engine.fills import (
     NATIVE,
@@ -142,30 +143,20 @@ def pixel_keep(keep: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return keep.repeat_interleave(p, dim=1).repeat_interleave(p, dim=2)
 
 
-_CHUNK_CACHE: dict[tuple[int, tuple[int, ...], str, str], int] = {}
+_CHUNK_CACHE = batching._CHUNKS  # measured chunk sizes (tests on CUDA read them)
 
 
 def _auto_chunk(model: nn.Module, shape: tuple[int, ...], strategy: Strategy, device: torch.device) -> int:
+    """See `batching.auto_chunk`: the probe is one forward of `batch` random images, nothing masked."""
     h, w = shape[-2:]
-    if device.type != "cuda":
-        # Small enough to stay in cache, large enough to amortise Python overhead.
-        return int(max(8, min(512, 2**21 // (h * w))))
-    key = (id(model), tuple(shape), strategy.name, str(device))
-    if key in _CHUNK_CACHE:
-        return _CHUNK_CACHE[key]
-    # Probe the peak memory of a small batch, then size chunks to ~60% of what is free.
-    probe = 8
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    base = torch.cuda.memory_allocated(device)
-    x = torch.rand(probe, *shape[1:], device=device)
-    keep = torch.ones(probe, h, w, dtype=torch.bool, device=device)
-    _forward(model, x, keep, strategy, torch.zeros(3, device=device), torch.ones(3, device=device), 0, 0)
-    per_sample = max((torch.cuda.max_memory_allocated(device) - base) / probe, 1.0)
-    free, _ = torch.cuda.mem_get_info(device)
-    chunk = int(max(1, min(8192, 0.6 * free / per_sample)))
-    _CHUNK_CACHE[key] = chunk
-    return chunk
+
+    def probe(batch: int) -> None:
+        x = torch.rand(batch, *shape[1:], device=device)
+        keep = torch.ones(batch, h, w, dtype=torch.bool, device=device)
+        zeros, ones = torch.zeros(3, device=device), torch.ones(3, device=device)
+        _forward(model, x, keep, strategy, zeros, ones, 0, 0)
+
+    return batching.auto_chunk(model, shape, strategy.name, device, probe)
 
 
 def _forward(
@@ -244,25 +235,24 @@ def masked_logits(
     shared = images.to(device, non_blocking=True) if images.shape[0] == 1 else None
     with torch.inference_mode():
         chunk = chunk_size or _auto_chunk(model, tuple(images.shape), strat, device)
-        out: torch.Tensor | None = None
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
+        outs: list[torch.Tensor] = []
+
+        def step(start: int, stop: int) -> None:
             if shared is not None:
                 imgs = shared.expand(stop - start, -1, -1, -1)
             else:
                 imgs = images[start:stop].to(device, non_blocking=True)
             keep_px = pixel_keep(keep_dev[start:stop], height, width)
-            logits = _forward(
-                model, imgs.float(), keep_px, strat, mean_t, std_t, seed, offset + start
-            ).float()
-            if out is None:
-                out = torch.empty(n, logits.shape[1], device=device)
-            out[start:stop] = logits
+            logits = _forward(model, imgs.float(), keep_px, strat, mean_t, std_t, seed, offset + start)
+            outs.append(logits.float())
             if progress is not None:
                 progress(stop, n)
-    if out is None:
+
+        # Out of memory: the chunk is halved and redone (`batching`); rows stay in order.
+        batching.run_chunks(model, device, n, chunk, step)
+    if not outs:
         raise EngineError("keep is empty: nothing to evaluate")
-    return out
+    return torch.cat(outs)
 
 
 def plain_logits(
@@ -283,12 +273,15 @@ def plain_logits(
         with torch.inference_mode(), autocast(device):
             return model(normalize(blank, mean_t, std_t)).float()[:0]
     chunk = chunk_size or _auto_chunk(model, tuple(images.shape), Strategy("black"), device)
-    outs = []
+    outs: list[torch.Tensor] = []
+
+    def step(start: int, stop: int) -> None:
+        x = images[start:stop].to(device, non_blocking=True).float()
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device):
+            outs.append(model(normalize(x, mean_t, std_t)).float())
+
     with torch.inference_mode():
-        for start in range(0, n, chunk):
-            x = images[start : start + chunk].to(device, non_blocking=True).float()
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device):
-                outs.append(model(normalize(x, mean_t, std_t)).float())
+        batching.run_chunks(model, device, n, chunk, step)
     return torch.cat(outs)

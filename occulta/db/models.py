@@ -101,6 +101,8 @@ class AuditJob(Base):
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_audits_tenant_created", "tenant_id", "created_at"),
         Index("ix_audits_status_heartbeat", "status", "heartbeat_at"),
+        Index("ix_audits_dispatch", "status", "dispatched_at", "tenant_id"),
+        Index("ix_audits_tenant_dispatched", "tenant_id", "dispatched_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -127,6 +129,10 @@ class AuditJob(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Fair dispatch (`occulta.jobs.fairness`): interactive audits (1) go before batch ones (0); a queued
+    # audit's message is sent only once the dispatcher releases it (`dispatched_at`).
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AuditResultRecord(Base):

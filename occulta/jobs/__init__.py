@@ -7,7 +7,8 @@ A running job has a phase: None (the battery runs in one task), `shards` (waitin
 `merge` (one task merges the partials and runs the rest of the battery).
 Messages to the broker go through the outbox (`occulta.jobs.outbox`) in the transaction that creates
 the work, so a broker outage delays a job and never loses it. `occulta.jobs.sweep` recovers work
-whose worker died. Task names are in `occulta.jobs.task_names`.
+whose worker died. `occulta.jobs.fairness` decides when a queued job's message is sent (tenants in
+turn); `occulta.jobs.watch` serves long-polls on job status. Task names are in `occulta.jobs.task_names`.
 """
 
 from occulta.jobs.job import (

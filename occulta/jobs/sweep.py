@@ -93,6 +93,7 @@ def sweep(
         AuditJob,
         and_(
             AuditJob.status == QUEUED,
+            AuditJob.dispatched_at.is_not(None),  # one still in its tenant's line waits its turn
             or_(AuditJob.heartbeat_at.is_(None), AuditJob.heartbeat_at < now - resend_queued_after),
         ),
         {"heartbeat_at": now},

@@ -8,7 +8,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import and_, or_, select
@@ -21,13 +21,10 @@ from occulta import jobs
 from occulta.db import ArtifactRecord, AuditJob, AuditResultRecord, DatasetRecord, ModelRecord, new_id, utcnow
 from occulta.db.models import STATUSES
 from occulta.errors import AuditConfigError, ConflictError, NotFoundError, OccultaError
-from occulta.jobs import outbox
-from occulta.jobs.task_names import RUN_AUDIT
+from occulta.jobs import fairness
 from occulta.service.scope import get_owned
 from occulta.storage import ObjectStore, audit_prefix, validate_relative_path
 
-# How long the relay leaves a new job's message to the request that sends it right after commit.
-SEND_HOLD = timedelta(seconds=10)
 # The stored report files by download name: (object name, media type).
 REPORT_FILES = {
     "report": ("report.json", "application/json"),
@@ -83,11 +80,15 @@ def submit_audit(
     samples: int | None,
     regions: Sequence[Region] | None,
     idempotency_key: str | None,
+    policy: fairness.Policy | None = None,
+    interactive: bool = False,
 ) -> tuple[AuditJob, bool]:
-    """(job, created): the job row and its outbox message commit together, then the message is sent
-    (or left to the relay when the broker is down), so a broker outage only delays the audit. With an
+    """(job, created): the job row commits, then the dispatcher stages its message in the outbox and it
+    is sent (or left to the relay when the broker is down), so a broker outage only delays the audit. With an
     Idempotency-Key, the same body returns the first job (created=False) and a different body is a
-    conflict: a retried CI request must never start a second audit."""
+    conflict: a retried CI request must never start a second audit. The job waits in its tenant's line
+    until the fair dispatcher (`occulta.jobs.fairness`, under `policy`) releases it."""
+    policy = policy or fairness.Policy()
     plain = [r.model_dump(mode="json", exclude_none=True) for r in regions or []] or None
     body = {
         "model_id": model_id,
@@ -107,6 +108,7 @@ def submit_audit(
     get_owned(session, DatasetRecord, dataset_id, tenant_id=tenant_id, what="dataset")
     validated = accept_battery(audits, configs)
     check_regions(plain, model.card)
+    fairness.admit(session, tenant_id, policy, model)
     job = AuditJob(
         id=new_id("aud"),
         tenant_id=tenant_id,
@@ -121,11 +123,10 @@ def submit_audit(
         request_hash=digest,
         message="queued",
         heartbeat_at=utcnow(),  # for a queued job: when its message was sent (see jobs.sweep)
+        priority=fairness.INTERACTIVE if interactive else fairness.BATCH,
     )
     session.add(job)
     try:
-        session.flush()  # the outbox row references the job
-        outbox.add(session, job_id=job.id, task=RUN_AUDIT, args=[job.id], hold=SEND_HOLD)
         session.commit()
     except IntegrityError:
         # Two requests with one key raced; the loser answers with the winner's job.
@@ -134,7 +135,8 @@ def submit_audit(
         if existing is None:
             raise
         return _replay(existing, digest, idempotency_key or ""), False
-    relay.flush(job.id)
+    for released in fairness.dispatch(session, policy):
+        relay.flush(released)
     return job, True
 
 

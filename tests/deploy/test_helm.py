@@ -215,24 +215,46 @@ def test_secret_names_and_keys_follow_values():
     assert ref == {"name": "s3-creds", "key": "AWS_ACCESS_KEY_ID"}
 
 
-def test_keda_scales_workers_on_the_celery_queue_length(feature_docs):
+def test_keda_scales_workers_on_the_celery_queue_and_the_tenants_lines(feature_docs):
     (scaled,) = by_kind(feature_docs, "ScaledObject").values()
-    (auth,) = by_kind(feature_docs, "TriggerAuthentication").values()
+    auths = by_kind(feature_docs, "TriggerAuthentication")
     assert scaled["spec"]["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "name": "occ-occulta-worker",
     }
     assert scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] == "redis" and trigger["metadata"]["listName"] == "celery"
-    assert all(isinstance(v, str) for v in trigger["metadata"].values()), "KEDA metadata values are strings"
-    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
-    assert auth["spec"]["secretTargetRef"] == [
-        {"parameter": "password", "name": "occulta-redis", "key": "password"}
-    ]
+    triggers = {t["type"]: t for t in scaled["spec"]["triggers"]}
+    assert set(triggers) == {"redis", "postgresql"}
+    for trigger in triggers.values():
+        assert all(isinstance(v, str) for v in trigger["metadata"].values()), (
+            "KEDA metadata values are strings"
+        )
+        assert trigger["authenticationRef"]["name"] in auths
+    assert triggers["redis"]["metadata"]["listName"] == "celery"
+    # Audits waiting for their tenant's turn are not on the Celery list: KEDA counts them too.
+    waiting = triggers["postgresql"]["metadata"]
+    assert "dispatched_at IS NULL" in waiting["query"] and waiting["dbName"] == "occulta"
+    secrets = {a["spec"]["secretTargetRef"][0]["name"] for a in auths.values()}
+    assert secrets == {"occulta-redis", "occulta-database"}
     # KEDA owns the replica count; a fixed one would fight it on every upgrade.
     assert "replicas" not in by_kind(feature_docs, "Deployment")["occ-occulta-worker"]["spec"]
+
+
+def _env(docs, name):
+    return {e["name"]: e.get("value") for e in container(docs, name)["env"]}
+
+
+def test_fair_dispatch_settings_reach_every_pod(default_docs, feature_docs):
+    # Slots default to the fleet's size: worker pods x concurrency, at KEDA's maximum when it scales.
+    assert _env(default_docs, "api")["OCCULTA_DISPATCH_SLOTS"] == "1"
+    assert _env(feature_docs, "beat")["OCCULTA_DISPATCH_SLOTS"] == "8"
+    assert _env(default_docs, "api")["OCCULTA_TENANT_MAX_ACTIVE"] == "1000"
+    assert "OCCULTA_WORKER_GPU_MEMORY_GIB" not in _env(default_docs, "api")
+    docs = render({"fairness": {"dispatchSlots": 12, "tenantMaxActive": 50, "workerGpuMemoryGiB": 79.6}})[0]
+    env = _env(docs, "api")
+    assert (env["OCCULTA_DISPATCH_SLOTS"], env["OCCULTA_TENANT_MAX_ACTIVE"]) == ("12", "50")
+    assert env["OCCULTA_WORKER_GPU_MEMORY_GIB"] == "79.6"
 
 
 def test_optional_resources_are_off_by_default(default_docs):

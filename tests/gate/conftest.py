@@ -47,7 +47,7 @@ class FakeOccultaServer:
         self.requests.append(request)
         if request.headers.get("authorization") != f"Bearer {API_KEY}":
             return 401, {"error": {"code": "unauthorized", "message": "missing or unknown API key"}}
-        route = self.routes.get((request.method, request.path))
+        route = self.routes.get((request.method, request.path.split("?", 1)[0]))  # routed on the path alone
         if route is None:
             return 404, {"error": {"code": "not_found", "message": f"{request.path} not found"}}
         if callable(route):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from occulta.db import AuditJob, DatasetRecord, ModelRecord, new_id
+from occulta.db import AuditJob, DatasetRecord, ModelRecord, new_id, utcnow
 
 
 def add_model(sessions, tenant_id: str) -> str:  # type: ignore[no-untyped-def]
@@ -45,6 +45,7 @@ def add_dataset(sessions, tenant_id: str) -> str:  # type: ignore[no-untyped-def
 def add_job(sessions, tenant_id: str, **values: Any) -> str:  # type: ignore[no-untyped-def]
     model_id = values.pop("model_id", None) or add_model(sessions, tenant_id)
     dataset_id = values.pop("dataset_id", None) or add_dataset(sessions, tenant_id)
+    values.setdefault("dispatched_at", utcnow())  # a hand-made row stands for a job already sent
     row = AuditJob(
         id=new_id("aud"),
         tenant_id=tenant_id,

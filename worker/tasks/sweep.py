@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from occulta import jobs
-from occulta.jobs import outbox
+from occulta.jobs import fairness, outbox
 from occulta.jobs.task_names import SWEEP
 from worker.base import OccultaTask, resources
 
@@ -34,6 +34,8 @@ class SweepStaleJobs(OccultaTask):
         for job_id, task, task_args in result.messages():
             outbox.add(session, job_id=job_id, task=task, args=task_args)
         session.commit()
+        # The backstop dispatcher too (the API's relay tick is the usual one): release waiting audits.
+        fairness.dispatch(session, fairness.Policy.of(settings))
 
         relayed = outbox.relay(session, resources().send)
         if result.requeued or result.timed_out or result.failed or result.shards_resent or result.settled:

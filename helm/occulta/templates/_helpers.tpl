@@ -130,6 +130,21 @@ variables defined earlier in the same list, so no credential is ever written int
   value: {{ .device | quote }}
 - name: OCCULTA_WORKER_CONCURRENCY
   value: {{ .concurrency | int | quote }}
+{{- $fair := $v.fairness }}
+{{- $keda := $v.worker.autoscaling.keda }}
+{{- $pods := ternary $keda.maxReplicaCount $v.worker.replicaCount $keda.enabled }}
+- name: OCCULTA_DISPATCH_SLOTS
+  value: {{ ternary $fair.dispatchSlots (mul $pods $v.worker.concurrency) (gt (int $fair.dispatchSlots) 0) | int | quote }}
+- name: OCCULTA_TENANT_MAX_RUNNING
+  value: {{ $fair.tenantMaxRunning | int | quote }}
+- name: OCCULTA_TENANT_MAX_ACTIVE
+  value: {{ $fair.tenantMaxActive | int | quote }}
+- name: OCCULTA_TENANT_RETRY_AFTER_SECONDS
+  value: {{ $fair.retryAfterSeconds | int | quote }}
+{{- if gt (float64 $fair.workerGpuMemoryGiB) 0.0 }}
+- name: OCCULTA_WORKER_GPU_MEMORY_GIB
+  value: {{ $fair.workerGpuMemoryGiB | toString | quote }}
+{{- end }}
 - name: OMP_NUM_THREADS
   value: {{ .omp | int | quote }}
 - name: HF_HUB_OFFLINE
