@@ -18,14 +18,16 @@ import torch
 from pydantic import Field
 
 from auditors.audits import plots
-from auditors.audits.base import Audit, AuditConfig, Partial, ShardMeta
+from auditors.audits.base import Audit, LegacyPartial, ShardMeta
 from auditors.audits.context import AuditContext, artifact_path
+from auditors.audits.info import AuditConfig
 from auditors.audits.missingness_bias.rules import Rules, StrategyJudgement, judge_strategy, share_limits
-from auditors.cost import PIXEL_FILL_COUNT, Passes, RunShape, masked_passes, native_strategy
+from auditors.audits.ranges import check_tiling, even_ranges
 from auditors.engine import applicable_strategies, masked_logits, parse_strategy, plain_logits
 from auditors.methods.class_entropy import class_entropy
-from auditors.methods.per_image_random import check_tiling, even_ranges, per_image_uniform
+from auditors.methods.per_image_random import per_image_uniform
 from auditors.methods.removal import rank_strategies, recommend
+from auditors.passes import PIXEL_FILL_COUNT, Passes, RunShape, masked_passes, native_strategy
 from auditors.report import Artifact, AuditResult, Finding
 from auditors.sampling import counts_per_class
 from auditors.stats import Estimate
@@ -144,7 +146,8 @@ def _deciding(judged: StrategyJudgement) -> tuple[Estimate, str]:
     return judged.entropy_drop, "entropy drop / ln K at half removed"
 
 
-class MissingnessBias(Audit[MissingnessBiasConfig]):
+class MissingnessBias(Audit[MissingnessBiasConfig, Any]):
+    legacy_flow = True
     """Does removing patches push predictions toward classes the fill itself evokes? Shardable: the
     base's `compute` runs every image as one shard and merges, the same code path as a sharded run."""
 
@@ -180,7 +183,7 @@ class MissingnessBias(Audit[MissingnessBiasConfig]):
         strategies = [str(parse_strategy(s)) for s in names]
         return {"seed": seed, "strategies": strategies, "fractions": fractions, "patch_size": p}
 
-    def run_shard(self, ctx: AuditContext, config: MissingnessBiasConfig, indices: range) -> Partial:
+    def run_shard(self, ctx: AuditContext, config: MissingnessBiasConfig, indices: range) -> LegacyPartial:
         """Clean and masked predictions for images `indices` (a contiguous range), as JSON lists."""
         t0 = time.perf_counter()
         off = ctx.image_offset  # a shard's context may hold only its own images
@@ -230,7 +233,7 @@ class MissingnessBias(Audit[MissingnessBiasConfig]):
         }
 
     def merge(
-        self, meta: ShardMeta, config: MissingnessBiasConfig, partials: Sequence[Partial]
+        self, meta: ShardMeta, config: MissingnessBiasConfig, partials: Sequence[LegacyPartial]
     ) -> AuditResult:
         """Concatenate the shards' predictions in image order and compute every metric on the whole."""
         ordered = check_tiling(partials, meta.n_images)
