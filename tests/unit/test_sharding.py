@@ -118,6 +118,6 @@ def test_an_audit_that_overrides_the_flow_is_refused_at_definition() -> None:
 
     with pytest.raises(TypeError, match="writes the hooks"):
 
-        class Rogue(Audit[Any, NoPartial]):  # noqa: F841
+        class Rogue(Audit[Any, NoPartial]):
             def merge(self, meta, config, partials):  # type: ignore[no-untyped-def,override]
                 raise AssertionError
