@@ -218,8 +218,9 @@ class Audit(Generic[C, P]):
             ):
                 raise ValueError(f"{self.name}: the pick must be at most {hi} distinct images of the sample")
         if indices.step != 1 or not len(indices) or indices.start < lo or indices.stop > hi:
+            empty = "" if len(indices) else " (it is empty)"
             raise ValueError(
-                f"{self.name}: shard {indices} is not a non-empty contiguous range inside {lo}..{hi}"
+                f"{self.name}: shard {indices} is not a contiguous range inside {lo}..{hi}{empty}"
             )
         partial = self.shard(ctx, config, Work(seed, indices, picked))
         if not isinstance(partial, self.Partial):

@@ -11,7 +11,9 @@ import torch
 
 from auditors.audits.base import FLOW, Audit, ShardMeta
 from auditors.audits.context import AuditContext
-from auditors.audits.missingness_bias.audit import MissingnessBias, MissingnessBiasConfig, image_keep
+from auditors.audits.missingness_bias.audit import MissingnessBias
+from auditors.audits.missingness_bias.config import MissingnessBiasConfig
+from auditors.audits.missingness_bias.shard import image_keep
 from auditors.audits.ranges import check_tiling, even_ranges
 from auditors.methods.per_image_random import per_image_uniform
 from auditors.registry import audit_class, audit_infos, get_auditor
