@@ -248,7 +248,10 @@ class Audit(Generic[C, P]):
             if p.get("audit") != self.name:
                 raise ValueError(f"a partial of {p.get('audit')!r} was handed to the {self.name} merge")
             if p.get("seed") != seed:
-                raise ValueError("shards were run with a different seed; rerun them with one config")
+                raise ValueError(
+                    f"shards were run with different settings (seed {p.get('seed')}, not {seed}); "
+                    "rerun them with one config"
+                )
         ordered = check_tiling(partials, self.positions(meta.n_images, config))
         parts = [
             self.Partial.model_validate({k: v for k, v in p.items() if k not in ENVELOPE}) for p in ordered

@@ -72,9 +72,6 @@ __all__ = [
 Family = Literal["vit", "swin", "resnet", "convnext", "efficientnet", "mobilenet", "regnet", "other"]
 Progress = Callable[[int, int], None]
 
-# Colours used where an audit needs "several fill colours" and the user named none.
-DEFAULT_COLORS = ("color:255,0,0", "color:0,255,0", "color:0,0,255", "color:255,255,0")
-
 
 def model_family(model: nn.Module) -> Family:
     """The model's family, which decides its native missingness: vit/swin -> token_drop, the CNN

@@ -20,8 +20,8 @@ from torch import nn
 
 from auditors.engine import Strategy, masked_logits, model_device, parse_strategy, plain_logits
 from auditors.engine.fills import sample_generator
+from auditors.methods.catalog import FeatureKind
 
-FeatureKind = Literal["grid", "slic", "quickshift"]
 KERNEL_WIDTH = 0.25
 RIDGE_ALPHA = 1.0
 # Images are evaluated in groups of at most this many bytes of image copies; past it, one image at a

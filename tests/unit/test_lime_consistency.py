@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from auditors.audits.context import AuditContext
-from auditors.audits.lime_consistency.audit import LimeConfig, _verdict
+from auditors.audits.lime_consistency.config import LimeConfig
 from auditors.audits.lime_consistency.metrics import topk_jaccard_curve
+from auditors.audits.lime_consistency.verdict import verdict_of as _verdict
 from auditors.engine import masked_logits, plain_logits
 from auditors.methods.lime import grid_segments, lime_fit, ranking
 from auditors.registry import get_auditor, parse_config
