@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 # What the base writes around an audit's own partial; `timing` is the worker's (bench/scaling.py).
 ENVELOPE = ("audit", "start", "stop", "seed", "seconds", "timing")
 FLOW = ("run", "plan_shards", "run_shard", "merge")
-LegacyPartial = dict[str, Any]  # the untyped partial of an audit not yet on the hooks
 
 
 class ShardPartial(BaseModel):
@@ -132,7 +131,7 @@ class Audit(Generic[C, P]):
             cls.name = cls.info.name
             cls.shardable = cls.info.shardable
         own = [m for m in FLOW if m in cls.__dict__]
-        if own and not cls.__dict__.get("legacy_flow", False):
+        if own:
             raise TypeError(
                 f"{cls.__name__} overrides {', '.join(own)}: the base owns the flow; an audit writes "
                 "the hooks pick, shard, judge and draw"
@@ -145,7 +144,7 @@ class Audit(Generic[C, P]):
         cap = getattr(config, "n_images", None)
         return n_images if cap is None else min(int(cap), n_images)
 
-    def cut(self, n: int, n_shards: int) -> list[range]:
+    def cut(self, n: int, n_shards: int, config: C) -> list[range]:
         """`n_shards` contiguous ranges tiling [0, n): even by default; an audit whose batches must
         not be split overrides it (`ranges.block_ranges`)."""
         return even_ranges(n, n_shards)
@@ -181,10 +180,6 @@ class Audit(Generic[C, P]):
         own = getattr(config, "patch_size", None)
         return int(own) if own else ctx.default_patch_size()
 
-    def recorded_config(self, config: C, seed: int, resolved: dict[str, Any]) -> dict[str, Any]:
-        """The config written into the report: as given, with the seed and resolved values filled in."""
-        return {**config.model_dump(exclude=self.unrecorded), "seed": seed, **resolved}
-
     # ---- the flow (final) -----------------------------------------------------------------------
     def run(self, ctx: AuditContext, config: C) -> AuditResult:
         """A single run: the one-shard plan, merged (what every caller but the worker's fan-out uses)."""
@@ -196,7 +191,7 @@ class Audit(Generic[C, P]):
     def plan_shards(self, n_images: int, config: C, n_shards: int) -> list[range]:
         """Non-empty contiguous ranges tiling the positions (one when the audit is not shardable)."""
         n = self.positions(n_images, config)
-        ranges = self.cut(n, n_shards if self.shardable else 1)
+        ranges = self.cut(n, n_shards if self.shardable else 1, config)
         check_tiling([{"start": r.start, "stop": r.stop} for r in ranges], n)
         return ranges
 
@@ -264,7 +259,8 @@ class Audit(Generic[C, P]):
         shards: Shards[P] = Shards(seed, [range(int(p["start"]), int(p["stop"])) for p in ordered], parts)  # type: ignore[arg-type]
         judgement = self.judge(meta, config, shards)
         artifacts = self.draw(meta, config, shards, judgement)
-        recorded = self.recorded_config(config, seed, judgement.resolved)
+        # The config as given, the resolved seed, and what the audit resolved (a patch size, a strategy).
+        recorded = {**config.model_dump(exclude=self.unrecorded), "seed": seed, **judgement.resolved}
         shard_seconds = sum(float(p.get("seconds", 0.0)) for p in ordered)
         return AuditResult(
             name=self.name,

@@ -128,3 +128,24 @@ def test_sharded_and_single_runs_give_the_same_result(
     ]  # as a worker stores them
     merged = audit.merge(ShardMeta.from_context(ctx), config, partials)
     assert _comparable(merged) == _comparable(whole)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_audit_reports_its_seed_role_and_seconds_sharded_or_not(
+    name: str, model: torch.nn.Module, tmp_path: Path
+) -> None:
+    """The base stamps them from the metadata and the run, so a worker's sharded merge reports them
+    as a single run does (they were once 0 seconds and no seed for some sharded audits)."""
+    audit = get_auditor(name)
+    info = audit_infos()[name]
+    config = audit.Config.model_validate(info.smoke_config)
+    ctx = _context(model, tmp_path)
+    ranges = audit.plan_shards(ctx.n_images, config, 3)
+    partials = [json.loads(json.dumps(audit.run_shard(ctx, config, r))) for r in ranges]
+    results = [audit.run(_context(model, tmp_path / "single"), config)]
+    results.append(audit.merge(ShardMeta.from_context(ctx), config, partials))
+    for result in results:
+        assert result.name == name and result.role == info.role
+        assert result.config["seed"] == 3  # the run's seed, resolved
+        assert result.seconds > 0 or name == "test_noop"  # the no-op audit does no work to time
+    assert results[1].seconds >= sum(p["seconds"] for p in partials)

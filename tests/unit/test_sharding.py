@@ -105,8 +105,6 @@ def test_audits_write_hooks_only_and_the_base_owns_the_flow() -> None:
     it, so the worker's sharded path and a single run are one code path for every audit."""
     for name in audit_infos():
         cls = audit_class(name)
-        if getattr(cls, "legacy_flow", False):
-            continue
         own = {m for m in FLOW if getattr(cls, m) is not getattr(Audit, m)}
         assert not own, f"{name} overrides {own}"
         assert cls.shardable == audit_infos()[name].shardable, name

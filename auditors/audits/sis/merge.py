@@ -1,4 +1,4 @@
-"""The SIS audit's merge: its shards' per-image results, in pick order, into the audit's result.
+"""The SIS audit's merge: its shards' per-image results, in pick order, into its judgement and figures.
 
 Every metric, the verdict, the findings and the pictures are computed here from the whole pick, so a
 single run (one shard) and a sharded run share this code and give the same result. No model and no
@@ -13,17 +13,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditors.audits.base import LegacyPartial, ShardMeta
+from auditors.audits.base import Judgement, ShardMeta, Shards
 from auditors.audits.partials import unpack_arrays
-from auditors.audits.ranges import check_tiling
-from auditors.audits.sis.config import NAME, SISConfig
+from auditors.audits.sis import INFO
+from auditors.audits.sis.config import SISConfig
 from auditors.audits.sis.controls import Shown, size_vs_correctness, write_sis_artifacts
+from auditors.audits.sis.shard import SISPartial
 from auditors.methods.backselect import subset_size
-from auditors.report import AuditResult, Finding, Verdict
+from auditors.report import Artifact, Finding, Verdict
 from auditors.stats import Estimate, decide, proportion
 
-# What every shard resolved alike; shards that disagree were run with different configs or data.
-_SHARED = ("seed", "method", "strategy", "height", "width", "n_pick", "selection", "skipped")
 _LISTS = ("labels", "clean", "f_full", "f_masked", "sis_size", "sufficiency")
 
 
@@ -31,39 +30,30 @@ def _mean(values: Sequence[float | bool]) -> float:
     return float(np.mean(values))
 
 
-def _shown(parts: Sequence[LegacyPartial], pct: list[float | None], n_show: int) -> list[Shown]:
+def _shown(parts: Sequence[SISPartial], pct: list[float | None], n_show: int) -> list[Shown]:
     """The `n_show` images with the smallest SIS (ties: the earlier position) over all shards; each
     shard sent its own smallest, so these are among them."""
-    items = sorted(
-        (it for part in parts for it in part["show"]), key=lambda it: (pct[it["position"]], it["position"])
-    )
+    items = sorted((it for part in parts for it in part.show), key=lambda it: (pct[it.position], it.position))
     out = []
     for it in items[:n_show]:
-        a = unpack_arrays(it["arrays"])
+        a = unpack_arrays(it.arrays)
         image = torch.from_numpy(a["image"].astype(np.float32) / 255.0)
-        out.append(Shown(it["position"], image, torch.from_numpy(a["sis"]), torch.from_numpy(a["subset"])))
+        out.append(Shown(it.position, image, torch.from_numpy(a["sis"]), torch.from_numpy(a["subset"])))
     return out
 
 
-def merge(meta: ShardMeta, cfg: SISConfig, partials: Sequence[LegacyPartial]) -> AuditResult:
-    """Concatenate the shards' per-image results in pick order and compute the audit from the whole."""
-    if not partials:
-        raise ValueError("no SIS shard to merge: the sample has no images")
-    ordered = check_tiling(partials, min(cfg.n_images, meta.n_images))
+def judge(meta: ShardMeta, cfg: SISConfig, shards: Shards[SISPartial]) -> Judgement:
+    """Concatenate the shards' per-image results in pick order and judge the audit from the whole."""
+    ordered = shards.parts
     first = ordered[0]
-    for part in ordered[1:]:
-        if any(part[k] != first[k] for k in _SHARED):
-            raise ValueError("shards were run with different settings; rerun them with one config")
-    seed, method, n_pick, selection = first["seed"], first["method"], first["n_pick"], first["selection"]
-    has_labels = all(part["labels"] is not None for part in ordered)
-    v: dict[str, Any] = {k: [x for part in ordered for x in (part[k] or [])] for k in _LISTS}
+    method, n_pick, selection = first.method, first.n_pick, first.selection
+    has_labels = all(part.labels is not None for part in ordered)
+    v: dict[str, Any] = {k: [x for part in ordered for x in (getattr(part, k) or [])] for k in _LISTS}
     if len(v["clean"]) != n_pick:
         raise ValueError(f"shards hold {len(v['clean'])} of the {n_pick} picked images")
-    config = {**cfg.model_dump(), "seed": seed, "method": method}
-    seconds = round(float(sum(part.get("seconds", 0.0) for part in ordered)), 3)
-    base: dict[str, Any] = dict(name=NAME, config=config, seconds=seconds)
+    base: dict[str, Any] = dict(resolved={"method": method})
     if n_pick == 0:
-        return AuditResult(
+        return Judgement(
             verdict="inconclusive",
             summary=f"Inconclusive: none of the {selection['n_candidates']} images reaches confidence "
             f"{cfg.tau}, so no SIS exists.",
@@ -73,8 +63,8 @@ def merge(meta: ShardMeta, cfg: SISConfig, partials: Sequence[LegacyPartial]) ->
             **base,
         )
     f_masked = v["f_masked"]
-    if first["skipped"]:
-        return AuditResult(
+    if first.skipped:
+        return Judgement(
             verdict="inconclusive",
             summary=f"inconclusive: with every pixel masked ({cfg.strategy}) the model already reaches "
             f"{cfg.tau} for most images, so every SIS would be empty; try another mask value",
@@ -87,7 +77,7 @@ def merge(meta: ShardMeta, cfg: SISConfig, partials: Sequence[LegacyPartial]) ->
             "mask value (strategy).",
             **base,
         )
-    n_px = first["height"] * first["width"]
+    n_px = first.height * first.width
     clean, labels = v["clean"], v["labels"] if has_labels else None
     confident = [f >= cfg.tau for f in v["f_full"]]
     pct = [None if s is None else 100.0 * s / n_px for s in v["sis_size"]]
@@ -133,17 +123,15 @@ def merge(meta: ShardMeta, cfg: SISConfig, partials: Sequence[LegacyPartial]) ->
         ),
     }
     if cfg.retrain_on_subsets:
-        metrics["retrain"] = first["retrain"]  # the shard at position 0 retrained, on the whole sample
+        metrics["retrain"] = first.retrain  # the shard at position 0 retrained, on the whole sample
     share_est = proportion(sum(small), len(small))
     metrics["share_confident_sis_le_5pct_interval"] = share_est.as_dict()
     verdict, summary, findings, meaning = _verdict(metrics, cfg, share_est)
-    artifacts = write_sis_artifacts(meta.out_dir, NAME, _shown(ordered, pct, cfg.n_show), pct)
-    return AuditResult(
+    return Judgement(
         verdict=verdict,
         summary=summary,
         metrics=metrics,
         findings=findings,
-        artifacts=artifacts,
         n=share_est.n,
         estimate={
             **share_est.as_dict(),
@@ -155,11 +143,11 @@ def merge(meta: ShardMeta, cfg: SISConfig, partials: Sequence[LegacyPartial]) ->
 
 
 def _subset_stats(
-    parts: Sequence[LegacyPartial], name: str, clean: list[int], labels: list[int] | None
+    parts: Sequence[SISPartial], name: str, clean: list[int], labels: list[int] | None
 ) -> dict[str, float | None]:
     """Accuracy and confidence of the model seeing only a 5% subset (the rest masked)."""
-    got = {
-        k: [x for part in parts for x in part["subsets"][name][k]]
+    got: dict[str, list[Any]] = {
+        k: [x for part in parts for x in getattr(part.subsets[name], k)]
         for k in ("pred", "confidence", "target_prob")
     }
     pred = got["pred"]
@@ -244,3 +232,13 @@ def _verdict(m: dict[str, Any], cfg: SISConfig, share: Estimate) -> tuple[Verdic
         findings,
         ("Too few confident images to tell whether the model overinterprets: raise n_images."),
     )
+
+
+def draw(meta: ShardMeta, cfg: SISConfig, shards: Shards[SISPartial], judgement: Judgement) -> list[Artifact]:
+    """SIS masks over the images with the smallest SIS and the size histogram (none when no SIS was
+    looked for: nothing confident, or a confident fully masked input)."""
+    sizes = judgement.metrics.get("sis_size")
+    if sizes is None:
+        return []
+    pct: list[float | None] = sizes["pct"]
+    return write_sis_artifacts(meta.out_dir, INFO.name, _shown(shards.parts, pct, cfg.n_show), pct)

@@ -41,7 +41,7 @@ class SpuriousSignal(Audit[SpuriousConfig, SpuriousPartial]):
     shard_inputs: ClassVar[Literal["range", "all"]] = "all"
     unrecorded: ClassVar[Any] = {"regions": {"__all__": {"artifact"}}}  # artifacts are bytes
 
-    def cut(self, n: int, n_shards: int) -> list[range]:
+    def cut(self, n: int, n_shards: int, config: SpuriousConfig) -> list[range]:
         """Positions cut only between saliency blocks (`shard.block_size`)."""
         return block_ranges(n, n_shards, block_size(n))
 
