@@ -25,6 +25,8 @@ from tests.fixtures.redis_server import PrivateRedis
 from tests.service.rows import add_dataset, add_job, add_model
 from worker.base import Resources
 
+pytestmark = pytest.mark.service
+
 STALE = timedelta(seconds=60)
 
 
