@@ -90,6 +90,17 @@ class Shards(Generic[P]):
     parts: list[P]
 
 
+@dataclass(frozen=True)
+class Conclusion:
+    """What an audit's rule decides, before the metrics join it in a `Judgement`: the verdict, the
+    one-line summary, the findings and what the verdict means."""
+
+    verdict: Verdict
+    summary: str
+    findings: list[Finding]
+    meaning: str
+
+
 @dataclass
 class Judgement:
     """What an audit concludes: the verdict and what it rests on. `resolved` holds the config values
