@@ -5,8 +5,8 @@ batched by the engine), `gradient` (forward + backward, for saliency and gradien
 `calls` (model invocations, each with a fixed overhead that dominates small models on a GPU), plus
 `figures` (report plots, which cost as much as the model work of a tiny model on a CPU). The
 counts follow each audit's code path from its config and the run's shape, so they need no torch and
-the API can compute them in a request. Seconds come from a short `calibrate` of the actual model at
-its input size and of one plot: seconds = forward x t_forward + gradient x t_gradient + calls x
+the API can compute them in a request. Seconds come from a short calibration (`auditors.calibration`) of
+the actual model at its input size and of one plot: seconds = forward x t_forward + gradient x t_gradient + calls x
 t_call + figures x t_figure.
 
 Each audit counts its own passes (`Audit.forward_passes`, beside the code that makes them); counts
@@ -16,117 +16,17 @@ their upper bound, so the estimate errs long. An audit that does not say is repo
 
 from __future__ import annotations
 
-import math
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from auditors.registry import AuditConfig, get_auditor
+from auditors.audits.info import AuditConfig
+from auditors.passes import Passes, RunShape
 
-Family = str  # auditors.engine.Family (vit, swin, resnet, convnext, ...), kept torch-free here
-PIXEL_FILL_COUNT = 6  # black, mean, grey, random_color, noise, blur (auditors.engine.fills)
-_DEFAULT_PALETTE = 4  # auditors.engine.DEFAULT_COLORS
+if TYPE_CHECKING:
+    from auditors.audits.base import Audit
 
-
-@dataclass(frozen=True)
-class RunShape:
-    """What an estimate needs to know about a run, without loading the model or the images."""
-
-    n_images: int
-    height: int
-    width: int
-    num_classes: int
-    family: Family = "other"
-    vit_patch: int | None = None  # the ViT's own patch size, when family == "vit"
-    device: str = "cpu"
-    n_regions: int = 0
-    has_object_masks: bool = False
-    labelled: bool = (
-        False  # unknown counts as unlabelled: an audit that groups by class then pays a clean pass
-    )
-
-    @property
-    def default_patch(self) -> int:
-        """Same rule as `AuditContext.default_patch_size`."""
-        h, w = self.height, self.width
-        if self.family == "vit" and self.vit_patch and h % self.vit_patch == 0 and w % self.vit_patch == 0:
-            return self.vit_patch
-        if min(h, w) >= 224 and h % 16 == 0 and w % 16 == 0:
-            return 16
-        return max(1, min(h, w) // 8)
-
-    @property
-    def n_strategies(self) -> int:
-        """Pixel fills, plus the family's native strategy."""
-        return PIXEL_FILL_COUNT + (0 if self.family == "other" else 1)
-
-    @property
-    def is_cuda(self) -> bool:
-        return self.device.startswith("cuda")
-
-
-def family_of_arch(arch: str) -> tuple[Family, int | None]:
-    """(family, ViT patch) from a timm / occulta arch name, for estimates made without the model."""
-    name = arch.lower()
-    if name.startswith(("vit_", "deit_", "deit3_", "occulta_vit")):
-        digits = "".join(c for c in name.split("patch", 1)[1][:2] if c.isdigit()) if "patch" in name else ""
-        return "vit", int(digits) if digits else (8 if name.startswith("occulta_vit") else 16)
-    for prefixes, family in (
-        (("resnet", "wide_resnet", "occulta_resnet"), "resnet"),
-        (("swin",), "swin"),
-        (("convnext",), "convnext"),
-        (("efficientnet",), "efficientnet"),
-        (("mobilenet",), "mobilenet"),
-        (("regnet",), "regnet"),
-    ):
-        if name.startswith(prefixes):
-            return family, None
-    return "other", None
-
-
-NATIVE = ("token_drop", "layer_mask")
-
-
-@dataclass
-class Passes:
-    forward: int = 0  # plain, or masked with a pixel fill
-    native: int = 0  # masked with the model's native strategy (layer masking, token dropping)
-    gradient: int = 0
-    calls: int = 0
-    figures: int = 0  # an overlay grid counts as 2
-
-    def __add__(self, other: Passes) -> Passes:
-        return Passes(
-            self.forward + other.forward,
-            self.native + other.native,
-            self.gradient + other.gradient,
-            self.calls + other.calls,
-            self.figures + other.figures,
-        )
-
-    @property
-    def total(self) -> int:
-        """Images through the model, a backward pass counted as the forward it belongs to."""
-        return self.forward + self.native + self.gradient
-
-
-def masked_passes(strategy: str | None, images: int, calls: int = 1) -> Passes:
-    """`images` masked forwards under `strategy`: native ones are costed apart from pixel fills."""
-    if strategy in NATIVE:
-        return Passes(native=images, calls=calls)
-    return Passes(forward=images, calls=calls)
-
-
-def native_strategy(shape: RunShape) -> str | None:
-    """As `auditors.engine.native_strategy`: token dropping for ViT/Swin, layer masking for CNNs."""
-    if shape.family == "other":
-        return None
-    return "token_drop" if shape.family in ("vit", "swin") else "layer_mask"
-
-
-def forward_passes(name: str, config: AuditConfig, shape: RunShape) -> Passes | None:
-    """The audit's own count (`Audit.forward_passes`); None for an audit that does not say."""
-    return get_auditor(name).forward_passes(config, shape)
+Auditors = Mapping[str, "Audit[Any, Any]"]  # the battery's audits by name (the caller's registry lookup)
 
 
 @dataclass(frozen=True)
@@ -182,11 +82,15 @@ class Estimate:
         }
 
 
-def estimate(configs: dict[str, AuditConfig], shape: RunShape, calibration: Calibration | None) -> Estimate:
+def estimate(
+    auditors: Auditors, configs: dict[str, AuditConfig], shape: RunShape, calibration: Calibration | None
+) -> Estimate:
+    """Each audit's own count (`Audit.forward_passes`; None for one that does not say), in seconds
+    when there is a calibration."""
     out = Estimate(calibration=calibration)
     total = 0.0
     for name, cfg in configs.items():
-        p = forward_passes(name, cfg, shape)
+        p = auditors[name].forward_passes(cfg, shape)
         secs = None if p is None or calibration is None else calibration.seconds_for(p)
         out.audits[name] = {
             "forward_passes": None if p is None else p.total,
@@ -198,118 +102,17 @@ def estimate(configs: dict[str, AuditConfig], shape: RunShape, calibration: Cali
     return out
 
 
-def calibrate(model: Any, height: int, width: int, *, target_s: float = 0.25) -> Calibration:
-    """Time the model at its input size: batch 1 (call overhead), a pixel-fill masked batch of about
-    `target_s` seconds, the native strategy, and forward + backward (saliency's path). A few seconds
-    at most, even for a ResNet-50 on a CPU."""
-    import torch
-
-    from auditors.engine import (
-        autocast,
-        masked_logits,
-        model_device,
-        model_family,
-        native_strategy,
-        vit_patch_size,
-    )
-
-    t_start = time.perf_counter()
-    device = model_device(model)
-    cuda = device.type == "cuda"
-    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    family = model_family(model)
-    native = native_strategy(model)
-    p = vit_patch_size(model) if family == "vit" else (16 if min(height, width) >= 224 else 8)
-    grid = (height // p, width // p) if height % p == 0 and width % p == 0 else (height, width)
-    gen = torch.Generator().manual_seed(0)
-
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize(device)
-
-    def run(n: int, strategy: str, warm: int, repeat: int = 1) -> float:
-        """Best of `repeat` timings of a masked batch of `n` (a shared machine is noisy)."""
-        x = torch.rand(n, 3, height, width, device=device)
-        keep = torch.rand(n, *grid, generator=gen) < 0.5
-        kw: dict[str, Any] = dict(mean=mean, std=std, chunk_size=n)
-        masked_logits(model, x[:warm], keep[:warm], strategy, **kw)  # warm-up
-        best = math.inf
-        for _ in range(repeat):
-            sync()
-            t = time.perf_counter()
-            masked_logits(model, x, keep, strategy, **kw)
-            sync()
-            best = min(best, time.perf_counter() - t)
-        return best
-
-    t1 = run(1, "black", 1, repeat=3)
-    cap = 256 if cuda else 64
-    batch = int(min(cap, max(4, target_s / max(t1, 1e-6))))
-    forward_s = run(batch, "black", batch, repeat=2) / batch
-    call_s = max(0.0, t1 - forward_s)
-    # Per-image costs net of the call overhead, which `calls` counts separately.
-    small = max(2, batch // 2)
-    native_s = max(forward_s, (run(small, native, 1) - call_s) / small) if native else forward_s
-    x = torch.rand(small, 3, height, width, device=device, requires_grad=True)
-
-    def grad() -> None:
-        with torch.enable_grad(), autocast(device):
-            torch.autograd.grad(model(x).float().logsumexp(1).sum(), x)
-        sync()
-
-    grad()
-    t = time.perf_counter()
-    grad()
-    gradient_s = max(forward_s, (time.perf_counter() - t - call_s) / small)
-    return Calibration(
-        str(device),
-        forward_s,
-        native_s,
-        gradient_s,
-        call_s,
-        figure_seconds(),
-        batch,
-        time.perf_counter() - t_start,
-    )
-
-
-def figure_seconds() -> float:
-    """Seconds to render one report plot (the second of two: the first pays for imports)."""
-    import tempfile
-    from pathlib import Path
-
-    from auditors.audits import plots
-
-    with tempfile.TemporaryDirectory(prefix="occulta-cal-") as tmp:
-        took = 0.0
-        for i in range(2):
-            t = time.perf_counter()
-            plots.line_plot(
-                Path(tmp) / f"{i}.png",
-                [0.0, 0.5, 1.0],
-                {"a": [1.0, 0.5, 0.2], "b": [0.9, 0.6, 0.1]},
-                title="calibration",
-                xlabel="x",
-                ylabel="y",
-            )
-            took = time.perf_counter() - t
-    return took
-
-
-# Knobs a budget may shrink, per audit: (config field, floor). Largest-cost audit shrinks first.
-BUDGET_KNOBS: dict[str, list[tuple[str, int]]] = {
-    "lime_consistency": [("n_samples", 100), ("n_images", 2)],
-    "sis": [("n_images", 1)],
-    "spurious_signal": [("n_images", 16), ("steps", 8), ("n_samples", 4)],
-}
-
-
 def fit_budget(
-    configs: dict[str, AuditConfig], shape: RunShape, calibration: Calibration, budget_s: float
+    auditors: Auditors,
+    configs: dict[str, AuditConfig],
+    shape: RunShape,
+    calibration: Calibration,
+    budget_s: float,
 ) -> tuple[dict[str, AuditConfig], int, list[str]]:
     """Shrink sample sizes until the estimate fits `budget_s`: (configs, images to keep, changes).
 
-    Each round takes the costliest audit and shrinks by 30% its first knob still above its floor,
+    Each round takes the costliest audit and shrinks by 30% its first knob (`AuditInfo.budget`) still
+    above its floor,
     then the run's images (which every audit sees), down to 16. Changes read `audit.knob: old -> new`.
     Stops when nothing is left to shrink, so a budget below the floors is exceeded, and says so.
     """
@@ -317,12 +120,12 @@ def fit_budget(
     n = shape.n_images
     first: dict[str, Any] = {}
     for _ in range(500):
-        est = estimate(cfgs, replace(shape, n_images=n), calibration)
+        est = estimate(auditors, cfgs, replace(shape, n_images=n), calibration)
         if est.seconds is None or est.seconds <= budget_s:
             break
         moved = False
         for name in sorted(est.audits, key=lambda a: -(est.audits[a]["seconds"] or 0.0)):
-            for knob, floor in BUDGET_KNOBS.get(name, []):
+            for knob, floor in ((k.field, k.floor) for k in auditors[name].info.budget):
                 value = getattr(cfgs[name], knob)
                 if value > floor:
                     first.setdefault(f"{name}.{knob}", value)

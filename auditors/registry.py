@@ -16,7 +16,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from auditors.audits.base import AuditConfig, AuditInfo
+from auditors.audits.info import AuditConfig, AuditInfo
 
 if TYPE_CHECKING:
     from auditors.audits.base import Audit
@@ -73,12 +73,15 @@ def audit_info(name: str) -> AuditInfo:
 
 
 @cache
-def audit_class(name: str) -> type[Audit[Any]]:
+def audit_class(name: str) -> type[Audit[Any, Any]]:
     """The named audit's class (imports its computation, and so torch)."""
-    module, _, cls_name = audit_info(name).implementation.partition(":")
-    cls: type[Audit[Any]] = getattr(importlib.import_module(module), cls_name)
+    info = audit_info(name)
+    module, _, cls_name = info.implementation.partition(":")
+    cls: type[Audit[Any, Any]] = getattr(importlib.import_module(module), cls_name)
     if cls.name != name:
         raise TypeError(f"{module}:{cls_name} is named {cls.name!r}, registered as {name!r}")
+    if info.config and cls.Config is not config_class(name):
+        raise TypeError(f"{module}:{cls_name}.Config is not {info.config}, the config its metadata names")
     return cls
 
 
@@ -93,11 +96,25 @@ def audit_charts(name: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return charts
 
 
-def get_auditor(name: str) -> Audit[Any]:
+@cache
+def config_class(name: str) -> type[AuditConfig]:
+    """The named audit's config class, without importing its computation when its metadata names a
+    torch-free module (`AuditInfo.config`), so validating a battery never imports torch."""
+    info = audit_info(name)
+    if not info.config:
+        return audit_class(name).Config
+    module, _, cls_name = info.config.partition(":")
+    cls: type[AuditConfig] = getattr(importlib.import_module(module), cls_name)
+    return cls
+
+
+def get_auditor(name: str) -> Audit[Any, Any]:
     """An instance of the named audit."""
     return audit_class(name)()
 
 
 def parse_config(name: str, raw: dict[str, Any] | None) -> AuditConfig:
-    """Validate an audit's config dict (raises pydantic.ValidationError naming the bad key)."""
-    return audit_class(name).Config.model_validate(raw or {})
+    """Validate an audit's config dict (raises pydantic.ValidationError naming the bad key): the one
+    validator, called at request time (`occulta.runner.validate_battery`, which words its errors) and
+    by the worker on the configs the request stored. Torch-free (`config_class`)."""
+    return config_class(name).model_validate(raw or {})

@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
+from auditors.audits.spurious_signal.boxes import iou
 from auditors.audits.spurious_signal.counterfactual import choose_removal_strategy
 from auditors.audits.spurious_signal.discover import discover
-from auditors.audits.spurious_signal.merge import iou
 from auditors.audits.spurious_signal.nulls import Probe
 from auditors.engine import plain_logits
 from auditors.zoo.planted import MEAN, STD, Case, build

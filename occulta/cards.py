@@ -153,10 +153,6 @@ class ModelCard(BaseModel):
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    @property
-    def weights_format(self) -> str:
-        return "safetensors" if self.weights.endswith(".safetensors") else "state_dict"
-
 
 def card_error_line(err: ValidationError) -> str:
     """A card's validation errors on one line, an unknown key with its nearest spelling."""

@@ -8,11 +8,16 @@ verdict defaults and the generated policy agrees with the report until a user ti
 
 from __future__ import annotations
 
+import json
+from typing import TYPE_CHECKING, Any
+
 from auditors.registry import audit_infos, builtin_infos
 from occulta.errors import PolicyError
-from occulta.example_policy import audit_block
 from occulta.gate_policy import WhenNotRun
 from occulta.hints import did_you_mean
+
+if TYPE_CHECKING:
+    from auditors.audits.info import AuditInfo
 
 _HEADER = """\
 # Occulta gate policy for: {audits}
@@ -31,6 +36,28 @@ assertions:
   # nothing, so it does not pass. Explanation caveats have their own `explanation_verdict`.
   verdict: [warn, {{equals: pass}}]
 """
+
+
+def _flow(value: Any) -> str:
+    """A YAML flow value: plain scalars for words and numbers, a list as [a, b]."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, str) and value.replace("_", "").isalnum():
+        return value
+    return json.dumps(value)
+
+
+def audit_block(info: AuditInfo) -> str:
+    """One audit's commented assertions (empty when its metadata declares none); `occulta policy
+    init` writes the same blocks for the audits a user asks for."""
+    if not info.policy:
+        return ""
+    comment = "\n".join(f"  # {line}" for line in info.policy_comment.splitlines())
+    out = [f"\n{comment}\n" if comment else "\n"]
+    for line in info.policy:
+        rule = ", ".join(f"{k}: {_flow(v)}" for k, v in line.rule.items())
+        out.append(f"  {info.name}.{line.metric}: [{line.level}, {{{rule}}}]\n")
+    return "".join(out)
 
 
 def parse_audit_names(text: str) -> list[str]:

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from occulta import jobs
 from occulta.errors import DatasetError
 from occulta.jobs import shards
+from occulta.jobs.results import saved_results
 from occulta.jobs.task_names import MERGE_SHARDS, RUN_SHARD
-from occulta.service.audits import saved_results
 from worker.base import resources
 from worker.heartbeat import Heartbeat
 from worker.models import cached_loader
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("occulta.worker")
 
 
-def shardable(name: str) -> Audit[Any] | None:
+def shardable(name: str) -> Audit[Any, Any] | None:
     """The named audit if it can be sharded, else None (the one place that asks)."""
     from auditors.registry import audit_info, get_auditor
 

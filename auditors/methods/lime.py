@@ -20,8 +20,8 @@ from torch import nn
 
 from auditors.engine import Strategy, masked_logits, model_device, parse_strategy, plain_logits
 from auditors.engine.fills import sample_generator
+from auditors.methods.catalog import FeatureKind
 
-FeatureKind = Literal["grid", "slic", "quickshift"]
 KERNEL_WIDTH = 0.25
 RIDGE_ALPHA = 1.0
 # Images are evaluated in groups of at most this many bytes of image copies; past it, one image at a
@@ -40,7 +40,7 @@ def grid_segments(height: int, width: int, patch_size: int, n_images: int = 1) -
 
 
 def superpixel_segments(images: torch.Tensor, kind: Literal["slic", "quickshift"]) -> torch.Tensor:
-    """Superpixel ids [B,H,W] with the parameters of docs/audits.md, "Conventions shared by every audit" (scikit-image)."""
+    """Superpixel ids [B,H,W] with the parameters of docs/audits.md, "Conventions" (scikit-image)."""
     from skimage.segmentation import quickshift, slic
 
     out = []

@@ -25,10 +25,10 @@ from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from occulta.db.base import utcnow
-from occulta.db.models import QUEUED, RUNNING, AuditJob, ModelRecord
+from occulta.db.models import QUEUED, RUNNING, AuditJob
 from occulta.errors import RateLimitedError
 from occulta.jobs import outbox
-from occulta.jobs.memory_fit import check_fits
+from occulta.jobs.memory_fit import ModelFacts, check_fits
 from occulta.jobs.task_names import RUN_AUDIT
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class Waiting:
     created_at: datetime
 
 
-def admit(session: Session, tenant_id: str, policy: Policy, model: ModelRecord) -> None:
+def admit(session: Session, tenant_id: str, policy: Policy, model: ModelFacts) -> None:
     """Refuse a new audit: 422 when the model cannot run on the workers' GPUs, 429 when the tenant
     already holds its limit of queued and running audits."""
     check_fits(model, policy.worker_memory_gib)

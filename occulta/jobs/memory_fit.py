@@ -12,7 +12,8 @@ batching's halving, which it has.
 
 from __future__ import annotations
 
-from occulta.db import ModelRecord
+from dataclasses import dataclass
+
 from occulta.errors import AuditConfigError
 
 GiB = 1024**3
@@ -20,12 +21,21 @@ CUDA_CONTEXT_BYTES = 512 * 1024**2  # the CUDA context and allocator reserve of 
 AUTOCAST_COPY = 0.5  # bf16 copies of the fp32 weights that autocast keeps during a forward
 
 
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the check reads from a model row (plain values, so they outlive the session)."""
+
+    id: str
+    arch: str
+    size_bytes: int
+
+
 def forward_floor(weights_bytes: int) -> int:
     """Bytes one forward needs at the least: weights, their bf16 copies, the CUDA context."""
     return int(weights_bytes * (1 + AUTOCAST_COPY)) + CUDA_CONTEXT_BYTES
 
 
-def check_fits(model: ModelRecord, memory_gib: float | None) -> None:
+def check_fits(model: ModelFacts, memory_gib: float | None) -> None:
     """Refuse the audit (422, with the figures) when the model's floor exceeds the workers' memory."""
     if memory_gib is None:
         return

@@ -16,6 +16,8 @@ from tests.gate.reports import make_report
 from tests.service.rows import add_job
 from tests.service.test_dashboard_report import _sign_in
 
+pytestmark = pytest.mark.service
+
 
 @pytest.fixture
 def browser(app, client) -> Iterator:  # type: ignore[no-untyped-def]

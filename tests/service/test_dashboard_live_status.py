@@ -8,6 +8,7 @@ import re
 import threading
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
@@ -15,6 +16,8 @@ from occulta.db import AuditJob
 from occulta.db.models import RUNNING, SUCCEEDED
 from occulta.jobs import fairness
 from tests.service.rows import add_dataset, add_model
+
+pytestmark = pytest.mark.service
 
 WOKEN_WITHIN = 20.0  # the fragment's long-poll runs 25 s when nothing changes
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from sqlalchemy import update
 
 from occulta.db import AuditJob
 from occulta.db.models import RUNNING, SUCCEEDED
 from occulta.jobs.watch import fingerprint
 from tests.service.rows import add_job
+
+pytestmark = pytest.mark.service
 
 WOKEN_WITHIN = 20.0  # well under the 30 s a long-poll runs when nothing changes
 

@@ -16,6 +16,8 @@ from tests.gate.test_report_view import CAVEAT, spurious_fail_with_a_caveat
 from tests.service.rows import add_job
 from tests.service.test_dashboard_report import _sign_in
 
+pytestmark = pytest.mark.service
+
 
 @pytest.fixture
 def browser(app, client) -> Iterator:  # type: ignore[no-untyped-def]

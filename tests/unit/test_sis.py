@@ -10,7 +10,7 @@ import torch
 
 from auditors.audits.base import ShardMeta
 from auditors.audits.context import AuditContext
-from auditors.audits.sis.audit import SISConfig
+from auditors.audits.sis.config import SISConfig
 from auditors.audits.sis.controls import random_subsets
 from auditors.engine import masked_logits, normalize
 from auditors.methods.backselect import (

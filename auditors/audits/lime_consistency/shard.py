@@ -6,17 +6,20 @@ plain JSON: per-image rankings, removal outcomes and Spearman correlations, plus
 coefficients the artifacts need (a compressed `.npz`, base64). Randomness is keyed by an image's
 position in the pick (perturbations, noise fills, random orders), and the removal curves always run
 the same k = 1..k_max for a given config and input size, so a shard computes for an image exactly what
-a single run does; `audit.LimeConsistency.merge` turns the partials into the result.
+a single run does; `merge.judge` turns the partials into the verdict.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 
+from auditors.audits.base import ShardPartial, Work
 from auditors.audits.context import AuditContext
+from auditors.audits.lime_consistency.config import LimeConfig
 from auditors.audits.lime_consistency.metrics import random_rankings, spearman
 from auditors.audits.partials import pack_arrays
 from auditors.audits.plots import map_inputs
@@ -38,14 +41,14 @@ def strategies_for(native: list[str], strategies: list[str] | None, fills: list[
     return chosen
 
 
-def pick(ctx: AuditContext, n_images: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The audit's images (indices into the sample) and every image's class group: its label, or its
-    clean prediction when the dataset has none."""
+def pick(ctx: AuditContext, n_images: int, seed: int) -> list[int]:
+    """The audit's images (indices into the sample), stratified by class group: each image's label, or
+    its clean prediction when the dataset has none."""
     if ctx.labels is not None:
         groups = ctx.labels.cpu().numpy()
     else:
         groups = plain_logits(ctx.model, ctx.images, mean=ctx.mean, std=ctx.std).argmax(1).cpu().numpy()
-    return np.asarray(stratified_indices(groups, n_images, seed=seed, salt=SALT)), groups
+    return [int(i) for i in stratified_indices(groups, n_images, seed=seed, salt=SALT)]
 
 
 def removal_ks(features: str, max_k: int, image_size: tuple[int, int], patch: int) -> list[int]:
@@ -113,14 +116,48 @@ def reference_fit(
     return ranking(fit.coef, fit.n_features), strat
 
 
-def run_shard(ctx: AuditContext, cfg: Any, positions: range, *, seed: int, patch: int) -> dict[str, Any]:
-    """The partial of positions `positions` in the pick (see the module docstring)."""
+class Removal(BaseModel):
+    """Per image of the shard, whether its prediction is unchanged after removing its top k features
+    (k = 1..), in its own LIME order and in a random order."""
+
+    own: list[list[int]]
+    random: list[list[int]]
+
+
+class Reference(BaseModel):
+    strategy: str
+    outcomes: list[list[int]]
+
+
+class LimePartial(ShardPartial):
+    """What one shard sends to the merge: the settings every shard resolves alike (`agreed`), then per
+    image of its range the class group, feature count, rankings, removal outcomes and Spearman
+    correlation, and the inputs and coefficients the figures need (`arrays`, packed `.npz`)."""
+
+    agreed: ClassVar[tuple[str, ...]] = ("patch_size", "strategies", "native", "runs", "ks")
+
+    patch_size: int
+    strategies: list[str]
+    native: list[str]
+    runs: list[str]
+    ks: list[int]
+    groups: list[int]
+    n_features: list[int]
+    orders: dict[str, list[list[int]]]
+    order_second_seed: list[list[int]]
+    spearman: list[float]
+    removal: dict[str, Removal]
+    reference: Reference | None
+    arrays: str
+
+
+def run_shard(ctx: AuditContext, cfg: LimeConfig, work: Work, patch: int) -> LimePartial:
+    """The partial of positions `work.positions` in the pick (see the module docstring)."""
     native = [s for s in applicable_strategies(ctx.model) if s in NATIVE]
     strategies = strategies_for(native, cfg.strategies, cfg.fills)
     primary = strategies[0]
-    index, groups = pick(ctx, cfg.n_images, seed)
-    if positions.step != 1 or positions.start < 0 or positions.stop > len(index):
-        raise ValueError(f"shard {positions} is not a range inside the {len(index)} picked images")
+    positions, seed = work.positions, work.seed
+    index = np.asarray(work.picked, dtype=np.int64)
     chosen = torch.from_numpy(index[positions.start : positions.stop])
     images = ctx.images[chosen]
     clean = plain_logits(ctx.model, images, mean=ctx.mean, std=ctx.std).argmax(1)
@@ -143,19 +180,19 @@ def run_shard(ctx: AuditContext, cfg: Any, positions: range, *, seed: int, patch
     ks = removal_ks(cfg.features, cfg.max_k, ctx.image_size, patch)
     rand_orders = random_rankings(n_feat, seed + RANDOM_ORDER_SEED, positions)
     ctx.report(len(runs) / steps, "top-k removal test")
-    removal: dict[str, dict[str, list[list[int]]]] = {}
+    removal: dict[str, Removal] = {}
     rest = (clean, seed, positions.start, patch)
     for s in strategies:
-        removal[s] = {
-            "own": removal_outcomes(ctx, images, orders[s], fits[s], ks, s, *rest),
-            "random": removal_outcomes(ctx, images, rand_orders, fits[s], ks, s, *rest),
-        }
-    reference: dict[str, Any] | None = None
+        removal[s] = Removal(
+            own=removal_outcomes(ctx, images, orders[s], fits[s], ks, s, *rest),
+            random=removal_outcomes(ctx, images, rand_orders, fits[s], ks, s, *rest),
+        )
+    reference: Reference | None = None
     if ctx.reference_model is not None:
         ctx.report((len(runs) + 1) / steps, "reference model")
         ref_order, ref_strategy = reference_fit(ctx, images, primary, common, seed)
         outcome = removal_outcomes(ctx, images, ref_order, fits[primary], ks, primary, *rest)
-        reference = {"strategy": ref_strategy, "outcomes": outcome}
+        reference = Reference(strategy=ref_strategy, outcomes=outcome)
     ctx.report((steps - 1) / steps, "seed stability")
     fit2 = lime_fit(ctx.model, images, strategy=primary, target=clean, seed=seed + 1, **common)
     first = fits[primary]
@@ -164,21 +201,20 @@ def run_shard(ctx: AuditContext, cfg: Any, positions: range, *, seed: int, patch
     arrays["segments"] = first.segments.cpu().numpy().astype(np.int32)
     # Row 0 of every perturbation set keeps every feature: its y is the clean confidence.
     arrays |= map_inputs(images, first.target, labels=labels, confidence=first.y[:, 0])
-    return {
-        "start": positions.start,
-        "stop": positions.stop,
-        "seed": seed,
-        "patch_size": patch,
-        "strategies": strategies,
-        "native": native,
-        "runs": runs,
-        "ks": ks,
-        "groups": [int(g) for g in groups[index[positions.start : positions.stop]]],
-        "n_features": [int(n) for n in n_feat.tolist()],
-        "orders": {s: _present(orders[s], n_feat) for s in runs},
-        "order_second_seed": _present(ranking(fit2.coef, n_feat), n_feat),
-        "spearman": spearman(first.coef, fit2.coef, n_feat),
-        "removal": removal,
-        "reference": reference,
-        "arrays": pack_arrays(arrays),
-    }
+    # The class group of each image: its label, else its clean prediction (as the pick grouped it).
+    groups = ctx.labels[chosen].cpu().numpy() if ctx.labels is not None else clean.cpu().numpy()
+    return LimePartial(
+        patch_size=patch,
+        strategies=strategies,
+        native=native,
+        runs=runs,
+        ks=ks,
+        groups=[int(g) for g in groups],
+        n_features=[int(n) for n in n_feat.tolist()],
+        orders={s: _present(orders[s], n_feat) for s in runs},
+        order_second_seed=_present(ranking(fit2.coef, n_feat), n_feat),
+        spearman=spearman(first.coef, fit2.coef, n_feat),
+        removal=removal,
+        reference=reference,
+        arrays=pack_arrays(arrays),
+    )

@@ -1,14 +1,16 @@
 """Missingness bias: does removing patches push predictions toward classes the fill itself evokes?"""
 
-from auditors.audits.base import AuditInfo, PolicyLine
+from auditors.audits.info import AuditInfo, PolicyLine
 
 INFO = AuditInfo(
     name="missingness_bias",
     title="Missingness bias",
     checks="does the model react to how a region is removed?",
     implementation="auditors.audits.missingness_bias.audit:MissingnessBias",
+    config="auditors.audits.missingness_bias.config:MissingnessBiasConfig",
     charts="auditors.audits.missingness_bias.charts:charts",
     shardable=True,
+    picks="every image of the sample",
     role="explanation",
     policy_comment=(
         "Missingness bias (an explanation caveat): at half the patches removed, class entropy may fall at\n"

@@ -5,10 +5,9 @@ audit finds each confident image's sufficient input subset (SIS) with BackSelect
 small they are, how the model does on the 5% of pixels BackSelect keeps vs 5% random pixels, and
 (optionally) whether a fresh model can learn the task from those 5% subsets alone.
 
-Shardable: the audit first picks its images from the whole sample (confident ones, stratified by
-class), so every shard sees every image and makes the same pick, then explains the positions of its
-range of that pick (`shard.py`); the merge computes everything from the whole (`merge.py`). A single
-run is the base class's one shard, merged: one code path.
+Hooks only (`auditors.audits.base`): the pick is the confident images, stratified by class
+(`shard.make_pick`, one clean pass over the sample that every shard makes alike); a shard explains the
+positions of its range (`shard`); the merge judges the whole and draws the figures (`merge`).
 """
 
 from __future__ import annotations
@@ -16,23 +15,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from auditors.audits.base import Audit, Partial, ShardMeta
+from auditors.audits.base import Audit, Judgement, ShardMeta, Shards, Work
 from auditors.audits.context import AuditContext
-from auditors.audits.sis import merge as merging
-from auditors.audits.sis import shard
-from auditors.audits.sis.config import NAME, SISConfig, batch_rows, choose_method
-from auditors.cost import Passes, RunShape
+from auditors.audits.ranges import block_ranges
+from auditors.audits.sis import INFO, artifacts, merge
+from auditors.audits.sis import shard as sharding
+from auditors.audits.sis.choices import batch_rows, choose_method
+from auditors.audits.sis.config import SISConfig
+from auditors.audits.sis.shard import SISPartial
 from auditors.methods.backselect import step_sizes
-from auditors.methods.per_image_random import even_ranges
-from auditors.report import AuditResult
-
-__all__ = ["SIS", "SISConfig"]
+from auditors.passes import Passes, RunShape
+from auditors.report import Artifact
 
 
-class SIS(Audit[SISConfig]):
-    name = NAME
+class SIS(Audit[SISConfig, SISPartial]):
+    info = INFO
     Config = SISConfig
-    shardable = True
+    Partial = SISPartial
     shard_inputs = "all"
 
     def forward_passes(self, config: SISConfig, shape: RunShape) -> Passes:
@@ -65,20 +64,24 @@ class SIS(Audit[SISConfig]):
             )
         return total
 
-    def plan_shards(self, n_images: int, config: SISConfig, n_shards: int) -> list[range]:
+    def cut(self, n: int, n_shards: int, config: SISConfig) -> list[range]:
         """Ranges of positions in the pick, cut only between whole batches (`batch_rows`). A batch
         costs about the same however many of its rows are padding, so a shard smaller than a batch
         would only repeat work (measured: 4 shards of 8 of a 32-image pick took 2.4x the compute of
-        one run). The pick holds at most `n_images` of the config (fewer when fewer images are
-        confident): a shard whose positions lie beyond it sends an empty partial."""
-        n = min(config.n_images, n_images)
-        rows = batch_rows(n, config.batch_rows)
-        blocks = even_ranges(math.ceil(n / rows), n_shards)
-        return [range(b.start * rows, min(n, b.stop * rows)) for b in blocks]
+        one run). The pick holds at most `n` images (fewer when fewer are confident): a shard whose
+        positions lie beyond it sends an empty partial."""
+        return block_ranges(n, n_shards, batch_rows(n, config.batch_rows))
 
-    def run_shard(self, ctx: AuditContext, config: SISConfig, indices: range) -> Partial:
-        """`indices` are positions in the pick; the context holds the whole sample."""
-        return shard.run_shard(ctx, config, indices)
+    def pick(self, ctx: AuditContext, config: SISConfig, seed: int) -> Sequence[int]:
+        return sharding.make_pick(ctx, config, seed)
 
-    def merge(self, meta: ShardMeta, config: SISConfig, partials: Sequence[Partial]) -> AuditResult:
-        return merging.merge(meta, config, partials)
+    def shard(self, ctx: AuditContext, config: SISConfig, work: Work) -> SISPartial:
+        return sharding.run_shard(ctx, config, work)
+
+    def judge(self, meta: ShardMeta, config: SISConfig, shards: Shards[SISPartial]) -> Judgement:
+        return merge.judge(meta, config, shards)
+
+    def draw(
+        self, meta: ShardMeta, config: SISConfig, shards: Shards[SISPartial], judgement: Judgement
+    ) -> list[Artifact]:
+        return artifacts.draw(meta, config, shards, judgement)

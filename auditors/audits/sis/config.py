@@ -1,4 +1,5 @@
-"""The SIS audit's config and the choices every shard and the merge must make alike."""
+"""The SIS audit's settings: pure data (pydantic, no torch), so validating a battery never imports the
+computation."""
 
 from __future__ import annotations
 
@@ -6,16 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from auditors.audits.base import AuditConfig
-from auditors.methods.backselect import step_sizes
-
-NAME = "sis"
-PICK_SALT = 0x515  # this audit's own stratified draw of confident images
-RANDOM_SALT = 0x5152  # the random 5% subsets, one draw per image keyed by its position in the pick
-# Images per forward batch. Every batch is padded to min(CHUNK, pick size) rows, so an image's
-# numbers never depend on which (or how many) other images share its batch: a shard of one image
-# and a single run of the whole pick give it the same floats.
-CHUNK = 64
+from auditors.audits.info import AuditConfig
 
 
 class SISConfig(AuditConfig):
@@ -41,23 +33,3 @@ class SISConfig(AuditConfig):
     # Rows of every forward batch (None: the pick, at most 64). Shards are cut between whole batches,
     # so a smaller value lets a small pick spread over more workers, at the price of more batches.
     batch_rows: int | None = Field(default=None, ge=1, le=1024)
-
-
-def choose_method(cfg: SISConfig, n_pixels: int, is_cuda: bool) -> Literal["exact", "gradient"]:
-    """Exact BackSelect where it is cheap (`exact_max_pixels`), else Batched Gradient BackSelect."""
-    if cfg.method != "auto":
-        return cfg.method
-    limit = cfg.exact_max_pixels or (1024 if is_cuda else 256)
-    return "exact" if n_pixels <= limit else "gradient"
-
-
-def batch_rows(n_pick: int, rows: int | None = None) -> int:
-    """The fixed number of rows of every forward batch over a pick of `n_pick` images (`rows`: the
-    config's own)."""
-    return max(1, min(rows or CHUNK, n_pick))
-
-
-def resolution_pct(method: str, n_px: int, k: int) -> float:
-    """How accurately an SIS size is known, in % of the pixels: the largest BackSelect step."""
-    largest = 1 if method == "exact" else max(step_sizes(n_px, k))
-    return round(100.0 * largest / n_px, 4)

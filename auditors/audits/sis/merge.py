@@ -1,4 +1,4 @@
-"""The SIS audit's merge: its shards' per-image results, in pick order, into the audit's result.
+"""The SIS audit's merge: its shards' per-image results, in pick order, into its judgement.
 
 Every metric, the verdict, the findings and the pictures are computed here from the whole pick, so a
 single run (one shard) and a sharded run share this code and give the same result. No model and no
@@ -13,17 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditors.audits.base import Partial, ShardMeta
-from auditors.audits.partials import unpack_arrays
-from auditors.audits.sis.config import NAME, SISConfig
-from auditors.audits.sis.controls import Shown, size_vs_correctness, write_sis_artifacts
+from auditors.audits.base import Conclusion, Judgement, ShardMeta, Shards
+from auditors.audits.sis.config import SISConfig
+from auditors.audits.sis.controls import size_vs_correctness
+from auditors.audits.sis.shard import SISPartial
 from auditors.methods.backselect import subset_size
-from auditors.methods.per_image_random import check_tiling
-from auditors.report import AuditResult, Finding, Verdict
+from auditors.report import Finding
 from auditors.stats import Estimate, decide, proportion
 
-# What every shard resolved alike; shards that disagree were run with different configs or data.
-_SHARED = ("seed", "method", "strategy", "height", "width", "n_pick", "selection", "skipped")
 _LISTS = ("labels", "clean", "f_full", "f_masked", "sis_size", "sufficiency")
 
 
@@ -31,39 +28,18 @@ def _mean(values: Sequence[float | bool]) -> float:
     return float(np.mean(values))
 
 
-def _shown(parts: Sequence[Partial], pct: list[float | None], n_show: int) -> list[Shown]:
-    """The `n_show` images with the smallest SIS (ties: the earlier position) over all shards; each
-    shard sent its own smallest, so these are among them."""
-    items = sorted(
-        (it for part in parts for it in part["show"]), key=lambda it: (pct[it["position"]], it["position"])
-    )
-    out = []
-    for it in items[:n_show]:
-        a = unpack_arrays(it["arrays"])
-        image = torch.from_numpy(a["image"].astype(np.float32) / 255.0)
-        out.append(Shown(it["position"], image, torch.from_numpy(a["sis"]), torch.from_numpy(a["subset"])))
-    return out
-
-
-def merge(meta: ShardMeta, cfg: SISConfig, partials: Sequence[Partial]) -> AuditResult:
-    """Concatenate the shards' per-image results in pick order and compute the audit from the whole."""
-    if not partials:
-        raise ValueError("no SIS shard to merge: the sample has no images")
-    ordered = check_tiling(partials, min(cfg.n_images, meta.n_images))
+def judge(meta: ShardMeta, cfg: SISConfig, shards: Shards[SISPartial]) -> Judgement:
+    """Concatenate the shards' per-image results in pick order and judge the audit from the whole."""
+    ordered = shards.parts
     first = ordered[0]
-    for part in ordered[1:]:
-        if any(part[k] != first[k] for k in _SHARED):
-            raise ValueError("shards were run with different settings; rerun them with one config")
-    seed, method, n_pick, selection = first["seed"], first["method"], first["n_pick"], first["selection"]
-    has_labels = all(part["labels"] is not None for part in ordered)
-    v: dict[str, Any] = {k: [x for part in ordered for x in (part[k] or [])] for k in _LISTS}
+    method, n_pick, selection = first.method, first.n_pick, first.selection
+    has_labels = all(part.labels is not None for part in ordered)
+    v: dict[str, Any] = {k: [x for part in ordered for x in (getattr(part, k) or [])] for k in _LISTS}
     if len(v["clean"]) != n_pick:
         raise ValueError(f"shards hold {len(v['clean'])} of the {n_pick} picked images")
-    config = {**cfg.model_dump(), "seed": seed, "method": method}
-    seconds = round(float(sum(part.get("seconds", 0.0) for part in ordered)), 3)
-    base: dict[str, Any] = dict(name=NAME, config=config, seconds=seconds)
+    base: dict[str, Any] = dict(resolved={"method": method})
     if n_pick == 0:
-        return AuditResult(
+        return Judgement(
             verdict="inconclusive",
             summary=f"Inconclusive: none of the {selection['n_candidates']} images reaches confidence "
             f"{cfg.tau}, so no SIS exists.",
@@ -73,8 +49,8 @@ def merge(meta: ShardMeta, cfg: SISConfig, partials: Sequence[Partial]) -> Audit
             **base,
         )
     f_masked = v["f_masked"]
-    if first["skipped"]:
-        return AuditResult(
+    if first.skipped:
+        return Judgement(
             verdict="inconclusive",
             summary=f"inconclusive: with every pixel masked ({cfg.strategy}) the model already reaches "
             f"{cfg.tau} for most images, so every SIS would be empty; try another mask value",
@@ -87,7 +63,7 @@ def merge(meta: ShardMeta, cfg: SISConfig, partials: Sequence[Partial]) -> Audit
             "mask value (strategy).",
             **base,
         )
-    n_px = first["height"] * first["width"]
+    n_px = first.height * first.width
     clean, labels = v["clean"], v["labels"] if has_labels else None
     confident = [f >= cfg.tau for f in v["f_full"]]
     pct = [None if s is None else 100.0 * s / n_px for s in v["sis_size"]]
@@ -133,33 +109,31 @@ def merge(meta: ShardMeta, cfg: SISConfig, partials: Sequence[Partial]) -> Audit
         ),
     }
     if cfg.retrain_on_subsets:
-        metrics["retrain"] = first["retrain"]  # the shard at position 0 retrained, on the whole sample
+        metrics["retrain"] = first.retrain  # the shard at position 0 retrained, on the whole sample
     share_est = proportion(sum(small), len(small))
     metrics["share_confident_sis_le_5pct_interval"] = share_est.as_dict()
-    verdict, summary, findings, meaning = _verdict(metrics, cfg, share_est)
-    artifacts = write_sis_artifacts(meta.out_dir, NAME, _shown(ordered, pct, cfg.n_show), pct)
-    return AuditResult(
-        verdict=verdict,
-        summary=summary,
+    c = _verdict(metrics, cfg, share_est)
+    return Judgement(
+        verdict=c.verdict,
+        summary=c.summary,
         metrics=metrics,
-        findings=findings,
-        artifacts=artifacts,
+        findings=c.findings,
         n=share_est.n,
         estimate={
             **share_est.as_dict(),
             "statistic": f"share of confident images with an SIS <= {100 * cfg.subset_fraction:g}% of pixels",
         },
-        meaning=meaning,
+        meaning=c.meaning,
         **base,
     )
 
 
 def _subset_stats(
-    parts: Sequence[Partial], name: str, clean: list[int], labels: list[int] | None
+    parts: Sequence[SISPartial], name: str, clean: list[int], labels: list[int] | None
 ) -> dict[str, float | None]:
     """Accuracy and confidence of the model seeing only a 5% subset (the rest masked)."""
-    got = {
-        k: [x for part in parts for x in part["subsets"][name][k]]
+    got: dict[str, list[Any]] = {
+        k: [x for part in parts for x in getattr(part.subsets[name], k)]
         for k in ("pred", "confidence", "target_prob")
     }
     pred = got["pred"]
@@ -173,7 +147,7 @@ def _subset_stats(
     }
 
 
-def _verdict(m: dict[str, Any], cfg: SISConfig, share: Estimate) -> tuple[Verdict, str, list[Finding], str]:
+def _verdict(m: dict[str, Any], cfg: SISConfig, share: Estimate) -> Conclusion:
     """Fail (overinterpretation) when the share of confident images resting on <= 5% of their pixels is
     surely above `max_small_sis_share` (its whole Wilson interval), pass when surely at or below,
     inconclusive otherwise or on fewer than `min_images` confident images.
@@ -192,14 +166,14 @@ def _verdict(m: dict[str, Any], cfg: SISConfig, share: Estimate) -> tuple[Verdic
             )
         )
     if share.n == 0:
-        return (
+        return Conclusion(
             "inconclusive",
             f"Inconclusive: no image reaches confidence {cfg.tau}, so no SIS exists.",
             findings,
             "No confident image to test for overinterpretation: lower tau or audit more images.",
         )
     if fm["share_at_or_above_tau"] > 0.5:
-        return (
+        return Conclusion(
             "inconclusive",
             f"Inconclusive: the fully masked input reaches {cfg.tau} for most images, so SIS are empty.",
             findings,
@@ -217,7 +191,7 @@ def _verdict(m: dict[str, Any], cfg: SISConfig, share: Estimate) -> tuple[Verdic
     decision = decide(share, fail_above=cfg.max_small_sis_share, min_n=cfg.min_images)
     if decision == "fail":
         findings.append(Finding(kind="overinterpretation", summary=detail, evidence=share.as_dict()))
-        return (
+        return Conclusion(
             "fail",
             f"Overinterpretation: {detail}.",
             findings,
@@ -227,7 +201,7 @@ def _verdict(m: dict[str, Any], cfg: SISConfig, share: Estimate) -> tuple[Verdic
             ),
         )
     if decision == "pass":
-        return (
+        return Conclusion(
             "pass",
             f"No overinterpretation: {detail}.",
             findings,
@@ -238,7 +212,7 @@ def _verdict(m: dict[str, Any], cfg: SISConfig, share: Estimate) -> tuple[Verdic
         if share.n < cfg.min_images
         else "the interval straddles the limit"
     )
-    return (
+    return Conclusion(
         "inconclusive",
         f"Inconclusive ({why}): {detail}.",
         findings,

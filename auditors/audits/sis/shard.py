@@ -10,25 +10,19 @@ JSON: per-image lists, the settings the merge checks, and the few pictures the a
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 
-from auditors.audits.base import Partial
+from auditors.audits.base import ShardPartial, Work
 from auditors.audits.context import AuditContext
 from auditors.audits.partials import pack_arrays
-from auditors.audits.sis.config import (
-    PICK_SALT,
-    RANDOM_SALT,
-    SISConfig,
-    batch_rows,
-    choose_method,
-    resolution_pct,
-)
+from auditors.audits.sis.choices import PICK_SALT, RANDOM_SALT, batch_rows, choose_method, resolution_pct
+from auditors.audits.sis.config import SISConfig
 from auditors.audits.sis.controls import random_subsets, retrain_on_subsets
 from auditors.engine import masked_logits, parse_strategy, plain_logits
 from auditors.methods.backselect import (
@@ -43,25 +37,83 @@ from auditors.sampling import counts_per_class, stratified_among
 
 
 @dataclass(frozen=True)
-class Pick:
-    """The confident images SIS explains, the same in every shard: dataset indices in pick order, the
-    clean prediction and its probability (from one pass over the whole sample), labels if any."""
+class Pick(Sequence[int]):
+    """The confident images SIS explains, the same in every shard: dataset indices in pick order (the
+    sequence the base class checks), the clean prediction and its probability (from one pass over the
+    whole sample, so a shard need not repeat it), labels if any, and how the pick was made."""
 
-    index: np.ndarray
+    indices: np.ndarray
     target: torch.Tensor
     f_full: torch.Tensor
     labels: torch.Tensor | None
     selection: dict[str, Any]
+    method: str
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.indices.tolist()[i]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(int(i) for i in self.indices)
 
 
-def make_pick(ctx: AuditContext, cfg: SISConfig, seed: int, method: str) -> Pick:
+class Subsets(BaseModel):
+    """Per image: the prediction, its confidence and the clean class's probability on a 5% subset."""
+
+    pred: list[int] = []
+    confidence: list[float] = []
+    target_prob: list[float] = []
+
+
+class ShownPart(BaseModel):
+    position: int
+    arrays: str  # `partials.pack_arrays`: the image (uint8), its SIS and its 5% subset
+
+
+class SISPartial(ShardPartial):
+    """What one shard sends to the merge: the settings every shard resolves alike (`agreed`), then per
+    image of its range (positions beyond the pick: none) the clean prediction, BackSelect's SIS size,
+    sufficiency and 5% subsets, and the pictures of its smallest SIS."""
+
+    agreed: ClassVar[tuple[str, ...]] = (
+        "method",
+        "strategy",
+        "height",
+        "width",
+        "n_pick",
+        "selection",
+        "skipped",
+    )
+
+    method: str
+    strategy: str
+    height: int
+    width: int
+    n_pick: int
+    selection: dict[str, Any]
+    skipped: bool
+    labels: list[int] | None
+    clean: list[int]
+    f_full: list[float]
+    f_masked: list[float]
+    sis_size: list[int | None]
+    sufficiency: list[float | None]
+    subsets: dict[str, Subsets]
+    show: list[ShownPart]
+    retrain: dict[str, Any] | None
+
+
+def make_pick(ctx: AuditContext, cfg: SISConfig, seed: int) -> Pick:
     """The confident images of every class (an SIS exists only where f >= tau), not a prefix."""
+    h, w = ctx.image_size
+    method = choose_method(cfg, h * w, ctx.device.type == "cuda")
     probs_all = torch.softmax(plain_logits(ctx.model, ctx.images, mean=ctx.mean, std=ctx.std).float(), 1)
     f_all, pred_all = (t.cpu().numpy() for t in probs_all.max(1))
     groups = ctx.labels.cpu().numpy() if ctx.labels is not None else pred_all
     eligible = f_all >= cfg.tau
     index = stratified_among(groups, eligible, cfg.n_images, seed=seed, salt=PICK_SALT)
-    h, w = ctx.image_size
     selection = {
         "n_candidates": int(f_all.size),
         "n_confident": int(eligible.sum()),
@@ -71,7 +123,8 @@ def make_pick(ctx: AuditContext, cfg: SISConfig, seed: int, method: str) -> Pick
     }
     chosen = torch.from_numpy(index)
     labels = ctx.labels.cpu()[chosen] if ctx.labels is not None else None
-    return Pick(index, torch.from_numpy(pred_all)[chosen], torch.from_numpy(f_all)[chosen], labels, selection)
+    target, f_full = torch.from_numpy(pred_all)[chosen], torch.from_numpy(f_all)[chosen]
+    return Pick(index, target, f_full, labels, selection, method)
 
 
 def _per_class(ctx: AuditContext, groups: np.ndarray, index: np.ndarray) -> dict[str, int]:
@@ -163,25 +216,20 @@ def _backselect(
     return BackSelectResult(order, f_after, f_full, target, method)
 
 
-def run_shard(ctx: AuditContext, cfg: SISConfig, positions: range) -> Partial:
-    """The partial for positions `positions` of the pick (empty where they lie beyond it)."""
-    t0 = time.perf_counter()
-    if positions.step != 1 or positions.start < 0 or positions.stop <= positions.start:
-        raise ValueError(f"shard {positions} is not a non-empty contiguous range of pick positions")
+def run_shard(ctx: AuditContext, cfg: SISConfig, work: Work) -> SISPartial:
+    """The partial for positions `work.positions` of the pick (empty where they lie beyond it)."""
     if ctx.image_offset:
         raise ValueError("an SIS shard needs the whole sample: it picks its images from all of them")
     if not parse_strategy(cfg.strategy).is_pixel_fill:
         raise ValueError(f"SIS masks single pixels with a fill value; {cfg.strategy} is not a pixel fill")
-    seed = ctx.seed_for(cfg)
+    pick = work.picked
+    if not isinstance(pick, Pick):
+        raise TypeError("an SIS shard needs the audit's own pick (shard.make_pick)")
+    positions, seed, method = work.positions, work.seed, pick.method
     h, w = ctx.image_size
-    method = choose_method(cfg, h * w, ctx.device.type == "cuda")
-    pick = make_pick(ctx, cfg, seed, method)
-    n_pick = int(pick.index.size)
+    n_pick = len(pick)
     own = range(min(positions.start, n_pick), min(positions.stop, n_pick))
     part: dict[str, Any] = {
-        "start": positions.start,
-        "stop": positions.stop,
-        "seed": seed,
         "method": method,
         "strategy": cfg.strategy,
         "height": h,
@@ -200,8 +248,8 @@ def run_shard(ctx: AuditContext, cfg: SISConfig, positions: range) -> Partial:
         "retrain": None,
     }
     if n_pick == 0:
-        return _done(part, t0)
-    images = ctx.images[torch.from_numpy(pick.index)].cpu()
+        return SISPartial.model_validate(part)
+    images = ctx.images[torch.from_numpy(pick.indices)].cpu()
     rows = batch_rows(n_pick, cfg.batch_rows)
     # docs/audits.md, "SIS and overinterpretation": first check that the fully masked input is well
     # below tau, over the whole pick so that every shard decides alike.
@@ -224,7 +272,7 @@ def run_shard(ctx: AuditContext, cfg: SISConfig, positions: range) -> Partial:
     part["f_masked"] = f_masked[own.start : own.stop].tolist()
     if float((f_masked >= cfg.tau).float().mean()) > 0.5:
         part["skipped"] = True
-        return _done(part, t0)
+        return SISPartial.model_validate(part)
     ctx.report(0.0, f"{method} BackSelect on {len(own)} of {n_pick} images")
     shown: list[tuple[float, int, torch.Tensor, torch.Tensor]] = []
     for c in _chunks(own, rows):
@@ -254,7 +302,7 @@ def run_shard(ctx: AuditContext, cfg: SISConfig, positions: range) -> Partial:
             cfg.retrain_epochs,
             seed,
         )
-    return _done(part, t0)
+    return SISPartial.model_validate(part)
 
 
 def _explain(
@@ -303,8 +351,3 @@ def _explain(
         for i, s in enumerate(sis)
         if s is not None
     ]
-
-
-def _done(part: dict[str, Any], t0: float) -> Partial:
-    part["seconds"] = round(time.perf_counter() - t0, 3)
-    return part

@@ -1,0 +1,112 @@
+"""The LIME consistency verdict and its sentences (docs/audits.md, "LIME consistency")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from auditors.audits.base import Conclusion, Judgement
+from auditors.audits.lime_consistency.config import LimeConfig
+from auditors.report import Finding
+from auditors.stats import Estimate, decide
+
+
+@dataclass
+class LimeJudgement(Judgement):
+    """The judgement, with each picked image's top-K agreement across fills (the overlays show the
+    least consistent images first)."""
+
+    per_image_consistency: list[float] = field(default_factory=list)
+
+
+def verdict_of(
+    metrics: dict[str, Any],
+    cfg: LimeConfig,
+    primary: str,
+    ratio: Estimate,
+    consistency: Estimate,
+    native: list[str],
+) -> Conclusion:
+    """docs/audits.md, "LIME consistency": pass when own <= 0.5 x random unchanged at k=25 (the whole
+    bootstrap interval of the ratio) and, for a pixel fill, top-20 Jaccard across fills >= 0.5 (the
+    whole interval); fail when an interval lies wholly on the wrong side; otherwise inconclusive."""
+    k, kc = cfg.k_removal, cfg.k_consistency
+    rem = metrics["removal"]
+    own, rnd = rem[f"own_at_{k}"], rem[f"random_at_{k}"]
+    colour_free = metrics["fill_consistency"]["colour_free"]
+    findings: list[Finding] = []
+    ref = rem.get(f"reference_at_{k}")
+    if ref is not None and abs(ref - own) <= max(cfg.inconclusive_margin, 0.2 * rnd):
+        findings.append(
+            Finding(
+                kind="indistinguishable_explanations",
+                summary=(
+                    f"Removing another model's top-{k} LIME features changes predictions about as much as "
+                    f"removing this model's own ({ref:.2f} vs {own:.2f} unchanged): the removal test cannot "
+                    "tell explanations apart under this missingness."
+                ),
+                evidence={"own": own, "reference": ref, "random": rnd},
+            )
+        )
+    removal = decide(ratio, fail_above=cfg.removal_ratio_max, min_n=cfg.min_images)
+    if colour_free:
+        fills = "not judged"  # token dropping and layer masking have no colour
+    elif consistency.n < cfg.min_images:
+        fills = "inconclusive"
+    else:
+        fills = (
+            "pass"
+            if consistency.lo >= cfg.consistency_min
+            else "fail"
+            if consistency.hi < cfg.consistency_min
+            else "inconclusive"
+        )
+    decisions = [removal] + ([] if fills == "not judged" else [fills])
+    verdict = (
+        "fail" if "fail" in decisions else "pass" if all(d == "pass" for d in decisions) else "inconclusive"
+    )
+    detail = (
+        f"removing LIME's top {k} features under {primary} leaves {own:.2f} of predictions unchanged vs "
+        f"{rnd:.2f} for random features (ratio {_num(ratio.value)} [{_num(ratio.lo)}, {_num(ratio.hi)}], "
+        f"needs <= {cfg.removal_ratio_max:g}, n = {ratio.n})"
+    )
+    cons = f"top-{kc} Jaccard across fill colours {consistency.value:.2f} [{consistency.lo:.2f}, {consistency.hi:.2f}]"
+    if colour_free:
+        detail += f"; {primary} has no colour, so fill consistency is not judged (pixel-fill LIME: {cons})"
+    else:
+        detail += f"; {cons}, needs >= {cfg.consistency_min:g}"
+    better = native[0] if native and primary not in native else None
+    if ratio.n < cfg.min_images:
+        return Conclusion(
+            "inconclusive",
+            f"Inconclusive: {detail}.",
+            findings,
+            f"Too few images to judge LIME ({ratio.n} < {cfg.min_images}): raise n_images.",
+        )
+    if verdict == "pass":
+        what = "informative" if colour_free else "informative and consistent across fill colours"
+        return Conclusion(
+            "pass",
+            f"LIME explanations are {what}: {detail}.",
+            findings,
+            f"LIME explanations of this model computed with {primary} can be trusted.",
+        )
+    if verdict == "fail":
+        what = "do not rank what the model uses" if removal == "fail" else "depend on the fill colour"
+        use = f"; use {better}" if better else ""
+        return Conclusion(
+            "fail",
+            f"LIME explanations are unreliable: {detail}.",
+            findings,
+            f"LIME explanations of this model computed with {primary} {what}: they are unreliable{use}.",
+        )
+    return Conclusion(
+        "inconclusive",
+        f"Inconclusive: {detail}.",
+        findings,
+        f"The data cannot tell whether LIME explanations with {primary} are reliable; raise n_images.",
+    )
+
+
+def _num(value: float) -> str:
+    return f"{value + 0.0:.2f}"
