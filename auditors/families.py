@@ -26,18 +26,22 @@ class FamilyRow:
     vit_patch: int | None = None
 
 
-# Order matters: the first matching prefix wins (`seresnet` before `resnet` is not needed, both are
-# "resnet"; `occulta_vit` has 8 px patches).
+# One row per family and naming scheme; the first matching prefix wins. These prefixes are also the
+# architecture allow-list (`auditors.archs`), so a name is accepted only if its family is known.
 FAMILIES: tuple[FamilyRow, ...] = (
     FamilyRow("vit", ("occulta_vit",), vit_patch=8),
     FamilyRow("vit", ("vit_", "deit_", "deit3_", "eva_", "eva02_", "beit_", "beitv2_"), vit_patch=16),
-    FamilyRow("swin", ("swin",)),
-    FamilyRow("resnet", ("resnet", "wide_resnet", "seresnet", "occulta_resnet")),
-    FamilyRow("convnext", ("convnext",)),
-    FamilyRow("efficientnet", ("efficientnet", "tf_efficientnet")),
-    FamilyRow("mobilenet", ("mobilenet",)),
-    FamilyRow("regnet", ("regnet",)),
+    FamilyRow("swin", ("swin_",)),
+    FamilyRow("resnet", ("occulta_resnet", "resnet", "wide_resnet", "seresnet")),
+    FamilyRow("convnext", ("convnext_", "convnextv2_")),
+    FamilyRow("efficientnet", ("efficientnet_", "tf_efficientnet_")),
+    FamilyRow("mobilenet", ("mobilenetv3_",)),
+    FamilyRow("regnet", ("regnetx_", "regnety_")),
 )
+NATIVE_NOTES: dict[NativeStrategy, str] = {
+    "token_drop": "ViT, DeiT, EVA, BEiT, Swin",
+    "layer_mask": "ResNet, SE-ResNet, ConvNeXt, EfficientNet, MobileNetV3, RegNet",
+}
 
 
 def native_of_family(family: str) -> NativeStrategy | None:
@@ -76,3 +80,14 @@ def patch_rule(height: int, width: int, vit_patch: int | None = None) -> int:
     if min(height, width) >= 224 and height % 16 == 0 and width % 16 == 0:
         return 16
     return max(1, min(height, width) // 8)
+
+
+def refuse_foreign_native(arch: str, strategies: list[str]) -> str | None:
+    """The sentence refusing a native strategy the architecture does not have, or None when every
+    strategy applies (pixel fills always do)."""
+    native = native_of_arch(arch)
+    wrong = [s for s in strategies if s in NATIVE_STRATEGIES and s != native]
+    if not wrong:
+        return None
+    applies = f"it supports pixel fills{f' and {native}' if native else ' only'}"
+    return f"{wrong[0]} does not apply to {arch}: {applies}"

@@ -75,10 +75,13 @@ def audit_info(name: str) -> AuditInfo:
 @cache
 def audit_class(name: str) -> type[Audit[Any, Any]]:
     """The named audit's class (imports its computation, and so torch)."""
-    module, _, cls_name = audit_info(name).implementation.partition(":")
+    info = audit_info(name)
+    module, _, cls_name = info.implementation.partition(":")
     cls: type[Audit[Any, Any]] = getattr(importlib.import_module(module), cls_name)
     if cls.name != name:
         raise TypeError(f"{module}:{cls_name} is named {cls.name!r}, registered as {name!r}")
+    if info.config and cls.Config is not config_class(name):
+        raise TypeError(f"{module}:{cls_name}.Config is not {info.config}, the config its metadata names")
     return cls
 
 
@@ -93,6 +96,18 @@ def audit_charts(name: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return charts
 
 
+@cache
+def config_class(name: str) -> type[AuditConfig]:
+    """The named audit's config class, without importing its computation when its metadata names a
+    torch-free module (`AuditInfo.config`), so validating a battery never imports torch."""
+    info = audit_info(name)
+    if not info.config:
+        return audit_class(name).Config
+    module, _, cls_name = info.config.partition(":")
+    cls: type[AuditConfig] = getattr(importlib.import_module(module), cls_name)
+    return cls
+
+
 def get_auditor(name: str) -> Audit[Any, Any]:
     """An instance of the named audit."""
     return audit_class(name)()
@@ -100,4 +115,4 @@ def get_auditor(name: str) -> Audit[Any, Any]:
 
 def parse_config(name: str, raw: dict[str, Any] | None) -> AuditConfig:
     """Validate an audit's config dict (raises pydantic.ValidationError naming the bad key)."""
-    return audit_class(name).Config.model_validate(raw or {})
+    return config_class(name).model_validate(raw or {})

@@ -37,7 +37,8 @@ from torch import nn
 
 import auditors.zoo.architectures  # noqa: F401  (registers the tiny archs)
 from auditors.audits.context import AuditContext
-from auditors.cost import calibrate, estimate
+from auditors.calibration import calibrate
+from auditors.cost import estimate
 from auditors.engine import (
     applicable_strategies,
     masked_logits,
@@ -54,6 +55,7 @@ from auditors.registry import get_auditor, parse_config
 from bench.common import captum_lime_seconds, captum_occlusion_seconds, device_label, sync, timed
 from bench.gpu_table import print_table, targets
 from bench.lime_sis import backselect_passes_per_second
+from occulta.estimate import auditors_of
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -277,7 +279,7 @@ def battery_rows(model: nn.Module, sizes: Sizes, device: torch.device, name: str
     shape = RunShape(
         n, size, size, sizes.classes, fam, vit_patch_size(model) if fam == "vit" else None, str(device)
     )
-    est = estimate(configs, shape, cal)
+    est = estimate(auditors_of(configs), configs, shape, cal)
     rows = []
     with tempfile.TemporaryDirectory(prefix="occulta-bench-") as tmp:
         ctx = AuditContext(

@@ -153,10 +153,6 @@ class ModelCard(BaseModel):
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    @property
-    def weights_format(self) -> str:
-        return "safetensors" if self.weights.endswith(".safetensors") else "state_dict"
-
 
 def _one_line(err: ValidationError) -> str:
     return "; ".join(validation_parts(err, ModelCard, "card"))

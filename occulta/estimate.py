@@ -10,21 +10,28 @@ them into seconds with the calibration the last worker run of that model stored 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from auditors.cost import Calibration, Estimate, calibrate, estimate, fit_budget
+from auditors.cost import Auditors, Calibration, Estimate, estimate, fit_budget
 from auditors.families import family_of_arch
 from auditors.passes import RunShape
 
 if TYPE_CHECKING:
     from auditors.audits.context import AuditContext
-    from auditors.registry import AuditConfig
+    from auditors.audits.info import AuditConfig
 
 CALIBRATION_FILE = "calibration.json"
 Planner = Callable[["AuditContext", dict[str, Any]], dict[str, Any]]
+
+
+def auditors_of(names: Iterable[str]) -> Auditors:
+    """The named audits, as the estimator takes them (their counts and budget knobs are theirs)."""
+    from auditors.registry import get_auditor
+
+    return {name: get_auditor(name) for name in names}
 
 
 def shape_of_context(ctx: AuditContext) -> RunShape:
@@ -89,14 +96,17 @@ def planner(
             from auditors.engine.compiled import compile_model as compile_in_place
 
             compile_in_place(ctx.model)
+        from auditors.calibration import calibrate
+
         h, w = ctx.image_size
         cal = calibrate(ctx.model, h, w)
+        auditors = auditors_of(configs)
         changes: list[str] = []
         if budget_s is not None:
-            configs, n, changes = fit_budget(configs, shape_of_context(ctx), cal, budget_s)
+            configs, n, changes = fit_budget(auditors, configs, shape_of_context(ctx), cal, budget_s)
             if n < ctx.n_images:
                 shrink_context(ctx, n)
-        est = estimate(configs, shape_of_context(ctx), cal)
+        est = estimate(auditors, configs, shape_of_context(ctx), cal)
         est.changes = changes
         on_estimate(est)
         return configs
@@ -130,7 +140,7 @@ def api_estimate(
 ) -> dict[str, Any]:
     """The `estimate` of `POST /v1/audits`: passes per audit, and seconds when a worker calibrated."""
     found = read_calibration(calibration)
-    est = estimate(configs, shape, found[0] if found else None)
+    est = estimate(auditors_of(configs), configs, shape, found[0] if found else None)
     out = est.as_dict()
     out["basis"] = (
         f"calibration of this model measured by a worker on {found[0].device} at {found[1]}"

@@ -11,7 +11,6 @@ beside the model's own metrics; otherwise a new run is created in the experiment
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,15 +35,6 @@ class MlflowTarget:
     experiment: str | None = None
     run_id: str | None = None
     run_name: str | None = None
-
-    @classmethod
-    def from_env(cls, tracking_uri: str | None, experiment: str | None, run_id: str | None) -> MlflowTarget:
-        """Flags first, then MLflow's own environment variables."""
-        return cls(
-            tracking_uri=tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"),
-            experiment=experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME"),
-            run_id=run_id or os.environ.get("MLFLOW_RUN_ID"),
-        )
 
 
 def metric_items(report: Report) -> dict[str, float]:

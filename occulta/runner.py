@@ -60,7 +60,7 @@ def resolve_device(device: str) -> str:
 
 def validate_battery(audits: list[str], audit_configs: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
     """Check audit names and configs before any heavy work; returns the parsed configs."""
-    from auditors.registry import UnknownAuditError, audit_class
+    from auditors.registry import UnknownAuditError, config_class
 
     if not audits:
         raise AuditConfigError("no audits requested; name at least one (e.g. missingness_bias)")
@@ -70,13 +70,13 @@ def validate_battery(audits: list[str], audit_configs: dict[str, dict[str, Any]]
     parsed = {}
     for name in audits:
         try:
-            cls = audit_class(name)
+            config = config_class(name)
         except UnknownAuditError as exc:
             raise AuditConfigError(str(exc)) from None
         try:
-            parsed[name] = cls.Config.model_validate((audit_configs or {}).get(name) or {})
+            parsed[name] = config.model_validate((audit_configs or {}).get(name) or {})
         except ValidationError as exc:
-            first = validation_parts(exc, cls.Config, "config")[0]
+            first = validation_parts(exc, config, "config")[0]
             raise AuditConfigError(f"{name} config: {first}") from None
     return parsed
 
@@ -217,7 +217,6 @@ def prepare_run(
         object_masks=data.object_masks,
         regions=[ResolvedRegion.of(r, *size) for r in checked],
         cancelled=cancelled,
-        extras={"synthetic": data.synthetic},
         image_offset=data.offset,
     )
     report = Report(

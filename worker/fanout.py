@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from occulta import jobs
 from occulta.errors import DatasetError
 from occulta.jobs import shards
+from occulta.jobs.results import saved_results
 from occulta.jobs.task_names import MERGE_SHARDS, RUN_SHARD
-from occulta.service.audits import saved_results
 from worker.base import resources
 from worker.heartbeat import Heartbeat
 from worker.models import cached_loader

@@ -21,12 +21,11 @@ from occulta import jobs
 from occulta.db import AuditJob, DatasetRecord, ModelRecord
 from occulta.db.models import CANCELLED, FAILED, SUCCEEDED, TIMED_OUT
 from occulta.errors import OccultaError
-from occulta.service.audits import saved_results
+from occulta.jobs.results import ResultSaver, saved_results
 from occulta.storage import audit_prefix
 from worker.base import OccultaTask, resources
 from worker.heartbeat import Heartbeat
 from worker.models import cached_loader
-from worker.results import ResultSaver
 from worker.staging import DatasetSource, stage_dataset, stage_model
 
 log = logging.getLogger("occulta.worker")

@@ -9,7 +9,7 @@ import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
@@ -17,12 +17,11 @@ from starlette.datastructures import FormData, UploadFile
 from api.dashboard.session import DashScope, WebSessionDep, check_csrf
 from api.dashboard.web import PREFIX, PageRoute, render
 from api.deps import QueueDep, SettingsDep, StoreDep
-from api.routes import datasets as datasets_api
-from api.routes import models as models_api
-from api.schemas import AuditIn
-from auditors.archs import NATIVE_STRATEGIES, native_strategy
+from api.schemas import AuditIn, DatasetOut, ModelOut
+from auditors.families import NATIVE_NOTES, family_of_arch, native_of_arch, refuse_foreign_native
 from auditors.regions import Region, parse_box_spec
 from auditors.registry import audit_infos
+from occulta.db import ModelRecord
 from occulta.errors import AuditConfigError, OccultaError, WeightsError
 from occulta.service import audits as audits_service
 from occulta.service import datasets as datasets_service
@@ -45,17 +44,29 @@ def number_fields() -> list[tuple[str, str, str]]:
 
 
 def _form_context(scope: DashScope, **values: Any) -> dict[str, Any]:
+    models = [ModelOut.of(m) for m in models_service.list_models(scope.session, tenant_id=scope.tenant_id)]
+    datasets = datasets_service.list_datasets(scope.session, tenant_id=scope.tenant_id)
     return {
-        "models_list": models_api.list_models(scope),
-        "datasets_list": datasets_api.list_datasets(scope),
+        "models_list": models,
+        "datasets_list": [DatasetOut.of(d) for d in datasets],
         "audit_names": audit_choices(),
         "strategies": STRATEGIES,
-        "native": {m.id: native_strategy(m.arch) or "" for m in models_api.list_models(scope)},
+        "strategy_notes": NATIVE_NOTES,
+        "native": {m.id: native_of_arch(m.arch) or "" for m in models},
         "numbers": number_fields(),
         "idem": secrets.token_urlsafe(16),
         "v": values,
         "error": "",
     }
+
+
+@router.get("/launch/native")
+def native_of(arch: str, scope: DashScope) -> JSONResponse:
+    """The family and native strategy of an architecture name, for the form to offer the right native
+    strategy for a card being uploaded (the server's table, `auditors.families`, not a copy in JS).
+    Signed-in users only, as every dashboard route (`scope`)."""
+    family, _ = family_of_arch(arch)
+    return JSONResponse({"arch": arch, "family": family, "native": native_of_arch(arch) or ""})
 
 
 @router.get("/launch")
@@ -99,11 +110,9 @@ def parse_regions(text: str) -> list[Region] | None:
 def _config(form: FormData, audits: list[str], arch: str) -> dict[str, dict[str, Any]]:
     config: dict[str, dict[str, Any]] = {name: {} for name in audits}
     strategies = [s for s in form.getlist("strategies") if isinstance(s, str) and s in STRATEGIES]
-    native = native_strategy(arch)
-    wrong = [s for s in strategies if s in NATIVE_STRATEGIES and s != native]
-    if wrong:
-        applies = f"it supports pixel fills{f' and {native}' if native else ' only'}"
-        raise AuditConfigError(f"{wrong[0]} does not apply to {arch}: {applies}")
+    refused = refuse_foreign_native(arch, strategies)
+    if refused:
+        raise AuditConfigError(refused)
     if "missingness_bias" in config and strategies:
         config["missingness_bias"]["strategies"] = strategies
     for audit, field, _ in number_fields():
@@ -191,7 +200,7 @@ async def launch(
         if not audits:
             raise AuditConfigError("choose at least one audit")
         model_id = await _model_id(form, scope, store, settings)
-        arch = models_api.get_model(model_id, scope).arch
+        arch = scope.get(ModelRecord, model_id, "model").arch
         body = AuditIn(
             model_id=model_id,
             dataset_id=await _dataset_id(form, scope, store, settings),
@@ -210,10 +219,11 @@ async def launch(
                 "dataset_id": body.dataset_id,
             }
             return render(request, "launch.html", _form_context(scope, **values) | {"estimate": estimate})
-        job, _ = await run_in_threadpool(
+        submitted = await run_in_threadpool(
             lambda: audits_service.submit_audit(
                 scope.session,
                 queue,
+                store,
                 tenant_id=scope.tenant_id,
                 model_id=body.model_id,
                 dataset_id=body.dataset_id,
@@ -233,4 +243,4 @@ async def launch(
         }
         context = _form_context(scope, **values) | {"error": message}
         return render(request, "launch.html", context, status_code=422)
-    return RedirectResponse(f"{PREFIX}/audits/{job.id}", status_code=303)
+    return RedirectResponse(f"{PREFIX}/audits/{submitted.job.id}", status_code=303)

@@ -12,7 +12,6 @@ from api.schemas import ERRORS, AuditIn, AuditOut, AuditPage, AuditResultSummary
 from auditors.report import Report
 from occulta.db import ArtifactRecord, AuditJob
 from occulta.service import audits as service
-from occulta.service.estimates import audit_estimate
 
 router = APIRouter(prefix="/audits", tags=["audits"], responses=ERRORS)
 
@@ -44,9 +43,10 @@ def create_audit(
 ) -> JSONResponse:
     """The row and its outbox message commit together before anything is sent, so a worker never sees a
     job that does not exist and a broker outage only delays the audit (see `occulta.jobs.outbox`)."""
-    job, created = service.submit_audit(
+    submitted = service.submit_audit(
         scope.session,
         queue,
+        store,
         tenant_id=scope.tenant_id,
         model_id=body.model_id,
         dataset_id=body.dataset_id,
@@ -57,18 +57,9 @@ def create_audit(
         regions=body.regions,
         idempotency_key=idempotency_key,
     )
+    job, created = submitted.job, submitted.created
     out = _out(scope, job)
-    out.estimate = audit_estimate(
-        scope.session,
-        store,
-        tenant_id=scope.tenant_id,
-        model_id=body.model_id,
-        dataset_id=body.dataset_id,
-        audits=body.audits,
-        configs=body.config,
-        samples=body.samples,
-        regions=body.regions,
-    )
+    out.estimate = submitted.estimate
     return JSONResponse(
         out.model_dump(mode="json"),
         status_code=202 if created else 200,

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from auditors.engine import Family, model_device, model_family
+from auditors.engine import model_device, model_family
 from auditors.errors import AuditCancelled
+from auditors.families import Family, patch_rule
 from auditors.regions import Region
 
 
@@ -65,7 +66,6 @@ class AuditContext:
     image_offset: int = 0
     progress: Callable[[float, str], None] | None = None
     cancelled: Callable[[], bool] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:
@@ -107,17 +107,14 @@ class AuditContext:
         return artifact_path(self.out_dir, audit, name)
 
     def default_patch_size(self) -> int:
-        """P for a P x P grid: the ViT's own patch, 16 at >= 224 px, else side/8 (docs/audits.md, conventions)."""
+        """P for a P x P grid (`families.patch_rule`): the ViT's own patch, 16 at >= 224 px, else side/8."""
         h, w = self.image_size
+        vit_patch = None
         if self.family == "vit":
             from auditors.engine import vit_patch_size
 
-            p = vit_patch_size(self.model)
-            if h % p == 0 and w % p == 0:
-                return p
-        if min(h, w) >= 224 and h % 16 == 0 and w % 16 == 0:
-            return 16
-        return max(1, min(h, w) // 8)
+            vit_patch = vit_patch_size(self.model)
+        return patch_rule(h, w, vit_patch)
 
 
 def artifact_rel(audit: str, name: str) -> str:

@@ -57,6 +57,9 @@ class AuditInfo:
     title: str
     checks: str  # one line: what the audit checks
     implementation: str
+    # `module:Class` of the audit's pydantic config, torch-free (validating a battery imports only it);
+    # "" reads `Config` off the implementation (a plug-in that keeps its config beside its computation).
+    config: str = ""
     charts: str = ""  # `module:function(metrics) -> list[Chart]`, torch-free; "" draws no charts
     shardable: bool = False
     # Which images the audit looks at, in words (docs/audits.md's table is checked against it).

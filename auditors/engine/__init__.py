@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import Literal, cast
+from typing import cast
 
 import torch
 from torch import nn
@@ -47,6 +47,7 @@ from auditors.engine.token_drop import (
     token_drop_logits,
     vit_patch_size,
 )
+from auditors.families import Family
 
 __all__ = [
     "NATIVE",
@@ -69,13 +70,14 @@ __all__ = [
     "vit_patch_size",
 ]
 
-Family = Literal["vit", "swin", "resnet", "convnext", "efficientnet", "mobilenet", "regnet", "other"]
 Progress = Callable[[int, int], None]
 
 
 def model_family(model: nn.Module) -> Family:
     """The model's family, which decides its native missingness: vit/swin -> token_drop, the CNN
-    families -> layer_mask, other -> pixel fills only. ("vit" also means "has a ViT patch grid".)"""
+    families -> layer_mask, other -> pixel fills only. ("vit" also means "has a ViT patch grid".)
+    `auditors.families` states the same from the architecture name; tests/unit/test_families.py
+    checks that the two agree on every family."""
     fam = token_drop_family(model) or layer_mask_family(model) or "other"
     return cast(Family, fam)
 

@@ -31,10 +31,6 @@ class Strategy:
     def is_pixel_fill(self) -> bool:
         return self.name not in NATIVE
 
-    @property
-    def is_random(self) -> bool:
-        return self.name in ("random_color", "noise")
-
     def __str__(self) -> str:
         if self.color is not None:
             return "color:" + ",".join(f"{c:g}" for c in self.color)

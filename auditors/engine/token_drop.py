@@ -47,10 +47,6 @@ def token_drop_family(model: nn.Module) -> str | None:
     return None
 
 
-def is_token_drop_model(model: nn.Module) -> bool:
-    return token_drop_family(model) is not None
-
-
 def check_token_drop(model: nn.Module) -> None:
     """Refuse models that are neither a global-attention ViT-like nor a Swin built from known layers."""
     if swin.is_swin(model):

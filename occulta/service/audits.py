@@ -8,21 +8,24 @@ import base64
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from auditors.regions import Region
-from auditors.report import AuditResult, Report
+from auditors.report import Report
 from occulta import jobs
-from occulta.db import ArtifactRecord, AuditJob, AuditResultRecord, DatasetRecord, ModelRecord, new_id, utcnow
+from occulta.db import ArtifactRecord, AuditJob, AuditResultRecord, new_id, utcnow
 from occulta.db.models import STATUSES
-from occulta.errors import AuditConfigError, ConflictError, NotFoundError, OccultaError
+from occulta.errors import ConflictError, NotFoundError, OccultaError
 from occulta.jobs import outbox
 from occulta.jobs.task_names import RUN_AUDIT
+from occulta.service.battery import Accepted, accept
+from occulta.service.estimates import estimate_of
 from occulta.service.scope import get_owned
 from occulta.storage import ObjectStore, audit_prefix, validate_relative_path
 
@@ -43,36 +46,24 @@ class Relay(Protocol):
     def flush(self, job_id: str) -> None: ...
 
 
-def accept_battery(audits: list[str], configs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The runner's own check (names known, configs valid), run at request time so a bad battery is a
-    422 now rather than a failed job later; returns the configs with defaults filled in as JSON, so the
-    worker runs exactly what was accepted."""
-    from occulta.runner import validate_battery as check
-
-    if len(set(audits)) != len(audits):
-        raise AuditConfigError("`audits` lists the same audit twice")
-    try:
-        parsed = check(audits, configs)
-    except ModuleNotFoundError as exc:
-        raise AuditConfigError(f"an audit of {audits} is not installed on this server ({exc.name})") from None
-    return {name: config.model_dump(mode="json") for name, config in parsed.items()}
-
-
-def check_regions(regions: list[dict[str, Any]] | None, card: dict[str, Any]) -> None:
-    """Every region must fit the model's input (a 422 now, not a failed job later)."""
-    from occulta.runner import parse_regions
-
-    size = card.get("input_size") or []
-    parse_regions(regions, (int(size[1]), int(size[2])) if len(size) == 3 else None)
-
-
 def request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What submitting answers: the job, whether this request created it (else: an Idempotency-Key
+    replay), and the estimate of its cost (`service.estimates`), from the rows read to validate it."""
+
+    job: AuditJob
+    created: bool
+    estimate: dict[str, Any]
 
 
 def submit_audit(
     session: Session,
     relay: Relay,
+    store: ObjectStore | None,
     *,
     tenant_id: str,
     model_id: str,
@@ -83,11 +74,12 @@ def submit_audit(
     samples: int | None,
     regions: Sequence[Region] | None,
     idempotency_key: str | None,
-) -> tuple[AuditJob, bool]:
-    """(job, created): the job row and its outbox message commit together, then the message is sent
-    (or left to the relay when the broker is down), so a broker outage only delays the audit. With an
-    Idempotency-Key, the same body returns the first job (created=False) and a different body is a
-    conflict: a retried CI request must never start a second audit."""
+) -> Submission:
+    """The job row and its outbox message commit together, then the message is sent (or left to the
+    relay when the broker is down), so a broker outage only delays the audit. With an Idempotency-Key,
+    the same body returns the first job (created=False) and a different body is a conflict: a retried
+    CI request must never start a second audit. The battery is validated once (`battery.accept`), and
+    the estimate comes from what that read (`store` None: passes only, no calibration)."""
     plain = [r.model_dump(mode="json", exclude_none=True) for r in regions or []] or None
     body = {
         "model_id": model_id,
@@ -99,21 +91,31 @@ def submit_audit(
         "regions": plain,
     }
     digest = request_hash(body)
+
+    def accepted() -> Accepted:
+        return accept(
+            session,
+            tenant_id=tenant_id,
+            model_id=model_id,
+            dataset_id=dataset_id,
+            audits=audits,
+            configs=configs,
+            regions=plain,
+        )
+
     if idempotency_key is not None:
         existing = _by_key(session, tenant_id, idempotency_key)
         if existing is not None:
-            return _replay(existing, digest, idempotency_key), False
-    model = get_owned(session, ModelRecord, model_id, tenant_id=tenant_id, what="model")
-    get_owned(session, DatasetRecord, dataset_id, tenant_id=tenant_id, what="dataset")
-    validated = accept_battery(audits, configs)
-    check_regions(plain, model.card)
+            job = _replay(existing, digest, idempotency_key)
+            return Submission(job, False, estimate_of(store, accepted(), samples))
+    battery = accepted()
     job = AuditJob(
         id=new_id("aud"),
         tenant_id=tenant_id,
         model_id=model_id,
         dataset_id=dataset_id,
         audits=audits,
-        configs=validated,
+        configs=battery.configs_json,
         regions=plain,
         seed=seed,
         samples=samples,
@@ -133,9 +135,11 @@ def submit_audit(
         existing = _by_key(session, tenant_id, idempotency_key) if idempotency_key else None
         if existing is None:
             raise
-        return _replay(existing, digest, idempotency_key or ""), False
+        return Submission(
+            _replay(existing, digest, idempotency_key or ""), False, estimate_of(store, battery, samples)
+        )
     relay.flush(job.id)
-    return job, True
+    return Submission(job, True, estimate_of(store, battery, samples))
 
 
 def _by_key(session: Session, tenant_id: str, key: str) -> AuditJob | None:
@@ -196,6 +200,46 @@ def list_audits(
     return rows[:limit], next_cursor
 
 
+def history_by_model(
+    session: Session, *, tenant_id: str, model_ids: Sequence[str], limit: int
+) -> dict[str, list[AuditJob]]:
+    """Each model's newest `limit` audits, newest first, in one query (a page listing N models must
+    not run N queries)."""
+    if not model_ids:
+        return {}
+    rank = (
+        func.row_number()
+        .over(partition_by=AuditJob.model_id, order_by=(AuditJob.created_at.desc(), AuditJob.id.desc()))
+        .label("rank")
+    )
+    ranked = (
+        select(AuditJob.id, rank)
+        .where(AuditJob.tenant_id == tenant_id, AuditJob.model_id.in_(list(model_ids)))
+        .subquery()
+    )
+    rows = session.scalars(
+        select(AuditJob)
+        .join(ranked, ranked.c.id == AuditJob.id)
+        .where(ranked.c.rank <= limit)
+        .order_by(AuditJob.created_at.desc(), AuditJob.id.desc())
+    )
+    out: dict[str, list[AuditJob]] = {m: [] for m in model_ids}
+    for job in rows:
+        out.setdefault(job.model_id or "", []).append(job)
+    return out
+
+
+def results_by_job(session: Session, *, job_ids: Sequence[str]) -> dict[str, list[AuditResultRecord]]:
+    """Each job's saved results in the order they finished, for many jobs in one query."""
+    out: dict[str, list[AuditResultRecord]] = {j: [] for j in job_ids}
+    if not job_ids:
+        return out
+    query = select(AuditResultRecord).where(AuditResultRecord.job_id.in_(list(job_ids)))
+    for row in session.scalars(query.order_by(AuditResultRecord.id)):
+        out[row.job_id].append(row)
+    return out
+
+
 def get_audit(session: Session, *, tenant_id: str, audit_id: str) -> AuditJob:
     return get_owned(session, AuditJob, audit_id, tenant_id=tenant_id, what="audit")
 
@@ -243,9 +287,3 @@ def find_artifact(session: Session, *, tenant_id: str, audit_id: str, path: str)
     if row is None:
         raise NotFoundError(f"audit {audit_id} has no artifact {clean}")
     return row
-
-
-def saved_results(session: Session, job_id: str) -> dict[str, AuditResult]:
-    """Per-auditor results already saved for a job (the worker resumes from these)."""
-    rows = session.scalars(select(AuditResultRecord).where(AuditResultRecord.job_id == job_id)).all()
-    return {row.name: AuditResult.model_validate(row.result) for row in rows}

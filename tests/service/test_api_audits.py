@@ -6,12 +6,15 @@ from __future__ import annotations
 import io
 
 import httpx
+import pytest
 import redis
 
 from occulta.db import ArtifactRecord
 from occulta.storage import audit_prefix
 from tests.gate.reports import make_report
 from tests.service.rows import add_dataset, add_job, add_model
+
+pytestmark = pytest.mark.service
 
 
 def _body(sessions, caller, **over):  # type: ignore[no-untyped-def]

@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 from occulta.db import DatasetRecord
 from occulta.storage import tenant_prefix
 
+pytestmark = pytest.mark.service
+
 
 def _png() -> bytes:
     from PIL import Image

@@ -5,10 +5,14 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
+
 from auditors.cost import Calibration
 from occulta.db import AuditJob, ModelRecord
 from occulta.estimate import calibration_json, calibration_key
 from tests.service.rows import add_dataset, add_model
+
+pytestmark = pytest.mark.service
 
 # occulta_resnet_tiny: six pixel fills + layer masking, at 0, 0.1, ..., 0.9 removed, on 8 images.
 MISSINGNESS_PASSES = 8 * (1 + 7 * 10)

@@ -15,6 +15,8 @@ from sqlalchemy import func, select
 from occulta.db import ModelRecord
 from occulta.storage import tenant_prefix
 
+pytestmark = pytest.mark.service
+
 
 def _upload(client, caller, card: bytes, weights: bytes | None, name: str = "w.safetensors"):  # type: ignore[no-untyped-def]
     files = {"card": ("card.json", card, "application/json")}

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.service import ROOT
+
+pytestmark = pytest.mark.service
 
 
 def _occulta(*args: str, data_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:

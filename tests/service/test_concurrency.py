@@ -7,10 +7,14 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from bench.load import Call, accepted_ids, count_jobs, fire
 from occulta.db import DatasetRecord, ModelRecord, make_engine, make_session_factory, new_id
 from occulta.service.keys import find_active_key
 from tests.fixtures.service import prod_env, run_stack
+
+pytestmark = pytest.mark.service
 
 CLASSES = ["circle", "square", "triangle", "cross"]
 

@@ -16,6 +16,8 @@ from occulta.storage.keys import audit_prefix
 from tests.gate.reports import make_report
 from tests.service.rows import add_job
 
+pytestmark = pytest.mark.service
+
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 EXAMPLES = [
     {"image": "spurious_signal/ex/in_0.png", "role": "in_class", "true": "a", "pred_before": "a",

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from occulta.db import AuditJob, OutboxMessage
 from tests.service.rows import add_dataset, add_model
+
+pytestmark = pytest.mark.service
 
 
 def _csrf(html: str) -> str:

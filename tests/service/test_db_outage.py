@@ -8,9 +8,12 @@ import re
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.fixtures.service import prod_env, run_stack
 from tests.service.private_pg import private_postgres
+
+pytestmark = pytest.mark.service
 
 ROUTES = [
     ("GET", "/v1/models", None),

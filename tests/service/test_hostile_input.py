@@ -16,6 +16,8 @@ from occulta.storage import tenant_prefix
 from tests.service.hostile import CORPUS, Case, Ctx, png_header_only
 from tests.service.rows import add_dataset, add_job, add_model
 
+pytestmark = pytest.mark.service
+
 SERVER_PATH = re.compile(r"/(tmp|var|home|root|usr|opt|srv|app|work|mnt|proc)/")
 
 

@@ -12,6 +12,8 @@ from occulta.db import AuditJob, utcnow
 from occulta.errors import ConflictError, NotFoundError
 from tests.service.rows import add_job
 
+pytestmark = pytest.mark.service
+
 STALE = timedelta(seconds=60)
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytestmark = pytest.mark.service
+
 
 def _request_lines(client) -> list[str]:  # type: ignore[no-untyped-def]
     return [

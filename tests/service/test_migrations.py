@@ -12,6 +12,8 @@ from alembic.migration import MigrationContext
 from occulta.db import Base, make_engine
 from occulta.db.migrate import SchemaOutOfDateError, check_schema, upgrade
 
+pytestmark = pytest.mark.service
+
 
 def _diff(url: str) -> list:
     engine = make_engine(url)

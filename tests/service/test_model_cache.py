@@ -8,6 +8,8 @@ import pytest
 from occulta.cards import load_card
 from worker import models
 
+pytestmark = pytest.mark.service
+
 
 @pytest.fixture
 def cache(worker_resources):  # type: ignore[no-untyped-def]

@@ -25,6 +25,8 @@ from tests.fixtures.redis_server import PrivateRedis
 from tests.service.rows import add_dataset, add_job, add_model
 from worker.base import Resources
 
+pytestmark = pytest.mark.service
+
 STALE = timedelta(seconds=60)
 
 
@@ -63,9 +65,10 @@ class Recorder:
 
 def _submit(sessions, caller_tenant: str, relay: Any, key: str | None = None) -> tuple[str, bool]:  # type: ignore[no-untyped-def]
     with sessions() as s:
-        job, created = submit_audit(
+        submitted = submit_audit(
             s,
             relay,
+            None,
             tenant_id=caller_tenant,
             model_id=add_model(sessions, caller_tenant),
             dataset_id=add_dataset(sessions, caller_tenant),
@@ -76,7 +79,7 @@ def _submit(sessions, caller_tenant: str, relay: Any, key: str | None = None) ->
             regions=None,
             idempotency_key=key,
         )
-        return job.id, created
+        return submitted.job.id, submitted.created
 
 
 def _outbox(sessions, job_id: str) -> list[OutboxMessage]:  # type: ignore[no-untyped-def]
@@ -141,9 +144,10 @@ def test_one_idempotency_key_sent_concurrently_creates_exactly_one_audit(session
         try:
             with sessions() as s:
                 barrier.wait()
-                job, created = submit_audit(
+                submitted = submit_audit(
                     s,
                     DeadBroker(sessions),
+                    None,
                     tenant_id=alice.tenant_id,
                     model_id=model_id,
                     dataset_id=dataset_id,
@@ -154,7 +158,7 @@ def test_one_idempotency_key_sent_concurrently_creates_exactly_one_audit(session
                     regions=None,
                     idempotency_key="concurrent-ci-run",
                 )
-                results.append((job.id, created))
+                results.append((submitted.job.id, submitted.created))
         except BaseException as exc:
             errors.append(exc)
 

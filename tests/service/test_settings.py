@@ -9,6 +9,8 @@ from pydantic import ValidationError
 
 from occulta.settings import Settings
 
+pytestmark = pytest.mark.service
+
 
 def test_embedded_defaults_live_under_the_data_dir(tmp_path: Path) -> None:
     s = Settings(data_dir=tmp_path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
 from occulta import jobs
@@ -13,6 +14,8 @@ from occulta.db import AuditJob, AuditShardRecord, utcnow
 from occulta.jobs import shards
 from occulta.jobs.task_names import MERGE_SHARDS, RUN_AUDIT, RUN_SHARD
 from tests.service.rows import add_job
+
+pytestmark = pytest.mark.service
 
 STALE = timedelta(seconds=60)
 LONG_AGO = timedelta(seconds=600)

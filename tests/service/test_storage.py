@@ -14,6 +14,8 @@ from occulta.errors import NotFoundError, TooLargeError
 from occulta.settings import Settings
 from occulta.storage import InvalidKeyError, ObjectStore, get_store, validate_relative_path
 
+pytestmark = pytest.mark.service
+
 
 @pytest.fixture(params=["file", "s3"])
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:

@@ -11,6 +11,8 @@ from occulta.storage import audit_prefix
 from tests.gate.reports import make_report
 from tests.service.rows import add_dataset, add_job, add_model
 
+pytestmark = pytest.mark.service
+
 
 @pytest.fixture
 def alices(sessions, store, alice):  # type: ignore[no-untyped-def]

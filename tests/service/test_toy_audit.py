@@ -21,6 +21,8 @@ from occulta.db import ModelRecord, new_id
 from occulta.gate import evaluate, load_policy
 from tests.service.rows import add_dataset
 
+pytestmark = pytest.mark.service
+
 DATA = "synthetic:shapes?classes=4&size=32&n=24&seed=5"
 
 

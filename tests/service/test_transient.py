@@ -19,6 +19,8 @@ from tests.service.rows import add_job
 from worker.heartbeat import Heartbeat, JobInterrupted
 from worker.pipeline import JobTask
 
+pytestmark = pytest.mark.service
+
 DB_DOWN = OperationalError("UPDATE audits", {}, Exception("server closed the connection unexpectedly"))
 
 

@@ -15,7 +15,7 @@ import torch
 
 from auditors.audits.base import ShardMeta
 from auditors.audits.context import AuditContext
-from auditors.registry import audit_charts, audit_class, audit_infos, get_auditor
+from auditors.registry import audit_charts, audit_class, audit_infos, config_class, get_auditor
 from auditors.report import AuditResult
 
 NAMES = sorted(audit_infos())
@@ -33,11 +33,23 @@ def test_every_audits_metadata_is_readable_without_torch() -> None:
     assert int(out.stdout) == len(NAMES)
 
 
+def test_validating_every_audits_config_imports_no_torch() -> None:
+    """The API answers a bad battery with a 422 from the torch-free configs (`AuditInfo.config`)."""
+    code = (
+        "import sys; from occulta.runner import validate_battery; from auditors.registry import audit_infos; "
+        "validate_battery(sorted(audit_infos()), {}); assert 'torch' not in sys.modules, 'validation imported torch'"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_metadata_names_the_class_that_registers_it(name: str) -> None:
     info = audit_infos()[name]
     cls = audit_class(name)
-    assert cls.name == name and cls.shardable == info.shardable
+    assert cls.name == name and cls.shardable == info.shardable and cls.info is info
+    assert info.config, "a config module the API can import without torch"
+    assert cls.Config is config_class(name)
     for f in info.form_fields:
         assert f.field in cls.Config.model_fields, f"form field {f.field} is not a {name} config field"
 
@@ -148,4 +160,4 @@ def test_every_audit_reports_its_seed_role_and_seconds_sharded_or_not(
         assert result.name == name and result.role == info.role
         assert result.config["seed"] == 3  # the run's seed, resolved
         assert result.seconds > 0 or name == "test_noop"  # the no-op audit does no work to time
-    assert results[1].seconds >= sum(p["seconds"] for p in partials)
+    assert results[1].seconds >= round(sum(p["seconds"] for p in partials), 3)  # the shards, and the merge

@@ -10,7 +10,7 @@ import torch
 
 import auditors.zoo.architectures  # noqa: F401
 from auditors.audits.context import AuditContext
-from auditors.cost import Calibration, estimate, fit_budget, forward_passes
+from auditors.cost import Calibration, estimate, fit_budget
 from auditors.families import family_of_arch
 from auditors.passes import RunShape
 from auditors.registry import get_auditor, parse_config
@@ -50,7 +50,7 @@ def _images_seen(model: torch.nn.Module, ctx: AuditContext, name: str, raw: dict
     finally:
         hook.remove()
     shape = RunShape(ctx.n_images, 32, 32, 4, "resnet", labelled=ctx.labels is not None)
-    passes = forward_passes(name, cfg, shape)
+    passes = get_auditor(name).forward_passes(cfg, shape)
     assert passes is not None
     return seen[0], passes.total
 
@@ -82,7 +82,7 @@ def test_gradient_sis_estimate_counts_one_step_per_shrinking_step_size():
     from auditors.methods.backselect import step_sizes
 
     cfg = parse_config("sis", {"n_images": 2, "method": "gradient", "gradient_k": 100})
-    passes = forward_passes("sis", cfg, RunShape(10, 32, 32, 4))
+    passes = get_auditor("sis").forward_passes(cfg, RunShape(10, 32, 32, 4))
     assert passes is not None
     assert passes.gradient == 2 * len(step_sizes(32 * 32, 100))
 
@@ -96,7 +96,7 @@ def test_spurious_estimate_is_an_upper_bound(cnn, tmp_path):
 
 def test_exact_backselect_costs_a_triangular_number_of_passes_per_image():
     cfg = parse_config("sis", {"n_images": 2, "method": "exact"})
-    passes = forward_passes("sis", cfg, RunShape(10, 16, 16, 4))
+    passes = get_auditor("sis").forward_passes(cfg, RunShape(10, 16, 16, 4))
     assert passes is not None
     # BackSelect, plus the pick's pass over all 10 images, then per explained image: fully masked, f(x),
     # sufficiency and the two 5% subsets.
@@ -125,6 +125,9 @@ CAL = Calibration(
 )
 
 
+AUDITORS = {a: get_auditor(a) for a in ("missingness_bias", "lime_consistency", "sis", "spurious_signal")}
+
+
 def _defaults() -> dict:
     return {
         a: parse_config(a, None) for a in ("missingness_bias", "lime_consistency", "sis", "spurious_signal")
@@ -133,7 +136,7 @@ def _defaults() -> dict:
 
 def test_estimate_adds_each_audits_seconds_from_its_passes():
     shape = RunShape(500, 32, 32, 4, "resnet")
-    est = estimate(_defaults(), shape, CAL)
+    est = estimate(AUDITORS, _defaults(), shape, CAL)
     assert est.seconds == pytest.approx(sum(a["seconds"] for a in est.audits.values()), rel=1e-3)
     lime = est.audits["lime_consistency"]
     # 16 images x 1000 perturbations x (layer_mask + 4 fills + a second seed) dominate LIME.
@@ -142,17 +145,17 @@ def test_estimate_adds_each_audits_seconds_from_its_passes():
 
 
 def test_estimate_without_calibration_still_counts_passes():
-    est = estimate(_defaults(), RunShape(100, 224, 224, 1000, "resnet"), None)
+    est = estimate(AUDITORS, _defaults(), RunShape(100, 224, 224, 1000, "resnet"), None)
     assert est.seconds is None
     assert all(a["forward_passes"] > 0 and a["seconds"] is None for a in est.audits.values())
 
 
 def test_budget_shrinks_sample_sizes_until_the_estimate_fits_and_says_what_changed():
     shape = RunShape(500, 32, 32, 4, "resnet")
-    before = estimate(_defaults(), shape, CAL).seconds
+    before = estimate(AUDITORS, _defaults(), shape, CAL).seconds
     assert before is not None and before > 20
-    cfgs, n, changes = fit_budget(_defaults(), shape, CAL, budget_s=20)
-    after = estimate(cfgs, RunShape(n, 32, 32, 4, "resnet"), CAL).seconds
+    cfgs, n, changes = fit_budget(AUDITORS, _defaults(), shape, CAL, budget_s=20)
+    after = estimate(AUDITORS, cfgs, RunShape(n, 32, 32, 4, "resnet"), CAL).seconds
     assert after is not None and after <= 20
     assert changes and all(" -> " in c for c in changes)
     assert any(c.startswith("lime_consistency.n_samples: 1000 -> ") for c in changes)
@@ -160,14 +163,14 @@ def test_budget_shrinks_sample_sizes_until_the_estimate_fits_and_says_what_chang
 
 def test_a_budget_that_already_fits_changes_nothing():
     shape = RunShape(50, 32, 32, 4, "resnet")
-    cfgs, n, changes = fit_budget(_defaults(), shape, CAL, budget_s=1e9)
+    cfgs, n, changes = fit_budget(AUDITORS, _defaults(), shape, CAL, budget_s=1e9)
     assert (n, changes) == (50, [])
     assert cfgs == _defaults()
 
 
 def test_a_budget_below_the_floors_stops_at_the_floors():
     shape = RunShape(500, 32, 32, 4, "resnet")
-    cfgs, n, _ = fit_budget(_defaults(), shape, CAL, budget_s=0.01)
+    cfgs, n, _ = fit_budget(AUDITORS, _defaults(), shape, CAL, budget_s=0.01)
     assert n == 16
     assert cfgs["lime_consistency"].n_samples == 100
     assert cfgs["sis"].n_images == 1

@@ -1,5 +1,5 @@
-"""The launch form offers token_drop only to ViTs and layer_mask only to ResNets, and refuses a
-mismatch with a sentence, decided from the architecture name (no model is built)."""
+"""The launch form offers token_drop only to the transformer families and layer_mask only to the CNN
+ones, and refuses a mismatch with a sentence, decided from the architecture name (no model is built)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from starlette.datastructures import FormData
 
 from api.dashboard.launch import _config
-from auditors.archs import native_strategy
+from auditors.families import native_of_arch as native_strategy
 from occulta.errors import AuditConfigError
 
 
@@ -15,7 +15,9 @@ from occulta.errors import AuditConfigError
     ("arch", "native"),
     [("vit_tiny_patch16_224", "token_drop"), ("deit_small_patch16_224", "token_drop"),
      ("occulta_vit_tiny", "token_drop"), ("resnet50", "layer_mask"), ("occulta_resnet_tiny", "layer_mask"),
-     ("convnext_tiny", None), ("efficientnet_b0", None)],
+     ("convnext_tiny", "layer_mask"), ("efficientnet_b0", "layer_mask"), ("seresnet18", "layer_mask"),
+     ("eva02_tiny_patch14_224", "token_drop"), ("beitv2_base_patch16_224", "token_drop"),
+     ("swin_tiny_patch4_window7_224", "token_drop"), ("densenet121", None)],
 )  # fmt: skip
 def test_native_strategy_follows_the_architecture_family(arch: str, native: str | None) -> None:
     assert native_strategy(arch) == native

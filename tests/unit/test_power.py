@@ -12,6 +12,7 @@ from auditors.audits.sis.config import SISConfig
 from auditors.audits.sis.merge import _verdict as sis_verdict
 from auditors.cost import Calibration, decision_plan, estimate
 from auditors.passes import RunShape
+from auditors.registry import get_auditor
 from auditors.stats import (
     Estimate,
     decide,
@@ -165,21 +166,25 @@ def test_an_undecided_sis_verdict_says_which_n_would_decide_and_whether_the_samp
     )
 
 
+SIS, LIME = get_auditor("sis"), get_auditor("lime_consistency")
+AUDITORS = {"sis": SIS, "lime_consistency": LIME}
 CAL = Calibration("cpu", 1e-3, 1e-3, 2e-3, 1e-3, 0.05, 32, 0.1)
 
 
 def test_the_estimate_says_when_a_sample_cannot_decide_and_what_would():
     shape = RunShape(300, 32, 32, 4)
-    default = decision_plan("sis", SISConfig(), shape, CAL)
+    default = decision_plan(SIS, SISConfig(), shape, CAL)
     assert default is not None and default["decides"] and "note" not in default
-    small = decision_plan("sis", SISConfig(n_images=6), shape, CAL)
+    small = decision_plan(SIS, SISConfig(n_images=6), shape, CAL)
     assert small is not None and not small["decides"] and small["n_to_decide"] == SISConfig().n_images
     assert (
         small["seconds_to_decide"]
-        > estimate({"sis": SISConfig(n_images=6)}, shape, CAL).audits["sis"]["seconds"]
+        > estimate(AUDITORS, {"sis": SISConfig(n_images=6)}, shape, CAL).audits["sis"]["seconds"]
     )
-    tiny_data = decision_plan("lime_consistency", LimeConfig(), RunShape(10, 32, 32, 4), CAL)
+    tiny_data = decision_plan(LIME, LimeConfig(), RunShape(10, 32, 32, 4), CAL)
     assert tiny_data is not None and not tiny_data["decides"] and "the sample has 10" in tiny_data["note"]
-    est = estimate({"lime_consistency": LimeConfig(n_images=4), "sis": SISConfig()}, shape, CAL).as_dict()
+    est = estimate(
+        AUDITORS, {"lime_consistency": LimeConfig(n_images=4), "sis": SISConfig()}, shape, CAL
+    ).as_dict()
     assert est["audits"]["lime_consistency"]["power"]["decides"] is False
     assert len(est["notes"]) == 1 and est["notes"][0].startswith("lime_consistency: 4 images")

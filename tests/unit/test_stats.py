@@ -9,7 +9,6 @@ import pytest
 
 from auditors.stats import (
     Estimate,
-    benjamini_hochberg,
     bootstrap_interval,
     decide,
     empirical_p_value,
@@ -87,10 +86,6 @@ def test_holm_matches_a_worked_example() -> None:
     # p = (0.01, 0.04, 0.03, 0.005): sorted 0.005*4, 0.01*3, 0.03*2, 0.04*1 -> monotone max.
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([]) == []
-
-
-def test_benjamini_hochberg_matches_a_worked_example() -> None:
-    assert benjamini_hochberg([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.02, 0.04, 0.04, 0.02])
 
 
 def test_decide_is_inconclusive_below_the_minimum_n_and_when_the_interval_straddles() -> None:

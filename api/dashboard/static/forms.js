@@ -35,9 +35,10 @@
   });
 })();
 
-/* The launch form offers a native missingness strategy only for a model that has it: token_drop for
-   a ViT, layer_mask for a ResNet (read from the picked model, or from the arch in a card being
-   uploaded); the server refuses a mismatch anyway. */
+/* The launch form offers a native missingness strategy only for a model that has it (token_drop for
+   the transformer families, layer_mask for the CNN ones). The server says which: each model option
+   carries data-native, and the arch of a card being uploaded is looked up at launch/native (the
+   table in auditors/families.py, not a copy here). The server refuses a mismatch anyway. */
 (function () {
   "use strict";
   var form = document.querySelector("form.launch");
@@ -45,12 +46,7 @@
   var select = form.querySelector("select[name=model_id]");
   var cardInput = form.querySelector("input[name=card]");
   var uploadedNative = null;
-
-  function nativeOf(arch) {
-    if (/^(vit_|deit_|deit3_|occulta_vit)/.test(arch)) return "token_drop";
-    if (/^(resnet|wide_resnet|occulta_resnet)/.test(arch)) return "layer_mask";
-    return "";
-  }
+  var nativeUrl = (form.getAttribute("action") || window.location.pathname).replace(/\/?$/, "") + "/native";
 
   function apply() {
     var picked = select && select.value ? select.selectedOptions[0].dataset.native : null;
@@ -62,13 +58,21 @@
     });
   }
 
+  function lookUp(arch) {
+    return window.fetch(nativeUrl + "?arch=" + encodeURIComponent(arch), { credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.json() : { native: null }; })
+      .then(function (body) { return body.native; }, function () { return null; });
+  }
+
   if (select) select.addEventListener("change", function () { uploadedNative = null; apply(); });
   if (cardInput) cardInput.addEventListener("change", function () {
     var file = cardInput.files && cardInput.files[0];
     if (!file) { uploadedNative = null; apply(); return; }
     file.text().then(function (text) {
       var m = text.match(/["']?arch["']?\s*:\s*["']?([A-Za-z0-9_.\-]+)/);
-      uploadedNative = m ? nativeOf(m[1]) : null;
+      return m ? lookUp(m[1]) : null;
+    }).then(function (native) {
+      uploadedNative = native === undefined ? null : native;
       apply();
     });
   });

@@ -1,6 +1,6 @@
 """LIME consistency: are removal-based explanations informative and stable across fills and seeds?"""
 
-from auditors.audits.info import AuditInfo, FormField, PolicyLine
+from auditors.audits.info import AuditInfo, BudgetKnob, FormField, PolicyLine
 
 INFO = AuditInfo(
     name="lime_consistency",
@@ -8,9 +8,11 @@ INFO = AuditInfo(
     checks="are explanations informative and stable across fills?",
     role="explanation",
     implementation="auditors.audits.lime_consistency.audit:LimeConsistency",
+    config="auditors.audits.lime_consistency.config:LimeConfig",
     charts="auditors.audits.lime_consistency.charts:charts",
     shardable=True,
     picks="a class-stratified sample",
+    budget=(BudgetKnob("n_samples", 100), BudgetKnob("n_images", 2)),
     form_fields=(
         FormField("n_images", "LIME: images"),
         FormField("n_samples", "LIME: perturbations per image"),

@@ -7,6 +7,7 @@ INFO = AuditInfo(
     title="Missingness bias",
     checks="does the model react to how a region is removed?",
     implementation="auditors.audits.missingness_bias.audit:MissingnessBias",
+    config="auditors.audits.missingness_bias.config:MissingnessBiasConfig",
     charts="auditors.audits.missingness_bias.charts:charts",
     shardable=True,
     picks="every image of the sample",

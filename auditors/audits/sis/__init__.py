@@ -1,15 +1,17 @@
 """SIS / overinterpretation: is the model confident from a few meaningless pixels?"""
 
-from auditors.audits.info import AuditInfo, FormField, PolicyLine
+from auditors.audits.info import AuditInfo, BudgetKnob, FormField, PolicyLine
 
 INFO = AuditInfo(
     name="sis",
     title="Overinterpretation (SIS)",
     checks="confident from a few meaningless pixels?",
     implementation="auditors.audits.sis.audit:SIS",
+    config="auditors.audits.sis.config:SISConfig",
     charts="auditors.audits.sis.charts:charts",
     shardable=True,
     picks="the confident images, class-stratified",
+    budget=(BudgetKnob("n_images", 1),),
     form_fields=(FormField("n_images", "SIS: images"),),
     policy_comment="SIS / overinterpretation: few confident images should rest on <= 5% of the pixels.",
     policy=(

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from auditors.audits.base import Audit, Judgement, ShardMeta, Shards, Work
 from auditors.audits.context import AuditContext
 from auditors.audits.ranges import block_ranges
-from auditors.audits.sis import INFO, merge
+from auditors.audits.sis import INFO, artifacts, merge
 from auditors.audits.sis import shard as sharding
 from auditors.audits.sis.choices import batch_rows, choose_method
 from auditors.audits.sis.config import SISConfig
@@ -84,4 +84,4 @@ class SIS(Audit[SISConfig, SISPartial]):
     def draw(
         self, meta: ShardMeta, config: SISConfig, shards: Shards[SISPartial], judgement: Judgement
     ) -> list[Artifact]:
-        return merge.draw(meta, config, shards, judgement)
+        return artifacts.draw(meta, config, shards, judgement)

@@ -1,27 +1,23 @@
-"""The SIS audit's secondary signals and artifacts (Carter et al., NeurIPS 2021 §4-5; docs/audits.md, "SIS and overinterpretation").
+"""The SIS audit's secondary signals (Carter et al., NeurIPS 2021 §4-5; docs/audits.md, "SIS and overinterpretation").
 
 Kept apart from `shard.py` and `merge.py` so the audit reads as the paper's procedure and this file as its evidence:
-random-pixel controls, SIS size as a predictor of mistakes, retraining on 5% subsets, and pictures.
+random-pixel controls, SIS size as a predictor of mistakes, retraining on 5% subsets.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from auditors.audits.context import AuditContext, artifact_path
-from auditors.audits.plots import histogram, overlay_grid
+from auditors.audits.context import AuditContext
 from auditors.engine import apply_pixel_fill, parse_strategy, plain_logits
 from auditors.methods.backselect import backselect_subset, gradient_backselect, subset_keep
 from auditors.methods.per_image_random import per_image_uniform
-from auditors.report import Artifact
 from auditors.sampling import stratified_indices
 from auditors.zoo.training import train_classifier
 
@@ -114,49 +110,3 @@ def retrain_on_subsets(
         pred = plain_logits(model, x[te], mean=ctx.mean, std=ctx.std).argmax(1).cpu()
         out[f"{name}_subset_model_accuracy"] = float((pred == labels[te]).float().mean())
     return out
-
-
-@dataclass(frozen=True)
-class Shown:
-    """An image the SIS figure draws: its position in the pick, the image [3,H,W] in [0,1], and the
-    flat pixel indices of its SIS and of its 5% backselect subset."""
-
-    position: int
-    image: torch.Tensor
-    sis: torch.Tensor
-    subset: torch.Tensor
-
-
-def write_sis_artifacts(
-    out_dir: Path, audit: str, shown: Sequence[Shown], pct: list[float | None]
-) -> list[Artifact]:
-    """SIS masks over the shown images (smallest SIS first) and the SIS size histogram."""
-    artifacts: list[Artifact] = []
-    if shown:
-        h, w = shown[0].image.shape[-2:]
-
-        def mask_map(idx: torch.Tensor) -> torch.Tensor:
-            m = torch.full((h * w,), float("nan"))
-            m[idx.long()] = 1.0
-            return m.view(h, w)
-
-        path, rel = artifact_path(out_dir, audit, "sis_masks.png")
-        overlay_grid(
-            path,
-            [s.image for s in shown],
-            [[mask_map(s.sis), mask_map(s.subset)] for s in shown],
-            row_titles=[f"#{s.position} {pct[s.position]:.1f}%" for s in shown],
-            col_titles=["SIS", "5% backselect"],
-            cmap="cool",
-        )
-        artifacts.append(
-            Artifact(
-                name="sis_masks", path=rel, description="pixels of the SIS and of the 5% backselect subset"
-            )
-        )
-    path, rel = artifact_path(out_dir, audit, "sis_size_histogram.png")
-    histogram(path, [p for p in pct if p is not None], title="SIS size", xlabel="% of pixels")
-    artifacts.append(
-        Artifact(name="sis_size_histogram", path=rel, description="SIS size over confident images")
-    )
-    return artifacts

@@ -1,4 +1,4 @@
-"""The SIS audit's merge: its shards' per-image results, in pick order, into its judgement and figures.
+"""The SIS audit's merge: its shards' per-image results, in pick order, into its judgement.
 
 Every metric, the verdict, the findings and the pictures are computed here from the whole pick, so a
 single run (one shard) and a sharded run share this code and give the same result. No model and no
@@ -14,13 +14,11 @@ import numpy as np
 import torch
 
 from auditors.audits.base import Judgement, ShardMeta, Shards
-from auditors.audits.partials import unpack_arrays
-from auditors.audits.sis import INFO
 from auditors.audits.sis.config import SISConfig
-from auditors.audits.sis.controls import Shown, size_vs_correctness, write_sis_artifacts
+from auditors.audits.sis.controls import size_vs_correctness
 from auditors.audits.sis.shard import SISPartial
 from auditors.methods.backselect import subset_size
-from auditors.report import Artifact, Finding, Verdict
+from auditors.report import Finding, Verdict
 from auditors.stats import Estimate, decide, power_plan, power_sentence, proportion, wilson_n_to_decide
 
 _LISTS = ("labels", "clean", "f_full", "f_masked", "sis_size", "sufficiency")
@@ -28,18 +26,6 @@ _LISTS = ("labels", "clean", "f_full", "f_masked", "sis_size", "sufficiency")
 
 def _mean(values: Sequence[float | bool]) -> float:
     return float(np.mean(values))
-
-
-def _shown(parts: Sequence[SISPartial], pct: list[float | None], n_show: int) -> list[Shown]:
-    """The `n_show` images with the smallest SIS (ties: the earlier position) over all shards; each
-    shard sent its own smallest, so these are among them."""
-    items = sorted((it for part in parts for it in part.show), key=lambda it: (pct[it.position], it.position))
-    out = []
-    for it in items[:n_show]:
-        a = unpack_arrays(it.arrays)
-        image = torch.from_numpy(a["image"].astype(np.float32) / 255.0)
-        out.append(Shown(it.position, image, torch.from_numpy(a["sis"]), torch.from_numpy(a["subset"])))
-    return out
 
 
 def judge(meta: ShardMeta, cfg: SISConfig, shards: Shards[SISPartial]) -> Judgement:
@@ -249,13 +235,3 @@ def undecided_plan(cfg: SISConfig, share: Estimate, available: int) -> dict[str,
         **power_plan(share.n, None if need is None else max(need, cfg.min_images)),
         "available": available,
     }
-
-
-def draw(meta: ShardMeta, cfg: SISConfig, shards: Shards[SISPartial], judgement: Judgement) -> list[Artifact]:
-    """SIS masks over the images with the smallest SIS and the size histogram (none when no SIS was
-    looked for: nothing confident, or a confident fully masked input)."""
-    sizes = judgement.metrics.get("sis_size")
-    if sizes is None:
-        return []
-    pct: list[float | None] = sizes["pct"]
-    return write_sis_artifacts(meta.out_dir, INFO.name, _shown(shards.parts, pct, cfg.n_show), pct)

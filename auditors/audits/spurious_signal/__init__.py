@@ -1,15 +1,17 @@
 """Spurious signal: does the model use a watermark, a ruler or a border instead of the object?"""
 
-from auditors.audits.info import AuditInfo, FormField, PolicyLine
+from auditors.audits.info import AuditInfo, BudgetKnob, FormField, PolicyLine
 
 INFO = AuditInfo(
     name="spurious_signal",
     title="Spurious signal",
     checks="is a watermark, border or stamp deciding the class?",
     implementation="auditors.audits.spurious_signal.audit:SpuriousSignal",
+    config="auditors.audits.spurious_signal.config:SpuriousConfig",
     charts="auditors.audits.spurious_signal.charts:charts",
     shardable=True,
     picks="a seeded random sample, classes at their frequency in the data",
+    budget=(BudgetKnob("n_images", 16), BudgetKnob("steps", 8), BudgetKnob("n_samples", 4)),
     form_fields=(FormField("n_images", "Spurious signal: images"),),
     policy_comment=(
         "Spurious signals: no confirmed shortcut region; saliency enrichment and stamp flip rates stay low."

@@ -10,6 +10,7 @@ INFO = AuditInfo(
     title="No-op",
     checks="nothing; the service tests create jobs with it",
     implementation="tests.plugins.noop:NoopAudit",
+    config="tests.plugins.noop:NoopConfig",
     picks="no images",
 )
 

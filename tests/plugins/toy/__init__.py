@@ -1,7 +1,8 @@
 """The toy audit: proof that a fifth audit is one package plus one registration.
 
 It checks that no class takes more than `max_share` of the model's predictions. Its metadata lives
-here (torch-free, so the API and the dashboard read it); its computation in `audit.py`.
+here (torch-free, so the API and the dashboard read it), its settings in `config.py` (torch-free,
+so the API validates them without torch), its computation in `audit.py` (hooks only).
 """
 
 from auditors.audits.info import AuditInfo, FormField, PolicyLine
@@ -11,6 +12,7 @@ INFO = AuditInfo(
     title="Toy majority share",
     checks="does one class take most of the predictions?",
     implementation="tests.plugins.toy.audit:ToyAudit",
+    config="tests.plugins.toy.config:ToyConfig",
     charts="tests.plugins.toy.charts:charts",
     shardable=True,
     form_fields=(FormField("n_images", "Toy: images"),),

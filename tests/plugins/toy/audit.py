@@ -5,19 +5,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pydantic import Field
-
 from auditors.audits.base import Audit, Judgement, ShardMeta, ShardPartial, Shards, Work
 from auditors.audits.context import AuditContext
-from auditors.audits.info import AuditConfig
 from auditors.engine import plain_logits
 from auditors.report import Finding
 from tests.plugins.toy import INFO
-
-
-class ToyConfig(AuditConfig):
-    n_images: int = Field(default=64, ge=1)
-    max_share: float = Field(default=0.5, gt=0, le=1)
+from tests.plugins.toy.config import ToyConfig
 
 
 class ToyPartial(ShardPartial):

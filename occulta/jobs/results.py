@@ -1,12 +1,14 @@
-"""Saving a job's results the moment each auditor finishes (so a redelivered job resumes from them):
-the result row, its artifacts in object storage, and at the end the report files."""
+"""A job's results: saved the moment each auditor finishes (so a redelivered job resumes from them):
+the result row, its artifacts in object storage, and at the end the report files; and read back by
+the worker that resumes or merges (`saved_results`). The worker's side of the job, in the jobs
+package, so the worker never reaches into the request side (`occulta.service`)."""
 
 from __future__ import annotations
 
 import mimetypes
 from pathlib import Path
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditors.report import AuditResult
@@ -95,3 +97,9 @@ class ResultSaver:
                     name, "text/markdown"
                 )
                 self.store.put_file(join_key(self.prefix, name), local, content_type=media)
+
+
+def saved_results(session: Session, job_id: str) -> dict[str, AuditResult]:
+    """Per-auditor results already saved for a job (the worker resumes from these)."""
+    rows = session.scalars(select(AuditResultRecord).where(AuditResultRecord.job_id == job_id)).all()
+    return {row.name: AuditResult.model_validate(row.result) for row in rows}
