@@ -330,12 +330,12 @@ def ratio_planning_n(
     return max(1, math.ceil(((z + z_power) * math.sqrt(var) / abs(ratio - threshold)) ** 2))
 
 
-def power_plan(n: int, n_to_decide: int | None) -> dict[str, Any]:
+def power_plan(n: int, n_to_decide: int | None, *, basis: str = "observed effect") -> dict[str, Any]:
     """What an undecided verdict records: the units it rests on, the n at which it would decide at the
     observed effect (None: at the limit, no n decides) and that n's cost as a multiple of this run's
     (audit time grows about linearly in the images explained)."""
     factor = None if n_to_decide is None or n <= 0 else round(n_to_decide / n, 2)
-    return {"n": n, "n_to_decide": n_to_decide, "cost_factor": factor, "basis": "observed effect"}
+    return {"n": n, "n_to_decide": n_to_decide, "cost_factor": factor, "basis": basis}
 
 
 def power_sentence(plan: dict[str, Any], *, knob: str = "n_images") -> str:
@@ -344,6 +344,6 @@ def power_sentence(plan: dict[str, Any], *, knob: str = "n_images") -> str:
     if need is None:
         return "the estimate sits on the limit, so no sample size would decide it"
     return (
-        f"at the observed effect about {need} images would decide ({knob} >= {need}, about "
+        f"at the {plan['basis']} about {need} images would decide ({knob} >= {need}, about "
         f"{plan['cost_factor']:g}x this audit's time)"
     )

@@ -188,3 +188,12 @@ def test_the_estimate_says_when_a_sample_cannot_decide_and_what_would():
     ).as_dict()
     assert est["audits"]["lime_consistency"]["power"]["decides"] is False
     assert len(est["notes"]) == 1 and est["notes"][0].startswith("lime_consistency: 4 images")
+
+
+def test_an_interval_without_a_finite_side_falls_back_on_the_planned_n():
+    metrics = _lime_metrics()
+    unbounded = Estimate(0.3, 0.0, float("inf"), 12)
+    verdict, _, _, meaning = verdict_of(metrics, LimeConfig(), "layer_mask", unbounded, unbounded, [])
+    assert verdict == "inconclusive"
+    assert metrics["power"]["n_to_decide"] == LimeConfig().planned_n()
+    assert metrics["power"]["basis"] == "planning effect" and "at the planning effect about" in meaning

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,8 +118,8 @@ def undecided_plan(
     cfg: LimeConfig, ratio: Estimate, consistency: Estimate, removal: str, fills: str
 ) -> dict[str, Any]:
     """The n at which each undecided rule would decide at its observed effect (its interval narrowing
-    as 1/sqrt(n)), the largest of them; below `min_images`, at least `min_images` (and the planned n
-    when the few images give no interval to scale)."""
+    as 1/sqrt(n)), the largest of them; below `min_images`, at least `min_images`; the planned n when
+    an interval has no finite side to scale."""
     needs: list[int | None] = []
     if removal == "inconclusive":
         needs.append(interval_n_to_decide(ratio, cfg.removal_ratio_max))
@@ -126,6 +127,10 @@ def undecided_plan(
         needs.append(interval_n_to_decide(consistency, cfg.consistency_min))
     if ratio.n < cfg.min_images:
         needs = [max(cfg.min_images, n if n is not None else cfg.planned_n()) for n in needs or [None]]
+    if None in needs and math.isfinite(ratio.value) and ratio.value != cfg.removal_ratio_max:
+        # The interval has no finite side to scale (a resample without a changed random prediction):
+        # fall back on the planning effect's n.
+        return power_plan(ratio.n, max(ratio.n, cfg.planned_n()), basis="planning effect")
     need = None if not needs or None in needs else max(n for n in needs if n is not None)
     return power_plan(ratio.n, need)
 
