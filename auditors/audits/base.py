@@ -1,4 +1,4 @@
-"""The audit base class: the flow every audit shares, written once (docs/architecture.md, "The audit base").
+"""The audit base class: the flow every audit shares, written once (docs/architecture.md, "The audit base class").
 
 As Quantus' `Metric.__call__` owns checks, batching and aggregation while a metric writes only its
 per-instance step, `Audit` owns the flow and an audit writes hooks:
@@ -90,6 +90,17 @@ class Shards(Generic[P]):
     parts: list[P]
 
 
+@dataclass(frozen=True)
+class Conclusion:
+    """What an audit's rule decides, before the metrics join it in a `Judgement`: the verdict, the
+    one-line summary, the findings and what the verdict means."""
+
+    verdict: Verdict
+    summary: str
+    findings: list[Finding]
+    meaning: str
+
+
 @dataclass
 class Judgement:
     """What an audit concludes: the verdict and what it rests on. `resolved` holds the config values
@@ -151,7 +162,7 @@ class Audit(Generic[C, P]):
 
     def pick(self, ctx: AuditContext, config: C, seed: int) -> Sequence[int]:
         """The images an "all" audit works on, one per position: a seeded, class-stratified, shuffled
-        sample by labels (docs/audits.md, "Which images"); every shard makes the same pick."""
+        sample by labels (docs/audits.md, "Conventions"); every shard makes the same pick."""
         from auditors.sampling import stratified_indices
 
         groups = ctx.labels.tolist() if ctx.labels is not None else [0] * ctx.n_images

@@ -40,7 +40,7 @@ def grid_segments(height: int, width: int, patch_size: int, n_images: int = 1) -
 
 
 def superpixel_segments(images: torch.Tensor, kind: Literal["slic", "quickshift"]) -> torch.Tensor:
-    """Superpixel ids [B,H,W] with the parameters of docs/audits.md, "Conventions shared by every audit" (scikit-image)."""
+    """Superpixel ids [B,H,W] with the parameters of docs/audits.md, "Conventions" (scikit-image)."""
     from skimage.segmentation import quickshift, slic
 
     out = []

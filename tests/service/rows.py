@@ -7,19 +7,19 @@ from typing import Any
 from occulta.db import AuditJob, DatasetRecord, ModelRecord, new_id
 
 
-def add_model(sessions, tenant_id: str) -> str:  # type: ignore[no-untyped-def]
+def add_model(sessions, tenant_id: str, arch: str = "occulta_resnet_tiny") -> str:  # type: ignore[no-untyped-def]
     row = ModelRecord(
         id=new_id("mdl"),
         tenant_id=tenant_id,
         name="m",
-        arch="occulta_resnet_tiny",
+        arch=arch,
         format="safetensors",
         sha256="0" * 64,
         size_bytes=1,
         storage_key=f"tenants/{tenant_id}/models/x/",
         num_classes=2,
         class_names=["a", "b"],
-        card={"arch": "occulta_resnet_tiny"},
+        card={"arch": arch},
     )
     with sessions() as s:
         s.add(row)

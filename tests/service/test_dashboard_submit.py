@@ -22,6 +22,44 @@ def _csrf(html: str) -> str:
     return match.group(1)
 
 
+def _signed_in(app, alice) -> TestClient:  # type: ignore[no-untyped-def]
+    web = TestClient(app, base_url="https://testserver")
+    login = web.get("/dashboard/login")
+    r = web.post(
+        "/dashboard/login",
+        data={"api_key": alice.key, "csrf": _csrf(login.text), "next": "/dashboard/launch"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    return web
+
+
+@pytest.mark.parametrize("arch", ["convnext_atto", "efficientnet_b0"])
+def test_a_convnext_or_efficientnet_model_gets_layer_mask_from_the_form(
+    app, alice, sessions, arch: str
+) -> None:  # type: ignore[no-untyped-def]
+    """The form's native options come from the server's family table (issue: it offered layer_mask to
+    ResNets only and refused it for ConvNeXt and EfficientNet, which the engine masks natively)."""
+    web = _signed_in(app, alice)
+    model_id = add_model(sessions, alice.tenant_id, arch=arch)
+    page = web.get("/dashboard/launch")
+    assert re.search(rf'<option value="{model_id}" data-native="layer_mask"', page.text), page.text[:2000]
+    assert web.get("/dashboard/launch/native", params={"arch": arch}).json()["native"] == "layer_mask"
+    form = {
+        "csrf": _csrf(page.text),
+        "model_id": model_id,
+        "dataset_id": add_dataset(sessions, alice.tenant_id),
+        "audits": "missingness_bias",
+        "strategies": ["black", "layer_mask"],
+        "action": "estimate",
+    }
+    assert web.post("/dashboard/launch", data=form, follow_redirects=False).status_code == 200
+    refused = web.post(
+        "/dashboard/launch", data=form | {"strategies": ["token_drop"]}, follow_redirects=False
+    )
+    assert refused.status_code == 422 and f"token_drop does not apply to {arch}" in refused.text
+
+
 def test_a_launch_submits_one_audit_per_form_and_the_page_cancels_it(
     app, alice, sessions, prod_settings
 ) -> None:  # type: ignore[no-untyped-def]

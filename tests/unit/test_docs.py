@@ -4,6 +4,7 @@ audits' metadata; every audit package has the one layout the tree describes."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,21 @@ def test_the_audit_table_of_the_docs_is_generated_from_the_metadata() -> None:
     assert START in text and END in text
     committed = START + text.split(START, 1)[1].split(END, 1)[0] + END
     assert committed == audit_table(builtin_infos()), "run: python -m auditors.audits.table"
+
+
+def test_every_cited_docs_heading_exists() -> None:
+    """A docstring that sends the reader to a heading of docs/<file>.md sends them somewhere real."""
+    cite = re.compile(r'docs/([a-z_-]+\.md), "([^"]+)"')
+    headings: dict[str, list[str]] = {}
+    for doc in (ROOT / "docs").glob("*.md"):
+        titles = [line.lstrip("#").strip() for line in doc.read_text().splitlines() if line.startswith("#")]
+        headings[doc.name] = [re.sub(r"^\d+\.\s*", "", t) for t in titles]
+    broken = []
+    for root in (*PACKAGES, "docs", "tests", "bench"):
+        for path in (ROOT / root).rglob("*"):
+            if path.suffix not in (".py", ".md") or "__pycache__" in path.parts:
+                continue
+            for doc, title in cite.findall(path.read_text()):
+                if not any(h.startswith(title) for h in headings.get(doc, [])):
+                    broken.append(f"{path.relative_to(ROOT)}: {doc}, {title!r}")
+    assert broken == []

@@ -126,24 +126,26 @@ def _est(value: float, lo: float, hi: float, n: int = 16) -> Estimate:
 def test_verdict_rests_on_intervals_and_the_documented_thresholds():
     cfg = LimeConfig()
     informative, agree, disagree = _est(0.3, 0.1, 0.45), _est(0.7, 0.6, 0.8), _est(0.28, 0.2, 0.35)
-    assert _verdict(_metrics(0.16, 0.53, 0.7), cfg, "blur", informative, agree, [])[0] == "pass"
-    verdict, _, _, meaning = _verdict(
-        _metrics(0.16, 0.53, 0.28), cfg, "black", informative, disagree, ["layer_mask"]
-    )
+    assert _verdict(_metrics(0.16, 0.53, 0.7), cfg, "blur", informative, agree, []).verdict == "pass"
+    c = _verdict(_metrics(0.16, 0.53, 0.28), cfg, "black", informative, disagree, ["layer_mask"])
+    verdict, meaning = c.verdict, c.meaning
     assert (
         verdict == "fail" and "depend on the fill colour" in meaning and meaning.endswith("use layer_mask.")
     )
     # Not twice better than random, surely: fail; maybe: inconclusive; too few images: inconclusive.
-    assert _verdict(_metrics(0.25, 0.35, 0.9), cfg, "blur", _est(0.7, 0.55, 0.9), agree, [])[0] == "fail"
-    assert _verdict(_metrics(0.2, 0.4, 0.9), cfg, "blur", _est(0.5, 0.2, 0.9), agree, [])[0] == "inconclusive"
+    assert _verdict(_metrics(0.25, 0.35, 0.9), cfg, "blur", _est(0.7, 0.55, 0.9), agree, []).verdict == "fail"
+    assert (
+        _verdict(_metrics(0.2, 0.4, 0.9), cfg, "blur", _est(0.5, 0.2, 0.9), agree, []).verdict
+        == "inconclusive"
+    )
     few = _verdict(_metrics(0.0, 0.9, 0.9), cfg, "blur", _est(0.0, 0.0, 0.0, n=3), agree, [])
-    assert few[0] == "inconclusive" and "Too few images" in few[3]
+    assert few.verdict == "inconclusive" and "Too few images" in few.meaning
 
 
 def test_colour_free_lime_is_not_called_consistent_across_fills_it_did_not_agree_on():
     """Token dropping has no colour, so fill consistency is not judged, and not claimed either."""
     cfg = LimeConfig()
-    verdict, summary, _, _ = _verdict(
+    c = _verdict(
         _metrics(0.1, 0.9, 0.28, colour_free=True),
         cfg,
         "token_drop",
@@ -151,6 +153,7 @@ def test_colour_free_lime_is_not_called_consistent_across_fills_it_did_not_agree
         _est(0.28, 0.2, 0.35),
         ["token_drop"],
     )
+    verdict, summary = c.verdict, c.summary
     assert verdict == "pass" and "consistent" not in summary.split(":")[0]
     assert "not judged" in summary and "0.28" in summary
 

@@ -121,19 +121,24 @@ def _lime_metrics() -> dict:
 def test_an_undecided_lime_verdict_says_which_n_would_decide_and_its_cost():
     metrics = _lime_metrics()
     ratio = Estimate(0.2, 0.0, 0.6, 8)
-    verdict, _, _, meaning = verdict_of(metrics, LimeConfig(), "layer_mask", ratio, ratio, ["layer_mask"])
+    c = verdict_of(metrics, LimeConfig(), "layer_mask", ratio, ratio, ["layer_mask"])
+    verdict, meaning = c.verdict, c.meaning
     assert verdict == "inconclusive"
     assert metrics["power"] == {"n": 8, "n_to_decide": 15, "cost_factor": 1.88, "basis": "observed effect"}
     assert "about 15 images would decide" in meaning and "1.88x this audit's time" in meaning
     decided = _lime_metrics()
     ok = Estimate(0.14, 0.0, 0.43, 8)
-    assert verdict_of(decided, LimeConfig(), "layer_mask", ok, ok, [])[0] == "pass" and "power" not in decided
+    assert (
+        verdict_of(decided, LimeConfig(), "layer_mask", ok, ok, []).verdict == "pass"
+        and "power" not in decided
+    )
 
 
 def test_too_few_lime_images_ask_for_at_least_min_images():
     metrics = _lime_metrics()
     few = Estimate(0.0, 0.0, 0.0, 3)
-    verdict, _, _, meaning = verdict_of(metrics, LimeConfig(), "layer_mask", few, few, [])
+    c = verdict_of(metrics, LimeConfig(), "layer_mask", few, few, [])
+    verdict, meaning = c.verdict, c.meaning
     assert verdict == "inconclusive" and "Too few images" in meaning
     assert metrics["power"]["n_to_decide"] == LimeConfig().min_images
 
@@ -153,16 +158,17 @@ def _sis_metrics(n_confident: int) -> dict:
 
 def test_an_undecided_sis_verdict_says_which_n_would_decide_and_whether_the_sample_has_it():
     m = _sis_metrics(n_confident=40)
-    verdict, _, _, meaning = sis_verdict(m, SISConfig(), proportion(6, 8))
+    c = sis_verdict(m, SISConfig(), proportion(6, 8))
+    verdict, meaning = c.verdict, c.meaning
     assert verdict == "inconclusive"
     need = wilson_n_to_decide(6 / 8, 0.5)
     assert m["power"]["n_to_decide"] == need and f"about {need} images would decide" in meaning
     assert "audit more images" not in meaning
     short = _sis_metrics(n_confident=8)
-    assert "only 8 confident images" in sis_verdict(short, SISConfig(), proportion(6, 8))[3]
+    assert "only 8 confident images" in sis_verdict(short, SISConfig(), proportion(6, 8)).meaning
     assert (
         "power" not in (m2 := _sis_metrics(40))
-        and sis_verdict(m2, SISConfig(), proportion(16, 16))[0] == "fail"
+        and sis_verdict(m2, SISConfig(), proportion(16, 16)).verdict == "fail"
     )
 
 
@@ -193,7 +199,8 @@ def test_the_estimate_says_when_a_sample_cannot_decide_and_what_would():
 def test_an_interval_without_a_finite_side_falls_back_on_the_planned_n():
     metrics = _lime_metrics()
     unbounded = Estimate(0.3, 0.0, float("inf"), 12)
-    verdict, _, _, meaning = verdict_of(metrics, LimeConfig(), "layer_mask", unbounded, unbounded, [])
+    c = verdict_of(metrics, LimeConfig(), "layer_mask", unbounded, unbounded, [])
+    verdict, meaning = c.verdict, c.meaning
     assert verdict == "inconclusive"
     assert metrics["power"]["n_to_decide"] == LimeConfig().planned_n()
     assert metrics["power"]["basis"] == "planning effect" and "at the planning effect about" in meaning

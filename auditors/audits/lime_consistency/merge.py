@@ -95,15 +95,15 @@ def judge(meta: ShardMeta, config: LimeConfig, shards: Shards[LimePartial]) -> L
             "spearman": rho,
         },
     }
-    verdict, summary, findings, meaning = verdict_of(metrics, cfg, primary, ratio, consistency, first.native)
+    c = verdict_of(metrics, cfg, primary, ratio, consistency, first.native)
     return LimeJudgement(
-        verdict=verdict,
-        summary=summary,
+        verdict=c.verdict,
+        summary=c.summary,
         metrics=metrics,
-        findings=findings,
+        findings=c.findings,
         n=ratio.n,
         estimate={**ratio.as_dict(), "statistic": f"own/random unchanged at k={cfg.k_removal} ({primary})"},
-        meaning=meaning,
+        meaning=c.meaning,
         resolved={"patch_size": patch, "strategies": strategies},
         per_image_consistency=per_image_cons,
     )

@@ -6,9 +6,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from auditors.audits.base import Judgement
+from auditors.audits.base import Conclusion, Judgement
 from auditors.audits.lime_consistency.config import LimeConfig
-from auditors.report import Finding, Verdict
+from auditors.report import Finding
 from auditors.stats import Estimate, decide, interval_n_to_decide, power_plan, power_sentence
 
 
@@ -27,7 +27,7 @@ def verdict_of(
     ratio: Estimate,
     consistency: Estimate,
     native: list[str],
-) -> tuple[Verdict, str, list[Finding], str]:
+) -> Conclusion:
     """docs/audits.md, "LIME consistency": pass when own <= 0.5 x random unchanged at k=25 (the whole
     bootstrap interval of the ratio) and, for a pixel fill, top-20 Jaccard across fills >= 0.5 (the
     whole interval); fail when an interval lies wholly on the wrong side; otherwise inconclusive."""
@@ -83,7 +83,7 @@ def verdict_of(
         metrics["power"] = plan
         why = power_sentence(plan)
     if ratio.n < cfg.min_images:
-        return (
+        return Conclusion(
             "inconclusive",
             f"Inconclusive: {detail}.",
             findings,
@@ -91,7 +91,7 @@ def verdict_of(
         )
     if verdict == "pass":
         what = "informative" if colour_free else "informative and consistent across fill colours"
-        return (
+        return Conclusion(
             "pass",
             f"LIME explanations are {what}: {detail}.",
             findings,
@@ -100,13 +100,13 @@ def verdict_of(
     if verdict == "fail":
         what = "do not rank what the model uses" if removal == "fail" else "depend on the fill colour"
         use = f"; use {better}" if better else ""
-        return (
+        return Conclusion(
             "fail",
             f"LIME explanations are unreliable: {detail}.",
             findings,
             f"LIME explanations of this model computed with {primary} {what}: they are unreliable{use}.",
         )
-    return (
+    return Conclusion(
         "inconclusive",
         f"Inconclusive: {detail}.",
         findings,

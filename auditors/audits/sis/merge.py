@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditors.audits.base import Judgement, ShardMeta, Shards
+from auditors.audits.base import Conclusion, Judgement, ShardMeta, Shards
 from auditors.audits.sis.config import SISConfig
 from auditors.audits.sis.controls import size_vs_correctness
 from auditors.audits.sis.shard import SISPartial
 from auditors.methods.backselect import subset_size
-from auditors.report import Finding, Verdict
+from auditors.report import Finding
 from auditors.stats import Estimate, decide, power_plan, power_sentence, proportion, wilson_n_to_decide
 
 _LISTS = ("labels", "clean", "f_full", "f_masked", "sis_size", "sufficiency")
@@ -112,18 +112,18 @@ def judge(meta: ShardMeta, cfg: SISConfig, shards: Shards[SISPartial]) -> Judgem
         metrics["retrain"] = first.retrain  # the shard at position 0 retrained, on the whole sample
     share_est = proportion(sum(small), len(small))
     metrics["share_confident_sis_le_5pct_interval"] = share_est.as_dict()
-    verdict, summary, findings, meaning = _verdict(metrics, cfg, share_est)
+    c = _verdict(metrics, cfg, share_est)
     return Judgement(
-        verdict=verdict,
-        summary=summary,
+        verdict=c.verdict,
+        summary=c.summary,
         metrics=metrics,
-        findings=findings,
+        findings=c.findings,
         n=share_est.n,
         estimate={
             **share_est.as_dict(),
             "statistic": f"share of confident images with an SIS <= {100 * cfg.subset_fraction:g}% of pixels",
         },
-        meaning=meaning,
+        meaning=c.meaning,
         **base,
     )
 
@@ -147,7 +147,7 @@ def _subset_stats(
     }
 
 
-def _verdict(m: dict[str, Any], cfg: SISConfig, share: Estimate) -> tuple[Verdict, str, list[Finding], str]:
+def _verdict(m: dict[str, Any], cfg: SISConfig, share: Estimate) -> Conclusion:
     """Fail (overinterpretation) when the share of confident images resting on <= 5% of their pixels is
     surely above `max_small_sis_share` (its whole Wilson interval), pass when surely at or below,
     inconclusive otherwise or on fewer than `min_images` confident images.
@@ -166,14 +166,14 @@ def _verdict(m: dict[str, Any], cfg: SISConfig, share: Estimate) -> tuple[Verdic
             )
         )
     if share.n == 0:
-        return (
+        return Conclusion(
             "inconclusive",
             f"Inconclusive: no image reaches confidence {cfg.tau}, so no SIS exists.",
             findings,
             "No confident image to test for overinterpretation: lower tau or audit more images.",
         )
     if fm["share_at_or_above_tau"] > 0.5:
-        return (
+        return Conclusion(
             "inconclusive",
             f"Inconclusive: the fully masked input reaches {cfg.tau} for most images, so SIS are empty.",
             findings,
@@ -191,7 +191,7 @@ def _verdict(m: dict[str, Any], cfg: SISConfig, share: Estimate) -> tuple[Verdic
     decision = decide(share, fail_above=cfg.max_small_sis_share, min_n=cfg.min_images)
     if decision == "fail":
         findings.append(Finding(kind="overinterpretation", summary=detail, evidence=share.as_dict()))
-        return (
+        return Conclusion(
             "fail",
             f"Overinterpretation: {detail}.",
             findings,
@@ -201,7 +201,7 @@ def _verdict(m: dict[str, Any], cfg: SISConfig, share: Estimate) -> tuple[Verdic
             ),
         )
     if decision == "pass":
-        return (
+        return Conclusion(
             "pass",
             f"No overinterpretation: {detail}.",
             findings,
@@ -214,7 +214,7 @@ def _verdict(m: dict[str, Any], cfg: SISConfig, share: Estimate) -> tuple[Verdic
     )
     plan = undecided_plan(cfg, share, int(m["selection"].get("n_confident", share.n)))
     m["power"] = plan
-    return (
+    return Conclusion(
         "inconclusive",
         f"Inconclusive ({why}): {detail}.",
         findings,
