@@ -204,3 +204,17 @@ def test_an_interval_without_a_finite_side_falls_back_on_the_planned_n():
     assert verdict == "inconclusive"
     assert metrics["power"]["n_to_decide"] == LimeConfig().planned_n()
     assert metrics["power"]["basis"] == "planning effect" and "at the planning effect about" in meaning
+
+
+def test_the_terminal_estimate_prints_the_power_note():
+    from occulta.estimate import describe
+
+    est = estimate(AUDITORS, {"sis": SISConfig(n_images=6)}, RunShape(300, 32, 32, 4), CAL)
+    lines = describe(est)
+    assert any(
+        line.startswith("  power: sis: 6 images may not decide") and "n_images=26" in line for line in lines
+    )
+    assert not any(
+        "power:" in line
+        for line in describe(estimate(AUDITORS, {"sis": SISConfig()}, RunShape(300, 32, 32, 4), CAL))
+    )
