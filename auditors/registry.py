@@ -114,5 +114,7 @@ def get_auditor(name: str) -> Audit[Any, Any]:
 
 
 def parse_config(name: str, raw: dict[str, Any] | None) -> AuditConfig:
-    """Validate an audit's config dict (raises pydantic.ValidationError naming the bad key)."""
+    """Validate an audit's config dict (raises pydantic.ValidationError naming the bad key): the one
+    validator, called at request time (`occulta.runner.validate_battery`, which words its errors) and
+    by the worker on the configs the request stored. Torch-free (`config_class`)."""
     return config_class(name).model_validate(raw or {})

@@ -60,7 +60,7 @@ def resolve_device(device: str) -> str:
 
 def validate_battery(audits: list[str], audit_configs: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
     """Check audit names and configs before any heavy work; returns the parsed configs."""
-    from auditors.registry import UnknownAuditError, config_class
+    from auditors.registry import UnknownAuditError, config_class, parse_config
 
     if not audits:
         raise AuditConfigError("no audits requested; name at least one (e.g. missingness_bias)")
@@ -70,13 +70,11 @@ def validate_battery(audits: list[str], audit_configs: dict[str, dict[str, Any]]
     parsed = {}
     for name in audits:
         try:
-            config = config_class(name)
+            parsed[name] = parse_config(name, (audit_configs or {}).get(name))
         except UnknownAuditError as exc:
             raise AuditConfigError(str(exc)) from None
-        try:
-            parsed[name] = config.model_validate((audit_configs or {}).get(name) or {})
         except ValidationError as exc:
-            first = validation_parts(exc, config, "config")[0]
+            first = validation_parts(exc, config_class(name), "config")[0]
             raise AuditConfigError(f"{name} config: {first}") from None
     return parsed
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,7 +121,7 @@ class Judgement:
 C = TypeVar("C", bound=AuditConfig)
 
 
-class Audit(Generic[C, P]):
+class Audit(ABC, Generic[C, P]):
     """One audit. A subclass sets `info` (its metadata), `Config` and `Partial`, and writes hooks."""
 
     info: ClassVar[AuditInfo]
@@ -173,8 +174,9 @@ class Audit(Generic[C, P]):
         """The work of `work.positions`; the default does nothing (an audit that only judges)."""
         return NoPartial()  # type: ignore[return-value]
 
+    @abstractmethod
     def judge(self, meta: ShardMeta, config: C, shards: Shards[P]) -> Judgement:
-        raise TypeError(f"{type(self).__name__} must implement judge()")
+        """The verdict and what it rests on, from every shard's partial in position order."""
 
     def draw(self, meta: ShardMeta, config: C, shards: Shards[P], judgement: Judgement) -> list[Artifact]:
         """The files the audit writes under `meta.out_dir` (`context.artifact_path`); none by default."""

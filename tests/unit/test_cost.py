@@ -174,3 +174,15 @@ def test_a_budget_below_the_floors_stops_at_the_floors():
     assert n == 16
     assert cfgs["lime_consistency"].n_samples == 100
     assert cfgs["sis"].n_images == 1
+
+
+def test_a_plug_in_audit_is_costed_and_budgeted_from_its_own_package() -> None:
+    """The toy plug-in says what it costs and which knob a budget may shrink (`AuditInfo.budget`);
+    the estimator names no audit."""
+    toy = {"toy": get_auditor("toy")}
+    cfg = {"toy": parse_config("toy", {"n_images": 64})}
+    shape = RunShape(64, 32, 32, 4)
+    est = estimate(toy, cfg, shape, CAL)
+    assert est.audits["toy"]["forward_passes"] == 64 and est.seconds is not None
+    cfgs, _, changes = fit_budget(toy, cfg, shape, CAL, budget_s=est.seconds / 4)
+    assert cfgs["toy"].n_images < 64 and changes[0].startswith("toy.n_images: 64 -> ")

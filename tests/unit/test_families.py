@@ -6,6 +6,7 @@ the engine supports, SE-ResNet, EVA and BEiT included."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,10 +15,11 @@ import torch
 from starlette.datastructures import FormData
 
 import auditors.zoo.architectures  # noqa: F401  (registers the tiny architectures with timm)
+from auditors.audits.context import AuditContext
 from auditors.engine import model_family, native_strategy
 from auditors.families import FAMILIES, NATIVE_STRATEGIES, family_of_arch, native_of_arch, patch_rule
 from auditors.registry import get_auditor, parse_config
-from occulta.estimate import shape_of_card
+from occulta.estimate import shape_of_card, shape_of_context
 
 # arch -> the kwargs that keep it small to build (no weights are downloaded)
 REPRESENTATIVES: dict[str, dict[str, Any]] = {
@@ -59,7 +61,9 @@ def built(request: pytest.FixtureRequest) -> tuple[str, torch.nn.Module]:
     return arch, timm.create_model(arch, pretrained=False, num_classes=4, **REPRESENTATIVES[arch]).eval()
 
 
-def test_the_table_agrees_with_the_engine(built: tuple[str, torch.nn.Module]) -> None:
+def test_the_table_agrees_with_the_engine(built: tuple[str, torch.nn.Module], tmp_path: Path) -> None:
+    """The engine (from the built modules) and the table (from the name) agree, and so do the shapes
+    a local run (`occulta audit --budget`, from the loaded model) and the API (from the card) estimate."""
     arch, model = built
     family, vit_patch = family_of_arch(arch)
     assert model_family(model) == family
@@ -68,6 +72,17 @@ def test_the_table_agrees_with_the_engine(built: tuple[str, torch.nn.Module]) ->
         from auditors.engine import vit_patch_size
 
         assert vit_patch_size(model) == vit_patch
+    ctx = AuditContext(
+        model=model,
+        images=torch.zeros(1, 3, 224, 224),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        class_names=["a", "b", "c", "d"],
+        out_dir=tmp_path,
+    )
+    local = shape_of_context(ctx)
+    remote = shape_of_card({"arch": arch, "input_size": [3, 224, 224]}, 1, num_classes=4)
+    assert (local.family, local.default_patch) == (remote.family, remote.default_patch)
 
 
 @pytest.mark.parametrize("arch", sorted(REPRESENTATIVES))

@@ -75,3 +75,42 @@ def test_the_reported_efficientnet_sentence_no_longer_contradicts_itself() -> No
 
 def test_lists_read_as_english() -> None:
     assert [either(n) for n in (["a"], ["a", "b"], ["a", "b", "c"])] == ["a", "a or b", "a, b or c"]
+
+
+# LIME: every combination of the removal test's and the fill test's outcomes, colour-free or not, with
+# and without a native strategy to recommend.
+RATIOS = {"pass": (0.3, 0.1, 0.45), "fail": (0.7, 0.55, 0.9), "inconclusive": (0.5, 0.2, 0.9)}
+CONSISTENCY = {"pass": (0.7, 0.6, 0.8), "fail": (0.28, 0.2, 0.35), "inconclusive": (0.5, 0.3, 0.7)}
+
+
+@pytest.mark.parametrize("removal", sorted(RATIOS))
+@pytest.mark.parametrize("fills", sorted(CONSISTENCY))
+@pytest.mark.parametrize(
+    ("primary", "native"), [("blur", []), ("black", ["layer_mask"]), ("layer_mask", ["layer_mask"])]
+)
+def test_the_lime_sentences_agree_with_the_verdict(
+    removal: str, fills: str, primary: str, native: list[str]
+) -> None:
+    from auditors.audits.lime_consistency.config import LimeConfig
+    from auditors.audits.lime_consistency.verdict import verdict_of
+    from auditors.stats import Estimate
+
+    colour_free = primary == "layer_mask"
+    metrics = {
+        "removal": {"own_at_25": 0.2, "random_at_25": 0.5},
+        "fill_consistency": {"at_20": CONSISTENCY[fills][0], "colour_free": colour_free},
+    }
+    ratio, cons = (Estimate(*RATIOS[removal], n=16), Estimate(*CONSISTENCY[fills], n=16))
+    c = verdict_of(metrics, LimeConfig(), primary, ratio, cons, native)
+    judged = [removal] + ([] if colour_free else [fills])
+    expected = "fail" if "fail" in judged else "pass" if set(judged) == {"pass"} else "inconclusive"
+    assert c.verdict == expected
+    for text in (c.summary, c.meaning):
+        assert text.endswith(".") and ".." not in text and "  " not in text
+    assert ("can be trusted" in c.meaning) == (c.verdict == "pass")
+    assert ("unreliable" in c.meaning) == (c.verdict == "fail")
+    if colour_free:  # a colour-free strategy is never called consistent across fill colours
+        assert "consistent across fill colours" not in c.summary and "not judged" in c.summary
+    for strategy in ("layer_mask", "token_drop", "blur", "black"):
+        if f"use {strategy}" in c.meaning:
+            assert strategy != primary and strategy in native

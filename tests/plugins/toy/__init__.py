@@ -5,7 +5,7 @@ here (torch-free, so the API and the dashboard read it), its settings in `config
 so the API validates them without torch), its computation in `audit.py` (hooks only).
 """
 
-from auditors.audits.info import AuditInfo, FormField, PolicyLine
+from auditors.audits.info import AuditInfo, BudgetKnob, FormField, PolicyLine
 
 INFO = AuditInfo(
     name="toy",
@@ -15,7 +15,9 @@ INFO = AuditInfo(
     config="tests.plugins.toy.config:ToyConfig",
     charts="tests.plugins.toy.charts:charts",
     shardable=True,
+    picks="a class-stratified sample",
     form_fields=(FormField("n_images", "Toy: images"),),
+    budget=(BudgetKnob("n_images", 8),),
     policy_comment="Toy: no class takes more than half of the predictions.",
     policy=(PolicyLine("metrics.majority_share", "error", {"max": 0.5}),),
     demo_config={"n_images": 16},

@@ -8,6 +8,7 @@ from collections import Counter
 from auditors.audits.base import Audit, Judgement, ShardMeta, ShardPartial, Shards, Work
 from auditors.audits.context import AuditContext
 from auditors.engine import plain_logits
+from auditors.passes import Passes, RunShape
 from auditors.report import Finding
 from tests.plugins.toy import INFO
 from tests.plugins.toy.config import ToyConfig
@@ -22,6 +23,10 @@ class ToyAudit(Audit[ToyConfig, ToyPartial]):
     Config = ToyConfig
     Partial = ToyPartial
     shard_inputs = "all"
+
+    def forward_passes(self, config: ToyConfig, shape: RunShape) -> Passes:
+        """One clean pass over the picked images."""
+        return Passes(forward=min(config.n_images, shape.n_images), calls=1)
 
     def shard(self, ctx: AuditContext, config: ToyConfig, work: Work) -> ToyPartial:
         index = list(work.picked[work.positions.start : work.positions.stop])
