@@ -60,6 +60,7 @@ class Estimate:
     seconds: float | None = None
     calibration: Calibration | None = None
     changes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # audits whose sample cannot decide, and what would
 
     def as_dict(self) -> dict[str, Any]:
         cal = self.calibration
@@ -79,6 +80,7 @@ class Estimate:
                 "batch": cal.batch,
             },
             "changes": self.changes,
+            "notes": self.notes,
         }
 
 
@@ -97,9 +99,45 @@ def estimate(
             "gradient_passes": None if p is None else p.gradient,
             "seconds": None if secs is None else round(secs, 2),
         }
+        plan = decision_plan(auditors[name], cfg, shape, calibration)
+        if plan is not None:
+            out.audits[name]["power"] = plan
+            if not plan["decides"]:
+                out.notes.append(plan["note"])
         total += secs or 0.0
     out.seconds = total if calibration is not None else None
     return out
+
+
+def decision_plan(
+    auditor: Audit[Any, Any], config: AuditConfig, shape: RunShape, calibration: Calibration | None
+) -> dict[str, Any] | None:
+    """Whether the audit's sample can decide its rule at the planning effect (the config's
+    `planned_n`, docs/audits.md "Sample sizes from power"), and if not, the n that would and its
+    seconds. None for an audit without a power plan."""
+    planned = getattr(config, "planned_n", None)
+    n_images = getattr(config, "n_images", None)
+    if not callable(planned) or not isinstance(n_images, int):
+        return None
+    need = int(planned())
+    n = min(n_images, shape.n_images)
+    plan: dict[str, Any] = {"n": n, "n_to_decide": need, "decides": n >= need, "basis": "planning effect"}
+    if n >= need:
+        return plan
+    bigger = auditor.forward_passes(
+        config.model_copy(update={"n_images": need}), replace(shape, n_images=max(shape.n_images, need))
+    )
+    seconds = None if bigger is None or calibration is None else round(calibration.seconds_for(bigger), 2)
+    plan["seconds_to_decide"] = seconds
+    where = (
+        f"n_images={need}"
+        if shape.n_images >= need
+        else f"n_images={need} and at least {need} images (the sample has {shape.n_images})"
+    )
+    cost = "" if seconds is None else f", about {seconds:g} s for this audit"
+    name = auditor.info.name
+    plan["note"] = f"{name}: {n} images may not decide its rule at the planning effect; {where} would{cost}."
+    return plan
 
 
 def fit_budget(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
@@ -225,3 +226,124 @@ def decide(
     if estimate.hi <= fail_above or not significant:
         return "pass"
     return "inconclusive"
+
+
+# Power: the n at which a rule decides. A three-way rule is inconclusive while its interval straddles
+# the threshold; the interval narrows as 1/sqrt(n), so for an effect of a given size there is an n past
+# which it lies wholly on one side. Sample sizes are chosen from these, never by loosening a rule.
+
+
+def wilson_n_to_decide(share: float, threshold: float, *, z: float = Z95, n_max: int = 100_000) -> int | None:
+    """The smallest n whose Wilson interval around a share `share` lies wholly above `threshold` (the
+    fail side of `decide`) or wholly at or below it (the pass side): the n at which a proportion rule
+    decides when the true share is `share`. None when no n up to `n_max` does (share at the threshold).
+    """
+    if not 0.0 <= share <= 1.0 or not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"share and threshold must lie in [0, 1], got {share} and {threshold}")
+    above = share > threshold
+
+    def decides(n: int) -> bool:
+        denom = 1.0 + z * z / n
+        centre = (share + z * z / (2 * n)) / denom
+        half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / denom
+        return centre - half > threshold if above else centre + half <= threshold
+
+    if share == threshold or not decides(n_max):
+        return None
+    lo, hi = 0, 1
+    while not decides(hi):
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:  # decides(hi) holds, decides(lo) does not (or lo = 0)
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if decides(mid) else (mid, hi)
+    return hi
+
+
+def wilson_power(share: float, threshold: float, n: int, *, z: float = Z95) -> float:
+    """Exact probability that `decide` on a Wilson interval of n images reaches the verdict a true
+    share `share` deserves (fail above `threshold`, pass at or below): the binomial sum over counts."""
+    if n <= 0:
+        return 0.0
+    k = np.arange(n + 1)
+    if share in (0.0, 1.0):
+        pmf = (k == round(share * n)).astype(np.float64)
+    else:
+        log_choose = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k])
+        pmf = np.exp(log_choose + k * math.log(share) + (n - k) * math.log1p(-share))
+    bounds = [wilson_interval(int(i), n, z=z) for i in k]
+    hit = np.array([lo > threshold if share > threshold else hi <= threshold for lo, hi in bounds])
+    return float(pmf[hit].sum())
+
+
+def wilson_planning_n(
+    share: float, threshold: float, *, power: float = 0.8, z: float = Z95, n_max: int = 2000
+) -> int | None:
+    """The smallest n at which a proportion rule reaches the right verdict with probability at least
+    `power` when the true share is `share` (exact binomial power, `wilson_power`). None when no n up
+    to `n_max` does (a share at the threshold never decides)."""
+    start = wilson_n_to_decide(share, threshold, z=z)
+    if start is None:
+        return None
+    for n in range(start, n_max + 1):
+        if wilson_power(share, threshold, n, z=z) >= power:
+            return n
+    return None
+
+
+def interval_n_to_decide(estimate: Estimate, threshold: float) -> int | None:
+    """The n at which `estimate`'s interval, narrowing as 1/sqrt(n) around the same value, lies wholly
+    above `threshold` or wholly at or below it: planning from the observed effect and spread, with the
+    interval's half-width on the threshold's side. `estimate.n` when it already decides; None when the
+    value sits on the threshold or is not finite (no n decides)."""
+    v, lo, hi, n = estimate.value, estimate.lo, estimate.hi, estimate.n
+    if n <= 0 or not all(math.isfinite(x) for x in (v, lo)) or v == threshold:
+        return None
+    if v > threshold:
+        half, gap, strict = v - lo, v - threshold, True
+    else:
+        if not math.isfinite(hi):
+            return None
+        half, gap, strict = hi - v, threshold - v, False
+    if half < gap or (half == gap and not strict):
+        return n
+    need = n * (half / gap) ** 2
+    return max(n, math.floor(need) + 1 if strict or need != int(need) else int(need))
+
+
+def ratio_planning_n(
+    ratio: float, threshold: float, p_random: float, *, power: float = 0.8, z: float = Z95
+) -> int | None:
+    """Images at which a paired ratio of means, own/random, decides against `threshold` with
+    probability about `power` when the true ratio is `ratio`: n = ((z + z_power) sd / |ratio - t|)^2,
+    sd the delta method's standard deviation of the per-image linearisation
+    (own_i - ratio x random_i) / p_random, with own_i ~ Bernoulli(ratio x p_random),
+    random_i ~ Bernoulli(p_random) and no covariance (pairing only helps). A normal approximation: the
+    ratio is skewed right, so on the pass side the bootstrap rule's real power at this n is lower
+    (measured in the tests). None when the ratio sits on the threshold."""
+    if not 0.0 < p_random <= 1.0 or ratio < 0 or ratio * p_random > 1.0:
+        raise ValueError(f"need 0 < p_random <= 1 and 0 <= ratio x p_random <= 1, got {ratio}, {p_random}")
+    if ratio == threshold:
+        return None
+    p_own = ratio * p_random
+    var = (p_own * (1 - p_own) + ratio * ratio * p_random * (1 - p_random)) / (p_random * p_random)
+    z_power = float(NormalDist().inv_cdf(power))
+    return max(1, math.ceil(((z + z_power) * math.sqrt(var) / abs(ratio - threshold)) ** 2))
+
+
+def power_plan(n: int, n_to_decide: int | None, *, basis: str = "observed effect") -> dict[str, Any]:
+    """What an undecided verdict records: the units it rests on, the n at which it would decide at the
+    observed effect (None: at the limit, no n decides) and that n's cost as a multiple of this run's
+    (audit time grows about linearly in the images explained)."""
+    factor = None if n_to_decide is None or n <= 0 else round(n_to_decide / n, 2)
+    return {"n": n, "n_to_decide": n_to_decide, "cost_factor": factor, "basis": basis}
+
+
+def power_sentence(plan: dict[str, Any], *, knob: str = "n_images") -> str:
+    """The report's sentence for `power_plan`: the n that would decide and what it costs."""
+    need = plan["n_to_decide"]
+    if need is None:
+        return "the estimate sits on the limit, so no sample size would decide it"
+    return (
+        f"at the {plan['basis']} about {need} images would decide ({knob} >= {need}, about "
+        f"{plan['cost_factor']:g}x this audit's time)"
+    )

@@ -151,7 +151,8 @@ def api_estimate(
 
 
 def describe(est: Estimate) -> list[str]:
-    """Lines for a terminal: per-audit passes and seconds, the total, and any budget changes."""
+    """Lines for a terminal: per-audit passes and seconds, the total, any budget changes, and the
+    audits whose sample cannot decide their rule (with the n that would and its seconds)."""
     lines = []
     for name, a in est.audits.items():
         secs = "?" if a["seconds"] is None else f"~{a['seconds']:.1f} s"
@@ -165,4 +166,6 @@ def describe(est: Estimate) -> list[str]:
         )
     for change in est.changes:
         lines.append(f"  budget: {change}")
+    for note in est.notes:  # a sample too small for an audit's rule to decide, and what would
+        lines.append(f"  power: {note}")
     return lines

@@ -28,7 +28,7 @@ INFO = AuditInfo(
         PolicyLine("metrics.fill_consistency.at_20", "warn", {"min": 0.5}),
         PolicyLine("metrics.seed_stability.spearman_mean", "warn", {"min": 0.8}),
     ),
-    demo_config={"n_images": 8, "n_samples": 500},
+    demo_config={"n_samples": 500},  # n_images: the power default (`LimeConfig.planned_n`)
     smoke_config={
         "n_images": 2,
         "n_samples": 32,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from auditors.audits.base import Conclusion, Judgement
 from auditors.audits.lime_consistency.config import LimeConfig
 from auditors.report import Finding
-from auditors.stats import Estimate, decide
+from auditors.stats import Estimate, decide, interval_n_to_decide, power_plan, power_sentence
 
 
 @dataclass
@@ -76,12 +77,17 @@ def verdict_of(
     else:
         detail += f"; {cons}, needs >= {cfg.consistency_min:g}"
     better = native[0] if native and primary not in native else None
+    why = ""
+    if verdict == "inconclusive":
+        plan = undecided_plan(cfg, ratio, consistency, removal, fills)
+        metrics["power"] = plan
+        why = power_sentence(plan)
     if ratio.n < cfg.min_images:
         return Conclusion(
             "inconclusive",
             f"Inconclusive: {detail}.",
             findings,
-            f"Too few images to judge LIME ({ratio.n} < {cfg.min_images}): raise n_images.",
+            f"Too few images to judge LIME ({ratio.n} < {cfg.min_images}): {why}.",
         )
     if verdict == "pass":
         what = "informative" if colour_free else "informative and consistent across fill colours"
@@ -104,8 +110,29 @@ def verdict_of(
         "inconclusive",
         f"Inconclusive: {detail}.",
         findings,
-        f"The data cannot tell whether LIME explanations with {primary} are reliable; raise n_images.",
+        f"The data cannot tell whether LIME explanations with {primary} are reliable: {why}.",
     )
+
+
+def undecided_plan(
+    cfg: LimeConfig, ratio: Estimate, consistency: Estimate, removal: str, fills: str
+) -> dict[str, Any]:
+    """The n at which each undecided rule would decide at its observed effect (its interval narrowing
+    as 1/sqrt(n)), the largest of them; below `min_images`, at least `min_images`; the planned n when
+    an interval has no finite side to scale."""
+    needs: list[int | None] = []
+    if removal == "inconclusive":
+        needs.append(interval_n_to_decide(ratio, cfg.removal_ratio_max))
+    if fills == "inconclusive" and consistency.n > 0:
+        needs.append(interval_n_to_decide(consistency, cfg.consistency_min))
+    if ratio.n < cfg.min_images:
+        needs = [max(cfg.min_images, n if n is not None else cfg.planned_n()) for n in needs or [None]]
+    if None in needs and math.isfinite(ratio.value) and ratio.value != cfg.removal_ratio_max:
+        # The interval has no finite side to scale (a resample without a changed random prediction):
+        # fall back on the planning effect's n.
+        return power_plan(ratio.n, max(ratio.n, cfg.planned_n()), basis="planning effect")
+    need = None if not needs or None in needs else max(n for n in needs if n is not None)
+    return power_plan(ratio.n, need)
 
 
 def _num(value: float) -> str:

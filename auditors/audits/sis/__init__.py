@@ -19,7 +19,6 @@ INFO = AuditInfo(
         PolicyLine("metrics.share_confident_sis_le_5pct", "error", {"max": 0.2}),
         PolicyLine("metrics.subset_5pct.backselect.accuracy", "warn", {"max": 0.5}),
     ),
-    demo_config={"n_images": 6},
     # Batches of 2 rows, so the contract test's plan has several shards.
     smoke_config={"n_images": 6, "method": "gradient", "gradient_k": 64, "n_show": 1, "batch_rows": 2},
 )

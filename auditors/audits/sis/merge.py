@@ -19,7 +19,7 @@ from auditors.audits.sis.controls import size_vs_correctness
 from auditors.audits.sis.shard import SISPartial
 from auditors.methods.backselect import subset_size
 from auditors.report import Finding
-from auditors.stats import Estimate, decide, proportion
+from auditors.stats import Estimate, decide, power_plan, power_sentence, proportion, wilson_n_to_decide
 
 _LISTS = ("labels", "clean", "f_full", "f_masked", "sis_size", "sufficiency")
 
@@ -212,9 +212,26 @@ def _verdict(m: dict[str, Any], cfg: SISConfig, share: Estimate) -> Conclusion:
         if share.n < cfg.min_images
         else "the interval straddles the limit"
     )
+    plan = undecided_plan(cfg, share, int(m["selection"].get("n_confident", share.n)))
+    m["power"] = plan
     return Conclusion(
         "inconclusive",
         f"Inconclusive ({why}): {detail}.",
         findings,
-        ("Too few confident images to tell whether the model overinterprets: raise n_images."),
+        f"Too few confident images to tell whether the model overinterprets: {power_sentence(plan)}"
+        + (
+            f"; the sample holds only {plan['available']} confident images, so audit more images."
+            if plan["n_to_decide"] is not None and plan["available"] < plan["n_to_decide"]
+            else "."
+        ),
     )
+
+
+def undecided_plan(cfg: SISConfig, share: Estimate, available: int) -> dict[str, Any]:
+    """The confident images at which the Wilson interval would decide were the observed share the
+    true one (at least `min_images`), and how many confident images the sample holds."""
+    need = wilson_n_to_decide(share.value, cfg.max_small_sis_share)
+    return {
+        **power_plan(share.n, None if need is None else max(need, cfg.min_images)),
+        "available": available,
+    }
