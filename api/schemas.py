@@ -3,6 +3,7 @@ no ORM object ever leaves the API process."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.errors import scrub
 from auditors.regions import Region
-from occulta.db import ApiKey, AuditJob, DatasetRecord, ModelRecord
+from occulta.db import ApiKey, AuditJob, AuditResultRecord, DatasetRecord, ModelRecord
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
 
@@ -170,6 +171,10 @@ class AuditResultSummary(BaseModel):
     verdict: str
     summary: str
 
+    @classmethod
+    def of(cls, row: AuditResultRecord) -> AuditResultSummary:
+        return cls(name=row.name, verdict=row.verdict, summary=str(row.result.get("summary", "")))
+
 
 class AuditOut(BaseModel):
     id: str = Field(examples=["aud_5e4f3a2b1c0d9a8b7c6d"])
@@ -195,7 +200,8 @@ class AuditOut(BaseModel):
     )
 
     @classmethod
-    def of(cls, row: AuditJob, results: list[AuditResultSummary] | None = None) -> AuditOut:
+    def of(cls, row: AuditJob, results: Sequence[AuditResultRecord] = ()) -> AuditOut:
+        """The job as the API and the dashboard show it, with its saved results in finishing order."""
         return cls(
             id=row.id,
             status=row.status,
@@ -212,7 +218,7 @@ class AuditOut(BaseModel):
             created_at=row.created_at,
             started_at=row.started_at,
             finished_at=row.finished_at,
-            results=results or [],
+            results=[AuditResultSummary.of(r) for r in results],
         )
 
 

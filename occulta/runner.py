@@ -247,15 +247,39 @@ def prepare_run(
     return Prepared(ctx, report, data.n_sampled)
 
 
+def clean_predictions(ctx: AuditContext, images: range | None = None) -> tuple[list[int], list[int] | None]:
+    """(predicted class, label or None) of the context's images (`images`: a range of them), from one
+    clean forward pass; a sharded job's shards each predict a share of the sample this way."""
+    from auditors.engine import plain_logits
+
+    span = images if images is not None else range(ctx.n_images)
+    x = ctx.images[span.start : span.stop]
+    predicted = [
+        int(p) for p in plain_logits(ctx.model, x, mean=ctx.mean, std=ctx.std).argmax(1).cpu().tolist()
+    ]
+    labels = (
+        None if ctx.labels is None else [int(y) for y in ctx.labels[span.start : span.stop].cpu().tolist()]
+    )
+    return predicted, labels
+
+
 def sample_summary(ctx: AuditContext) -> SampleSummary:
     """Accuracy and the confusion matrix on the audited sample, from one clean forward pass: the context
     the audits are read against (the same images every audit used)."""
-    from auditors.engine import plain_logits
     from auditors.sample_summary import summarize_sample
 
-    predicted = plain_logits(ctx.model, ctx.images, mean=ctx.mean, std=ctx.std).argmax(1).cpu().tolist()
-    labels = None if ctx.labels is None else [int(y) for y in ctx.labels.cpu().tolist()]
+    predicted, labels = clean_predictions(ctx)
     return summarize_sample(predicted, labels, ctx.num_classes)
+
+
+def finish_report(report: Report, out_dir: Path, *, memory: list[str], wall_seconds: float) -> Report:
+    """Close a report whose audits are all in: memory events, wall time, verdicts, and the files
+    (a single run, and a sharded job's merge, which loads neither the model nor the images)."""
+    report.environment.memory = memory
+    report.wall_seconds = round(wall_seconds, 3)
+    report.finalize()
+    write_report(report, out_dir)
+    return report
 
 
 def run_fitting(auditor: Any, ctx: AuditContext, config: Any) -> AuditResult:
@@ -361,8 +385,6 @@ def run_battery(
         if on_audit_done is not None:
             on_audit_done(result)
         _progress(1.0, "done")
-    report.environment.memory = batching.drain_events()
-    report.wall_seconds = round(time.perf_counter() - t0, 3)
-    report.finalize()
-    write_report(report, out_dir)
-    return report
+    return finish_report(
+        report, out_dir, memory=batching.drain_events(), wall_seconds=time.perf_counter() - t0
+    )

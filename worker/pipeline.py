@@ -10,7 +10,8 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,44 @@ class Staged:
 Before = Callable[[Staged], dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class Workspace:
+    """A running job's temporary folder, its result saver and its progress (heartbeating meanwhile)."""
+
+    work: Path
+    out_dir: Path
+    saver: ResultSaver
+    beat: Heartbeat
+    progress: Callable[[float, str], None]
+
+
+@contextmanager
+def workspace(job_id: str, inputs: JobInputs, *, progress_floor: float = 0.0) -> Iterator[Workspace]:
+    """The temporary folder (deleted after), the saver of this job's results, and its heartbeat;
+    progress from `progress_floor` (what the shards filled) to 1."""
+    res = resources()
+    prefix = audit_prefix(inputs.tenant_id, job_id)
+    with tempfile.TemporaryDirectory(prefix=f"occulta-{job_id}-") as tmp:
+        work = Path(tmp)
+        out_dir = work / "out"
+        saver = ResultSaver(
+            res.sessions, res.store, tenant_id=inputs.tenant_id, job_id=job_id, prefix=prefix, out_dir=out_dir
+        )
+        with Heartbeat(res.sessions, job_id, interval=res.heartbeat_interval) as beat:
+
+            def progress(f: float, msg: str) -> None:
+                beat.progress(progress_floor + (1.0 - progress_floor) * f, msg)
+
+            yield Workspace(work, out_dir, saver, beat, progress)
+
+
+def succeed(session: Session, job_id: str, verdict: str) -> str:
+    """The job's last transition; a job cancelled or swept meanwhile keeps its state."""
+    if not jobs.finish(session, job_id, SUCCEEDED, verdict=verdict, message="done"):
+        log.warning("audit %s finished, but the row had left `running` (cancelled or swept)", job_id)
+    return SUCCEEDED
+
+
 def load_inputs(session: Session, job_id: str) -> JobInputs | None:
     """The job's inputs; None (and the job failed) when its model or dataset was deleted meanwhile."""
     job = session.get(AuditJob, job_id)
@@ -103,48 +142,42 @@ def execute(
     res = resources()
     completed = saved_results(session, job_id)
     session.commit()
-    prefix = audit_prefix(inputs.tenant_id, job_id)
-    with tempfile.TemporaryDirectory(prefix=f"occulta-{job_id}-") as tmp:
-        work = Path(tmp)
-        out_dir = work / "out"
-        saver = ResultSaver(
-            res.sessions, res.store, tenant_id=inputs.tenant_id, job_id=job_id, prefix=prefix, out_dir=out_dir
+    with workspace(job_id, inputs, progress_floor=progress_floor) as ws:
+        ws.progress(0.0, "staging inputs")
+        card = stage_model(res.store, prefix=inputs.model_prefix, dest=ws.work / "model")
+        data_ref = stage_dataset(res.store, res.settings, source=inputs.source, dest=ws.work / "data")
+        if before is not None:
+            completed.update(before(Staged(card, data_ref, ws.out_dir, ws.saver)))
+        from occulta.estimate import planner
+        from occulta.runner import run_battery  # imports torch: only ever inside the worker child
+
+        def record(est: Any) -> None:  # the calibration the API's estimates of this model use
+            if est.calibration is not None:
+                record_calibration(inputs, est.calibration)
+
+        report = run_battery(
+            card_path=card,
+            data_ref=data_ref,
+            out_dir=ws.out_dir,
+            device=res.settings.device,
+            progress=ws.progress,
+            cancelled=ws.beat.cancelled,
+            completed=completed,
+            on_audit_done=ws.saver.on_audit_done,
+            model_loader=cached_loader(inputs.model_key),
+            plan=planner(None, record),
+            **inputs.spec,
         )
-        with Heartbeat(res.sessions, job_id, interval=res.heartbeat_interval) as beat:
+        ws.saver.finish()
+    return succeed(session, job_id, report.verdict)
 
-            def progress(f: float, msg: str) -> None:
-                beat.progress(progress_floor + (1.0 - progress_floor) * f, msg)
 
-            progress(0.0, "staging inputs")
-            card = stage_model(res.store, prefix=inputs.model_prefix, dest=work / "model")
-            data_ref = stage_dataset(res.store, res.settings, source=inputs.source, dest=work / "data")
-            if before is not None:
-                completed.update(before(Staged(card, data_ref, out_dir, saver)))
-            from occulta.estimate import calibration_json, calibration_key, planner
-            from occulta.runner import run_battery  # imports torch: only ever inside the worker child
+def record_calibration(inputs: JobInputs, calibration: Any) -> None:
+    """Store a measured calibration beside the model's weights: the API's estimates of it use it."""
+    from occulta.estimate import calibration_json, calibration_key
 
-            def record(est: Any) -> None:  # the calibration the API's estimates of this model use
-                if est.calibration is not None:
-                    data = io.BytesIO(calibration_json(est.calibration))
-                    res.store.put_stream(calibration_key(inputs.model_prefix), data)
-
-            report = run_battery(
-                card_path=card,
-                data_ref=data_ref,
-                out_dir=out_dir,
-                device=res.settings.device,
-                progress=progress,
-                cancelled=beat.cancelled,
-                completed=completed,
-                on_audit_done=saver.on_audit_done,
-                model_loader=cached_loader(inputs.model_key),
-                plan=planner(None, record),
-                **inputs.spec,
-            )
-            saver.finish()
-    if not jobs.finish(session, job_id, SUCCEEDED, verdict=report.verdict, message="done"):
-        log.warning("audit %s finished, but the row had left `running` (cancelled or swept)", job_id)
-    return SUCCEEDED
+    data = io.BytesIO(calibration_json(calibration))
+    resources().store.put_stream(calibration_key(inputs.model_prefix), data)
 
 
 class JobTask(OccultaTask):

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from api.dashboard.session import DashScope, WebSessionDep, check_csrf
 from api.dashboard.web import PREFIX, PageRoute, render
 from api.deps import StoreDep
-from api.schemas import AuditOut, AuditResultSummary, KeyOut, ModelOut, NewKeyOut
+from api.schemas import AuditOut, KeyOut, ModelOut, NewKeyOut
 from occulta.db import ApiKey, ModelRecord
 from occulta.service import audits as audits_service
 from occulta.service import keys as keys_service
@@ -89,16 +89,7 @@ def model_page(request: Request, model_id: str, scope: DashScope) -> HTMLRespons
         scope.session, tenant_id=scope.tenant_id, model_ids=[model_id], limit=HISTORY
     )[model_id]
     results = audits_service.results_by_job(scope.session, job_ids=[job.id for job in history])
-    runs = [
-        AuditOut.of(
-            job,
-            [
-                AuditResultSummary(name=r.name, verdict=r.verdict, summary=str(r.result.get("summary", "")))
-                for r in results[job.id]
-            ],
-        )
-        for job in reversed(history)
-    ]
+    runs = [AuditOut.of(job, results[job.id]) for job in reversed(history)]
     names = sorted({r.name for run in runs for r in run.results})
     return render(request, "model.html", {"model": model, "runs": runs, "names": names})
 

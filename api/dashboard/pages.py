@@ -1,6 +1,7 @@
 """Dashboard pages: sign-in, the audits list, a report, a comparison and the gate. Every handler reads
-data by calling the public /v1 route functions (or their service layer) with a `Scope` built from the
-session cookie, so tenancy, validation and errors are exactly the API's and no page has its own query."""
+data through the service functions the /v1 routes call (`occulta.service`), with a `Scope` built from
+the session cookie, so tenancy, validation and errors are exactly the API's, no page has its own query,
+and no page calls a route handler (one way down)."""
 
 from __future__ import annotations
 
@@ -26,17 +27,19 @@ from api.dashboard.session import (
 )
 from api.dashboard.web import PREFIX, PageRoute, render
 from api.deps import SessionDep, SettingsDep, StoreDep
-from api.routes import audits as audits_api
-from api.routes import datasets as datasets_api
-from api.routes import gate as gate_api
-from api.routes import models as models_api
-from api.schemas import AuditOut, GateIn
+from api.files import artifact_file, stored_file
+from api.schemas import MAX_POLICY_CHARS, AuditOut, AuditPage
+from api.waiting import audit_out, status_tag, watched
 from auditors.report import Report
+from occulta.db import ArtifactRecord
 from occulta.errors import PolicyError
 from occulta.policy_init import default_policy
 from occulta.report_view import ordered_audits, report_view
 from occulta.service import audits as audits_service
+from occulta.service import datasets as datasets_service
 from occulta.service import keys
+from occulta.service import models as models_service
+from occulta.service.gate import gate_audit
 
 router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False)
 root = APIRouter(include_in_schema=False)
@@ -96,9 +99,9 @@ def logout(request: Request, csrf: Annotated[str, Form(max_length=100)] = "") ->
 
 
 def _names(scope: DashScope) -> tuple[dict[str, str], dict[str, str]]:
-    models = {m.id: m.name for m in models_api.list_models(scope)}
-    datasets = {d.id: d.ref for d in datasets_api.list_datasets(scope)}
-    return models, datasets
+    models = {m.id: m.name for m in models_service.list_models(scope.session, tenant_id=scope.tenant_id)}
+    rows = datasets_service.list_datasets(scope.session, tenant_id=scope.tenant_id)
+    return models, {d.id: d.ref for d in rows}
 
 
 StatusQ = Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed|cancelled|timed_out)?$")]
@@ -113,14 +116,16 @@ def _list_context(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """The audits table for the query's filters and page: shared by the page and its polled body."""
-    page = audits_api.list_audits(
-        scope,
-        status=status or None,  # type: ignore[arg-type]
+    rows, next_cursor = audits_service.list_audits(
+        scope.session,
+        tenant_id=scope.tenant_id,
+        status=status or None,
         model_id=model_id or None,
         verdict=verdict or None,
         limit=PAGE_SIZE,
         cursor=cursor or None,
     )
+    page = AuditPage(items=[AuditOut.of(r) for r in rows], next_cursor=next_cursor)
     filters = {k: v for k, v in {"status": status, "model_id": model_id, "verdict": verdict}.items() if v}
     models, datasets = _names(scope)
     return {
@@ -150,12 +155,22 @@ def audit_rows(request: Request, context: ListContext) -> HTMLResponse:
     return render(request, "_rows.html", context)
 
 
+def _artifact(scope: DashScope, audit_id: str, path: str) -> ArtifactRecord:
+    return audits_service.find_artifact(
+        scope.session, tenant_id=scope.tenant_id, audit_id=audit_id, path=path
+    )
+
+
+def _report(scope: DashScope, store: StoreDep, audit_id: str) -> Report:
+    return audits_service.load_report(scope.session, store, tenant_id=scope.tenant_id, audit_id=audit_id)
+
+
 def _mapsets(audit_id: str, report: Report, scope: DashScope, store: StoreDep) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     for audit in report.audits:
         for art in audit.artifacts:
             if art.path.endswith(".npz"):
-                row = audits_api.find_artifact(audit_id, art.path, scope)
+                row = _artifact(scope, audit_id, art.path)
                 found = heatmaps.describe(art.path, store.read_bytes(row.storage_key))
                 if found is not None:
                     out.setdefault(audit.name, []).append(found)
@@ -164,12 +179,12 @@ def _mapsets(audit_id: str, report: Report, scope: DashScope, store: StoreDep) -
 
 @router.get("/audits/{audit_id}")
 def report_page(request: Request, audit_id: str, scope: DashScope, store: StoreDep) -> HTMLResponse:
-    audit = audits_api.get_audit(audit_id, scope)
+    audit = audit_out(scope, audit_id)
     models, datasets = _names(scope)
     context: dict[str, Any] = {"audit": audit, "models": models, "datasets": datasets}
     if audit.status != "succeeded":
-        return render(request, "pending.html", context | {"tag": audits_api.status_tag(audit)})
-    report = audits_api.load_report(audit_id, scope, store)
+        return render(request, "pending.html", context | {"tag": status_tag(audit)})
+    report = _report(scope, store, audit_id)
     mapsets = _mapsets(audit_id, report, scope, store)
     any_maps = next((m for sets in mapsets.values() for m in sets), None)
     context |= {
@@ -197,7 +212,7 @@ async def audit_status(
     """Long-polled by the pending page (answers when the status changes); once the audit has
     finished the browser reloads into the report."""
     hold = min(wait, settings.wait_max_seconds)
-    audit, tag = await audits_api.watched(request, audit_id, scope, hold, since)
+    audit, tag = await watched(request, audit_id, scope, hold, since)
     if audit.status in FINISHED:
         return Response(status_code=204, headers={"HX-Refresh": "true"})
     return render(request, "_status.html", {"audit": audit, "tag": tag})
@@ -212,23 +227,27 @@ def cancel(
     return RedirectResponse(f"{PREFIX}/audits/{audit_id}", status_code=303)
 
 
-DOWNLOADS = {"report.json": audits_api.get_report, "report.html": audits_api.get_report_html}
-DOWNLOADS["summary.md"] = audits_api.get_report_md
+# The report files a person downloads, by file name: which stored file (`audits_service.REPORT_FILES`).
+DOWNLOADS = {"report.json": "report", "report.html": "report.html", "summary.md": "report.md"}
 
 
 @router.get("/audits/{audit_id}/download/{name}")
 def download(audit_id: str, name: str, scope: DashScope, store: StoreDep) -> Response:
-    fetch = DOWNLOADS.get(name)
-    if fetch is None:
+    which = DOWNLOADS.get(name)
+    if which is None:
         return Response(status_code=404)
-    response = fetch(audit_id, scope, store)
+    key, media_type = audits_service.report_file(
+        scope.session, store, tenant_id=scope.tenant_id, audit_id=audit_id, which=which
+    )
+    response = stored_file(store, key, media_type)
     response.headers["Content-Disposition"] = f'attachment; filename="{audit_id}-{name}"'
     return response
 
 
 @router.get("/audits/{audit_id}/artifacts/{path:path}")
 def artifact(audit_id: str, path: str, scope: DashScope, store: StoreDep, settings: SettingsDep) -> Response:
-    return audits_api.get_artifact(audit_id, path, scope, store, settings)
+    row = _artifact(scope, audit_id, path)
+    return artifact_file(store, row, expires=settings.presign_expiry_seconds)
 
 
 @router.get("/audits/{audit_id}/maps/{path:path}")
@@ -241,15 +260,16 @@ def heatmap(
     index: Annotated[int, Query(ge=-1, le=100_000)] = -1,
 ) -> Response:
     """One map of an `.npz` artifact as a PNG; index -1 is the mean magnitude over the images."""
-    row = audits_api.find_artifact(audit_id, path, scope)
+    row = _artifact(scope, audit_id, path)
     png = heatmaps.render_png(store.read_bytes(row.storage_key), key, index)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
 def _finished(scope: DashScope) -> list[AuditOut]:
-    return audits_api.list_audits(
-        scope, status="succeeded", model_id=None, verdict=None, limit=100, cursor=None
-    ).items
+    rows, _ = audits_service.list_audits(
+        scope.session, tenant_id=scope.tenant_id, status="succeeded", limit=100
+    )
+    return [AuditOut.of(r) for r in rows]
 
 
 def _verdict_of(report: Report, name: str) -> str | None:
@@ -264,12 +284,12 @@ def compare_page(
     models, _ = _names(scope)
     context: dict[str, Any] = {"choices": _finished(scope), "a": a, "b": b, "models": models}
     if a and b:
-        left, right = audits_api.load_report(a, scope, store), audits_api.load_report(b, scope, store)
+        left, right = _report(scope, store, a), _report(scope, store, b)
         names = [x.name for x in left.audits] + [x.name for x in right.audits if left.audit(x.name) is None]
         context |= {
             "left": left,
             "right": right,
-            "sides": {"A": audits_api.get_audit(a, scope), "B": audits_api.get_audit(b, scope)},
+            "sides": {"A": audit_out(scope, a), "B": audit_out(scope, b)},
             "rows": [
                 {
                     "name": n,
@@ -309,13 +329,13 @@ def run_gate(
     scope: DashScope,
     store: StoreDep,
     audit_id: Annotated[str, Form(max_length=100)],
-    policy: Annotated[str, Form(max_length=100_000)],
+    policy: Annotated[str, Form(max_length=MAX_POLICY_CHARS)],
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> HTMLResponse:
     check_csrf(web, csrf)
     context: dict[str, Any] = {"choices": _finished(scope), "audit_id": audit_id, "policy": policy}
     try:
-        result = gate_api.gate(GateIn(audit_id=audit_id, policy=policy), scope, store)
+        result = gate_audit(scope.session, store, tenant_id=scope.tenant_id, audit_id=audit_id, policy=policy)
     except PolicyError as exc:
         return render(request, "gate.html", context | {"result": None, "error": exc.message}, 422)
     return render(request, "gate.html", context | {"result": result})

@@ -5,26 +5,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from api.deps import QueueDep, ScopeDep, SettingsDep, StoreDep
-from api.limits import outside_admission
-from api.schemas import ERRORS, AuditIn, AuditOut, AuditPage, AuditResultSummary, Status
-from auditors.report import Report
-from occulta.db import ArtifactRecord, AuditJob
-from occulta.jobs import watch
+from api.files import artifact_file, stored_file
+from api.schemas import ERRORS, AuditIn, AuditOut, AuditPage, Status
+from api.waiting import watched
+from occulta.db import AuditJob
 from occulta.service import audits as service
 
 router = APIRouter(prefix="/audits", tags=["audits"], responses=ERRORS)
 
 
 def _out(scope: ScopeDep, job: AuditJob) -> AuditOut:
-    results = [
-        AuditResultSummary(name=r.name, verdict=r.verdict, summary=str(r.result.get("summary", "")))
-        for r in service.result_rows(scope.session, job_id=job.id)
-    ]
-    return AuditOut.of(job, results)
+    return AuditOut.of(job, service.result_rows(scope.session, job_id=job.id))
 
 
 @router.post(
@@ -121,50 +115,6 @@ async def get_audit_status(
     return out
 
 
-async def watched(
-    request: Request, audit_id: str, scope: ScopeDep, hold: float, since: str | None
-) -> tuple[AuditOut, str]:
-    """(audit, fingerprint) once it differs from `since` (or from the first read), is finished, or
-    `hold` seconds passed; the API route and the dashboard's live status both wait through here."""
-    watcher = _watcher(request)
-    crowded = watcher.waiting >= request.app.state.settings.wait_max_clients  # degrade to plain polling
-    if hold > 0 and not crowded:
-        # The caller's last view still current: one small read, then wait without thread or connection.
-        now = await run_in_threadpool(_peek, scope, audit_id)
-        if now is not None and not watch.finished(now[0]) and since in (None, now[1]):
-            async with outside_admission(request.scope):
-                await watcher.changed(audit_id, now[1], hold)
-    out = await run_in_threadpool(get_audit, audit_id, scope)
-    return out, status_tag(out)
-
-
-def _peek(scope: ScopeDep, audit_id: str) -> tuple[str, str] | None:
-    """(status, fingerprint), then the connection goes back to the pool (a waiter holds none)."""
-    try:
-        return watch.current(scope.session, audit_id, scope.tenant_id)
-    finally:
-        scope.session.close()
-
-
-def get_audit(audit_id: str, scope: ScopeDep) -> AuditOut:
-    """The audit as the API shows it (the dashboard reads it through here)."""
-    return _out(scope, service.get_audit(scope.session, tenant_id=scope.tenant_id, audit_id=audit_id))
-
-
-def status_tag(out: AuditOut) -> str:
-    """The audit's status fingerprint (its ETag), which a waiter passes back as `since`."""
-    return watch.fingerprint(out.status, out.progress, out.message, out.verdict)
-
-
-def _watcher(request: Request) -> watch.StatusWatcher:
-    """One per app, made on first use (no await between the check and the set: no race)."""
-    state = request.app.state
-    if getattr(state, "status_watcher", None) is None:
-        state.status_watcher = watch.StatusWatcher(state.sessions, tick=state.settings.wait_tick_seconds)
-    watcher: watch.StatusWatcher = state.status_watcher
-    return watcher
-
-
 @router.post(
     "/{audit_id}/cancel",
     response_model=AuditOut,
@@ -180,17 +130,7 @@ def _report_file(audit_id: str, which: str, scope: ScopeDep, store: StoreDep) ->
     key, media_type = service.report_file(
         scope.session, store, tenant_id=scope.tenant_id, audit_id=audit_id, which=which
     )
-    return StreamingResponse(store.iter_bytes(key), media_type=media_type)
-
-
-def load_report(audit_id: str, scope: ScopeDep, store: StoreDep) -> Report:
-    """The parsed report of a finished audit; the gate and the dashboard read it through here."""
-    return service.load_report(scope.session, store, tenant_id=scope.tenant_id, audit_id=audit_id)
-
-
-def find_artifact(audit_id: str, path: str, scope: ScopeDep) -> ArtifactRecord:
-    """One artifact row of the caller's audit (the dashboard reads it through here)."""
-    return service.find_artifact(scope.session, tenant_id=scope.tenant_id, audit_id=audit_id, path=path)
+    return stored_file(store, key, media_type)
 
 
 @router.get(
@@ -228,10 +168,5 @@ def get_report_md(audit_id: str, scope: ScopeDep, store: StoreDep) -> Response:
 def get_artifact(
     audit_id: str, path: str, scope: ScopeDep, store: StoreDep, settings: SettingsDep
 ) -> Response:
-    row = find_artifact(audit_id, path, scope)
-    url = store.presigned_url(
-        row.storage_key, expires=settings.presign_expiry_seconds, media_type=row.media_type
-    )
-    if url is not None:
-        return RedirectResponse(url, status_code=307)
-    return StreamingResponse(store.iter_bytes(row.storage_key), media_type=row.media_type)
+    row = service.find_artifact(scope.session, tenant_id=scope.tenant_id, audit_id=audit_id, path=path)
+    return artifact_file(store, row, expires=settings.presign_expiry_seconds)

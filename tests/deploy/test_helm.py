@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.contract import CHART, CONTAINER_COMMANDS, registered_cli_commands
+from tests.deploy.contract import CHART, CONTAINER_COMMANDS, REPO, registered_cli_commands
 
 KUBERNETES_VERSION = "1.31.0"
 FEATURES = {
@@ -102,6 +102,19 @@ def test_helm_lint_is_clean_in_strict_mode():
     for values in (None, FEATURES):
         report = helm_python.lint(CHART, values, strict=True, kube_version=f"v{KUBERNETES_VERSION}")
         assert report["errors"] == [] and report["messages"] == [], report
+
+
+def test_the_chart_icon_is_an_image_this_repository_holds():
+    """Artifact Hub and `helm show` fetch the icon from the default branch: the file must be committed."""
+    from PIL import Image
+
+    icon = yaml.safe_load((CHART / "Chart.yaml").read_text())["icon"]
+    raw = "https://raw.githubusercontent.com/occulta/occulta/main/"
+    assert icon.startswith(raw), icon
+    path = REPO / icon.removeprefix(raw)
+    assert path.is_file(), f"the chart's icon {icon} names {path}, which is missing"
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width == image.height >= 64, (image.format, image.size)
 
 
 @pytest.mark.parametrize("features", [False, True], ids=["defaults", "keda-ingress-netpol"])

@@ -14,7 +14,7 @@ _real_compute = fanout.compute_shard
 
 
 def _compute_failing_once(
-    card: Path, data_ref: str, inputs: Any, audit: str, indices: range, beat: Any
+    card: Path, data_ref: str, inputs: Any, audit: str, indices: range, beat: Any, **kw: Any
 ) -> Any:
     folder, at = os.environ.get("SHARD_FAULT_DIR"), os.environ.get("SHARD_FAIL_ONCE_AT")
     if folder and at is not None and indices.start == int(at):
@@ -25,7 +25,7 @@ def _compute_failing_once(
             pass
         else:
             raise RuntimeError(f"injected fault in the shard starting at image {indices.start}")
-    return _real_compute(card, data_ref, inputs, audit, indices, beat)
+    return _real_compute(card, data_ref, inputs, audit, indices, beat, **kw)
 
 
 fanout.compute_shard = _compute_failing_once

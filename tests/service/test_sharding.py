@@ -222,3 +222,11 @@ def test_every_audit_of_the_battery_sharded_over_two_workers_equals_the_single_r
             want.n,
         ), name
         assert [a.name for a in got.artifacts] == [a.name for a in want.artifacts], name
+    # What the merge read from the shards' facts instead of loading the model and every image.
+    got_report = sharded_battery["report"]
+    assert (got_report.sample, got_report.model, got_report.dataset) == (
+        single.sample,
+        single.model,
+        single.dataset,
+    )
+    assert got_report.environment.versions == single.environment.versions

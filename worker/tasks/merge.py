@@ -1,11 +1,11 @@
 """`occulta.audit.merge(job_id)`: the chord callback of a sharded job. Claims the merge once, lets the
-shards decide (cancelled, failed, still waiting, ready), then merges the partials and runs the rest of
-the battery through the same pipeline as an unsharded job, so both finish alike."""
+shards decide (cancelled, failed, still waiting, ready), then merges the partials (`fanout.merge_job`:
+from the shards' facts alone, or before the rest of the battery runs through the same pipeline as an
+unsharded job), so both finish alike."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import partial
 
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,7 @@ from occulta.jobs import shards
 from occulta.jobs.task_names import MERGE_SHARDS
 from worker import fanout
 from worker.base import resources
-from worker.pipeline import JobTask, execute, load_inputs
+from worker.pipeline import JobTask, load_inputs
 
 
 class MergeShards(JobTask):
@@ -46,8 +46,7 @@ class MergeShards(JobTask):
         inputs = load_inputs(session, job_id)
         if inputs is None:
             return FAILED
-        before = partial(fanout.merge_partials, job_id, inputs)
-        return execute(session, job_id, inputs, before=before, progress_floor=shards.SHARD_SHARE)
+        return fanout.merge_job(session, job_id, inputs)
 
     def on_transient_error(self, session: Session, *args: object) -> None:
         jobs.unclaim_merge(session, str(args[0]))  # the retried merge claims it again

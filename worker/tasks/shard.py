@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from occulta import jobs
 from occulta.db.models import CANCELLED, FAILED, TIMED_OUT
 from occulta.errors import OccultaError
-from occulta.jobs import shards
+from occulta.jobs import facts, shards
 from occulta.jobs.task_names import RUN_SHARD
 from worker import fanout
 from worker.base import OccultaTask, resources, worker_name
@@ -63,7 +63,10 @@ class RunShard(OccultaTask):
             data_ref = stage_dataset(res.store, res.settings, source=inputs.source, dest=work / "data")
             staged = time.perf_counter() - t0
             indices = range(claim.start, claim.stop)
-            partial = fanout.compute_shard(card, data_ref, inputs, audit, indices, beat)
+            carries = facts.carrier(shards.audits_sharded(session, job_id)) == audit
+            partial = fanout.compute_shard(
+                card, data_ref, inputs, audit, indices, beat, carries_facts=carries
+            )
             partial.setdefault("timing", {})["stage_s"] = round(staged, 3)
         if not shards.complete(session, claim.id, partial):
             log.warning("shard %s[%d] of %s finished after it was taken back", audit, index, job_id)
