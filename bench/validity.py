@@ -298,12 +298,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--baseline", action="store_true", help="write validity_baseline.json (a record)")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     ap.add_argument("--cache", type=Path, default=None, help="keep trained models here and reuse them")
+    ap.add_argument("--train-only", action="store_true", help="only fill --cache (last case first)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "validity_baseline" if args.baseline else "validity"
     rows: list[dict[str, Any]] = []
     todo = [c for c in population(args.quick) if args.only in c.name]
+    if args.train_only:  # a second process can fill the cache from the end while the first audits
+        for case in reversed(todo):
+            built_case(case, args.cache)
+            print(f"trained {case.name}", flush=True)
+        return {"summary": {}, "cases": []}
     with tempfile.TemporaryDirectory() as tmp:
         for case in todo[: args.limit or None]:
             row = run_case(case, Path(tmp), args.cache)
