@@ -148,8 +148,9 @@ def built_case(case: PopCase, cache: Path | None) -> tuple[Built, float]:
                 "n": built.n_flip,
                 "s": seconds,
             },
-            path,
+            path.with_suffix(".part"),
         )
+        path.with_suffix(".part").replace(path)  # whole or absent: another process may be reading
     return built, seconds
 
 
