@@ -16,7 +16,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from auditors.audits.base import AuditConfig, AuditInfo
+from auditors.audits.info import AuditConfig, AuditInfo
 
 if TYPE_CHECKING:
     from auditors.audits.base import Audit
@@ -73,10 +73,10 @@ def audit_info(name: str) -> AuditInfo:
 
 
 @cache
-def audit_class(name: str) -> type[Audit[Any]]:
+def audit_class(name: str) -> type[Audit[Any, Any]]:
     """The named audit's class (imports its computation, and so torch)."""
     module, _, cls_name = audit_info(name).implementation.partition(":")
-    cls: type[Audit[Any]] = getattr(importlib.import_module(module), cls_name)
+    cls: type[Audit[Any, Any]] = getattr(importlib.import_module(module), cls_name)
     if cls.name != name:
         raise TypeError(f"{module}:{cls_name} is named {cls.name!r}, registered as {name!r}")
     return cls
@@ -93,7 +93,7 @@ def audit_charts(name: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return charts
 
 
-def get_auditor(name: str) -> Audit[Any]:
+def get_auditor(name: str) -> Audit[Any, Any]:
     """An instance of the named audit."""
     return audit_class(name)()
 

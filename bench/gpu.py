@@ -37,7 +37,7 @@ from torch import nn
 
 import auditors.zoo.architectures  # noqa: F401  (registers the tiny archs)
 from auditors.audits.context import AuditContext
-from auditors.cost import RunShape, calibrate, estimate
+from auditors.cost import calibrate, estimate
 from auditors.engine import (
     applicable_strategies,
     masked_logits,
@@ -49,6 +49,7 @@ from auditors.engine import (
 from auditors.engine.compiled import compile_model, compile_unavailable
 from auditors.methods.lime import lime_fit
 from auditors.methods.saliency import grid_boxes, occlusion_effects
+from auditors.passes import RunShape
 from auditors.registry import get_auditor, parse_config
 from bench.common import captum_lime_seconds, captum_occlusion_seconds, device_label, sync, timed
 from bench.gpu_table import print_table, targets

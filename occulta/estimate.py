@@ -15,7 +15,9 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from auditors.cost import Calibration, Estimate, RunShape, calibrate, estimate, family_of_arch, fit_budget
+from auditors.cost import Calibration, Estimate, calibrate, estimate, fit_budget
+from auditors.families import family_of_arch
+from auditors.passes import RunShape
 
 if TYPE_CHECKING:
     from auditors.audits.context import AuditContext

@@ -11,7 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from auditors.audits.base import AuditInfo
+    from auditors.audits.info import AuditInfo
 
 HEADER = """\
 # Occulta gate policy: each assertion is `metric.path: [error|warn, {comparator: value}]`.

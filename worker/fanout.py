@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("occulta.worker")
 
 
-def shardable(name: str) -> Audit[Any] | None:
+def shardable(name: str) -> Audit[Any, Any] | None:
     """The named audit if it can be sharded, else None (the one place that asks)."""
     from auditors.registry import audit_info, get_auditor
 

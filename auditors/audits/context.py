@@ -120,10 +120,15 @@ class AuditContext:
         return max(1, min(h, w) // 8)
 
 
+def artifact_rel(audit: str, name: str) -> str:
+    """The path an artifact is recorded under in the report, relative to the report's directory."""
+    return f"{audit}/{name}"
+
+
 def artifact_path(out_dir: Path, audit: str, name: str) -> tuple[Path, str]:
     """Absolute path to write under `out_dir`, and the relative path to record in the report (also
     for a merge, which has no context)."""
-    rel = f"{audit}/{name}"
+    rel = artifact_rel(audit, name)
     path = out_dir / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     return path, rel

@@ -1,47 +1,18 @@
-"""Per-image deterministic randomness, and the image ranges a sharded audit splits a dataset into.
+"""Per-image deterministic randomness, so a sharded audit and a single run draw the same numbers.
 
 A sharded audit and a single run must produce the same report, which they can only do if an image's
 random draws do not depend on which shard (or batch) it is in. So randomness here is drawn per image
-(`per_image_uniform`), keyed by (seed, salt, image index), never from one generator over the batch;
-`even_ranges` plans the shards and `check_tiling` refuses partials that do not cover the images once.
+(`per_image_uniform`), keyed by (seed, salt, image index), never from one generator over the batch.
+The ranges themselves are planned and checked in `auditors.audits.ranges`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def even_ranges(n_images: int, n_shards: int) -> list[range]:
-    """`n_shards` contiguous ranges covering [0, n) whose sizes differ by at most one (none empty)."""
-    if n_images <= 0:
-        return []
-    n_shards = max(1, min(n_shards, n_images))
-    base, extra = divmod(n_images, n_shards)
-    out, start = [], 0
-    for i in range(n_shards):
-        stop = start + base + (1 if i < extra else 0)
-        out.append(range(start, stop))
-        start = stop
-    return out
-
-
-def check_tiling(partials: Sequence[dict[str, Any]], n_images: int | None = None) -> list[dict[str, Any]]:
-    """Partials sorted by `start`; raises unless they cover [0, n) exactly once (a lost or duplicated
-    shard must never merge into a plausible-looking report)."""
-    ordered = sorted(partials, key=lambda p: int(p["start"]))
-    pos = 0
-    for p in ordered:
-        if int(p["start"]) != pos or int(p["stop"]) <= pos:
-            raise ValueError(f"shards do not tile the images: expected a shard at {pos}, got {p['start']}")
-        pos = int(p["stop"])
-    if n_images is not None and pos != n_images:
-        raise ValueError(f"shards cover {pos} of {n_images} images")
-    return ordered
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:

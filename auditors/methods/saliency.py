@@ -27,9 +27,10 @@ from torch import nn
 
 from auditors.engine import masked_logits, model_device, normalize, plain_logits
 from auditors.engine.fills import sample_generator
+from auditors.methods.catalog import SALIENCY_METHODS
 from auditors.methods.per_image_random import per_image_uniform
 
-METHODS = ("gradient", "gradient_squared", "smoothgrad", "integrated_gradients", "occlusion")
+METHODS = SALIENCY_METHODS
 
 
 class SaliencyError(ValueError):

@@ -242,7 +242,8 @@ def test_an_audit_that_cannot_run_is_an_error_verdict_and_the_others_still_run(c
 
 
 def test_a_shard_that_loads_only_its_images_computes_the_same_partial(card, data_ref, tmp_path):
-    from auditors.audits.missingness_bias.audit import MissingnessBias, MissingnessBiasConfig
+    from auditors.audits.missingness_bias.audit import MissingnessBias
+    from auditors.audits.missingness_bias.config import MissingnessBiasConfig
     from occulta.runner import prepare_run
 
     cfg = MissingnessBiasConfig(strategies=["black", "noise", "layer_mask"], fractions=[0.0, 0.5])

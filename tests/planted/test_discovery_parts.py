@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from auditors.audits.spurious_signal.boxes import iou, merge_groups, touches
 from auditors.audits.spurious_signal.content import find_signatures
 from auditors.audits.spurious_signal.discover import DiscoverySettings, discover
 from auditors.audits.spurious_signal.global_shift import colour_shift_test
-from auditors.audits.spurious_signal.merge import iou, merge_groups, touches
 from auditors.audits.spurious_signal.nulls import Probe, stamp_test
 
 K, S, PER_CLASS = 4, 32, 40
@@ -233,7 +233,7 @@ def test_scattered_fixed_pixels_merge_into_one_candidate_box():
 
 def test_audit_on_too_few_images_per_class_is_inconclusive_not_a_pass(tmp_path):
     from auditors.audits.context import AuditContext
-    from auditors.audits.spurious_signal.audit import SpuriousConfig
+    from auditors.audits.spurious_signal.config import SpuriousConfig
     from auditors.registry import get_auditor
 
     images, labels = _plain()
@@ -253,7 +253,8 @@ def test_audit_on_too_few_images_per_class_is_inconclusive_not_a_pass(tmp_path):
 
 
 def test_the_spurious_verdict_rests_on_a_stamp_flip_estimate_with_n_and_interval() -> None:
-    from auditors.audits.spurious_signal.audit import _meaning, _strongest_effect
+    from auditors.audits.spurious_signal.verdict import meaning as _meaning
+    from auditors.audits.spurious_signal.verdict import strongest_effect as _strongest_effect
 
     weak = {
         "class": "a",

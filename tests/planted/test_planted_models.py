@@ -12,8 +12,8 @@ from functools import cache
 import pytest
 import torch
 
+from auditors.audits.spurious_signal.boxes import iou
 from auditors.audits.spurious_signal.discover import Discovery, discover
-from auditors.audits.spurious_signal.merge import iou
 from auditors.audits.spurious_signal.nulls import Probe
 from auditors.engine import plain_logits
 from auditors.zoo.planted import MEAN, STD, Case, Planted, build

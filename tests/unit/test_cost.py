@@ -10,7 +10,9 @@ import torch
 
 import auditors.zoo.architectures  # noqa: F401
 from auditors.audits.context import AuditContext
-from auditors.cost import Calibration, RunShape, estimate, family_of_arch, fit_budget, forward_passes
+from auditors.cost import Calibration, estimate, fit_budget, forward_passes
+from auditors.families import family_of_arch
+from auditors.passes import RunShape
 from auditors.registry import get_auditor, parse_config
 
 MEAN = (0.5, 0.5, 0.5)

@@ -11,12 +11,10 @@ import torch
 from torch import nn
 
 from auditors.audits.context import AuditContext
-from auditors.audits.missingness_bias.audit import (
-    MissingnessBias,
-    MissingnessBiasConfig,
-    class_entropy,
-    random_keep,
-)
+from auditors.audits.missingness_bias.audit import MissingnessBias
+from auditors.audits.missingness_bias.config import MissingnessBiasConfig
+from auditors.audits.missingness_bias.shard import random_keep
+from auditors.methods.class_entropy import class_entropy
 
 
 class BlackPatchDetector(nn.Module):

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from auditors.audits.base import Audit, ShardMeta
+from auditors.audits.base import FLOW, Audit, ShardMeta
 from auditors.audits.context import AuditContext
-from auditors.audits.missingness_bias.audit import MissingnessBias, MissingnessBiasConfig, image_keep
-from auditors.methods.per_image_random import check_tiling, even_ranges, per_image_uniform
+from auditors.audits.missingness_bias.audit import MissingnessBias
+from auditors.audits.missingness_bias.config import MissingnessBiasConfig
+from auditors.audits.missingness_bias.shard import image_keep
+from auditors.audits.ranges import check_tiling, even_ranges
+from auditors.methods.per_image_random import per_image_uniform
 from auditors.registry import audit_class, audit_infos, get_auditor
 
 CONFIG = MissingnessBiasConfig(
@@ -96,14 +100,26 @@ def test_a_merge_with_a_lost_shard_raises(planted_resnet, tmp_path) -> None:  # 
         auditor.merge(ShardMeta.from_context(ctx), cfg, [partials[0], partials[2]])
 
 
-def test_only_audits_that_implement_the_protocol_are_shardable() -> None:
-    """The flag and the three methods go together: a shardable audit overrides all of them, any other
-    keeps the base's (which refuse), so the worker never fans out an audit it cannot merge."""
-    protocol = {"plan_shards", "run_shard", "merge"}
+def test_audits_write_hooks_only_and_the_base_owns_the_flow() -> None:
+    """The flow (run, plan, shard, merge) is the base class's: an audit on the hooks overrides none of
+    it, so the worker's sharded path and a single run are one code path for every audit."""
     for name in audit_infos():
         cls = audit_class(name)
-        own = {m for m in protocol if getattr(cls, m) is not getattr(Audit, m)}
-        assert own == (protocol if cls.shardable else set()), name
+        if getattr(cls, "legacy_flow", False):
+            continue
+        own = {m for m in FLOW if getattr(cls, m) is not getattr(Audit, m)}
+        assert not own, f"{name} overrides {own}"
         assert cls.shardable == audit_infos()[name].shardable, name
+        assert cls.info is audit_infos()[name], name
     assert get_auditor("missingness_bias").shard_inputs == "range"
     assert get_auditor("sis").shardable and get_auditor("sis").shard_inputs == "all"
+
+
+def test_an_audit_that_overrides_the_flow_is_refused_at_definition() -> None:
+    from auditors.audits.base import NoPartial
+
+    with pytest.raises(TypeError, match="writes the hooks"):
+
+        class Rogue(Audit[Any, NoPartial]):
+            def merge(self, meta, config, partials):  # type: ignore[no-untyped-def,override]
+                raise AssertionError

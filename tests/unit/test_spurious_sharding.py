@@ -16,7 +16,7 @@ import torch
 
 from auditors.audits.base import ShardMeta
 from auditors.audits.context import AuditContext, ResolvedRegion
-from auditors.audits.spurious_signal.audit import SpuriousConfig
+from auditors.audits.spurious_signal.config import SpuriousConfig
 from auditors.audits.spurious_signal.shard import block_size
 from auditors.registry import get_auditor
 from auditors.report import AuditResult

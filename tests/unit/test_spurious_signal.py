@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from auditors.audits.context import AuditContext, ResolvedRegion
-from auditors.audits.spurious_signal.audit import SpuriousConfig
+from auditors.audits.spurious_signal.config import SpuriousConfig
 from auditors.regions import Region
 from auditors.registry import get_auditor, parse_config
 from auditors.report import AuditResult

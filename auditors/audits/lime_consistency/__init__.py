@@ -1,6 +1,6 @@
 """LIME consistency: are removal-based explanations informative and stable across fills and seeds?"""
 
-from auditors.audits.base import AuditInfo, FormField, PolicyLine
+from auditors.audits.info import AuditInfo, FormField, PolicyLine
 
 INFO = AuditInfo(
     name="lime_consistency",
@@ -10,6 +10,7 @@ INFO = AuditInfo(
     implementation="auditors.audits.lime_consistency.audit:LimeConsistency",
     charts="auditors.audits.lime_consistency.charts:charts",
     shardable=True,
+    picks="a class-stratified sample",
     form_fields=(
         FormField("n_images", "LIME: images"),
         FormField("n_samples", "LIME: perturbations per image"),

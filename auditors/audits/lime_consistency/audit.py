@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from auditors.audits.base import Audit, AuditConfig, Partial, ShardMeta
+from auditors.audits.base import Audit, LegacyPartial, ShardMeta
 from auditors.audits.context import AuditContext
+from auditors.audits.info import AuditConfig
 from auditors.audits.lime_consistency import shard
 from auditors.audits.lime_consistency.metrics import (
     curve_at,
@@ -25,11 +26,11 @@ from auditors.audits.lime_consistency.metrics import (
     write_lime_artifacts,
 )
 from auditors.audits.partials import unpack_arrays
-from auditors.cost import Passes, RunShape, masked_passes, native_strategy
+from auditors.audits.ranges import check_tiling, even_ranges
 from auditors.engine import DEFAULT_COLORS, NATIVE, parse_strategy
 from auditors.methods.lime import FeatureKind
-from auditors.methods.per_image_random import check_tiling, even_ranges
 from auditors.methods.removal import REMEDY_FILLS
+from auditors.passes import Passes, RunShape, masked_passes, native_strategy
 from auditors.report import AuditResult, Finding
 from auditors.sampling import counts_per_class
 from auditors.stats import Estimate, decide, mean_estimate, ratio_of_means
@@ -57,7 +58,8 @@ class LimeConfig(AuditConfig):
     n_show: int = Field(default=4, ge=0)  # images in the heatmap overlays
 
 
-class LimeConsistency(Audit[LimeConfig]):
+class LimeConsistency(Audit[LimeConfig, Any]):
+    legacy_flow = True
     name = NAME
     Config = LimeConfig
 
@@ -89,12 +91,12 @@ class LimeConsistency(Audit[LimeConfig]):
         """Positions in the pick (`config.n_images` of the sample): each image's LIME is independent."""
         return even_ranges(min(config.n_images, n_images), n_shards)
 
-    def run_shard(self, ctx: AuditContext, config: LimeConfig, indices: range) -> Partial:
+    def run_shard(self, ctx: AuditContext, config: LimeConfig, indices: range) -> LegacyPartial:
         return shard.run_shard(
             ctx, config, indices, seed=ctx.seed_for(config), patch=self.patch_size(ctx, config)
         )
 
-    def merge(self, meta: ShardMeta, config: LimeConfig, partials: Sequence[Partial]) -> AuditResult:
+    def merge(self, meta: ShardMeta, config: LimeConfig, partials: Sequence[LegacyPartial]) -> AuditResult:
         """Every statistic over the whole pick, from the shards' per-image outcomes."""
         cfg = config
         ordered = check_tiling(partials)

@@ -1,6 +1,6 @@
 """Missingness bias: does removing patches push predictions toward classes the fill itself evokes?"""
 
-from auditors.audits.base import AuditInfo, PolicyLine
+from auditors.audits.info import AuditInfo, PolicyLine
 
 INFO = AuditInfo(
     name="missingness_bias",
@@ -9,6 +9,7 @@ INFO = AuditInfo(
     implementation="auditors.audits.missingness_bias.audit:MissingnessBias",
     charts="auditors.audits.missingness_bias.charts:charts",
     shardable=True,
+    picks="every image of the sample",
     role="explanation",
     policy_comment=(
         "Missingness bias (an explanation caveat): at half the patches removed, class entropy may fall at\n"

@@ -1,6 +1,6 @@
 """SIS / overinterpretation: is the model confident from a few meaningless pixels?"""
 
-from auditors.audits.base import AuditInfo, FormField, PolicyLine
+from auditors.audits.info import AuditInfo, FormField, PolicyLine
 
 INFO = AuditInfo(
     name="sis",
@@ -9,6 +9,7 @@ INFO = AuditInfo(
     implementation="auditors.audits.sis.audit:SIS",
     charts="auditors.audits.sis.charts:charts",
     shardable=True,
+    picks="the confident images, class-stratified",
     form_fields=(FormField("n_images", "SIS: images"),),
     policy_comment="SIS / overinterpretation: few confident images should rest on <= 5% of the pixels.",
     policy=(

@@ -15,21 +15,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
-from auditors.audits.base import Audit, Partial, ShardMeta
+from auditors.audits.base import Audit, LegacyPartial, ShardMeta
 from auditors.audits.context import AuditContext
+from auditors.audits.ranges import even_ranges
 from auditors.audits.sis import merge as merging
 from auditors.audits.sis import shard
 from auditors.audits.sis.config import NAME, SISConfig, batch_rows, choose_method
-from auditors.cost import Passes, RunShape
 from auditors.methods.backselect import step_sizes
-from auditors.methods.per_image_random import even_ranges
+from auditors.passes import Passes, RunShape
 from auditors.report import AuditResult
 
 __all__ = ["SIS", "SISConfig"]
 
 
-class SIS(Audit[SISConfig]):
+class SIS(Audit[SISConfig, Any]):
+    legacy_flow = True
     name = NAME
     Config = SISConfig
     shardable = True
@@ -76,9 +78,9 @@ class SIS(Audit[SISConfig]):
         blocks = even_ranges(math.ceil(n / rows), n_shards)
         return [range(b.start * rows, min(n, b.stop * rows)) for b in blocks]
 
-    def run_shard(self, ctx: AuditContext, config: SISConfig, indices: range) -> Partial:
+    def run_shard(self, ctx: AuditContext, config: SISConfig, indices: range) -> LegacyPartial:
         """`indices` are positions in the pick; the context holds the whole sample."""
         return shard.run_shard(ctx, config, indices)
 
-    def merge(self, meta: ShardMeta, config: SISConfig, partials: Sequence[Partial]) -> AuditResult:
+    def merge(self, meta: ShardMeta, config: SISConfig, partials: Sequence[LegacyPartial]) -> AuditResult:
         return merging.merge(meta, config, partials)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from auditors.audits.base import AuditConfig
+from auditors.audits.info import AuditConfig
 from auditors.methods.backselect import step_sizes
 
 NAME = "sis"

@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditors.audits.base import Partial, ShardMeta
+from auditors.audits.base import LegacyPartial, ShardMeta
 from auditors.audits.partials import unpack_arrays
+from auditors.audits.ranges import check_tiling
 from auditors.audits.sis.config import NAME, SISConfig
 from auditors.audits.sis.controls import Shown, size_vs_correctness, write_sis_artifacts
 from auditors.methods.backselect import subset_size
-from auditors.methods.per_image_random import check_tiling
 from auditors.report import AuditResult, Finding, Verdict
 from auditors.stats import Estimate, decide, proportion
 
@@ -31,7 +31,7 @@ def _mean(values: Sequence[float | bool]) -> float:
     return float(np.mean(values))
 
 
-def _shown(parts: Sequence[Partial], pct: list[float | None], n_show: int) -> list[Shown]:
+def _shown(parts: Sequence[LegacyPartial], pct: list[float | None], n_show: int) -> list[Shown]:
     """The `n_show` images with the smallest SIS (ties: the earlier position) over all shards; each
     shard sent its own smallest, so these are among them."""
     items = sorted(
@@ -45,7 +45,7 @@ def _shown(parts: Sequence[Partial], pct: list[float | None], n_show: int) -> li
     return out
 
 
-def merge(meta: ShardMeta, cfg: SISConfig, partials: Sequence[Partial]) -> AuditResult:
+def merge(meta: ShardMeta, cfg: SISConfig, partials: Sequence[LegacyPartial]) -> AuditResult:
     """Concatenate the shards' per-image results in pick order and compute the audit from the whole."""
     if not partials:
         raise ValueError("no SIS shard to merge: the sample has no images")
@@ -155,7 +155,7 @@ def merge(meta: ShardMeta, cfg: SISConfig, partials: Sequence[Partial]) -> Audit
 
 
 def _subset_stats(
-    parts: Sequence[Partial], name: str, clean: list[int], labels: list[int] | None
+    parts: Sequence[LegacyPartial], name: str, clean: list[int], labels: list[int] | None
 ) -> dict[str, float | None]:
     """Accuracy and confidence of the model seeing only a 5% subset (the rest masked)."""
     got = {

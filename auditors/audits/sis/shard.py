@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditors.audits.base import Partial
+from auditors.audits.base import LegacyPartial
 from auditors.audits.context import AuditContext
 from auditors.audits.partials import pack_arrays
 from auditors.audits.sis.config import (
@@ -163,7 +163,7 @@ def _backselect(
     return BackSelectResult(order, f_after, f_full, target, method)
 
 
-def run_shard(ctx: AuditContext, cfg: SISConfig, positions: range) -> Partial:
+def run_shard(ctx: AuditContext, cfg: SISConfig, positions: range) -> LegacyPartial:
     """The partial for positions `positions` of the pick (empty where they lie beyond it)."""
     t0 = time.perf_counter()
     if positions.step != 1 or positions.start < 0 or positions.stop <= positions.start:
@@ -305,6 +305,6 @@ def _explain(
     ]
 
 
-def _done(part: dict[str, Any], t0: float) -> Partial:
+def _done(part: dict[str, Any], t0: float) -> LegacyPartial:
     part["seconds"] = round(time.perf_counter() - t0, 3)
     return part

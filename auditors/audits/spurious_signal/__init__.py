@@ -1,6 +1,6 @@
 """Spurious signal: does the model use a watermark, a ruler or a border instead of the object?"""
 
-from auditors.audits.base import AuditInfo, FormField, PolicyLine
+from auditors.audits.info import AuditInfo, FormField, PolicyLine
 
 INFO = AuditInfo(
     name="spurious_signal",
@@ -9,6 +9,7 @@ INFO = AuditInfo(
     implementation="auditors.audits.spurious_signal.audit:SpuriousSignal",
     charts="auditors.audits.spurious_signal.charts:charts",
     shardable=True,
+    picks="a seeded random sample, classes at their frequency in the data",
     form_fields=(FormField("n_images", "Spurious signal: images"),),
     policy_comment=(
         "Spurious signals: no confirmed shortcut region; saliency enrichment and stamp flip rates stay low."

@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
+from auditors.audits.spurious_signal.boxes import merge_groups, union
 from auditors.audits.spurious_signal.content import Signature, box_signature, find_signatures
 from auditors.audits.spurious_signal.counterfactual import carries_artifact
 from auditors.audits.spurious_signal.global_shift import colour_shift_test
-from auditors.audits.spurious_signal.merge import merge_groups, union
 from auditors.audits.spurious_signal.nulls import Probe, removal_test, stamp_test
 from auditors.sampling import stratified_indices
 from auditors.stats import holm

@@ -126,19 +126,29 @@ def example_data(
     return out
 
 
-def write_examples(write: ArtifactPath, tag: str, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Write the example PNGs of `example_data` as `{tag}_{suffix}.png`; the report's example list."""
-    out = []
+def example_entries(rel: Callable[[str], str], tag: str, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The report's example list for `example_data`: each image's recorded path (`rel` of its file
+    name `{tag}_{suffix}.png`) and what the model said before and after."""
+    return [
+        {"image": rel(f"{tag}_{e['suffix']}.png")}
+        | {k: e[k] for k in ("role", "true", "pred_before", "conf_before")}
+        | {k: e[k] for k in ("pred_after", "conf_after")}
+        for e in data
+    ]
+
+
+def draw_examples(write: ArtifactPath, tag: str, data: list[dict[str, Any]]) -> None:
+    """Write the example PNGs of `example_data` as `{tag}_{suffix}.png`."""
     for e in data:
-        path, rel = write(f"{tag}_{e['suffix']}.png")
+        path, _ = write(f"{tag}_{e['suffix']}.png")
         arr = np.frombuffer(zlib.decompress(base64.b64decode(e["pixels"])), dtype=np.uint8)
         _png(path, arr.reshape(e["shape"]), e["box"])
-        out.append(
-            {"image": rel}
-            | {k: e[k] for k in ("role", "true", "pred_before", "conf_before")}
-            | {k: e[k] for k in ("pred_after", "conf_after")}
-        )
-    return out
+
+
+def write_examples(write: ArtifactPath, tag: str, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write the example PNGs of `example_data`; the report's example list."""
+    draw_examples(write, tag, data)
+    return example_entries(lambda name: write(name)[1], tag, data)
 
 
 def examples(

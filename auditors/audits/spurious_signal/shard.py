@@ -23,16 +23,18 @@ through the same batch shapes in a shard as in a single run.
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 
+from auditors.audits.base import ShardPartial, Work
 from auditors.audits.context import AuditContext, ResolvedRegion
 from auditors.audits.partials import pack_arrays
+from auditors.audits.spurious_signal.box_saliency import area_baseline
+from auditors.audits.spurious_signal.config import SpuriousConfig
 from auditors.audits.spurious_signal.counterfactual import (
     carries_artifact,
     choose_removal_strategy,
@@ -52,13 +54,8 @@ from auditors.audits.spurious_signal.discover import (
 )
 from auditors.audits.spurious_signal.findings import example_data
 from auditors.audits.spurious_signal.nulls import Probe
-from auditors.audits.spurious_signal.regions import area_baseline
 from auditors.engine import applicable_strategies, model_device, plain_logits
-from auditors.methods.per_image_random import even_ranges
 from auditors.methods.saliency import box_share, saliency_maps, top_q_mask
-
-if TYPE_CHECKING:
-    from auditors.audits.spurious_signal.audit import SpuriousConfig
 
 HOT_SCALE = 2.0**32  # fixed point of the hotspot sums: integer sums are the same in any order
 # Class hotspots are summed at most this many pixels a side: a 224 px map per class present would make
@@ -72,18 +69,77 @@ def block_size(n: int) -> int:
     return max(1, min(64, n // 32))
 
 
-def plan(n: int, n_shards: int) -> list[range]:
-    """`n_shards` ranges of positions over whole saliency blocks, as even as the blocks allow."""
-    b = block_size(n)
-    blocks = even_ranges(math.ceil(n / b), n_shards)
-    return [range(r.start * b, min(n, r.stop * b)) for r in blocks]
-
-
-def sample_index(n_images: int, n: int, seed: int) -> torch.Tensor:
-    """The audit's own sample: `n` of the context's images, the same in every shard."""
+def sample_index(n_images: int, n: int, seed: int) -> list[int]:
+    """The audit's own sample: `n` of the context's images drawn at random (not by class: discovery
+    compares classes by their own frequency in the data), sorted, the same in every shard."""
     if n_images <= n:
-        return torch.arange(n_images)
-    return torch.randperm(n_images, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        return list(range(n_images))
+    drawn = torch.randperm(n_images, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return [int(i) for i in drawn]
+
+
+class RegionSummary(BaseModel):
+    """A hinted region as every shard resolves it (the merge has no context to resolve it again)."""
+
+    name: str
+    box: list[int]
+    image_index: int | None
+    has_artifact: bool
+    baseline: float
+
+
+class RegionSaliency(BaseModel):
+    """A region's saliency on this shard's positions: per method, the top-q share inside the box of
+    each image; `has`: whether each image carries the region's artifact (None: no artifact to look for)."""
+
+    positions: list[int]
+    has: list[bool] | None
+    shares: dict[str, list[float]]
+
+
+class SaliencySummary(BaseModel):
+    regions: list[RegionSaliency]
+    arrays: str  # `partials.pack_arrays`: hotspot sums, the drawn images and their maps
+
+
+class DiscoverySummary(BaseModel):
+    """Discovery's candidates and colour-cast classes: pixel statistics every shard computes alike."""
+
+    candidates: list[dict[str, Any]]
+    content_null: dict[str, Any]
+    untested_classes: list[str]
+    global_classes: list[int]
+
+
+class SpuriousPartial(ShardPartial):
+    """What one shard sends to the merge: the settings every shard resolves alike (`agreed`), the
+    clean predictions of its positions, their saliency summaries, and the tests dealt to it
+    (`kind:index` -> the test's statistics)."""
+
+    agreed: ClassVar[tuple[str, ...]] = (
+        "height",
+        "width",
+        "patch_size",
+        "strategy",
+        "strategy_bias",
+        "top_k",
+        "regions",
+        "discovery",
+    )
+
+    height: int
+    width: int
+    patch_size: int
+    strategy: str
+    strategy_bias: dict[str, dict[str, float | int]]
+    top_k: int
+    regions: list[RegionSummary]
+    pred: list[int]
+    confidence: list[float]
+    labels: list[int] | None
+    saliency: SaliencySummary
+    tests: dict[str, Any]
+    discovery: DiscoverySummary | None = None
 
 
 @dataclass
@@ -98,7 +154,7 @@ class Setup:
     confidence: torch.Tensor
     patch: int
     strategy: str
-    bias: dict[str, dict[str, float]]
+    bias: dict[str, dict[str, float | int]]
     regions: list[ResolvedRegion]
     settings: DiscoverySettings
     probe: Probe
@@ -134,13 +190,12 @@ def region_positions(region: ResolvedRegion, index: torch.Tensor) -> list[int]:
     return (index == region.image_index).nonzero().flatten().tolist()
 
 
-def setup(ctx: AuditContext, config: SpuriousConfig, patch: int) -> Setup:
-    seed = ctx.seed_for(config)
+def setup(ctx: AuditContext, config: SpuriousConfig, patch: int, seed: int, picked: list[int]) -> Setup:
     height, width = ctx.image_size
     regions = [*ctx.regions, *(ResolvedRegion.of(r, height, width) for r in config.regions)]
     device = model_device(ctx.model)
     ctx.model.eval()
-    index = sample_index(ctx.n_images, config.n_images, seed)
+    index = torch.tensor(picked, dtype=torch.long)
     images = ctx.images[index].to(device).float()
     labels = ctx.labels[index].to(device) if ctx.labels is not None else None
     ctx.report(0.02, "choosing the removal strategy")
@@ -165,20 +220,20 @@ def setup(ctx: AuditContext, config: SpuriousConfig, patch: int) -> Setup:
     if ctx.object_masks is not None:
         tests.append(("leakage", 0))
     return Setup(
-        seed,
-        index,
-        images,
-        labels,
-        pred,
-        confidence,
-        patch,
-        strategy,
-        bias,
-        regions,
-        settings,
-        probe,
-        found,
-        tests,
+        seed=seed,
+        index=index,
+        images=images,
+        labels=labels,
+        pred=pred,
+        confidence=confidence,
+        patch=patch,
+        strategy=strategy,
+        bias=bias,
+        regions=regions,
+        settings=settings,
+        probe=probe,
+        found=found,
+        tests=tests,
     )
 
 
@@ -193,15 +248,15 @@ def _region_artifact(s: Setup, region: ResolvedRegion) -> tuple[torch.Tensor, to
     return None
 
 
-def _saliency(ctx: AuditContext, config: SpuriousConfig, s: Setup, r: range) -> dict[str, Any]:
+def _saliency(ctx: AuditContext, config: SpuriousConfig, s: Setup, r: range) -> SaliencySummary:
     """Per block of positions in `r`: the maps of every method, summarised per image and region."""
     b = block_size(s.n)
-    per_region: list[dict[str, Any]] = []
+    per_region: list[RegionSaliency] = []
     for region in s.regions:
         mine = [p for p in region_positions(region, s.index) if p in r]
         art = _region_artifact(s, region) if mine else None
         has = None if art is None else carries_artifact(s.images[mine], region.box, *art).tolist()
-        per_region.append({"positions": mine, "has": has, "shares": {m: [] for m in config.methods}})
+        per_region.append(RegionSaliency(positions=mine, has=has, shares={m: [] for m in config.methods}))
     hot: dict[int, list[Any]] = {}
     drawn: dict[str, list[np.ndarray]] = {m: [] for m in config.methods}
     start = r.start
@@ -228,9 +283,9 @@ def _saliency(ctx: AuditContext, config: SpuriousConfig, s: Setup, r: range) -> 
             )
             top, _ = top_q_mask(maps, config.q, s.seed, offset=start)
             for region, entry in zip(s.regions, per_region, strict=True):
-                rows = [p - start for p in entry["positions"] if start <= p < stop]
+                rows = [p - start for p in entry.positions if start <= p < stop]
                 if rows:
-                    entry["shares"][method] += box_share(top[rows], region.box).tolist()
+                    entry.shares[method] += box_share(top[rows], region.box).tolist()
             n_draw = max(0, min(stop, config.n_overlays) - start)
             if n_draw:
                 drawn[method].append(maps[:n_draw].detach().cpu().numpy().astype(np.float16))
@@ -250,7 +305,7 @@ def _saliency(ctx: AuditContext, config: SpuriousConfig, s: Setup, r: range) -> 
     n_draw = max(0, min(r.stop, config.n_overlays) - r.start)
     if n_draw:
         arrays["drawn_images"] = _uint8(s.images[r.start : r.start + n_draw])
-    return {"regions": per_region, "arrays": pack_arrays(arrays)}
+    return SaliencySummary(regions=per_region, arrays=pack_arrays(arrays))
 
 
 def _uint8(images: torch.Tensor) -> np.ndarray:
@@ -317,49 +372,45 @@ def _test(ctx: AuditContext, s: Setup, kind: str, i: int) -> dict[str, Any]:
     )
 
 
-def run_shard(ctx: AuditContext, config: SpuriousConfig, r: range, patch: int) -> dict[str, Any]:
-    """Shard `r` of the plan: its saliency summaries and its tests, as plain JSON."""
-    s = setup(ctx, config, patch)
-    if r.step != 1 or r.start < 0 or r.stop > s.n or not len(r):
-        raise ValueError(f"shard {r} is not a non-empty contiguous range inside 0..{s.n}")
+def run_shard(ctx: AuditContext, config: SpuriousConfig, work: Work, patch: int) -> SpuriousPartial:
+    """Shard `work.positions` of the plan: its saliency summaries and its tests."""
+    s = setup(ctx, config, patch, work.seed, list(work.picked))
+    r = work.positions
     height, width = ctx.image_size
-    partial: dict[str, Any] = {
-        "start": r.start,
-        "stop": r.stop,
-        "n": s.n,
-        "height": height,
-        "width": width,
-        "patch_size": s.patch,
-        "strategy": s.strategy,
-        "strategy_bias": s.bias,
-        "top_k": max(1, round(config.q * height * width)),
-        "regions": [
-            {
-                "name": g.name,
-                "box": list(g.box),
-                "image_index": g.image_index,
-                "has_artifact": g.artifact is not None,
-                "baseline": area_baseline(g.box, height, width),
-            }
-            for g in s.regions
-        ],
-        "pred": s.pred[r.start : r.stop].tolist(),
-        "confidence": s.confidence[r.start : r.stop].tolist(),
-        "labels": None if s.labels is None else s.labels[r.start : r.stop].tolist(),
-        "saliency": _saliency(ctx, config, s, r),
-        "tests": {},
-    }
-    if s.found is not None:
-        partial["discovery"] = {
-            "candidates": [signature_summary(g, s.found.counts) for g in s.found.signatures],
-            "content_null": s.found.content_null,
-            "untested_classes": s.found.untested_classes,
-            "global_classes": [i for kind, i in s.tests if kind == "global"],
-        }
+    saliency = _saliency(ctx, config, s, r)
+    tests: dict[str, Any] = {}
     for t, (kind, i) in enumerate(s.tests):
         if s.owner(t) in r:
             ctx.report(0.7 + 0.25 * t / len(s.tests), f"{kind} test {i}")
-            partial["tests"][f"{kind}:{i}"] = _test(ctx, s, kind, i)
-    # Exactly what a worker stores and a merge reads back, so a single run merges the same values.
-    loaded: dict[str, Any] = json.loads(json.dumps(partial))
-    return loaded
+            tests[f"{kind}:{i}"] = _test(ctx, s, kind, i)
+    return SpuriousPartial(
+        height=height,
+        width=width,
+        patch_size=s.patch,
+        strategy=s.strategy,
+        strategy_bias=s.bias,
+        top_k=max(1, round(config.q * height * width)),
+        regions=[
+            RegionSummary(
+                name=g.name,
+                box=list(g.box),
+                image_index=g.image_index,
+                has_artifact=g.artifact is not None,
+                baseline=area_baseline(g.box, height, width),
+            )
+            for g in s.regions
+        ],
+        pred=s.pred[r.start : r.stop].tolist(),
+        confidence=s.confidence[r.start : r.stop].tolist(),
+        labels=None if s.labels is None else s.labels[r.start : r.stop].tolist(),
+        saliency=saliency,
+        tests=tests,
+        discovery=None
+        if s.found is None
+        else DiscoverySummary(
+            candidates=[signature_summary(g, s.found.counts) for g in s.found.signatures],
+            content_null=s.found.content_null,
+            untested_classes=s.found.untested_classes,
+            global_classes=[i for kind, i in s.tests if kind == "global"],
+        ),
+    )

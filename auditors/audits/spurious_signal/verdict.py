@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
+from auditors.audits.base import Judgement
+from auditors.audits.spurious_signal import INFO
+from auditors.audits.spurious_signal.boxes import iou
+from auditors.audits.spurious_signal.config import SpuriousConfig
 from auditors.audits.spurious_signal.discover import OUT_OF_SCOPE
-from auditors.audits.spurious_signal.merge import iou
-from auditors.report import Artifact, AuditResult, Finding, Verdict
+from auditors.report import Finding, Verdict
 
-AUDIT = "spurious_signal"
+AUDIT = INFO.name
+
+
+@dataclass
+class SpuriousJudgement(Judgement):
+    """The judgement, with the example images of the confirmed findings for `draw` to write
+    (example tag -> `findings.example_data`)."""
+
+    examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def conclude(
@@ -16,12 +28,12 @@ def conclude(
     region_metrics: dict[str, Any],
     discovery: dict[str, Any],
     metrics: dict[str, Any],
-    artifacts: list[Artifact],
-    config: Any,
+    config: SpuriousConfig,
     n: int,
     n_regions: int,
     num_classes: int,
-) -> AuditResult:
+    examples: dict[str, list[dict[str, Any]]],
+) -> SpuriousJudgement:
     """Fail on a confirmed region or colour cast; inconclusive when discovery could test no class and
     no hinted region was tested; else pass, saying what was and was not tested."""
     candidates = discovery["candidates"]
@@ -52,16 +64,15 @@ def conclude(
             + "."
         )
     tested = [*tested_regions, *candidates, *discovery["global"]]
-    return AuditResult(
-        name=AUDIT,
+    return SpuriousJudgement(
         verdict=verdict,
         summary=summary,
         metrics=metrics,
         findings=findings,
-        artifacts=artifacts,
         n=n,
         estimate=strongest_effect(tested, confirmed=[t for t in tested if t.get("confirmed")]),
         meaning=meaning(verdict, confirmed),
+        examples=examples,
     )
 
 

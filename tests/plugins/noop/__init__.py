@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from auditors.audits.base import Audit, AuditConfig, AuditInfo
-from auditors.report import AuditResult
+from auditors.audits.base import Audit, Judgement, NoPartial, ShardMeta, Shards
+from auditors.audits.info import AuditConfig, AuditInfo
 
 INFO = AuditInfo(
     name="test_noop",
     title="No-op",
     checks="nothing; the service tests create jobs with it",
     implementation="tests.plugins.noop:NoopAudit",
+    picks="no images",
 )
 
 
@@ -19,9 +18,9 @@ class NoopConfig(AuditConfig):
     threshold: float = 0.5
 
 
-class NoopAudit(Audit[NoopConfig]):
-    name = "test_noop"
+class NoopAudit(Audit[NoopConfig, NoPartial]):
+    info = INFO
     Config = NoopConfig
 
-    def compute(self, ctx: Any, config: NoopConfig, seed: int) -> AuditResult:
-        return AuditResult(name=self.name, verdict="pass", summary="nothing to see")
+    def judge(self, meta: ShardMeta, config: NoopConfig, shards: Shards[NoPartial]) -> Judgement:
+        return Judgement(verdict="pass", summary="nothing to see")

@@ -4,7 +4,7 @@ It checks that no class takes more than `max_share` of the model's predictions. 
 here (torch-free, so the API and the dashboard read it); its computation in `audit.py`.
 """
 
-from auditors.audits.base import AuditInfo, FormField, PolicyLine
+from auditors.audits.info import AuditInfo, FormField, PolicyLine
 
 INFO = AuditInfo(
     name="toy",

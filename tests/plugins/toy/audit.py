@@ -1,17 +1,18 @@
-"""The toy audit's computation: the share of the most predicted class, shard by shard."""
+"""The toy audit's computation, as hooks only: the base class plans, picks (class-stratified), checks
+ranges and seeds, merges and stamps; the audit says what a shard computes and what it concludes."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 
 from pydantic import Field
 
-from auditors.audits.base import Audit, AuditConfig, Partial, ShardMeta
+from auditors.audits.base import Audit, Judgement, ShardMeta, ShardPartial, Shards, Work
 from auditors.audits.context import AuditContext
+from auditors.audits.info import AuditConfig
 from auditors.engine import plain_logits
-from auditors.methods.per_image_random import check_tiling, even_ranges
-from auditors.report import AuditResult, Finding
+from auditors.report import Finding
+from tests.plugins.toy import INFO
 
 
 class ToyConfig(AuditConfig):
@@ -19,44 +20,35 @@ class ToyConfig(AuditConfig):
     max_share: float = Field(default=0.5, gt=0, le=1)
 
 
-class ToyAudit(Audit[ToyConfig]):
-    name = "toy"
+class ToyPartial(ShardPartial):
+    preds: list[int]  # the clean prediction of each position of the shard
+
+
+class ToyAudit(Audit[ToyConfig, ToyPartial]):
+    info = INFO
     Config = ToyConfig
-    shardable = True
+    Partial = ToyPartial
+    shard_inputs = "all"
 
-    def plan_shards(self, n_images: int, config: ToyConfig, n_shards: int) -> list[range]:
-        return even_ranges(min(n_images, config.n_images), n_shards)
-
-    def run_shard(self, ctx: AuditContext, config: ToyConfig, indices: range) -> Partial:
-        stop = min(indices.stop, config.n_images)
-        images = ctx.images[indices.start - ctx.image_offset : stop - ctx.image_offset]
-        preds = plain_logits(ctx.model, images, mean=ctx.mean, std=ctx.std).argmax(1)
+    def shard(self, ctx: AuditContext, config: ToyConfig, work: Work) -> ToyPartial:
+        index = list(work.picked[work.positions.start : work.positions.stop])
+        preds = plain_logits(ctx.model, ctx.images[index], mean=ctx.mean, std=ctx.std).argmax(1)
         ctx.report(1.0, "predicted")
-        return {"start": indices.start, "stop": stop, "preds": preds.cpu().tolist()}
+        return ToyPartial(preds=preds.cpu().tolist())
 
-    def merge(self, meta: ShardMeta, config: ToyConfig, partials: Sequence[Partial]) -> AuditResult:
-        ordered = check_tiling(partials, min(meta.n_images, config.n_images))
-        preds = [p for part in ordered for p in part["preds"]]
+    def judge(self, meta: ShardMeta, config: ToyConfig, shards: Shards[ToyPartial]) -> Judgement:
+        preds = [p for part in shards.parts for p in part.preds]
         top, count = Counter(preds).most_common(1)[0]
         share = round(count / len(preds), 4)
         failed = share > config.max_share
-        return AuditResult(
-            name=self.name,
+        name = meta.class_names[top]
+        return Judgement(
             verdict="fail" if failed else "pass",
-            summary=f"'{meta.class_names[top]}' takes {share:.0%} of {len(preds)} predictions",
-            metrics={
-                "majority_share": share,
-                "majority_class": meta.class_names[top],
-                "n_images": len(preds),
-            },
-            findings=[
-                Finding(
-                    kind="majority_class", summary="one class dominates", class_name=meta.class_names[top]
-                )
-            ]
+            summary=f"'{name}' takes {share:.0%} of {len(preds)} predictions",
+            metrics={"majority_share": share, "majority_class": name, "n_images": len(preds)},
+            findings=[Finding(kind="majority_class", summary="one class dominates", class_name=name)]
             if failed
             else [],
-            config=self.recorded_config(
-                config, meta.seed if config.seed is None else config.seed, {"n_images": len(preds)}
-            ),
+            n=len(preds),
+            resolved={"n_images": len(preds)},
         )
