@@ -6,8 +6,10 @@
 2. Stamp (`nulls.stamp_test`): the pattern is stamped on images of the other classes and paired with
    the same pixels copied from a random other-class image; the paired gain in p(class) gives a one-sided
    p-value, corrected over all candidates (Holm). The flip rate with its Wilson interval is the effect.
-3. A candidate is confirmed when its corrected p < `alpha` and it flips at least `min_flip` of the other
-   images; then the removal test (`nulls.removal_test`) measures what the class loses without it.
+3. A candidate passes the stamp rule when its corrected p < `alpha` and it flips at least `min_flip` of
+   the other images; then the removal test (`nulls.removal_test`) measures what the class loses
+   without it, and `severity` calls it a shortcut only when that loss beats random boxes too (else a
+   sensitivity, which does not fail the model).
 4. Overlapping candidates of one class are merged before testing (`merge`), so one mark is one finding.
 5. Global (`global_shift`): each class's colour cast moved onto the other classes, Holm over classes.
 """
@@ -25,15 +27,20 @@ from auditors.audits.spurious_signal.content import Signature, box_signature, fi
 from auditors.audits.spurious_signal.counterfactual import carries_artifact
 from auditors.audits.spurious_signal.global_shift import colour_shift_test
 from auditors.audits.spurious_signal.nulls import Probe, removal_test, stamp_test
+from auditors.audits.spurious_signal.severity import annotate
 from auditors.sampling import stratified_indices
 from auditors.stats import holm
 
 OUT_OF_SCOPE = (
-    "texture or frequency statistics spread over the whole image (only a class's colour cast is "
-    "tested globally)",
-    "marks whose colour changes from image to image (semi-transparent or recoloured watermarks): the "
-    "content test looks for one repeated colour per pixel",
-    "a mark that moves from image to image",
+    "a mark that moves from image to image is found only where it sits often enough to repeat in "
+    "colour (one finding per place); a mark whose colour or place changes every time is not",
+    "a semi-transparent or recoloured mark, whose pixels change colour with the image beneath it: the "
+    "content search looks for one repeated colour per pixel",
+    "a class's brightness, contrast or saturation: they belong to its content as much as to a source "
+    "(a class of skies is flatter), so the low-level test takes only detail, blockiness and grain, "
+    "each relative to the image's contrast",
+    "whole-image patterns other than colour and the low-level statistics (a blended noise pattern, "
+    "a faint sinusoid, a smooth warp) are tested only through the statistics they move",
 )
 
 
@@ -222,6 +229,8 @@ def judge_candidates(
         candidates.append(cand)
         if cand["confirmed"]:
             cand["removal"] = removal(j)
+        # Adding alone is a sensitivity; a shortcut also costs its class when removed (`severity`).
+        if annotate(cand, cfg.alpha) == "shortcut":
             confirmed.append(j)
     return candidates, confirmed
 
@@ -290,7 +299,7 @@ def judge_global(
         r["correction"] = f"holm over {len(results)} classes"
         r["excess_flip"] = round(r["flip"]["value"] - r["flip"]["null_mean"], 4)
         r["confirmed"] = bool(p_adj < cfg.alpha and r["excess_flip"] >= cfg.min_flip)
-        if r["confirmed"]:
+        if annotate(r, cfg.alpha) == "shortcut":
             confirmed.append(r)
     return results, confirmed
 
