@@ -20,7 +20,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-STATS = ("sharpness", "blockiness", "noise", "contrast", "brightness", "warmth", "tint", "saturation", "hue")
+STATS = (
+    "sharpness",
+    "detail",
+    "blockiness",
+    "noise",
+    "grain",
+    "contrast",
+    "brightness",
+    "warmth",
+    "tint",
+    "saturation",
+    "hue",
+)
 _LUMA = (0.299, 0.587, 0.114)
 
 
@@ -38,6 +50,20 @@ def sharpness(x: torch.Tensor) -> torch.Tensor:
     """Log variance of the Laplacian of the grey image: low for blurred images."""
     lap = _conv(_grey(x), [[0, 1, 0], [1, -4, 1], [0, 1, 0]])
     return torch.log(lap.flatten(1).var(1) + 1e-6)
+
+
+def detail(x: torch.Tensor) -> torch.Tensor:
+    """Sharpness relative to contrast: log of the Laplacian's variance over the grey image's. A flat
+    sky and a busy street differ in sharpness by their content; a blurred copy of either loses detail
+    relative to its own contrast, which is what a source's blur changes."""
+    g = _grey(x)
+    lap = _conv(g, [[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    return torch.log(lap.flatten(1).var(1) + 1e-6) - torch.log(g.flatten(1).var(1) + 1e-6)
+
+
+def grain(x: torch.Tensor) -> torch.Tensor:
+    """Noise relative to contrast (`noise` over the grey image's standard deviation), in logs."""
+    return torch.log(noise(x) + 1e-5) - torch.log(_grey(x).flatten(1).std(1) + 1e-5)
 
 
 def noise(x: torch.Tensor) -> torch.Tensor:
@@ -99,8 +125,10 @@ def hue(x: torch.Tensor) -> torch.Tensor:
 
 MEASURES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sharpness": sharpness,
+    "detail": detail,
     "blockiness": blockiness,
     "noise": noise,
+    "grain": grain,
     "contrast": contrast,
     "brightness": brightness,
     "warmth": warmth,
@@ -176,6 +204,16 @@ def _sharpen(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return torch.where((t < 0).view(-1, 1, 1, 1).to(x.device), blur, sharp).clamp(0, 1)
 
 
+def _grainy(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """t < 0: smooth with sigma -t; t > 0: add Gaussian noise of sigma t (fixed draw, so the knob is
+    monotone); a one-parameter grain knob."""
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(x.shape, generator=gen).to(x.device, x.dtype)
+    smooth = blur_each(x, (-t).clamp_min(0))
+    noisy = x + t.clamp_min(0).view(-1, 1, 1, 1).to(x.device, x.dtype) * z
+    return torch.where((t < 0).view(-1, 1, 1, 1).to(x.device), smooth, noisy).clamp(0, 1)
+
+
 def _bisect(
     x: torch.Tensor,
     target: torch.Tensor,
@@ -212,8 +250,10 @@ def set_level(images: torch.Tensor, stat: str, target: torch.Tensor | float) -> 
         return x.clone()
     cur = MEASURES[stat](x).cpu()
     d = lambda v: v.to(x.device).view(-1, 1, 1, 1)  # noqa: E731
-    if stat == "sharpness":
-        return _bisect(x, tgt, _sharpen, sharpness, -4.0, 6.0)
+    if stat in ("sharpness", "detail"):
+        return _bisect(x, tgt, _sharpen, MEASURES[stat], -4.0, 6.0)
+    if stat == "grain":
+        return _bisect(x, tgt, _grainy, grain, -3.0, 0.3)
     if stat == "blockiness":
         return _set_blockiness(x, tgt)
     if stat == "noise":
