@@ -38,7 +38,7 @@ AUDIT = "spurious_signal"
 
 def population(quick: bool) -> list[PopCase]:
     """The full design: every kind at every bias on both tasks (66 planted), the architecture
-    alternating so each kind meets both; one clean twin per planted case (same task, arch and seed),
+    alternating so each kind meets both on each task; one clean twin per planted case (same task, arch and seed),
     every third one weak. `quick`: three planted kinds and two clean twins on small data."""
     if quick:
         n = 600
@@ -53,12 +53,15 @@ def population(quick: bool) -> list[PopCase]:
     for kind in KINDS:
         for bias in BIASES:
             for task in ("shapes", "photos"):
-                arch = CNN if i % 2 == 0 else VIT
+                arch = CNN if (i // 2) % 2 == 0 else VIT  # flips with bias: both archs on both tasks
                 planted.append(PopCase(task, kind, bias, arch, seed=i, n_audit=160))
                 i += 1
     twins = [c.twin(weak=j % 3 == 2) for j, c in enumerate(planted)]
-    # Interleave, so a run stopped early holds planted and clean models in proportion.
-    return [c for pair in zip(planted, twins, strict=True) for c in pair]
+    # Run order (names and seeds stay as above): each planted model beside its twin, the strongest
+    # bias of every kind on both tasks first, so a run stopped early holds every kind, planted and
+    # clean models in proportion.
+    pairs = sorted(zip(planted, twins, strict=True), key=lambda p: (BIASES.index(p[0].bias), p[0].seed % 2))
+    return [c for pair in pairs for c in pair]
 
 
 def _save(built: Built, folder: Path) -> tuple[Path, str, list[str]]:
@@ -299,15 +302,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--baseline", action="store_true", help="write validity_baseline.json (a record)")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     ap.add_argument("--cache", type=Path, default=None, help="keep trained models here and reuse them")
-    ap.add_argument("--train-only", action="store_true", help="only fill --cache (last case first)")
+    ap.add_argument("--train-only", action="store_true", help="only fill --cache, in run order")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "validity_baseline" if args.baseline else "validity"
     rows: list[dict[str, Any]] = []
     todo = [c for c in population(args.quick) if args.only in c.name]
-    if args.train_only:  # a second process can fill the cache from the end while the first audits
-        for case in reversed(todo):
+    if args.train_only:  # a second process can fill the cache ahead of the one that audits
+        for case in todo:
             built_case(case, args.cache)
             print(f"trained {case.name}", flush=True)
         return {"summary": {}, "cases": []}
