@@ -37,7 +37,7 @@ OUT_OF_SCOPE = (
     "a semi-transparent or recoloured mark, whose pixels change colour with the image beneath it: the "
     "content search looks for one repeated colour per pixel",
     "a class's brightness, contrast or saturation: they belong to its content as much as to a source "
-    "(a class of skies is flatter), so the low-level test takes only detail, blockiness and grain, "
+    "(a class of skies is flatter), so the low-level test takes only detail and JPEG blockiness, "
     "each relative to the image's contrast",
     "whole-image patterns other than colour and the low-level statistics (a blended noise pattern, "
     "a faint sinusoid, a smooth warp) are tested only through the statistics they move",

@@ -133,6 +133,6 @@ def meaning(verdict: str, confirmed: list[Finding]) -> str:
     if verdict == "inconclusive":
         return "Too few images per class to test for shortcuts: audit more images."
     return (
-        "No fixed mark, colour cast or low-level statistic (detail, JPEG blockiness, grain) decides a "
+        "No fixed mark, colour cast or low-level statistic (detail, JPEG blockiness) decides a "
         "class on these images; not tested: " + "; ".join(OUT_OF_SCOPE) + "."
     )
