@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from auditors.audits.spurious_signal.lowlevel import judge_lowlevel, screen
 from auditors.audits.spurious_signal.severity import annotate, judge
 from auditors.zoo.photos import photo_images
