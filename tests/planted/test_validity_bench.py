@@ -17,6 +17,8 @@ def test_quick_population_runs_the_product_path_and_scores_it(tmp_path: Path) ->
     assert patch["stamp_flip"] >= 0.3 and patch["must_find"]
     assert patch["detected"] and patch["best_iou"] >= 0.5 and patch["verdict"] == "fail"
     assert rows["photos-clean-weak-cnn-s2"]["weak"]
+    # No clean twin fails its verdict: the worst bug is a fail on a model that does not cheat.
+    assert [r["verdict"] for r in result["cases"] if r["kind"] == "none"] == ["pass", "pass"]
     saved = json.loads((tmp_path / "validity.json").read_text())
     assert saved["summary"]["per_kind"]["patch"]["detected_must"] == 1
     assert "| patch | fixed |" in (tmp_path / "validity.md").read_text()

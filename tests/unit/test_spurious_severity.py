@@ -26,6 +26,17 @@ def test_a_shortcut_needs_both_counterfactuals() -> None:
     assert judge(True, {"value": 0.3, "null_mean": 0.4, "p_value": 0.002, "n": 20}, 0.05)[0] == "sensitivity"
 
 
+def test_a_box_s_removal_is_judged_by_images_that_leave_the_class() -> None:
+    # The demo's clean control: removing the square costs its circles 0.24 confidence, none of them
+    # stops being a circle; the planted model's circles turn into another class.
+    clean = {"effect": 0.24, "random_effect": 0.003, "n": 24, "removal": {"p_value": 0.0003}}
+    clean |= {"lost": 0.0, "random_lost": 0.0, "lost_p_value": 1.0}
+    assert judge(True, clean, 0.05)[0] == "sensitivity"
+    planted = clean | {"lost": 0.8, "random_lost": 0.02, "lost_p_value": 0.0002}
+    level, why = judge(True, planted, 0.05)
+    assert level == "shortcut" and "80%" in why
+
+
 def test_annotate_narrows_confirmed_to_shortcuts_and_gives_fitting_advice() -> None:
     reaction = {"confirmed": True, "removal": NO_COST}
     assert annotate(reaction, 0.05) == "sensitivity"

@@ -177,11 +177,13 @@ def could_confirm(t: dict[str, Any], cfg: DiscoverySettings) -> bool:
 def candidate_removal(
     probe: Probe, images: torch.Tensor, groups: torch.Tensor, s: Signature, cfg: DiscoverySettings
 ) -> dict[str, Any]:
-    """The removal test of a candidate on its class's images that carry it."""
-    carriers = s.carriers.to(images.device) & (groups == s.class_index)
-    return removal_test(
-        probe, images[carriers], s.class_index, s.box, n_random=cfg.n_random_boxes, seed=probe.seed
-    )
+    """The removal test of a candidate on its class's images that carry it; on all of the class's
+    images when fewer than `min_group` carry it exactly (a semi-transparent or moving mark matches
+    its pattern on few images, and two images decide nothing)."""
+    own = groups == s.class_index
+    carriers = s.carriers.to(images.device) & own
+    on = carriers if int(carriers.sum()) >= cfg.min_group else own
+    return removal_test(probe, images[on], s.class_index, s.box, n_random=cfg.n_random_boxes, seed=probe.seed)
 
 
 def signature_summary(s: Signature, counts: torch.Tensor) -> dict[str, Any]:
@@ -230,7 +232,7 @@ def judge_candidates(
         if cand["confirmed"]:
             cand["removal"] = removal(j)
         # Adding alone is a sensitivity; a shortcut also costs its class when removed (`severity`).
-        if annotate(cand, cfg.alpha) == "shortcut":
+        if annotate(cand, cfg.alpha, cfg.min_flip) == "shortcut":
             confirmed.append(j)
     return candidates, confirmed
 
@@ -299,7 +301,7 @@ def judge_global(
         r["correction"] = f"holm over {len(results)} classes"
         r["excess_flip"] = round(r["flip"]["value"] - r["flip"]["null_mean"], 4)
         r["confirmed"] = bool(p_adj < cfg.alpha and r["excess_flip"] >= cfg.min_flip)
-        if annotate(r, cfg.alpha) == "shortcut":
+        if annotate(r, cfg.alpha, cfg.min_flip) == "shortcut":
             confirmed.append(r)
     return results, confirmed
 

@@ -184,6 +184,6 @@ def judge_lowlevel(
         r["correction"] = f"holm over {len(results)} class statistics"
         r["excess_flip"] = round(r["flip"]["value"] - r["flip"]["null_mean"], 4)
         r["confirmed"] = bool(p_adj < alpha and r["excess_flip"] >= min_flip)
-        if annotate(r, alpha) == "shortcut":
+        if annotate(r, alpha, min_flip) == "shortcut":
             shortcuts.append(r)
     return results, shortcuts
