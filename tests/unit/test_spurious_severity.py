@@ -32,6 +32,8 @@ def test_a_box_s_removal_is_judged_by_images_that_leave_the_class() -> None:
     clean = {"effect": 0.24, "random_effect": 0.003, "n": 24, "removal": {"p_value": 0.0003}}
     clean |= {"lost": 0.0, "random_lost": 0.0, "lost_p_value": 1.0}
     assert judge(True, clean, 0.05)[0] == "sensitivity"
+    # 4 of 24 leaving the class, even significantly, is not a loss of min_flip with 95% confidence.
+    assert judge(True, clean | {"lost": 4 / 24, "lost_p_value": 0.01}, 0.05)[0] == "sensitivity"
     planted = clean | {"lost": 0.8, "random_lost": 0.02, "lost_p_value": 0.0002}
     level, why = judge(True, planted, 0.05)
     assert level == "shortcut" and "80%" in why

@@ -8,9 +8,10 @@ counterfactuals hold against their nulls:
   stamp rule: corrected p < alpha and an excess flip of at least `min_flip`), and
 - remove: taking it off the class's own images that carry it costs the class more than the null
   removal does. For a box: the share of the class's images that stop being predicted as the class
-  beats random boxes of the same size by `min_flip` (one-sided p < alpha); a clean model's confidence
-  drops when an odd mark it reacts to is removed, but its images stay the class (the demo's clean
-  control loses 0.24 confidence on its circles and none of them). For a global change: the mean drop
+  beats random boxes of the same size by `min_flip` at its 95% lower bound (one-sided p < alpha). A
+  clean model's confidence drops when an odd mark it reacts to is removed, but its images mostly stay
+  the class (the demo's clean control loses 0.24 confidence on its circles and 4 of 24 stop being
+  circles, lower bound 7%; the planted CNN loses all 24). For a global change: the mean drop
   in p(class) beats the same change in the other direction (one-sided p < alpha).
 
 Adding alone is a `sensitivity`: the model reacts to the signal but does not need it, so it is
@@ -21,6 +22,8 @@ advice fits it.
 from __future__ import annotations
 
 from typing import Any, Literal
+
+from auditors.stats import proportion
 
 Severity = Literal["shortcut", "sensitivity", "none"]
 
@@ -62,7 +65,10 @@ def _lost_class(removal: dict[str, Any], alpha: float, min_lost: float) -> tuple
     """A box's removal judged by predictions: the share of the class's images that stop being the
     class without the mark, against random boxes of its size."""
     lost, rand, p, n = removal["lost"], removal["random_lost"], removal["lost_p_value"], removal["n"]
-    if p < alpha and lost - rand >= min_lost:
+    # The loss must be at least `min_lost` beyond random boxes with 95% confidence (the Wilson lower
+    # bound of the share), not only in its point estimate: the same kind of statement as the stamp's.
+    low = proportion(round(lost * n), n).lo
+    if p < alpha and low - rand >= min_lost:
         return "shortcut", (
             f"adding it moves other classes' images far beyond the null, and removing it from {n} of the "
             f"class's own images makes {lost:.0%} of them leave the class, against {rand:.0%} for random "
@@ -70,8 +76,8 @@ def _lost_class(removal: dict[str, Any], alpha: float, min_lost: float) -> tuple
         )
     return "sensitivity", (
         f"adding it moves other classes' images toward the class, but removing it from {n} of the class's "
-        f"own images makes only {lost:.0%} of them leave the class, against {rand:.0%} for random boxes "
-        f"(p = {p:.3g}): the model reacts to it without depending on it"
+        f"own images makes only {lost:.0%} of them leave the class (95% lower bound {low:.0%}), against "
+        f"{rand:.0%} for random boxes (p = {p:.3g}): the model reacts to it without depending on it"
     )
 
 
