@@ -1,241 +1,334 @@
-"""Validity of spurious-signal discovery on planted shortcuts: detection rate, box IoU, false alarms.
+"""Validity of the spurious-signal audit on a planted population, through the path the CLI runs.
 
-Each case trains a tiny model on a task with a shortcut planted on class 0 (kind, place, bias), measures
-how much the model uses it (stamp flip rate on other-class images), then runs discovery *without a hint*
-on held-out images with the same bias. Every (task, arch) has a clean twin (same seed, no artifact),
-which must give no finding. A local case counts toward the "must find" bar when its measured flip rate
-is at least 30%; it is found when a confirmed `spurious_region` of class 0 has IoU >= 0.5 with the true
-box. A tint case is found when the global finding names class 0 and no box is reported for it.
+Each case (`auditors.zoo.population`) trains a tiny model with a shortcut of one kind planted on class
+0 at a bias level (100/50/30% of the class's images carry it), or a clean twin (weak, low-accuracy
+twins included), and verifies the planted model uses it (stamp flip: the share of other-class images
+the trigger turns into class 0). The model is then saved as a card, its held-out images (same bias)
+as a folder of class folders, and `occulta.runner.run_battery` runs `spurious_signal` on them exactly
+as `occulta audit` does; the bench reads only the report. Per kind: detection rate (the model verdict
+fails with a finding on class 0), AUROC of the verdict's evidence planted vs clean, the false-positive
+rate on clean twins, box IoU (fixed marks), zone hit (moving marks), seconds per model.
 
-    PYTHONPATH=$PWD OMP_NUM_THREADS=1 python -m bench.validity            # the full design
-    PYTHONPATH=$PWD OMP_NUM_THREADS=1 python -m bench.validity --only stripes-patch
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 nice python -m bench.validity            # the full population
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 python -m bench.validity --quick         # a smoke test
+    ... --baseline   (writes bench/results/validity_baseline.json instead)
 
-Writes bench/results/validity.json (every case as it finishes) and validity.md (the table).
+Writes bench/results/validity.json (every case as it finishes) and validity.md (the tables).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from auditors.audits.spurious_signal.boxes import iou
-from auditors.audits.spurious_signal.counterfactual import choose_removal_strategy
-from auditors.audits.spurious_signal.discover import discover
-from auditors.audits.spurious_signal.nulls import Probe
-from auditors.engine import plain_logits
-from auditors.zoo.planted import MEAN, STD, Case, build
+from auditors.zoo.population import CNN, MEAN, STD, VIT, Built, PopCase, build
+from auditors.zoo.triggers import BIASES, FIXED, GLOBAL, KINDS, MOVING, Box
 
-CNN, VIT = "occulta_resnet_tiny", "occulta_vit_tiny"
 MUST_FLIP = 0.3
 MIN_IOU = 0.5
-
-# A balanced design: each (task, arch) gets every kind once; places and bias levels rotate so each
-# kind meets several places and biases across the four blocks.
-DESIGN: list[tuple[str, str, str, str, float]] = [
-    ("stripes", CNN, "patch", "corner", 1.0),
-    ("stripes", CNN, "bar", "edge", 0.5),
-    ("stripes", CNN, "texture", "centre", 0.3),
-    ("stripes", CNN, "glyph", "corner", 0.5),
-    ("stripes", CNN, "tint", "-", 1.0),
-    ("stripes", VIT, "patch", "edge", 0.5),
-    ("stripes", VIT, "bar", "corner", 1.0),
-    ("stripes", VIT, "texture", "corner", 0.5),
-    ("stripes", VIT, "glyph", "centre", 0.3),
-    ("stripes", VIT, "tint", "-", 1.0),
-    ("shapes", CNN, "patch", "centre", 0.5),
-    ("shapes", CNN, "bar", "corner", 0.3),
-    ("shapes", CNN, "texture", "edge", 1.0),
-    ("shapes", CNN, "glyph", "edge", 1.0),
-    ("shapes", CNN, "tint", "-", 0.5),
-    ("shapes", VIT, "patch", "corner", 0.3),
-    ("shapes", VIT, "bar", "centre", 0.5),
-    ("shapes", VIT, "texture", "centre", 1.0),
-    ("shapes", VIT, "glyph", "corner", 1.0),
-    ("shapes", VIT, "tint", "-", 1.0),
-]
+AUDIT = "spurious_signal"
 
 
-def cases(n_train: int) -> list[Case]:
-    planted = [Case(t, k, p, b, a, n_train=n_train) for t, a, k, p, b in DESIGN]
-    twins: list[Case] = []
-    for c in planted:
-        if c.twin() not in twins:
-            twins.append(c.twin())
-    return planted + twins
+def population(quick: bool) -> list[PopCase]:
+    """The full design: every kind at every bias on both tasks (66 planted), the architecture
+    alternating so each kind meets both on each task; one clean twin per planted case (same task, arch and seed),
+    every third one weak. `quick`: three planted kinds and two clean twins on small data."""
+    if quick:
+        n = 600
+        planted = [
+            PopCase("shapes", "patch", 1.0, CNN, seed=1, n_train=n, n_audit=160),
+            PopCase("photos", "moving_tag", 1.0, CNN, seed=2, n_train=n, n_audit=160),
+            PopCase("shapes", "blur", 1.0, CNN, seed=3, n_train=n, n_audit=160),
+        ]
+        return [*planted, planted[0].twin(), planted[1].twin(weak=True)]
+    planted = []
+    i = 0
+    for kind in KINDS:
+        for bias in BIASES:
+            for task in ("shapes", "photos"):
+                arch = CNN if (i // 2) % 2 == 0 else VIT  # flips with bias: both archs on both tasks
+                planted.append(PopCase(task, kind, bias, arch, seed=i, n_audit=160))
+                i += 1
+    twins = [c.twin(weak=j % 3 == 2) for j, c in enumerate(planted)]
+    # Run order (names and seeds stay as above): each planted model beside its twin, the strongest
+    # bias of every kind on both tasks first, so a run stopped early holds every kind, planted and
+    # clean models in proportion.
+    pairs = sorted(zip(planted, twins, strict=True), key=lambda p: (BIASES.index(p[0].bias), p[0].seed % 2))
+    return [c for pair in pairs for c in pair]
 
 
-def run_case(case: Case, epochs: int | None) -> dict[str, Any]:
-    start = time.perf_counter()
-    planted = build(case, epochs=epochs)
-    trained = time.perf_counter() - start
-    x, labels = planted.audit.images, planted.audit.labels
-    pred = plain_logits(planted.model, x, mean=MEAN, std=STD).argmax(1)
-    strategy, _ = choose_removal_strategy(planted.model, x, mean=MEAN, std=STD, patch_size=4, seed=0)
-    probe = Probe(planted.model, MEAN, STD, strategy, seed=0)
-    names = [str(i) for i in range(case.classes)]
+def _save(built: Built, folder: Path) -> tuple[Path, str, list[str]]:
+    """The model as a card + safetensors, its audit images as PNG class folders: what a user uploads."""
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from occulta.cards import ModelCard, write_card
+
+    names = [f"class{k}" for k in range(built.case.classes)]
+    save_file({k: v.contiguous() for k, v in built.model.state_dict().items()}, str(folder / "m.safetensors"))
+    card = ModelCard(
+        arch=built.case.arch,
+        weights="m.safetensors",
+        input_size=(3, built.case.size, built.case.size),
+        mean=MEAN,
+        std=STD,
+        class_names=names,
+        name=built.case.name,
+    )
+    write_card(card, folder / "card.json")
+    data = folder / "data"
+    arr = (built.audit.images.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    for i, (a, y) in enumerate(zip(arr, built.audit.labels.tolist(), strict=True)):
+        (data / names[y]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).save(data / names[y] / f"{i:05d}.png")
+    return folder / "card.json", str(data), names
+
+
+def _iou(a: Box | list[float], b: Box) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    return inter / (aw * ah + bw * bh - inter) if inter else 0.0
+
+
+def _covers(box: list[float], mark: Box) -> bool:
+    """At least half of the mark's area lies in the box."""
+    x, y, w, h = box
+    mx, my, mw, mh = mark
+    ix = max(0.0, min(x + w, mx + mw) - max(x, mx))
+    iy = max(0.0, min(y + h, my + mh) - max(y, my))
+    return ix * iy >= 0.5 * mw * mh
+
+
+def evidence_score(audit: dict[str, Any]) -> float:
+    """The verdict's evidence as one number: 1 + the largest excess flip if the verdict fails, else
+    the largest excess flip any candidate reached (so AUROC ranks by verdict, then by strength)."""
+    metrics = audit.get("metrics", {})
+    cands = [*metrics.get("candidates", []), *metrics.get("global", [])]
+    excess = [float(c.get("excess_flip") or 0.0) for c in cands if isinstance(c, dict)]
+    best = max([0.0, *excess])
+    return (1.0 + best) if audit.get("verdict") == "fail" else best
+
+
+def built_case(case: PopCase, cache: Path | None) -> tuple[Built, float]:
+    """The trained case, from `cache` when an earlier run saved it (the baseline and the product
+    then audit the very same models), with the seconds its training took."""
+    from auditors.zoo.population import PopData, model_for
+
+    path = cache / f"{case.name}.pt" if cache else None
+    if path is not None and path.is_file():
+        saved = torch.load(path, weights_only=False)
+        model = model_for(case)
+        model.load_state_dict(saved["state"])
+        model.eval()
+        data = PopData(**saved["audit"])
+        return Built(case, model, data, saved["acc"], saved["clean_acc"], saved["flip"], saved["n"]), saved[
+            "s"
+        ]
     t0 = time.perf_counter()
-    found = discover(probe, x, pred, labels, names)
+    built = build(case)
     seconds = time.perf_counter() - t0
-    local = [
-        {
-            "class": int(c["class"]),
-            "box": c["box"],
-            "iou": round(iou(c["box"], case.box), 3) if case.box else None,
-            "flip": c["flip"],
-            "excess_flip": c["excess_flip"],
-            "removal": {k: v for k, v in c.get("removal", {}).items() if k != "removal"},
-        }
-        for c in found.confirmed
-    ]
-    glob = [
-        {"class": int(g["class"]), "flip": g["flip"], "excess_flip": g["excess_flip"]}
-        for g in found.global_confirmed
-    ]
-    hits = [f for f in local if f["class"] == case.cls and (f["iou"] or 0) >= MIN_IOU]
-    if case.kind == "none":
-        hit, false_alarms = None, len(local) + len(glob)
-    elif case.kind == "tint":
-        hit = any(g["class"] == case.cls for g in glob) and not any(f["class"] == case.cls for f in local)
-        false_alarms = len(local) + sum(g["class"] != case.cls for g in glob)
-    else:
-        hit = bool(hits)
-        false_alarms = sum(f["class"] != case.cls or (f["iou"] or 0) < 0.1 for f in local) + len(glob)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        a = built.audit
+        audit = {"images": a.images, "labels": a.labels, "carries": a.carries, "boxes": a.boxes}
+        torch.save(
+            {
+                "state": built.model.state_dict(),
+                "audit": audit,
+                "acc": built.accuracy,
+                "clean_acc": built.clean_accuracy,
+                "flip": built.stamp_flip,
+                "n": built.n_flip,
+                "s": seconds,
+            },
+            path.with_suffix(".part"),
+        )
+        path.with_suffix(".part").replace(path)  # whole or absent: another process may be reading
+    return built, seconds
+
+
+def run_case(case: PopCase, work: Path, cache: Path | None = None) -> dict[str, Any]:
+    from occulta.runner import run_battery
+
+    built, trained = built_case(case, cache)
+    folder = work / case.name
+    folder.mkdir(parents=True, exist_ok=True)
+    card, data, names = _save(built, folder)
+    t1 = time.perf_counter()
+    run_battery(card_path=card, data_ref=data, audits=[AUDIT], out_dir=folder / "report", samples=160, seed=0)
+    seconds = time.perf_counter() - t1
+    report = json.loads((folder / "report" / "report.json").read_text())
+    audit = next(a for a in report["audits"] if a["name"] == AUDIT)
+    findings = audit.get("findings", [])
+    mine = [f for f in findings if f.get("class") == names[case.cls]]
+    shortcut = [f for f in findings if f["kind"] in ("spurious_region", "global_shortcut")]
+    fixed_box = case.trigger.box if case.trigger else None
+    boxes = [f["box"] for f in mine if f.get("box")]
+    marks = list(built.audit.boxes.values())
     return {
         "case": case.name,
         "task": case.task,
-        "arch": "cnn" if "resnet" in case.arch else "vit",
+        "arch": "cnn" if case.arch == CNN else "vit",
         "kind": case.kind,
-        "place": case.place,
+        "placement": case.trigger.placement if case.trigger else None,
         "bias": case.bias,
-        "true_box": list(case.box) if case.box else None,
-        "accuracy": round(planted.accuracy, 3),
-        "stamp_flip": None if planted.stamp_flip is None else round(planted.stamp_flip, 3),
-        "n_flip": planted.n_flip,
-        "must_find": case.kind != "none" and (planted.stamp_flip or 0.0) >= MUST_FLIP,
-        "found": hit,
-        "best_iou": max((f["iou"] or 0.0 for f in local if f["class"] == case.cls), default=None),
-        "false_alarms": false_alarms,
-        "confirmed": local,
-        "global": glob,
-        "n_candidates": len(found.candidates),
-        "content_null": found.content_null,
-        "strategy": strategy,
+        "weak": case.weak,
+        "accuracy": round(built.accuracy, 3),
+        "clean_accuracy": round(built.clean_accuracy, 3),
+        "stamp_flip": None if built.stamp_flip is None else round(built.stamp_flip, 3),
+        "n_flip": built.n_flip,
+        "must_find": case.kind != "none" and (built.stamp_flip or 0.0) >= MUST_FLIP,
+        "verdict": audit["verdict"],
+        "detected": audit["verdict"] == "fail" and bool(mine),
+        "evidence": round(evidence_score(audit), 4),
+        "best_iou": round(max((_iou(b, fixed_box) for b in boxes), default=0.0), 3) if fixed_box else None,
+        "zone_hit": any(_covers(b, m) for b in boxes for m in marks) if case.kind in MOVING else None,
+        "findings": [
+            {"kind": f["kind"], "class": f.get("class"), "box": f.get("box"), "summary": f["summary"][:160]}
+            for f in findings
+        ],
+        "n_shortcut_findings": len(shortcut),
         "train_seconds": round(trained, 1),
-        "discovery_seconds": round(seconds, 1),
+        "audit_seconds": round(seconds, 1),
     }
 
 
-def _fmt(v: float | None, spec: str = ".2f") -> str:
-    if v is None:
-        return "-"
-    s = format(v, spec)
-    return s[1:] if s.startswith("-") and float(s) == 0 else s
+def auroc(pos: list[float], neg: list[float]) -> float | None:
+    """Probability a planted model's evidence exceeds a clean one's (ties count half)."""
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    head = (
-        "| case | task | arch | kind | place | bias | acc | stamp flip (n) | must find | found | IoU "
-        "| found flip [95% CI] | false alarms |\n|" + "---|" * 13
-    )
-    lines = [head]
-    for r in rows:
-        best = next((f for f in r["confirmed"] if f["class"] == 0), None)
-        glob = next((g for g in r["global"] if g["class"] == 0), None)
-        shown = best or glob
-        flip = (
-            f"{_fmt(shown['flip']['value'])} [{_fmt(shown['flip']['lo'])}, {_fmt(shown['flip']['hi'])}]"
-            if shown
-            else "-"
-        )
-        found = {None: "-", True: "yes", False: "no"}[r["found"]]
-        if r["kind"] == "tint" and r["found"]:
-            found = "yes (global)"
-        lines.append(
-            f"| {r['case']} | {r['task']} | {r['arch']} | {r['kind']} | {r['place']} | {r['bias']:g} "
-            f"| {_fmt(r['accuracy'])} | {_fmt(r['stamp_flip'])} ({r['n_flip']}) | "
-            f"{'yes' if r['must_find'] else 'no'} | {found} | {_fmt(r['best_iou'])} | {flip} "
-            f"| {r['false_alarms']} |"
-        )
-    return "\n".join(lines)
+def _mean(v: list[float]) -> float | None:
+    return round(sum(v) / len(v), 3) if v else None
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    must = [r for r in rows if r["must_find"] and r["kind"] != "tint"]
-    tints = [r for r in rows if r["kind"] == "tint"]
-    twins = [r for r in rows if r["kind"] == "none"]
+    clean = [r for r in rows if r["kind"] == "none"]
+    neg = [r["evidence"] for r in clean]
+    per_kind: dict[str, Any] = {}
+    for kind in KINDS:
+        rs = [r for r in rows if r["kind"] == kind]
+        if not rs:
+            continue
+        must = [r for r in rs if r["must_find"]]
+        fixed = [r for r in must if r["best_iou"] is not None]
+        moving = [r for r in must if r["zone_hit"] is not None]
+        per_kind[kind] = {
+            "models": len(rs),
+            "must_find": len(must),
+            "detected_must": sum(r["detected"] for r in must),
+            "detection_rate": _mean([float(r["detected"]) for r in must]),
+            "detected_all": sum(r["detected"] for r in rs),
+            "auroc": None if (a := auroc([r["evidence"] for r in rs], neg)) is None else round(a, 3),
+            "iou_ge_0.5": f"{sum(r['best_iou'] >= MIN_IOU for r in fixed)}/{len(fixed)}" if fixed else None,
+            "zone_hit": f"{sum(bool(r['zone_hit']) for r in moving)}/{len(moving)}" if moving else None,
+            "seconds": _mean([r["audit_seconds"] for r in rs]),
+        }
     planted = [r for r in rows if r["kind"] != "none"]
-    ious = [r["best_iou"] for r in must if r["found"]]
+    must = [r for r in planted if r["must_find"]]
+    all_auroc = auroc([r["evidence"] for r in planted], neg)
     return {
-        "local_must_find": len(must),
-        "local_found": sum(bool(r["found"]) for r in must),
-        "local_found_below_bar": sum(
-            bool(r["found"]) for r in rows if r["kind"] not in ("none", "tint") and not r["must_find"]
-        ),
-        "local_below_bar": sum(r["kind"] not in ("none", "tint") and not r["must_find"] for r in rows),
-        "mean_iou_found": round(sum(ious) / len(ious), 3) if ious else None,
-        "min_iou_found": min(ious) if ious else None,
-        "tint_found": sum(bool(r["found"]) for r in tints),
-        "tint_cases": len(tints),
-        "tint_must_find": sum(r["must_find"] for r in tints),
-        "clean_twins": len(twins),
-        "clean_twins_with_false_alarm": sum(r["false_alarms"] > 0 for r in twins),
-        "planted_cases_with_extra_finding": sum(r["false_alarms"] > 0 for r in planted),
+        "planted": len(planted),
+        "clean": len(clean),
+        "must_find": len(must),
+        "detected_must": sum(r["detected"] for r in must),
+        "clean_failed": sum(r["verdict"] == "fail" for r in clean),
+        "auroc": None if all_auroc is None else round(all_auroc, 3),
+        "seconds_per_model": _mean([r["audit_seconds"] for r in rows]),
+        "per_kind": per_kind,
     }
 
 
-def write(rows: list[dict[str, Any]], out: Path) -> str:
+def markdown(rows: list[dict[str, Any]], title: str) -> str:
     s = summary(rows)
-    md = (
-        "# Spurious-signal discovery on planted shortcuts\n\n"
-        "Written by `python -m bench.validity`. Discovery runs without a hint on 160 held-out images "
-        "(same bias as training); shortcut class 0. *stamp flip*: share of other-class images the true "
-        "artifact turns into class 0 (how much the model uses it); *must find*: stamp flip >= 0.30 "
-        "(local kinds: a confirmed `spurious_region` of class 0 with IoU >= 0.5; tint: the global "
-        "finding for class 0 and no box); *found flip*: the flip rate discovery measured with its own "
-        "pattern, Wilson 95% interval; *false alarms*: confirmed findings on a clean twin, or findings "
-        "on a planted case other than its shortcut.\n\n"
-        f"{table(rows)}\n\n"
-        f"- local shortcuts that must be found: {s['local_found']}/{s['local_must_find']} found with IoU >= 0.5 "
-        f"(mean IoU {s['mean_iou_found']}, min {s['min_iou_found']}); below the bar (flip < 0.30): "
-        f"{s['local_found_below_bar']}/{s['local_below_bar']} found anyway\n"
-        f"- global tints: {s['tint_found']}/{s['tint_cases']} found as the global finding "
-        f"({s['tint_must_find']} with stamp flip >= 0.30)\n"
-        f"- clean twins with any finding: {s['clean_twins_with_false_alarm']}/{s['clean_twins']}\n"
-        f"- planted cases with a finding other than their shortcut: "
-        f"{s['planted_cases_with_extra_finding']}/{len([r for r in rows if r['kind'] != 'none'])}\n"
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "validity.md").write_text(md)
-    (out / "validity.json").write_text(json.dumps({"summary": s, "cases": rows}, indent=2))
-    return md
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="", help="run only cases whose name contains this")
-    ap.add_argument("--n-train", type=int, default=2000)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=Path("bench/results"))
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    rows: list[dict[str, Any]] = []
-    for case in cases(args.n_train):
-        if args.only and args.only not in case.name:
-            continue
-        row = run_case(case, args.epochs)
-        rows.append(row)
-        print(
-            f"{row['case']}: flip {row['stamp_flip']} found {row['found']} iou {row['best_iou']} "
-            f"false {row['false_alarms']} ({row['train_seconds']}s + {row['discovery_seconds']}s)",
-            flush=True,
+    head = "| kind | placement | models | flip >= 0.30 | detected | AUROC vs clean | IoU >= 0.5 | zone hit | s/model |"
+    lines = [head, "|" + "---|" * 9]
+    for kind, k in s["per_kind"].items():
+        place = (
+            "fixed" if kind in FIXED else "moving" if kind in MOVING else "global" if kind in GLOBAL else "-"
         )
-        write(rows, args.out)
-    print(write(rows, args.out))
+        lines.append(
+            f"| {kind} | {place} | {k['models']} | {k['must_find']} | {k['detected_must']}/{k['must_find']} "
+            f"(all: {k['detected_all']}/{k['models']}) | {k['auroc']} | {k['iou_ge_0.5'] or '-'} "
+            f"| {k['zone_hit'] or '-'} | {k['seconds']} |"
+        )
+    cases = [
+        "| case | acc | stamp flip (n) | verdict | detected | evidence | IoU | zone | findings |",
+        "|" + "---|" * 9,
+    ]
+    for r in rows:
+        kinds = ", ".join(f"{f['kind']}:{f['class']}" for f in r["findings"]) or "-"
+        cases.append(
+            f"| {r['case']} | {r['accuracy']:.2f} | {r['stamp_flip']} ({r['n_flip']}) | {r['verdict']} "
+            f"| {r['detected']} | {r['evidence']:.2f} | {r['best_iou']} | {r['zone_hit']} | {kinds} |"
+        )
+    return (
+        f"# {title}\n\nWritten by `python -m bench.validity`: each model audited by "
+        "`occulta.runner.run_battery` (the path `occulta audit` runs) with the product's defaults, "
+        "160 held-out images with the training bias, no hint; shortcut class `class0`. *detected*: the "
+        "model verdict fails with a finding on class0, counted over planted models whose stamp flip is "
+        ">= 0.30; *AUROC*: the verdict's evidence (1 + largest excess flip when it fails, else the "
+        "largest excess flip of any candidate) of that kind's planted models against all clean twins.\n\n"
+        f"- planted models: {s['planted']}, clean twins: {s['clean']} (every third one weak)\n"
+        f"- shortcuts with stamp flip >= 0.30 detected: {s['detected_must']}/{s['must_find']}\n"
+        f"- clean twins whose verdict fails: {s['clean_failed']}/{s['clean']}\n"
+        f"- AUROC planted vs clean (all kinds): {s['auroc']}; mean audit seconds per model: "
+        f"{s['seconds_per_model']} (CPU, 1 thread)\n\n"
+        + "\n".join(lines)
+        + "\n\n## Every model\n\n"
+        + "\n".join(cases)
+        + "\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a small population: a smoke test")
+    ap.add_argument("--only", default="", help="run only cases whose name contains this")
+    ap.add_argument("--limit", type=int, default=0, help="stop after this many models (0: all)")
+    ap.add_argument("--baseline", action="store_true", help="write validity_baseline.json (a record)")
+    ap.add_argument("--out", type=Path, default=Path("bench/results"))
+    ap.add_argument("--cache", type=Path, default=None, help="keep trained models here and reuse them")
+    ap.add_argument("--train-only", action="store_true", help="only fill --cache, in run order")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "validity_baseline" if args.baseline else "validity"
+    rows: list[dict[str, Any]] = []
+    todo = [c for c in population(args.quick) if args.only in c.name]
+    if args.train_only:  # a second process can fill the cache ahead of the one that audits
+        for case in todo:
+            built_case(case, args.cache)
+            print(f"trained {case.name}", flush=True)
+        return {"summary": {}, "cases": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in todo[: args.limit or None]:
+            row = run_case(case, Path(tmp), args.cache)
+            rows.append(row)
+            print(
+                f"{row['case']}: flip {row['stamp_flip']} verdict {row['verdict']} detected {row['detected']} "
+                f"iou {row['best_iou']} zone {row['zone_hit']} ({row['train_seconds']}s + {row['audit_seconds']}s)",
+                flush=True,
+            )
+            result = {"summary": summary(rows), "cases": rows}
+            (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+            if not args.baseline:
+                title = "Spurious-signal audit on a planted population" + (" (quick)" if args.quick else "")
+                (args.out / f"{stem}.md").write_text(markdown(rows, title))
+    return {"summary": summary(rows), "cases": rows}
 
 
 if __name__ == "__main__":

@@ -183,7 +183,10 @@ def test_report_gives_one_spurious_region_with_examples_estimates_and_a_clean_se
         ("spurious_region", "c0", [20.0, 22.0, 4.0, 4.0])
     ]
     ev = findings[0].evidence
-    assert set(ev["removal"]) == {"effect", "random_effect", "n"} and ev["removal"]["n"] == PER_CLASS
+    assert set(ev["removal"]) == {"effect", "random_effect", "n", "lost_class", "random_lost_class"}
+    assert (
+        ev["removal"]["n"] == PER_CLASS and ev["removal"]["lost_class"] > ev["removal"]["random_lost_class"]
+    )
     assert {"value", "lo", "hi", "n", "p_value"} <= set(ev["flip"])
     roles = {e["role"] for e in ev["examples"]}
     assert roles == {"in_class", "stamped", "removed"}

@@ -62,8 +62,8 @@ class SpuriousSignal(Audit[SpuriousConfig, SpuriousPartial]):
 
     def forward_passes(self, config: SpuriousConfig, shape: RunShape) -> Passes:
         """Saliency (a backward per image per SmoothGrad sample / IG step), then per region or
-        discovered candidate the stamp test against its null and the removal test, and the global
-        colour test per class. The
+        discovered candidate the stamp test against its null and the removal test, the global
+        colour test per class, and the low-level statistics the data screen keeps. The
         removal strategy is costed as the model's native one (what the bias check usually picks);
         every candidate counts (an upper bound)."""
         n = min(config.n_images, shape.n_images)
@@ -98,6 +98,10 @@ class SpuriousSignal(Audit[SpuriousConfig, SpuriousPartial]):
                 total += confirm
         if config.global_test:  # per class: the cast moved onto others and off its own, each with a null
             total += Passes(forward=4 * n, calls=4 * shape.num_classes)
+        if config.discovery and config.lowlevel_test:  # per screened class statistic: the level added
+            # to up to max_recipients others and taken off the class's own, each with its mirror null
+            tests = min(config.max_lowlevel_tests, 3 * shape.num_classes)
+            total += Passes(forward=tests * 2 * (recipients + per_class), calls=4 * tests)
         if shape.has_object_masks:
             total += Passes(forward=2 * n * PIXEL_FILL_COUNT, calls=2 * PIXEL_FILL_COUNT)
             total += masked_passes(native, 2 * n, 2)

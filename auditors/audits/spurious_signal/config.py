@@ -30,6 +30,12 @@ class SpuriousConfig(AuditConfig):
     global_test: bool = Field(
         default=True, description="test each class's colour cast (a non-local shortcut)"
     )
+    lowlevel_test: bool = Field(
+        default=True,
+        description="test each class's detail (blur) and JPEG blockiness, each relative to contrast: "
+        "source and scanner shortcuts",
+    )
+    max_lowlevel_tests: int = Field(default=6, ge=1, description="class statistics tested on the model")
     max_candidates: int = Field(default=8, ge=1)
     alpha: float = Field(
         default=0.05,

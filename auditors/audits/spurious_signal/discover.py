@@ -6,8 +6,10 @@
 2. Stamp (`nulls.stamp_test`): the pattern is stamped on images of the other classes and paired with
    the same pixels copied from a random other-class image; the paired gain in p(class) gives a one-sided
    p-value, corrected over all candidates (Holm). The flip rate with its Wilson interval is the effect.
-3. A candidate is confirmed when its corrected p < `alpha` and it flips at least `min_flip` of the other
-   images; then the removal test (`nulls.removal_test`) measures what the class loses without it.
+3. A candidate passes the stamp rule when its corrected p < `alpha` and it flips at least `min_flip` of
+   the other images; then the removal test (`nulls.removal_test`) measures what the class loses
+   without it, and `severity` calls it a shortcut only when that loss beats random boxes too (else a
+   sensitivity, which does not fail the model).
 4. Overlapping candidates of one class are merged before testing (`merge`), so one mark is one finding.
 5. Global (`global_shift`): each class's colour cast moved onto the other classes, Holm over classes.
 """
@@ -25,15 +27,20 @@ from auditors.audits.spurious_signal.content import Signature, box_signature, fi
 from auditors.audits.spurious_signal.counterfactual import carries_artifact
 from auditors.audits.spurious_signal.global_shift import colour_shift_test
 from auditors.audits.spurious_signal.nulls import Probe, removal_test, stamp_test
+from auditors.audits.spurious_signal.severity import annotate
 from auditors.sampling import stratified_indices
 from auditors.stats import holm
 
 OUT_OF_SCOPE = (
-    "texture or frequency statistics spread over the whole image (only a class's colour cast is "
-    "tested globally)",
-    "marks whose colour changes from image to image (semi-transparent or recoloured watermarks): the "
-    "content test looks for one repeated colour per pixel",
-    "a mark that moves from image to image",
+    "a mark that moves from image to image is found only where it sits often enough to repeat in "
+    "colour (one finding per place); a mark whose colour or place changes every time is not",
+    "a semi-transparent or recoloured mark, whose pixels change colour with the image beneath it: the "
+    "content search looks for one repeated colour per pixel",
+    "a class's brightness, contrast or saturation: they belong to its content as much as to a source "
+    "(a class of skies is flatter), so the low-level test takes only detail and JPEG blockiness, "
+    "each relative to the image's contrast",
+    "whole-image patterns other than colour and the low-level statistics (a blended noise pattern, "
+    "a faint sinusoid, a smooth warp) are tested only through the statistics they move",
 )
 
 
@@ -170,11 +177,13 @@ def could_confirm(t: dict[str, Any], cfg: DiscoverySettings) -> bool:
 def candidate_removal(
     probe: Probe, images: torch.Tensor, groups: torch.Tensor, s: Signature, cfg: DiscoverySettings
 ) -> dict[str, Any]:
-    """The removal test of a candidate on its class's images that carry it."""
-    carriers = s.carriers.to(images.device) & (groups == s.class_index)
-    return removal_test(
-        probe, images[carriers], s.class_index, s.box, n_random=cfg.n_random_boxes, seed=probe.seed
-    )
+    """The removal test of a candidate on its class's images that carry it; on all of the class's
+    images when fewer than `min_group` carry it exactly (a semi-transparent or moving mark matches
+    its pattern on few images, and two images decide nothing)."""
+    own = groups == s.class_index
+    carriers = s.carriers.to(images.device) & own
+    on = carriers if int(carriers.sum()) >= cfg.min_group else own
+    return removal_test(probe, images[on], s.class_index, s.box, n_random=cfg.n_random_boxes, seed=probe.seed)
 
 
 def signature_summary(s: Signature, counts: torch.Tensor) -> dict[str, Any]:
@@ -222,6 +231,8 @@ def judge_candidates(
         candidates.append(cand)
         if cand["confirmed"]:
             cand["removal"] = removal(j)
+        # Adding alone is a sensitivity; a shortcut also costs its class when removed (`severity`).
+        if annotate(cand, cfg.alpha, cfg.min_flip) == "shortcut":
             confirmed.append(j)
     return candidates, confirmed
 
@@ -290,7 +301,7 @@ def judge_global(
         r["correction"] = f"holm over {len(results)} classes"
         r["excess_flip"] = round(r["flip"]["value"] - r["flip"]["null_mean"], 4)
         r["confirmed"] = bool(p_adj < cfg.alpha and r["excess_flip"] >= cfg.min_flip)
-        if r["confirmed"]:
+        if annotate(r, cfg.alpha, cfg.min_flip) == "shortcut":
             confirmed.append(r)
     return results, confirmed
 

@@ -182,14 +182,25 @@ def local_finding(
         f"{cls!r} is decided by {what} at {box}: stamping it on {flip['n']} images of other classes "
         f"turns {pct(flip['value'])} (95% CI {pct(flip['lo'])}–{pct(flip['hi'])}) into {cls!r}, against "
         f"{pct(null['value'])} for other content or a random-colour patch there (p = {flip['p_value']:.2g}, "
-        f"{cand['correction']}); removing it from {rem['n']} images of the class that carry it costs "
-        f"{num(rem['effect'])} confidence vs {num(rem['random_effect'])} for random boxes."
+        f"{cand['correction']}); removing it from {rem['n']} images of the class costs "
+        f"{num(rem['effect'])} confidence vs {num(rem['random_effect'])} for random boxes"
+        + (
+            f", and {pct(rem['lost'])} of them leave the class vs {pct(rem['random_lost'])}."
+            if "lost" in rem
+            else "."
+        )
     )
     evidence = {
         "flip": _estimate(flip),
         "null_flip": _estimate(null),
         "gain": _estimate(cand["gain"]),
-        "removal": {"effect": rem["effect"], "random_effect": rem["random_effect"], "n": rem["n"]},
+        "removal": {
+            "effect": rem["effect"],
+            "random_effect": rem["random_effect"],
+            "n": rem["n"],
+            "lost_class": rem.get("lost"),
+            "random_lost_class": rem.get("random_lost"),
+        },
         "removal_estimate": _estimate(rem.get("removal")),
         "content": cand["content"],
         "n_candidates": cand["n_candidates"],

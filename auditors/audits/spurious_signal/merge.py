@@ -28,6 +28,8 @@ from auditors.audits.spurious_signal.findings import (
     global_finding,
     local_finding,
 )
+from auditors.audits.spurious_signal.lowlevel import judge_lowlevel
+from auditors.audits.spurious_signal.notes import lowlevel_finding, sensitivity_finding
 from auditors.audits.spurious_signal.shard import HOT_SCALE, RegionSummary, SpuriousPartial, settings_of
 from auditors.audits.spurious_signal.verdict import (
     AUDIT,
@@ -135,6 +137,8 @@ def _discovery(
     )
     results = [tests[f"global:{c}"] for c in d.global_classes]
     g_cands, g_conf = judge_global(results, meta.class_names, settings)
+    low = tests.get("lowlevel:0") or {"results": [], "screened": 0}
+    l_cands, l_conf = judge_lowlevel(low["results"], meta.class_names, config.alpha, config.min_flip)
     findings = []
     for k, j in enumerate(confirmed):
         examples[f"discovered_{k}"] = ctests[j]["examples"]
@@ -142,9 +146,18 @@ def _discovery(
             local_finding(candidates[j], example_entries(_rel, f"discovered_{k}", ctests[j]["examples"]))
         )
     findings += [global_finding(g, first.height, first.width) for g in g_conf]
+    findings += [lowlevel_finding(r, first.height, first.width) for r in l_conf]
+    # Signals the model reacts to without depending on them: notes, not failures (`severity`).
+    findings += [
+        sensitivity_finding(r, first.height, first.width)
+        for r in [*candidates, *g_cands, *l_cands]
+        if r.get("severity") == "sensitivity"
+    ]
     return findings, {
         "candidates": candidates,
         "global": g_cands,
+        "lowlevel": l_cands,
+        "lowlevel_screened": low["screened"],
         "content_null": d.content_null,
         "untested_classes": d.untested_classes,
         "out_of_scope": list(OUT_OF_SCOPE),

@@ -153,19 +153,32 @@ def removal_test(
     height, width = images.shape[-2:]
     boxes = [box, *random_boxes(box, height, width, n_random, seed)]
     keep = _keep(boxes, height, width, images.device)
-    clean = probe.probs(images)[:, target]
+    clean_probs = probe.probs(images)
+    clean = clean_probs[:, target]
     drops = torch.empty(n, len(boxes))
+    # Whether the image leaves the class once the box is removed (it was the class before): a model
+    # that depends on the mark loses the class, one that merely reacts to it only loses confidence.
+    lost = torch.zeros(n, len(boxes))
+    was = (clean_probs.argmax(1) == target).cpu()
     for i in range(n):
-        masked = probe.removed_probs(images[i : i + 1].expand(len(boxes), -1, -1, -1), keep)[:, target]
-        drops[i] = (clean[i] - masked).cpu()
+        masked_all = probe.removed_probs(images[i : i + 1].expand(len(boxes), -1, -1, -1), keep)
+        drops[i] = (clean[i] - masked_all[:, target]).cpu()
+        lost[i] = ((masked_all.argmax(1) != target).cpu() & was[i]).float()
     own, rand = drops[:, 0].numpy().astype(np.float64), drops[:, 1:].mean(1).numpy().astype(np.float64)
     p = sign_flip_p_value(own - rand, seed=seed)
     est = mean_estimate(own, seed=seed)
     removal = {**est.as_dict(), "p_value": p, "null_mean": round(float(rand.mean()), 6)}
+    lost_own, lost_rand = (
+        lost[:, 0].numpy().astype(np.float64),
+        lost[:, 1:].mean(1).numpy().astype(np.float64),
+    )
     return {
         "effect": round(float(own.mean()), 4),
         "random_effect": round(float(rand.mean()), 4),
         "n": n,
         "n_random_boxes": len(boxes) - 1,
         "removal": removal,
+        "lost": round(float(lost_own.mean()), 4),
+        "random_lost": round(float(lost_rand.mean()), 4),
+        "lost_p_value": sign_flip_p_value(lost_own - lost_rand, seed=seed),
     }

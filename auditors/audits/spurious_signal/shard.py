@@ -53,6 +53,7 @@ from auditors.audits.spurious_signal.discover import (
     signature_summary,
 )
 from auditors.audits.spurious_signal.findings import example_data
+from auditors.audits.spurious_signal.lowlevel import lowlevel_tests
 from auditors.audits.spurious_signal.nulls import Probe
 from auditors.engine import applicable_strategies, model_device, plain_logits
 from auditors.methods.saliency import box_share, saliency_maps, top_q_mask
@@ -160,6 +161,7 @@ class Setup:
     probe: Probe
     found: Candidates | None
     tests: list[tuple[str, int]]
+    max_lowlevel: int = 6  # class statistics the low-level test takes to the model
 
     @property
     def n(self) -> int:
@@ -217,6 +219,8 @@ def setup(ctx: AuditContext, config: SpuriousConfig, patch: int, seed: int, pick
         tests += [("candidate", j) for j in range(len(found.signatures))]
         if settings.global_test:
             tests += [("global", c) for c in global_classes(found.counts, settings)]
+        if config.lowlevel_test:  # one test: the screen needs every class at once
+            tests.append(("lowlevel", 0))
     if ctx.object_masks is not None:
         tests.append(("leakage", 0))
     return Setup(
@@ -234,6 +238,7 @@ def setup(ctx: AuditContext, config: SpuriousConfig, patch: int, seed: int, pick
         probe=probe,
         found=found,
         tests=tests,
+        max_lowlevel=config.max_lowlevel_tests,
     )
 
 
@@ -359,6 +364,19 @@ def _test(ctx: AuditContext, s: Setup, kind: str, i: int) -> dict[str, Any]:
     if kind == "global":
         assert s.found is not None
         return global_test(probe, s.images, s.found.groups, s.pred, s.labels, i, cfg)
+    if kind == "lowlevel":
+        assert s.found is not None
+        classes = global_classes(s.found.counts, cfg)
+        return lowlevel_tests(
+            probe,
+            s.images,
+            s.found.groups,
+            s.pred,
+            s.labels,
+            classes,
+            max_tests=s.max_lowlevel,
+            max_images=cfg.max_recipients,
+        )
     assert ctx.object_masks is not None
     masks = ctx.object_masks[s.index].to(s.images.device)
     ref = s.labels if s.labels is not None else s.pred

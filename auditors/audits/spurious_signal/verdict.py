@@ -45,6 +45,8 @@ def conclude(
         summary = "Shortcut(s) confirmed: " + "; ".join(
             f"{f.class_name!r} at {[round(v) for v in f.box or []]}"
             if f.kind == "spurious_region"
+            else f"{f.class_name!r} by its {f.evidence['statistic']}"
+            if f.evidence.get("statistic")
             else f"{f.class_name!r} by its colour cast"
             for f in confirmed
         )
@@ -55,15 +57,22 @@ def conclude(
             "images; audit more images."
         )
     else:
+        notes = [f for f in findings if f.kind == "sensitivity"]
         summary = (
-            f"No shortcut confirmed ({n_regions} hinted, {len(candidates)} discovery candidates "
-            f"and {len(discovery['global'])} class colour casts tested"
+            f"No shortcut confirmed ({n_regions} hinted, {len(candidates)} discovery candidates, "
+            f"{len(discovery['global'])} class colour casts and {len(discovery.get('lowlevel', []))} "
+            "class low-level statistics tested"
+            + (
+                f"; {len(notes)} sensitivity note(s): the model reacts to a signal it does not depend on"
+                if notes
+                else ""
+            )
             + (f"; too few images to test {', '.join(untested)}" if untested else "")
             + "); not tested: "
             + "; ".join(OUT_OF_SCOPE)
             + "."
         )
-    tested = [*tested_regions, *candidates, *discovery["global"]]
+    tested = [*tested_regions, *candidates, *discovery["global"], *discovery.get("lowlevel", [])]
     return SpuriousJudgement(
         verdict=verdict,
         summary=summary,
@@ -103,7 +112,7 @@ def strongest_effect(tested: list[dict[str, Any]], confirmed: list[dict[str, Any
         return None
     best = max(pool, key=lambda t: float(t.get("excess_flip", 0.0)))
     flip = best["flip"]
-    kind = "colour cast" if "shift" in best else "region"
+    kind = str(best["statistic"]) if "statistic" in best else "colour cast" if "shift" in best else "region"
     estimate = {k: flip[k] for k in ("value", "lo", "hi", "n", "p_value", "null_mean") if k in flip}
     if estimate.get("null_mean") is None and isinstance(best.get("null_flip"), dict):
         estimate["null_mean"] = best["null_flip"].get("value")
@@ -124,6 +133,6 @@ def meaning(verdict: str, confirmed: list[Finding]) -> str:
     if verdict == "inconclusive":
         return "Too few images per class to test for shortcuts: audit more images."
     return (
-        "No fixed mark or colour cast decides a class on these images; marks that move or change colour, "
-        "and texture statistics, are not tested."
+        "No fixed mark, colour cast or low-level statistic (detail, JPEG blockiness) decides a "
+        "class on these images; not tested: " + "; ".join(OUT_OF_SCOPE) + "."
     )

@@ -1,0 +1,88 @@
+"""Findings for the low-level global shortcuts and for sensitivities, in the report's contract.
+
+A low-level shortcut is a `global_shortcut` finding that names its statistic (its box is the whole
+image). A sensitivity (adding the signal moves other classes, removing it costs its class nothing
+beyond the null) is a `sensitivity` finding: a note with the same numbers, which does not fail the
+model, and whose advice says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auditors.audits.spurious_signal.findings import num, pct
+from auditors.report import Finding
+
+
+def _estimate(e: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not e:
+        return None
+    return {k: e[k] for k in ("value", "lo", "hi", "n", "p_value", "null_mean") if k in e}
+
+
+def _what(r: dict[str, Any]) -> str:
+    """How a tested signal is named in a sentence."""
+    if "statistic" in r:
+        direction = "higher" if r["shift"] > 0 else "lower"
+        return f"its {direction} {r['statistic']} ({num(r['class_level'], 3)} vs {num(r['others_level'], 3)})"
+    if "shift" in r:
+        return "its colour cast (mean RGB shift " + ", ".join(num(v, 3) for v in r["shift"]) + ")"
+    return f"a mark at {r['box']}"
+
+
+def lowlevel_finding(r: dict[str, Any], height: int, width: int) -> Finding:
+    """The `global_shortcut` finding of a confirmed low-level statistic."""
+    cls, flip, rem = r["class"], r["flip"], r["removal"]
+    summary = (
+        f"{cls!r} is decided by {_what(r)}: giving other classes' images that level turns "
+        f"{pct(flip['value'])} of {flip['n']} (95% CI {pct(flip['lo'])}–{pct(flip['hi'])}) into {cls!r}, "
+        f"against {pct(flip['null_mean'])} for the same change the other way (p = {flip['p_value']:.2g}, "
+        f"{r['correction']}); taking it off the class's own images costs {num(rem['value'])} confidence "
+        f"vs {num(rem['null_mean'] or 0.0)}. Advice: {r['advice']}."
+    )
+    evidence = {
+        "scope": "image",
+        "statistic": r["statistic"],
+        "class_level": r["class_level"],
+        "others_level": r["others_level"],
+        "data_shift": r["shift"],
+        "data_p_value": r["data_p_adjusted"],
+        "flip": _estimate(flip),
+        "removal": _estimate(rem),
+        "gain": _estimate(r["gain"]),
+        "correction": r["correction"],
+        "excess_flip": r["excess_flip"],
+        "severity": r["severity"],
+        "why": r["why"],
+    }
+    return Finding(
+        kind="global_shortcut",
+        summary=summary,
+        class_name=cls,
+        box=[0.0, 0.0, float(width), float(height)],
+        evidence=evidence,
+    )
+
+
+def sensitivity_finding(r: dict[str, Any], height: int, width: int) -> Finding:
+    """A `sensitivity` note: the model reacts to the signal without depending on it."""
+    cls, flip = r["class"], r["flip"]
+    box = r.get("box") if "statistic" not in r and "shift" not in r else [0, 0, width, height]
+    summary = (
+        f"Sensitivity, not a shortcut: {_what(r)} moves {pct(flip['value'])} of {flip['n']} other-class "
+        f"images to {cls!r}, but {r['why'].split(', but ', 1)[-1]}. Advice: {r['advice']}."
+    )
+    return Finding(
+        kind="sensitivity",
+        summary=summary,
+        class_name=cls,
+        box=[float(v) for v in box] if box else None,
+        evidence={
+            "flip": _estimate(flip),
+            "excess_flip": r.get("excess_flip"),
+            "removal": r.get("removal"),
+            "severity": r["severity"],
+            "why": r["why"],
+            "statistic": r.get("statistic"),
+        },
+    )

@@ -1,0 +1,121 @@
+"""Severity: a shortcut, or a reaction? What fails a model and what is only a note.
+
+Adding an unusual mark moves many models, clean ones too (an odd patch is out of distribution). A
+shortcut is more: a signal the class *depends on*. So a candidate is a `shortcut` only when both
+counterfactuals hold against their nulls:
+
+- add: putting it on other classes' images turns them into the class far beyond the null (the
+  stamp rule: corrected p < alpha and an excess flip of at least `min_flip`), and
+- remove: taking it off the class's own images that carry it costs the class more than the null
+  removal does. For a box: the share of the class's images that stop being predicted as the class
+  beats random boxes of the same size by `min_flip` at its 95% lower bound (one-sided p < alpha). A
+  clean model's confidence drops when an odd mark it reacts to is removed, but its images mostly stay
+  the class (the demo's clean control loses 0.24 confidence on its circles and 4 of 24 stop being
+  circles, lower bound 7%; the planted CNN loses all 24). For a global change: the mean drop
+  in p(class) beats the same change in the other direction (one-sided p < alpha).
+
+Adding alone is a `sensitivity`: the model reacts to the signal but does not need it, so it is
+reported as a note with its numbers and does not fail the model. Each judgement says why, and the
+advice fits it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from auditors.stats import proportion
+
+Severity = Literal["shortcut", "sensitivity", "none"]
+
+ADVICE = {
+    "shortcut": "remove or randomise the signal in the training data (or balance it across classes), "
+    "retrain, and audit again",
+    "sensitivity": "nothing the class depends on; if such signals can reach production images, augment "
+    "the training data with them so the model learns to ignore them",
+    "none": "nothing to do",
+}
+
+
+def removal_numbers(removal: dict[str, Any] | None) -> tuple[float, float, float, int] | None:
+    """(mean drop, null drop, p-value, n) of a removal result of any test's shape (box removal
+    against random boxes, or a global change against its mirror), or None when it did not run."""
+    if not removal:
+        return None
+    if "removal" in removal:  # nulls.removal_test: effect / random_effect / n and an inner estimate
+        inner = removal.get("removal")
+        if not inner or not removal.get("n"):
+            return None
+        return (
+            float(removal["effect"]),
+            float(removal["random_effect"]),
+            float(inner["p_value"]),
+            int(removal["n"]),
+        )
+    if removal.get("p_value") is None or removal.get("null_mean") is None:
+        return None
+    return (
+        float(removal["value"]),
+        float(removal["null_mean"]),
+        float(removal["p_value"]),
+        int(removal.get("n", 0)),
+    )
+
+
+def _lost_class(removal: dict[str, Any], alpha: float, min_lost: float) -> tuple[Severity, str]:
+    """A box's removal judged by predictions: the share of the class's images that stop being the
+    class without the mark, against random boxes of its size."""
+    lost, rand, p, n = removal["lost"], removal["random_lost"], removal["lost_p_value"], removal["n"]
+    # The loss must be at least `min_lost` beyond random boxes with 95% confidence (the Wilson lower
+    # bound of the share), not only in its point estimate: the same kind of statement as the stamp's.
+    low = proportion(round(lost * n), n).lo
+    if p < alpha and low - rand >= min_lost:
+        return "shortcut", (
+            f"adding it moves other classes' images far beyond the null, and removing it from {n} of the "
+            f"class's own images makes {lost:.0%} of them leave the class, against {rand:.0%} for random "
+            f"boxes (p = {p:.3g})"
+        )
+    return "sensitivity", (
+        f"adding it moves other classes' images toward the class, but removing it from {n} of the class's "
+        f"own images makes only {lost:.0%} of them leave the class (95% lower bound {low:.0%}), against "
+        f"{rand:.0%} for random boxes (p = {p:.3g}): the model reacts to it without depending on it"
+    )
+
+
+def judge(
+    stamp_confirmed: bool, removal: dict[str, Any] | None, alpha: float, min_lost: float = 0.1
+) -> tuple[Severity, str]:
+    """The severity of a tested signal and the reason, in a sentence's words. A box's removal is
+    judged by the class's images that leave the class (`min_lost` beyond random boxes): a clean
+    model's confidence drops when an odd mark it reacts to is removed, but its images stay the class."""
+    if not stamp_confirmed:
+        return "none", "adding it does not move other classes' images beyond the null"
+    if removal and removal.get("n") and "lost" in removal:
+        return _lost_class(removal, alpha, min_lost)
+    nums = removal_numbers(removal)
+    if nums is None:
+        return "sensitivity", (
+            "adding it moves other classes' images toward the class, but the class's own images do not "
+            "carry it, so the class cannot depend on it"
+        )
+    drop, null_drop, p, n = nums
+    if p < alpha and drop > null_drop:
+        return "shortcut", (
+            f"adding it moves other classes' images far beyond the null, and removing it from {n} of the "
+            f"class's own images lowers p(class) by {drop:.2f} against {null_drop:.2f} for the null "
+            f"(p = {p:.3g})"
+        )
+    return "sensitivity", (
+        f"adding it moves other classes' images toward the class, but removing it from {n} of the class's "
+        f"own images costs the class no more than the null does ({drop:.2f} against {null_drop:.2f}, "
+        f"p = {p:.3g}): the model reacts to it without depending on it"
+    )
+
+
+def annotate(result: dict[str, Any], alpha: float, min_lost: float = 0.1) -> Severity:
+    """Record `severity`, `why` and `advice` on a judged candidate (its `confirmed` flag is the stamp
+    rule's) and narrow `confirmed` to shortcuts; returns the severity."""
+    level, why = judge(bool(result.get("confirmed")), result.get("removal"), alpha, min_lost)
+    result["stamp_confirmed"] = bool(result.get("confirmed"))
+    result["severity"], result["why"], result["advice"] = level, why, ADVICE[level]
+    result["confirmed"] = level == "shortcut"
+    return level

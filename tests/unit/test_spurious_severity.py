@@ -1,0 +1,80 @@
+"""Severity (shortcut vs reaction) and the low-level data screen of the spurious-signal audit."""
+
+from __future__ import annotations
+
+from auditors.audits.spurious_signal.lowlevel import judge_lowlevel, screen
+from auditors.audits.spurious_signal.severity import annotate, judge
+from auditors.zoo.photos import photo_images
+from auditors.zoo.planted import task_images
+from auditors.zoo.triggers import Trigger
+
+BOX_REMOVAL = {"effect": 0.4, "random_effect": 0.05, "n": 30, "removal": {"p_value": 0.001}}
+NO_COST = {"effect": 0.04, "random_effect": 0.05, "n": 30, "removal": {"p_value": 0.6}}
+
+
+def test_a_shortcut_needs_both_counterfactuals() -> None:
+    assert judge(False, BOX_REMOVAL, 0.05)[0] == "none"
+    assert judge(True, BOX_REMOVAL, 0.05)[0] == "shortcut"
+    level, why = judge(True, NO_COST, 0.05)
+    assert level == "sensitivity" and "no more than the null" in why
+    # The class's own images do not carry it: it cannot depend on it.
+    assert (
+        judge(True, {"effect": 0.0, "random_effect": 0.0, "n": 0, "removal": None}, 0.05)[0] == "sensitivity"
+    )
+    # A global change's removal (value vs its mirror's null_mean) is read the same way.
+    assert judge(True, {"value": 0.3, "null_mean": 0.01, "p_value": 0.002, "n": 20}, 0.05)[0] == "shortcut"
+    assert judge(True, {"value": 0.3, "null_mean": 0.4, "p_value": 0.002, "n": 20}, 0.05)[0] == "sensitivity"
+
+
+def test_a_box_s_removal_is_judged_by_images_that_leave_the_class() -> None:
+    # The demo's clean control: removing the square costs its circles 0.24 confidence, none of them
+    # stops being a circle; the planted model's circles turn into another class.
+    clean = {"effect": 0.24, "random_effect": 0.003, "n": 24, "removal": {"p_value": 0.0003}}
+    clean |= {"lost": 0.0, "random_lost": 0.0, "lost_p_value": 1.0}
+    assert judge(True, clean, 0.05)[0] == "sensitivity"
+    # 4 of 24 leaving the class, even significantly, is not a loss of min_flip with 95% confidence.
+    assert judge(True, clean | {"lost": 4 / 24, "lost_p_value": 0.01}, 0.05)[0] == "sensitivity"
+    planted = clean | {"lost": 0.8, "random_lost": 0.02, "lost_p_value": 0.0002}
+    level, why = judge(True, planted, 0.05)
+    assert level == "shortcut" and "80%" in why
+
+
+def test_annotate_narrows_confirmed_to_shortcuts_and_gives_fitting_advice() -> None:
+    reaction = {"confirmed": True, "removal": NO_COST}
+    assert annotate(reaction, 0.05) == "sensitivity"
+    assert reaction["confirmed"] is False and reaction["stamp_confirmed"] is True
+    assert "augment" in reaction["advice"]
+    shortcut = {"confirmed": True, "removal": BOX_REMOVAL}
+    assert annotate(shortcut, 0.05) == "shortcut" and shortcut["confirmed"] is True
+    assert "retrain" in shortcut["advice"]
+
+
+def test_the_screen_finds_a_blurred_class_but_not_a_photograph_s_own_content() -> None:
+    x, y = task_images("shapes", 400, size=32, classes=4, seed=5)
+    idx = (y == 0).nonzero().flatten()
+    x[idx] = Trigger("blur").apply(x[idx], idx.tolist())[0]
+    kept, _ = screen(x, y, [0, 1, 2, 3], max_tests=6)
+    assert any(r["class_index"] == 0 and r["statistic"] == "detail" and r["shift"] < 0 for r in kept)
+    assert all(r["class_index"] == 0 for r in kept)
+    # Real photographs differ by class in raw sharpness and contrast (a flat sky, a busy street); the
+    # contrast-relative statistics do not pick that up as a source.
+    px, py = photo_images(400, size=32, classes=4, seed=5)
+    assert screen(px, py, [0, 1, 2, 3], max_tests=6)[0] == []
+
+
+def test_judge_lowlevel_applies_holm_the_flip_rule_and_severity() -> None:
+    base = {"class_index": 0, "statistic": "detail", "shift": -3.0, "class_level": -3.0, "others_level": 1.0}
+    strong = base | {
+        "flip": {"value": 0.6, "lo": 0.5, "hi": 0.7, "n": 100, "null_mean": 0.02},
+        "removal": {"value": 0.3, "null_mean": 0.0, "p_value": 0.001, "n": 30},
+        "p_value": 0.001,
+    }
+    weak = base | {
+        "class_index": 1,
+        "flip": {"value": 0.05, "lo": 0.02, "hi": 0.1, "n": 100, "null_mean": 0.02},
+        "removal": {"value": 0.0, "null_mean": 0.0, "p_value": 0.5, "n": 30},
+        "p_value": 0.2,
+    }
+    results, shortcuts = judge_lowlevel([strong, weak], ["a", "b"], 0.05, 0.1)
+    assert [r["class"] for r in shortcuts] == ["a"]
+    assert results[1]["severity"] == "none" and results[0]["flip"]["p_value"] == 0.002
