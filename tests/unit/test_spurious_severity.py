@@ -78,3 +78,16 @@ def test_judge_lowlevel_applies_holm_the_flip_rule_and_severity() -> None:
     results, shortcuts = judge_lowlevel([strong, weak], ["a", "b"], 0.05, 0.1)
     assert [r["class"] for r in shortcuts] == ["a"]
     assert results[1]["severity"] == "none" and results[0]["flip"]["p_value"] == 0.002
+
+
+def test_a_signal_that_alone_turns_most_other_images_into_the_class_is_a_shortcut() -> None:
+    # A partly biased model that also learned the object: removing the mark costs its class little,
+    # yet the mark alone sends 70% of other classes' images to the class (sufficiency).
+    level, why = judge(True, NO_COST, 0.05, flip=0.7)
+    assert level == "shortcut" and "70%" in why and "sufficient" in why
+    # A minority reaction stays a note; an unconfirmed stamp stays nothing, however large its flip.
+    assert judge(True, NO_COST, 0.05, flip=0.37)[0] == "sensitivity"
+    assert judge(False, NO_COST, 0.05, flip=0.9)[0] == "none"
+    # annotate reads the flip from the candidate's stamp estimate.
+    strong = {"confirmed": True, "removal": NO_COST, "flip": {"value": 0.55}}
+    assert annotate(strong, 0.05) == "shortcut" and strong["confirmed"] is True

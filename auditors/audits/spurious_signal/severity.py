@@ -14,9 +14,16 @@ counterfactuals hold against their nulls:
   circles, lower bound 7%; the planted CNN loses all 24). For a global change: the mean drop
   in p(class) beats the same change in the other direction (one-sided p < alpha).
 
-Adding alone is a `sensitivity`: the model reacts to the signal but does not need it, so it is
-reported as a note with its numbers and does not fail the model. Each judgement says why, and the
-advice fits it.
+A signal that *alone* turns most of the other classes' images into the class (flip share >= 1/2, on
+top of the stamp rule's significance against its nulls) is a shortcut too, whatever its removal
+shows: it is sufficient for the class (the sufficiency test of Spurious ImageNet, Neuhaus et al.
+2023). A partly biased model that also learned the object loses little when the mark is removed,
+yet a mark that decides for the class on most inputs is exactly what a gate must stop; a clean
+model's reaction to an odd patch moves a minority.
+
+Adding alone, below that, is a `sensitivity`: the model reacts to the signal but does not need it,
+so it is reported as a note with its numbers and does not fail the model. Each judgement says why,
+and the advice fits it.
 """
 
 from __future__ import annotations
@@ -26,6 +33,10 @@ from typing import Any, Literal
 from auditors.stats import proportion
 
 Severity = Literal["shortcut", "sensitivity", "none"]
+
+# A signal that turns at least this share of other classes' images into the class is sufficient for
+# it: a majority, a natural bound rather than one fitted to any planted case.
+SUFFICIENT_FLIP = 0.5
 
 ADVICE = {
     "shortcut": "remove or randomise the signal in the training data (or balance it across classes), "
@@ -82,13 +93,31 @@ def _lost_class(removal: dict[str, Any], alpha: float, min_lost: float) -> tuple
 
 
 def judge(
-    stamp_confirmed: bool, removal: dict[str, Any] | None, alpha: float, min_lost: float = 0.1
+    stamp_confirmed: bool,
+    removal: dict[str, Any] | None,
+    alpha: float,
+    min_lost: float = 0.1,
+    flip: float | None = None,
 ) -> tuple[Severity, str]:
-    """The severity of a tested signal and the reason, in a sentence's words. A box's removal is
-    judged by the class's images that leave the class (`min_lost` beyond random boxes): a clean
-    model's confidence drops when an odd mark it reacts to is removed, but its images stay the class."""
+    """The severity of a tested signal and the reason, in a sentence's words. A signal whose stamp
+    is confirmed and turns `flip` >= SUFFICIENT_FLIP of other classes' images is sufficient for the
+    class; else a box's removal is judged by the class's images that leave the class (`min_lost`
+    beyond random boxes): a clean model's confidence drops when an odd mark it reacts to is removed,
+    but its images stay the class."""
     if not stamp_confirmed:
         return "none", "adding it does not move other classes' images beyond the null"
+    level, why = _by_removal(removal, alpha, min_lost)
+    if level == "sensitivity" and flip is not None and flip >= SUFFICIENT_FLIP:
+        return "shortcut", (
+            f"adding it alone turns {flip:.0%} of other classes' images into the class, far beyond the "
+            "null: the signal is sufficient for the class on most inputs (its removal costs the class's "
+            "own images less, so the model uses the object as well)"
+        )
+    return level, why
+
+
+def _by_removal(removal: dict[str, Any] | None, alpha: float, min_lost: float) -> tuple[Severity, str]:
+    """Shortcut when removing the signal costs the class beyond its null, else sensitivity."""
     if removal and removal.get("n") and "lost" in removal:
         return _lost_class(removal, alpha, min_lost)
     nums = removal_numbers(removal)
@@ -114,7 +143,14 @@ def judge(
 def annotate(result: dict[str, Any], alpha: float, min_lost: float = 0.1) -> Severity:
     """Record `severity`, `why` and `advice` on a judged candidate (its `confirmed` flag is the stamp
     rule's) and narrow `confirmed` to shortcuts; returns the severity."""
-    level, why = judge(bool(result.get("confirmed")), result.get("removal"), alpha, min_lost)
+    flip = (result.get("flip") or {}).get("value")
+    level, why = judge(
+        bool(result.get("confirmed")),
+        result.get("removal"),
+        alpha,
+        min_lost,
+        None if flip is None else float(flip),
+    )
     result["stamp_confirmed"] = bool(result.get("confirmed"))
     result["severity"], result["why"], result["advice"] = level, why, ADVICE[level]
     result["confirmed"] = level == "shortcut"
