@@ -132,8 +132,8 @@ async def _model_id(form: FormData, scope: DashScope, store: StoreDep, settings:
         raise OccultaError("the model card is missing: upload it beside the weights")
     if weights is None:
         raise WeightsError("the weights file is missing: upload the checkpoint beside the card")
-    row = await run_in_threadpool(
-        models_service.upload_model,
+    row, _ = await run_in_threadpool(
+        models_service.upload_or_find_model,
         scope.session,
         store,
         settings,
@@ -141,6 +141,8 @@ async def _model_id(form: FormData, scope: DashScope, store: StoreDep, settings:
         card=card.file,
         weights=weights.file,
         name=None,
+        card_filename=card.filename,
+        weights_filename=weights.filename,
     )
     return row.id
 

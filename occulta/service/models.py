@@ -73,33 +73,6 @@ def find_same_model(
     )
 
 
-def upload_model(
-    session: Session,
-    store: ObjectStore,
-    settings: Settings,
-    *,
-    tenant_id: str,
-    card: BinaryIO,
-    weights: BinaryIO,
-    name: str | None = None,
-    card_filename: str | None = None,
-    weights_filename: str | None = None,
-) -> ModelRecord:
-    """`upload_or_find_model` for callers that need only the row (the dashboard's launch form)."""
-    row, _ = upload_or_find_model(
-        session,
-        store,
-        settings,
-        tenant_id=tenant_id,
-        card=card,
-        weights=weights,
-        name=name,
-        card_filename=card_filename,
-        weights_filename=weights_filename,
-    )
-    return row
-
-
 def upload_or_find_model(
     session: Session,
     store: ObjectStore,

@@ -100,3 +100,19 @@ def test_a_launch_submits_one_audit_per_form_and_the_page_cancels_it(
     with sessions() as s:
         job = s.get(AuditJob, audit_id)
         assert job is not None and job.status == "cancelled"
+
+
+def test_a_bad_card_uploaded_from_the_form_is_named_as_the_user_named_it(app, alice, sessions) -> None:  # type: ignore[no-untyped-def]
+    web = _signed_in(app, alice)
+    page = web.get("/dashboard/launch")
+    form = {
+        "csrf": _csrf(page.text),
+        "dataset_id": add_dataset(sessions, alice.tenant_id),
+        "audits": "missingness_bias",
+    }
+    files = {
+        "card": ("my-resnet.yaml", b"arch: [not, a, name\n", "application/yaml"),
+        "weights": ("my-resnet.safetensors", b"\0" * 64, "application/octet-stream"),
+    }
+    refused = web.post("/dashboard/launch", data=form, files=files, follow_redirects=False)
+    assert refused.status_code == 422 and "my-resnet.yaml" in refused.text, refused.text[-2000:]
