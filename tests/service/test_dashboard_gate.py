@@ -15,6 +15,7 @@ from occulta.storage.keys import audit_prefix
 from tests.gate.reports import make_report
 from tests.service.rows import add_job
 from tests.service.test_dashboard_report import _sign_in
+from tests.service.web import csrf_of
 
 pytestmark = pytest.mark.service
 
@@ -34,10 +35,6 @@ def _stored(sessions, store, tenant_id: str) -> str:  # type: ignore[no-untyped-
     body = make_report().model_dump_json(by_alias=True).encode()
     store.put_stream(audit_prefix(tenant_id, job) + "report.json", io.BytesIO(body))
     return job
-
-
-def _csrf(page: str) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
 
 
 def _policy_in(page: str) -> str:
@@ -60,7 +57,7 @@ def test_misspelt_metric_is_shown_as_a_policy_error_with_the_did_you_mean(
 ) -> None:  # type: ignore[no-untyped-def]
     job = _stored(sessions, store, alice.tenant_id)
     _sign_in(browser, alice.key)
-    token = _csrf(browser.get(f"/dashboard/gate?audit={job}").text)
+    token = csrf_of(browser.get(f"/dashboard/gate?audit={job}").text)
     policy = "assertions:\n  missingness_bias.metrics.worst.entropy_drp_at_half: [error, {max: 1}]\n"
     answer = browser.post("/dashboard/gate", data={"audit_id": job, "policy": policy, "csrf": token})
     assert answer.status_code == 422

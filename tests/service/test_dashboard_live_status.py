@@ -9,35 +9,17 @@ import threading
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from occulta.db import AuditJob
 from occulta.db.models import RUNNING, SUCCEEDED
 from occulta.jobs import fairness
 from tests.service.rows import add_dataset, add_model
+from tests.service.web import csrf_of, signed_in
 
 pytestmark = pytest.mark.service
 
 WOKEN_WITHIN = 20.0  # the fragment's long-poll runs 25 s when nothing changes
-
-
-def _csrf(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, html[:500]
-    return match.group(1)
-
-
-def _logged_in(app, alice) -> TestClient:  # type: ignore[no-untyped-def]
-    web = TestClient(app, base_url="https://testserver")
-    login = web.get("/dashboard/login")
-    r = web.post(
-        "/dashboard/login",
-        data={"api_key": alice.key, "csrf": _csrf(login.text), "next": "/dashboard/launch"},
-        follow_redirects=False,
-    )
-    assert r.status_code == 303, r.text
-    return web
 
 
 def _set(sessions, job_id: str, **values: Any) -> None:  # type: ignore[no-untyped-def]
@@ -47,10 +29,10 @@ def _set(sessions, job_id: str, **values: Any) -> None:  # type: ignore[no-untyp
 
 
 def test_a_launched_audit_is_interactive_and_its_page_long_polls_until_done(app, alice, sessions) -> None:  # type: ignore[no-untyped-def]
-    web = _logged_in(app, alice)
+    web = signed_in(app, alice)
     page = web.get("/dashboard/launch")
     form = {
-        "csrf": _csrf(page.text),
+        "csrf": csrf_of(page.text),
         "idem": "live-1",
         "model_id": add_model(sessions, alice.tenant_id),
         "dataset_id": add_dataset(sessions, alice.tenant_id),

@@ -7,31 +7,13 @@ import re
 
 import pytest
 import redis
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from occulta.db import AuditJob, OutboxMessage
 from tests.service.rows import add_dataset, add_model
+from tests.service.web import csrf_of, signed_in
 
 pytestmark = pytest.mark.service
-
-
-def _csrf(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, html[:500]
-    return match.group(1)
-
-
-def _signed_in(app, alice) -> TestClient:  # type: ignore[no-untyped-def]
-    web = TestClient(app, base_url="https://testserver")
-    login = web.get("/dashboard/login")
-    r = web.post(
-        "/dashboard/login",
-        data={"api_key": alice.key, "csrf": _csrf(login.text), "next": "/dashboard/launch"},
-        follow_redirects=False,
-    )
-    assert r.status_code == 303, r.text
-    return web
 
 
 @pytest.mark.parametrize("arch", ["convnext_atto", "efficientnet_b0"])
@@ -40,13 +22,13 @@ def test_a_convnext_or_efficientnet_model_gets_layer_mask_from_the_form(
 ) -> None:  # type: ignore[no-untyped-def]
     """The form's native options come from the server's family table (issue: it offered layer_mask to
     ResNets only and refused it for ConvNeXt and EfficientNet, which the engine masks natively)."""
-    web = _signed_in(app, alice)
+    web = signed_in(app, alice)
     model_id = add_model(sessions, alice.tenant_id, arch=arch)
     page = web.get("/dashboard/launch")
     assert re.search(rf'<option value="{model_id}" data-native="layer_mask"', page.text), page.text[:2000]
     assert web.get("/dashboard/launch/native", params={"arch": arch}).json()["native"] == "layer_mask"
     form = {
-        "csrf": _csrf(page.text),
+        "csrf": csrf_of(page.text),
         "model_id": model_id,
         "dataset_id": add_dataset(sessions, alice.tenant_id),
         "audits": "missingness_bias",
@@ -64,18 +46,10 @@ def test_a_launch_submits_one_audit_per_form_and_the_page_cancels_it(
     app, alice, sessions, prod_settings
 ) -> None:  # type: ignore[no-untyped-def]
     queue = redis.Redis.from_url(prod_settings.broker_url)
-    # Production cookies are Secure; no `with`: the session's shared app keeps its lifespan.
-    web = TestClient(app, base_url="https://testserver")
-    login = web.get("/dashboard/login")
-    r = web.post(
-        "/dashboard/login",
-        data={"api_key": alice.key, "csrf": _csrf(login.text), "next": "/dashboard/launch"},
-        follow_redirects=False,
-    )
-    assert r.status_code == 303, r.text
+    web = signed_in(app, alice)
     page = web.get("/dashboard/launch")
     form = {
-        "csrf": _csrf(page.text),
+        "csrf": csrf_of(page.text),
         "idem": "form-123",
         "model_id": add_model(sessions, alice.tenant_id),
         "dataset_id": add_dataset(sessions, alice.tenant_id),
@@ -94,7 +68,7 @@ def test_a_launch_submits_one_audit_per_form_and_the_page_cancels_it(
         assert s.scalar(select(func.count()).where(OutboxMessage.job_id == audit_id)) == 0
     pending = web.get(first.headers["location"])
     r = web.post(
-        f"/dashboard/audits/{audit_id}/cancel", data={"csrf": _csrf(pending.text)}, follow_redirects=False
+        f"/dashboard/audits/{audit_id}/cancel", data={"csrf": csrf_of(pending.text)}, follow_redirects=False
     )
     assert r.status_code == 303
     with sessions() as s:
@@ -103,10 +77,10 @@ def test_a_launch_submits_one_audit_per_form_and_the_page_cancels_it(
 
 
 def test_a_bad_card_uploaded_from_the_form_is_named_as_the_user_named_it(app, alice, sessions) -> None:  # type: ignore[no-untyped-def]
-    web = _signed_in(app, alice)
+    web = signed_in(app, alice)
     page = web.get("/dashboard/launch")
     form = {
-        "csrf": _csrf(page.text),
+        "csrf": csrf_of(page.text),
         "dataset_id": add_dataset(sessions, alice.tenant_id),
         "audits": "missingness_bias",
     }
