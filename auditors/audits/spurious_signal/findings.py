@@ -239,13 +239,7 @@ def global_finding(g: dict[str, Any], height: int, width: int) -> Finding:
         "correction": g["correction"],
         "excess_flip": g["excess_flip"],
     }
-    return Finding(
-        kind="global_shortcut",
-        summary=summary,
-        class_name=cls,
-        box=[0.0, 0.0, float(width), float(height)],
-        evidence=evidence,
-    )
+    return global_shortcut(cls, summary, evidence, height, width)
 
 
 def _public(d: dict[str, Any]) -> dict[str, Any]:
@@ -277,3 +271,14 @@ def report_discovery(
         "out_of_scope": list(OUT_OF_SCOPE),
     }
     return findings, metrics
+
+
+def global_shortcut(cls: str, summary: str, evidence: dict[str, Any], height: int, width: int) -> Finding:
+    """A `global_shortcut` finding: a signal spread over the whole image, so its box is the image."""
+    return Finding(
+        kind="global_shortcut",
+        summary=summary,
+        class_name=cls,
+        box=[0.0, 0.0, float(width), float(height)],
+        evidence=evidence,
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from auditors.audits.spurious_signal.findings import num, pct
+from auditors.audits.spurious_signal.findings import global_shortcut, num, pct
 from auditors.report import Finding
 
 
@@ -55,13 +55,7 @@ def lowlevel_finding(r: dict[str, Any], height: int, width: int) -> Finding:
         "severity": r["severity"],
         "why": r["why"],
     }
-    return Finding(
-        kind="global_shortcut",
-        summary=summary,
-        class_name=cls,
-        box=[0.0, 0.0, float(width), float(height)],
-        evidence=evidence,
-    )
+    return global_shortcut(cls, summary, evidence, height, width)
 
 
 def sensitivity_finding(r: dict[str, Any], height: int, width: int) -> Finding:
