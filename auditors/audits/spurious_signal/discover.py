@@ -27,7 +27,7 @@ from auditors.audits.spurious_signal.content import Signature, box_signature, fi
 from auditors.audits.spurious_signal.counterfactual import carries_artifact
 from auditors.audits.spurious_signal.global_shift import colour_shift_test
 from auditors.audits.spurious_signal.nulls import Probe, removal_test, stamp_test
-from auditors.audits.spurious_signal.severity import annotate
+from auditors.audits.spurious_signal.severity import annotate, judge_class_tests
 from auditors.sampling import stratified_indices
 from auditors.stats import holm
 
@@ -292,18 +292,8 @@ def global_test(
 def judge_global(
     results: list[dict[str, Any]], class_names: list[str], cfg: DiscoverySettings
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Holm over the classes' colour-cast tests and the confirmation rule."""
-    adjusted = holm([r["p_value"] for r in results])
-    confirmed = []
-    for r, p_adj in zip(results, adjusted, strict=True):
-        r["class"] = class_names[r["class_index"]]
-        r["flip"] = r["flip"] | {"p_value": round(p_adj, 6), "p_raw": round(r["p_value"], 6)}
-        r["correction"] = f"holm over {len(results)} classes"
-        r["excess_flip"] = round(r["flip"]["value"] - r["flip"]["null_mean"], 4)
-        r["confirmed"] = bool(p_adj < cfg.alpha and r["excess_flip"] >= cfg.min_flip)
-        if annotate(r, cfg.alpha, cfg.min_flip) == "shortcut":
-            confirmed.append(r)
-    return results, confirmed
+    """Holm over the classes' colour-cast tests, the confirmation rule and severity."""
+    return judge_class_tests(results, class_names, cfg.alpha, cfg.min_flip, "classes")
 
 
 def region_test(

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from auditors.audits.spurious_signal.nulls import Probe
-from auditors.audits.spurious_signal.severity import annotate
+from auditors.audits.spurious_signal.severity import judge_class_tests
 from auditors.methods.image_stats import measure, set_level
 from auditors.stats import mean_estimate, proportion, sign_flip_p_value
 
@@ -174,16 +174,4 @@ def judge_lowlevel(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Holm over the model tests, the stamp rule, then severity; returns all results and the
     shortcuts among them."""
-    from auditors.stats import holm
-
-    adjusted = holm([r["p_value"] for r in results])
-    shortcuts = []
-    for r, p_adj in zip(results, adjusted, strict=True):
-        r["class"] = class_names[r["class_index"]]
-        r["flip"] = r["flip"] | {"p_value": round(p_adj, 6), "p_raw": round(r["p_value"], 6)}
-        r["correction"] = f"holm over {len(results)} class statistics"
-        r["excess_flip"] = round(r["flip"]["value"] - r["flip"]["null_mean"], 4)
-        r["confirmed"] = bool(p_adj < alpha and r["excess_flip"] >= min_flip)
-        if annotate(r, alpha, min_flip) == "shortcut":
-            shortcuts.append(r)
-    return results, shortcuts
+    return judge_class_tests(results, class_names, alpha, min_flip, "class statistics")

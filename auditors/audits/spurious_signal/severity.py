@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from auditors.stats import proportion
+from auditors.stats import holm, proportion
 
 Severity = Literal["shortcut", "sensitivity", "none"]
 
@@ -155,3 +155,22 @@ def annotate(result: dict[str, Any], alpha: float, min_lost: float = 0.1) -> Sev
     result["severity"], result["why"], result["advice"] = level, why, ADVICE[level]
     result["confirmed"] = level == "shortcut"
     return level
+
+
+def judge_class_tests(
+    results: list[dict[str, Any]], class_names: list[str], alpha: float, min_flip: float, over: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The whole-image tests of every class (colour cast, low-level statistics): Holm over `over`,
+    the stamp rule (corrected p < alpha, excess flip >= min_flip), then severity. Returns all the
+    results and the shortcuts among them."""
+    adjusted = holm([r["p_value"] for r in results])
+    shortcuts = []
+    for r, p_adj in zip(results, adjusted, strict=True):
+        r["class"] = class_names[r["class_index"]]
+        r["flip"] = r["flip"] | {"p_value": round(p_adj, 6), "p_raw": round(r["p_value"], 6)}
+        r["correction"] = f"holm over {len(results)} {over}"
+        r["excess_flip"] = round(r["flip"]["value"] - r["flip"]["null_mean"], 4)
+        r["confirmed"] = bool(p_adj < alpha and r["excess_flip"] >= min_flip)
+        if annotate(r, alpha, min_flip) == "shortcut":
+            shortcuts.append(r)
+    return results, shortcuts
