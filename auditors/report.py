@@ -4,27 +4,32 @@ It is the contract between the auditors, the CLI, the service, the dashboard and
 lives here (pydantic only, no torch) and changes only with a `SCHEMA_VERSION` bump.
 
 Schema 2.0 (breaking): `Report.verdict` is about the *model* only, the worst verdict of the audits whose
-`role` is "model" (a shortcut, overinterpretation). Audits of the *explanations* (missingness bias, LIME
-reliability) no longer make it FAIL: they become `caveats`, with their own `explanation_verdict`. Every
-audit result carries `role`, `n` (the images its verdict rests on), `estimate` (the statistic with its
-interval) and `meaning` (what the verdict means and what to do).
+`role` is "model" (a shortcut). Audits of the *explanations* (missingness bias, LIME reliability) no
+longer make it FAIL: they become `caveats`, with their own `explanation_verdict`. Every audit result
+carries `role`, `n` (the images its verdict rests on), `estimate` (the statistic with its interval) and
+`meaning` (what the verdict means and what to do).
+
+Schema 2.1 (additive): role "warning", a property of the model that is not a shortcut (overinterpretation:
+Carter et al. find it in nearly every CIFAR-10 model, and on the demo's task the clean model's share is
+higher than the planted one's), so it is reported as `warnings` beside the verdict and never fails it.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = "2.0"  # 2.0: the verdict is about the model (roles, caveats); optional `sample`
+SCHEMA_VERSION = "2.1"  # 2.0: the verdict is about the model (roles, caveats); 2.1: role "warning"
 
 Verdict = Literal["pass", "fail", "inconclusive", "error"]
-# What a verdict is about: the model itself (a shortcut, overinterpretation) or the explanations of it
-# (removal-based explanations inherit missingness bias; LIME can be unreliable): only the first can
-# make a model fail.
-Role = Literal["model", "explanation"]
+# What a verdict is about: the model itself (a shortcut), a property of the model that is not a shortcut
+# (overinterpretation: a warning), or the explanations of it (removal-based explanations inherit
+# missingness bias; LIME can be unreliable): only the first can make a model fail.
+Role = Literal["model", "warning", "explanation"]
 
 # A fail outranks an error (the model is known bad), an error outranks inconclusive (nothing was
 # verified, so a gate must not read it as a pass).
@@ -38,11 +43,14 @@ def combine_verdicts(verdicts: list[Verdict]) -> Verdict:
     return max(verdicts, key=lambda v: _VERDICT_RANK[v])
 
 
-def write_headline(verdict: Verdict, model_audits: list[AuditResult], caveats: list[Caveat]) -> str:
-    """The answer to the user's question, model first, then what not to trust in its explanations."""
+def write_headline(
+    verdict: Verdict, model_audits: list[AuditResult], caveats: list[Caveat], warnings: Sequence[Caveat] = ()
+) -> str:
+    """The answer to the user's question, model first, then its warnings, then what not to trust in its
+    explanations."""
     failing = [a for a in model_audits if a.verdict == "fail"]
     if not model_audits:
-        lead = "No model audit ran, so nothing is known about the model itself"
+        lead = "No audit that can fail the model ran, so nothing is known about its shortcuts"
     elif failing:
         lead = "The model has a problem: " + "; ".join(a.summary.rstrip(".") for a in failing)
     elif verdict == "pass":
@@ -51,6 +59,9 @@ def write_headline(verdict: Verdict, model_audits: list[AuditResult], caveats: l
     else:
         unsure = [a.name for a in model_audits if a.verdict in ("inconclusive", "error")]
         lead = f"Not decided: {', '.join(unsure)} could not reach a verdict"
+    if warnings:
+        lead += ". Model warnings (not shortcuts): " + " ".join(w.text.rstrip(".") + "." for w in warnings)
+        lead = lead.rstrip(".")
     if caveats:
         lead += ". Explanation caveats: " + " ".join(c.text.rstrip(".") + "." for c in caveats)
         return lead
@@ -95,7 +106,10 @@ class AuditResult(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     seconds: float = 0.0
     error: str | None = None
-    role: Role = Field(default="model", description="model: about the model; explanation: a caveat")
+    role: Role = Field(
+        default="model",
+        description="model: can fail the model; warning: about the model, never fails it; explanation: a caveat",
+    )
     n: int | None = Field(default=None, description="images (units) the verdict rests on")
     estimate: dict[str, Any] | None = Field(
         default=None, description="the statistic behind the verdict: value, lo, hi, n, level, p_value"
@@ -104,7 +118,8 @@ class AuditResult(BaseModel):
 
 
 class Caveat(BaseModel):
-    """An explanation audit that did not pass: what not to trust when explaining this model."""
+    """An explanation audit that did not pass (what not to trust when explaining this model), or a
+    warning audit that failed (a property of the model that is not a shortcut)."""
 
     audit: str
     verdict: Verdict
@@ -197,6 +212,9 @@ class Report(BaseModel):
     headline: str = Field(default="", description="one sentence answering: can I trust this model?")
     model_findings: list[ModelFinding] = Field(default_factory=list)
     caveats: list[Caveat] = Field(default_factory=list)
+    warnings: list[Caveat] = Field(
+        default_factory=list, description="failed audits of role warning: about the model, not failing it"
+    )
     audits: list[AuditResult] = Field(default_factory=list)
     sample: SampleSummary | None = None
 
@@ -205,6 +223,11 @@ class Report(BaseModel):
         replacing one)."""
         model = [a for a in self.audits if a.role == "model"]
         explanation = [a for a in self.audits if a.role == "explanation"]
+        self.warnings = [
+            Caveat(audit=a.name, verdict=a.verdict, text=a.meaning or a.summary)
+            for a in self.audits
+            if a.role == "warning" and a.verdict == "fail"
+        ]
         self.verdict = combine_verdicts([a.verdict for a in model])
         self.explanation_verdict = combine_verdicts([a.verdict for a in explanation])
         self.model_findings = [
@@ -218,14 +241,17 @@ class Report(BaseModel):
             for a in explanation
             if a.verdict != "pass"
         ]
-        self.headline = write_headline(self.verdict, model, self.caveats)
+        self.headline = write_headline(self.verdict, model, self.caveats, self.warnings)
         return self
 
     @property
     def verdict_label(self) -> str:
-        """The verdict as a person reads it: "pass with caveats" when the model passes but some of its
-        explanations are not to be trusted."""
-        return f"{self.verdict} with caveats" if self.verdict == "pass" and self.caveats else self.verdict
+        """The verdict as a person reads it: "pass with warnings" when a warning audit failed, "pass with
+        caveats" when some of its explanations are not to be trusted (both, joined by "and")."""
+        if self.verdict != "pass":
+            return self.verdict
+        extra = [w for w, on in (("warnings", self.warnings), ("caveats", self.caveats)) if on]
+        return f"pass with {' and '.join(extra)}" if extra else "pass"
 
     def audit(self, name: str) -> AuditResult | None:
         return next((a for a in self.audits if a.name == name), None)

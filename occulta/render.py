@@ -129,7 +129,8 @@ def render_markdown(report: Report) -> str:
         lines.append("|---|---|---|---|")
         for a in view.model_audits:
             cells = (_md_cell(a.rests_on), _md_cell(a.meaning or a.summary))
-            lines.append(f"| `{a.name}` | {a.icon} {a.verdict} | {cells[0]} | {cells[1]} |")
+            role = " (warning: never fails the model)" if a.role == "warning" else ""
+            lines.append(f"| `{a.name}`{role} | {a.icon} {a.verdict} | {cells[0]} | {cells[1]} |")
     if view.explanation_audits:
         lines += ["", f"### {CAVEATS_HEADING}", ""]
         lines += [

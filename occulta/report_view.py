@@ -18,7 +18,11 @@ MODEL_VERDICT = "Model verdict"
 MODEL_HEADING = "The model"
 CAVEATS_HEADING = "Explanation caveats (they do not make the model fail)"
 NO_CAVEATS = "Every explanation audit passed: its explanations can be used as they are."
-ROLE_LABEL = {"model": "about the model", "explanation": "explanation caveat"}
+ROLE_LABEL = {
+    "model": "about the model",
+    "warning": "model warning (never fails it)",
+    "explanation": "explanation caveat",
+}
 
 
 def format_number(value: Any) -> str:

@@ -68,8 +68,8 @@ class AuditInfo:
     policy_comment: str = ""
     policy: tuple[PolicyLine, ...] = ()
     budget: tuple[BudgetKnob, ...] = ()
-    # model: the verdict is about the model (a shortcut); explanation: about explanations of it (a caveat
-    # that never makes the model fail). See auditors.report.
+    # model: the verdict is about the model (a shortcut); warning: about the model but not a shortcut (it
+    # never makes the model fail); explanation: about explanations of it (a caveat). See auditors.report.
     role: Role = "model"
     demo_config: dict[str, Any] = field(default_factory=dict)  # sized for `occulta demo` on a CPU
     smoke_config: dict[str, Any] = field(default_factory=dict)  # the smallest run: the contract tests

@@ -60,7 +60,7 @@ def report_dir(card, data_ref, tmp_path_factory) -> Path:
 
 def test_the_battery_writes_a_versioned_report_with_every_audit(report_dir):
     report = Report.model_validate_json((report_dir / "report.json").read_text())
-    assert report.schema_version == "2.0"
+    assert report.schema_version == "2.1"
     assert [a.name for a in report.audits] == BATTERY
     assert report.dataset.n_images == 96 and report.dataset.labelled
     assert report.model.family == "resnet" and report.model.weights_sha256

@@ -29,7 +29,7 @@ def test_an_explanation_audit_that_fails_is_a_caveat_not_a_model_failure():
     assert [c.audit for c in report.caveats] == ["missingness_bias"]
     assert "use layer_mask" in report.caveats[0].text and "use layer_mask" in report.headline
     assert report.headline.startswith("No model problem found")
-    assert report.schema_version == SCHEMA_VERSION == "2.0"
+    assert report.schema_version == SCHEMA_VERSION == "2.1"
 
 
 def test_a_model_finding_fails_the_model_and_is_lifted_to_the_report():
@@ -51,10 +51,34 @@ def test_a_model_finding_fails_the_model_and_is_lifted_to_the_report():
     assert report.headline.startswith("The model has a problem: spurious_signal said fail")
 
 
+def test_a_failed_warning_audit_is_reported_beside_a_passing_model_verdict():
+    """Overinterpretation is about the model but is not a shortcut: it warns and never fails the model."""
+    report = make_report(
+        audits=[
+            _audit("spurious_signal", "pass", "model"),
+            _audit("sis", "fail", "warning", meaning="confident from <= 5% of the pixels"),
+            _audit("missingness_bias", "fail", "explanation", meaning="use layer_mask"),
+        ]
+    )
+    assert report.verdict == "pass"
+    assert report.verdict_label == "pass with warnings and caveats"
+    assert [w.audit for w in report.warnings] == ["sis"]
+    assert "Model warnings (not shortcuts): confident from <= 5% of the pixels" in report.headline
+    markdown = render_markdown(report)
+    assert "`sis` (warning: never fails the model)" in markdown
+    # a warning that passes adds nothing; a shortcut still fails whatever the warnings say
+    quiet = make_report(audits=[_audit("spurious_signal", "pass", "model"), _audit("sis", "pass", "warning")])
+    assert quiet.verdict_label == "pass" and quiet.warnings == []
+    failing = make_report(
+        audits=[_audit("spurious_signal", "fail", "model"), _audit("sis", "fail", "warning")]
+    )
+    assert failing.verdict == "fail" and failing.verdict_label == "fail"
+
+
 def test_without_a_model_audit_nothing_is_known_about_the_model():
     report = make_report(audits=[_audit("missingness_bias", "error", "explanation")])
     assert report.verdict == "inconclusive" and report.explanation_verdict == "error"
-    assert "No model audit ran" in report.headline
+    assert "No audit that can fail the model ran" in report.headline
 
 
 def test_an_undecided_model_audit_keeps_the_model_verdict_inconclusive():
