@@ -81,7 +81,7 @@ def test_the_html_report_embeds_its_plots_and_the_summary_fits_a_pr_comment(repo
     assert html.count("data:image/png;base64,") >= 6
     assert "missingness_bias" in html and "spurious_signal" in html and "<script" not in html
     md = (report_dir / "summary.md").read_text()
-    assert md.startswith("## ") and "| `sis` |" in md
+    assert md.startswith("## ") and "| `sis` (warning: never fails the model) |" in md
 
 
 def test_the_example_policy_addresses_only_metrics_the_audits_produce(report_dir):
