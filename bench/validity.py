@@ -113,7 +113,7 @@ def evidence_score(audit: dict[str, Any]) -> float:
     """The verdict's evidence as one number: 1 + the largest excess flip if the verdict fails, else
     the largest excess flip any candidate reached (so AUROC ranks by verdict, then by strength)."""
     metrics = audit.get("metrics", {})
-    cands = [*metrics.get("candidates", []), *metrics.get("global", [])]
+    cands = [c for k in ("candidates", "global", "lowlevel", "patterns") for c in metrics.get(k) or []]
     excess = [float(c.get("excess_flip") or 0.0) for c in cands if isinstance(c, dict)]
     best = max([0.0, *excess])
     return (1.0 + best) if audit.get("verdict") == "fail" else best
@@ -304,6 +304,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--cache", type=Path, default=None, help="keep trained models here and reuse them")
     ap.add_argument("--train-only", action="store_true", help="only fill --cache, in run order")
     ap.add_argument(
+        "--shard",
+        default="",
+        help="K/N: audit every N-th case from the K-th (0-based) into validity.shardK.json, so N processes "
+        "share the population; --combine then writes validity.json and .md from the shards",
+    )
+    ap.add_argument("--combine", action="store_true", help="merge validity.shard*.json (see --shard)")
+    ap.add_argument(
         "--update",
         default="",
         help="comma-separated case names: re-audit only these and replace their rows in the existing "
@@ -322,6 +329,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {"summary": {}, "cases": []}
     if args.update:
         return _update(args.out / f"{stem}.json", args.update.split(","), args.cache)
+    if args.combine:
+        return _combine(args.out, stem, title="Spurious-signal audit on a planted population")
+    if args.shard:
+        k, n = (int(v) for v in args.shard.split("/"))
+        todo, stem = todo[k::n], f"{stem}.shard{k}"
     with tempfile.TemporaryDirectory() as tmp:
         for case in todo[: args.limit or None]:
             row = run_case(case, Path(tmp), args.cache)
@@ -333,10 +345,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
             result = {"summary": summary(rows), "cases": rows}
             (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
-            if not args.baseline:
+            if not args.baseline and not args.shard:
                 title = "Spurious-signal audit on a planted population" + (" (quick)" if args.quick else "")
                 (args.out / f"{stem}.md").write_text(markdown(rows, title))
     return {"summary": summary(rows), "cases": rows}
+
+
+def _combine(out: Path, stem: str, title: str) -> dict[str, Any]:
+    """validity.json and .md from the shards' rows, in the population's run order."""
+    order = {c.name: i for i, c in enumerate(population(False))}
+    parts = sorted(out.glob(f"{stem}.shard*.json"))
+    if not parts:
+        raise SystemExit(f"--combine: no {stem}.shard*.json in {out}; run --shard K/N first")
+    rows = sorted(
+        (r for p in parts for r in json.loads(p.read_text())["cases"]),
+        key=lambda r: order.get(r["case"], 1e9),
+    )
+    result = {"summary": summary(rows), "cases": rows}
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    (out / f"{stem}.md").write_text(markdown(rows, title))
+    for p in parts:
+        p.unlink()
+    return result
 
 
 def _update(path: Path, names: list[str], cache: Path | None) -> dict[str, Any]:

@@ -102,6 +102,10 @@ class SpuriousSignal(Audit[SpuriousConfig, SpuriousPartial]):
             # to up to max_recipients others and taken off the class's own, each with its mirror null
             tests = min(config.max_lowlevel_tests, 3 * shape.num_classes)
             total += Passes(forward=tests * 2 * (recipients + per_class), calls=4 * tests)
+        if config.discovery and config.pattern_test:  # per screened class pattern: added to others and
+            # taken off the class's carriers, each against its shuffled null (the screen needs no model)
+            tests = min(config.max_pattern_tests, shape.num_classes)
+            total += Passes(forward=tests * 2 * (recipients + per_class), calls=4 * tests)
         if shape.has_object_masks:
             total += Passes(forward=2 * n * PIXEL_FILL_COUNT, calls=2 * PIXEL_FILL_COUNT)
             total += masked_passes(native, 2 * n, 2)

@@ -36,6 +36,12 @@ class SpuriousConfig(AuditConfig):
         "source and scanner shortcuts",
     )
     max_lowlevel_tests: int = Field(default=6, ge=1, description="class statistics tested on the model")
+    pattern_test: bool = Field(
+        default=True,
+        description="test each class for a faint pattern its images share anywhere in the image (a blended "
+        "pattern, a sinusoid, a semi-transparent watermark)",
+    )
+    max_pattern_tests: int = Field(default=2, ge=1, description="class patterns tested on the model")
     max_candidates: int = Field(default=8, ge=1)
     alpha: float = Field(
         default=0.05,

@@ -34,13 +34,13 @@ from auditors.stats import holm
 OUT_OF_SCOPE = (
     "a mark that moves from image to image is found only where it sits often enough to repeat in "
     "colour (one finding per place); a mark whose colour or place changes every time is not",
-    "a semi-transparent or recoloured mark, whose pixels change colour with the image beneath it: the "
-    "content search looks for one repeated colour per pixel",
+    "a recoloured mark, whose colour changes from image to image: the content search looks for one "
+    "repeated colour per pixel, and the pattern test for one repeated faint pattern of fine detail",
     "a class's brightness, contrast or saturation: they belong to its content as much as to a source "
     "(a class of skies is flatter), so the low-level test takes only detail and JPEG blockiness, "
     "each relative to the image's contrast",
-    "whole-image patterns other than colour and the low-level statistics (a blended noise pattern, "
-    "a faint sinusoid, a smooth warp) are tested only through the statistics they move",
+    "a smooth warp, and whole-image patterns coarser than about 8 pixels a period: the pattern test "
+    "looks at fine detail (the image minus its blur), where content averages out over a class",
 )
 
 

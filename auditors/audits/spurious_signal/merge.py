@@ -29,7 +29,8 @@ from auditors.audits.spurious_signal.findings import (
     local_finding,
 )
 from auditors.audits.spurious_signal.lowlevel import judge_lowlevel
-from auditors.audits.spurious_signal.notes import lowlevel_finding, sensitivity_finding
+from auditors.audits.spurious_signal.notes import lowlevel_finding, pattern_finding, sensitivity_finding
+from auditors.audits.spurious_signal.pattern import judge_patterns
 from auditors.audits.spurious_signal.shard import HOT_SCALE, RegionSummary, SpuriousPartial, settings_of
 from auditors.audits.spurious_signal.verdict import (
     AUDIT,
@@ -139,6 +140,8 @@ def _discovery(
     g_cands, g_conf = judge_global(results, meta.class_names, settings)
     low = tests.get("lowlevel:0") or {"results": [], "screened": 0}
     l_cands, l_conf = judge_lowlevel(low["results"], meta.class_names, config.alpha, config.min_flip)
+    pat = tests.get("pattern:0") or {"results": [], "screened": 0}
+    p_cands, p_conf = judge_patterns(pat["results"], meta.class_names, config.alpha, config.min_flip)
     findings = []
     for k, j in enumerate(confirmed):
         examples[f"discovered_{k}"] = ctests[j]["examples"]
@@ -147,10 +150,11 @@ def _discovery(
         )
     findings += [global_finding(g, first.height, first.width) for g in g_conf]
     findings += [lowlevel_finding(r, first.height, first.width) for r in l_conf]
+    findings += [pattern_finding(r, first.height, first.width) for r in p_conf]
     # Signals the model reacts to without depending on them: notes, not failures (`severity`).
     findings += [
         sensitivity_finding(r, first.height, first.width)
-        for r in [*candidates, *g_cands, *l_cands]
+        for r in [*candidates, *g_cands, *l_cands, *p_cands]
         if r.get("severity") == "sensitivity"
     ]
     return findings, {
@@ -158,6 +162,8 @@ def _discovery(
         "global": g_cands,
         "lowlevel": l_cands,
         "lowlevel_screened": low["screened"],
+        "patterns": p_cands,
+        "patterns_screened": pat["screened"],
         "content_null": d.content_null,
         "untested_classes": d.untested_classes,
         "out_of_scope": list(OUT_OF_SCOPE),

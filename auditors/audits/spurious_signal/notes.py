@@ -22,6 +22,11 @@ def _estimate(e: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _what(r: dict[str, Any]) -> str:
     """How a tested signal is named in a sentence."""
+    if r.get("statistic") == "pattern":
+        return (
+            f"a faint pattern that {r['carriers']} of its {r['class_images']} images share (largest "
+            f"amplitude {num(r['pattern_abs_max'], 3)} of the [0, 1] range)"
+        )
     if "statistic" in r:
         direction = "higher" if r["shift"] > 0 else "lower"
         return f"its {direction} {r['statistic']} ({num(r['class_level'], 3)} vs {num(r['others_level'], 3)})"
@@ -47,6 +52,34 @@ def lowlevel_finding(r: dict[str, Any], height: int, width: int) -> Finding:
         "others_level": r["others_level"],
         "data_shift": r["shift"],
         "data_p_value": r["data_p_adjusted"],
+        "flip": _estimate(flip),
+        "removal": _estimate(rem),
+        "gain": _estimate(r["gain"]),
+        "correction": r["correction"],
+        "excess_flip": r["excess_flip"],
+        "severity": r["severity"],
+        "why": r["why"],
+    }
+    return global_shortcut(cls, summary, evidence, height, width)
+
+
+def pattern_finding(r: dict[str, Any], height: int, width: int) -> Finding:
+    """The `global_shortcut` finding of a confirmed class pattern (a blend, a sinusoid, a watermark)."""
+    cls, flip, rem = r["class"], r["flip"], r["removal"]
+    summary = (
+        f"{cls!r} is decided by {_what(r)}: adding it to other classes' images turns "
+        f"{pct(flip['value'])} of {flip['n']} (95% CI {pct(flip['lo'])}–{pct(flip['hi'])}) into {cls!r}, "
+        f"against {pct(flip['null_mean'])} for the same pixels shuffled (p = {flip['p_value']:.2g}, "
+        f"{r['correction']}); taking it off the class's images costs {num(rem['value'])} confidence vs "
+        f"{num(rem['null_mean'] or 0.0)}. Advice: {r['advice']}."
+    )
+    evidence = {
+        "scope": "image",
+        "statistic": "pattern",
+        "data_z": r["z"],
+        "carriers": r["carriers"],
+        "class_images": r["class_images"],
+        "pattern_abs_max": r["pattern_abs_max"],
         "flip": _estimate(flip),
         "removal": _estimate(rem),
         "gain": _estimate(r["gain"]),

@@ -55,6 +55,7 @@ from auditors.audits.spurious_signal.discover import (
 from auditors.audits.spurious_signal.findings import example_data
 from auditors.audits.spurious_signal.lowlevel import lowlevel_tests
 from auditors.audits.spurious_signal.nulls import Probe
+from auditors.audits.spurious_signal.pattern import pattern_tests
 from auditors.engine import applicable_strategies, model_device, plain_logits
 from auditors.methods.saliency import box_share, saliency_maps, top_q_mask
 
@@ -162,6 +163,7 @@ class Setup:
     found: Candidates | None
     tests: list[tuple[str, int]]
     max_lowlevel: int = 6  # class statistics the low-level test takes to the model
+    max_pattern: int = 2  # class patterns the pattern test takes to the model
 
     @property
     def n(self) -> int:
@@ -221,6 +223,8 @@ def setup(ctx: AuditContext, config: SpuriousConfig, patch: int, seed: int, pick
             tests += [("global", c) for c in global_classes(found.counts, settings)]
         if config.lowlevel_test:  # one test: the screen needs every class at once
             tests.append(("lowlevel", 0))
+        if config.pattern_test:  # likewise: a class's pattern is measured against the others'
+            tests.append(("pattern", 0))
     if ctx.object_masks is not None:
         tests.append(("leakage", 0))
     return Setup(
@@ -239,6 +243,7 @@ def setup(ctx: AuditContext, config: SpuriousConfig, patch: int, seed: int, pick
         found=found,
         tests=tests,
         max_lowlevel=config.max_lowlevel_tests,
+        max_pattern=config.max_pattern_tests,
     )
 
 
@@ -364,17 +369,18 @@ def _test(ctx: AuditContext, s: Setup, kind: str, i: int) -> dict[str, Any]:
     if kind == "global":
         assert s.found is not None
         return global_test(probe, s.images, s.found.groups, s.pred, s.labels, i, cfg)
-    if kind == "lowlevel":
+    if kind in ("lowlevel", "pattern"):
         assert s.found is not None
         classes = global_classes(s.found.counts, cfg)
-        return lowlevel_tests(
+        run, most = (lowlevel_tests, s.max_lowlevel) if kind == "lowlevel" else (pattern_tests, s.max_pattern)
+        return run(
             probe,
             s.images,
             s.found.groups,
             s.pred,
             s.labels,
             classes,
-            max_tests=s.max_lowlevel,
+            max_tests=most,
             max_images=cfg.max_recipients,
         )
     assert ctx.object_masks is not None

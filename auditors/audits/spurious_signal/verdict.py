@@ -45,6 +45,8 @@ def conclude(
         summary = "Shortcut(s) confirmed: " + "; ".join(
             f"{f.class_name!r} at {[round(v) for v in f.box or []]}"
             if f.kind == "spurious_region"
+            else f"{f.class_name!r} by a faint pattern its images share"
+            if f.evidence.get("statistic") == "pattern"
             else f"{f.class_name!r} by its {f.evidence['statistic']}"
             if f.evidence.get("statistic")
             else f"{f.class_name!r} by its colour cast"
@@ -60,8 +62,8 @@ def conclude(
         notes = [f for f in findings if f.kind == "sensitivity"]
         summary = (
             f"No shortcut confirmed ({n_regions} hinted, {len(candidates)} discovery candidates, "
-            f"{len(discovery['global'])} class colour casts and {len(discovery.get('lowlevel', []))} "
-            "class low-level statistics tested"
+            f"{len(discovery['global'])} class colour casts, {len(discovery.get('lowlevel', []))} "
+            f"class low-level statistics and {len(discovery.get('patterns', []))} class patterns tested"
             + (
                 f"; {len(notes)} sensitivity note(s): the model reacts to a signal it does not depend on"
                 if notes
@@ -72,7 +74,13 @@ def conclude(
             + "; ".join(OUT_OF_SCOPE)
             + "."
         )
-    tested = [*tested_regions, *candidates, *discovery["global"], *discovery.get("lowlevel", [])]
+    tested = [
+        *tested_regions,
+        *candidates,
+        *discovery["global"],
+        *discovery.get("lowlevel", []),
+        *discovery.get("patterns", []),
+    ]
     return SpuriousJudgement(
         verdict=verdict,
         summary=summary,
