@@ -57,7 +57,7 @@ def _png(path: Path, arr: np.ndarray, box: list[int] | None, scale: int = 4) -> 
 def _example(
     suffix: str,
     image: torch.Tensor,
-    box: list[int],
+    box: list[int] | None,
     role: str,
     true: str | None,
     before: torch.Tensor,
@@ -122,6 +122,40 @@ def example_data(
                 _example(
                     f"stamped_{j}", stamped[j], box, "stamped", true_of(i), before[j], after[j], class_names
                 )
+            )
+    return out
+
+
+def pattern_example_data(
+    probe: Probe,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    pattern: torch.Tensor,
+    carriers: list[int],
+    recipients: list[int],
+    class_names: list[str],
+) -> list[dict[str, Any]]:
+    """Examples of a shared whole-image pattern, as JSON like `example_data`: the pattern itself,
+    stretched to the full grey range so it can be seen (`pattern`), carriers of the class with it taken
+    off (`removed`), and other classes' images with it added (`stamped`)."""
+    p = pattern.to(images.device)
+    scale = float(p.abs().max()) or 1.0
+    shown = (0.5 + 0.5 * p / scale).clamp(0, 1)
+    one = probe.probs(shown[None])[0]
+    out = [_example("pattern", shown, None, "pattern", None, one, one, class_names)]
+
+    def true_of(i: int) -> str | None:
+        return class_names[int(labels[i])] if labels is not None else None
+
+    for role, picked, sign in (("removed", carriers, -1.0), ("stamped", recipients, 1.0)):
+        if not picked:
+            continue
+        x = images[picked[:N_EXAMPLES]]
+        edited = (x + sign * p).clamp(0, 1)
+        before, after = probe.probs(x), probe.probs(edited)
+        for j, i in enumerate(picked[:N_EXAMPLES]):
+            out.append(
+                _example(f"{role}_{j}", edited[j], None, role, true_of(i), before[j], after[j], class_names)
             )
     return out
 

@@ -150,7 +150,14 @@ def _discovery(
         )
     findings += [global_finding(g, first.height, first.width) for g in g_conf]
     findings += [lowlevel_finding(r, first.height, first.width) for r in l_conf]
-    findings += [pattern_finding(r, first.height, first.width) for r in p_conf]
+    for k, r in enumerate(p_conf):
+        data = r.pop("examples", None) or []
+        examples[f"pattern_{k}"] = data
+        findings.append(
+            pattern_finding(r, first.height, first.width, example_entries(_rel, f"pattern_{k}", data))
+        )
+    for r in p_cands:  # the pictures of patterns that were not confirmed are not drawn
+        r.pop("examples", None)
     # Signals the model reacts to without depending on them: notes, not failures (`severity`).
     findings += [
         sensitivity_finding(r, first.height, first.width)

@@ -63,15 +63,18 @@ def lowlevel_finding(r: dict[str, Any], height: int, width: int) -> Finding:
     return global_shortcut(cls, summary, evidence, height, width)
 
 
-def pattern_finding(r: dict[str, Any], height: int, width: int) -> Finding:
+def pattern_finding(
+    r: dict[str, Any], height: int, width: int, example_list: list[dict[str, Any]]
+) -> Finding:
     """The `global_shortcut` finding of a confirmed class pattern (a blend, a sinusoid, a watermark)."""
     cls, flip, rem = r["class"], r["flip"], r["removal"]
     summary = (
         f"{cls!r} is decided by {_what(r)}: adding it to other classes' images turns "
         f"{pct(flip['value'])} of {flip['n']} (95% CI {pct(flip['lo'])}–{pct(flip['hi'])}) into {cls!r}, "
         f"against {pct(flip['null_mean'])} for the same pixels shuffled (p = {flip['p_value']:.2g}, "
-        f"{r['correction']}); taking it off the class's images costs {num(rem['value'])} confidence vs "
-        f"{num(rem['null_mean'] or 0.0)}. Advice: {r['advice']}."
+        f"{r['correction']}); taking it off {rem['n']} of the class's images that carry it makes "
+        f"{pct(rem['lost'])} of them leave the class, against {pct(rem['random_lost'])} for the shuffled "
+        f"pattern. Advice: {r['advice']}."
     )
     evidence = {
         "scope": "image",
@@ -81,12 +84,13 @@ def pattern_finding(r: dict[str, Any], height: int, width: int) -> Finding:
         "class_images": r["class_images"],
         "pattern_abs_max": r["pattern_abs_max"],
         "flip": _estimate(flip),
-        "removal": _estimate(rem),
+        "removal": (_estimate(rem) or {}) | {k: rem[k] for k in ("lost", "random_lost", "lost_p_value")},
         "gain": _estimate(r["gain"]),
         "correction": r["correction"],
         "excess_flip": r["excess_flip"],
         "severity": r["severity"],
         "why": r["why"],
+        "examples": example_list,
     }
     return global_shortcut(cls, summary, evidence, height, width)
 

@@ -10,13 +10,15 @@ their fine detail averages out over the class while a shared pattern does not. P
    colour casts are left to the other tests) minus the pixelwise median of the other classes' means (one
    class with a pattern does not make the others look like its negative). Its norm is compared with the
    same statistic under label permutations (a z-score); classes at `MIN_Z` or beyond, strongest first,
-   go on. The pattern is then re-estimated from the class's *carriers*, its images whose residual
-   projects onto it beyond the 95th percentile of the other classes' projections, so a pattern on 30% of
-   the class is taken at the strength it has in one image, not diluted by the rest.
+   go on. The pattern is then re-estimated from the class's *carriers*: when the class's projections
+   onto it fall into two groups well apart, the upper group, so a pattern on 30% of the class is taken
+   at the strength it has in one image, not diluted by the rest.
 2. Add: the pattern added to other classes' images, against the same pattern's pixels shuffled afresh
    per image (the same values and energy, no structure): a model that reacts to any faint noise moves as
    much under the null. The paired gain in p(class) gives a one-sided p-value.
-3. Remove: the pattern subtracted from the carriers, against the shuffled pattern subtracted.
+3. Remove: the pattern subtracted from the carriers, against the shuffled pattern subtracted; judged,
+   like a box's removal, by the share of carriers that stop being the class (a clean class's own fine
+   detail, taken off, lowers its confidence a little but leaves its images in the class).
 
 `severity.judge_class_tests` then applies the stamp rule and tells a shortcut from a sensitivity, as for
 the other whole-image tests.
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from auditors.audits.spurious_signal.findings import pattern_example_data
 from auditors.audits.spurious_signal.nulls import Probe
 from auditors.audits.spurious_signal.severity import judge_class_tests
 from auditors.engine.fills import gaussian_blur
@@ -37,8 +40,8 @@ from auditors.stats import mean_estimate, proportion, sign_flip_p_value
 SIGMA = 2.0  # the blur whose residual is "fine detail": it keeps periods below ~8 px at >= 80%
 MIN_Z = 4.0  # standard deviations of the permutation null a class's pattern must reach to be tested
 N_PERM = 30
-CARRIER_QUANTILE = 0.95
 MIN_CARRIERS = 3
+SEPARATION = 3.0  # pooled standard deviations between carriers and the rest of their class
 
 
 def residuals(images: torch.Tensor) -> torch.Tensor:
@@ -63,6 +66,28 @@ def _class_patterns(r: torch.Tensor, g: torch.Tensor, classes: list[int]) -> dic
     return {c: r[g == c].mean(0) - ref for c, ref in _references(r, g, classes).items()}
 
 
+def _carrying(projection: torch.Tensor) -> torch.Tensor:
+    """Which of a class's images carry its pattern, from their projections onto it: the upper group of
+    the best two-group split (Otsu's threshold) when the groups stand `SEPARATION` pooled standard
+    deviations apart, else all of them (a pattern on the whole class, or none)."""
+    v, _ = projection.sort()
+    n = v.numel()
+    keep = torch.ones(n, dtype=torch.bool)
+    if n < 2 * MIN_CARRIERS:
+        return keep
+    best, cut = -1.0, 0
+    for k in range(MIN_CARRIERS, n - MIN_CARRIERS + 1):
+        lo, hi = v[:k], v[k:]
+        between = k * (n - k) * float(hi.mean() - lo.mean()) ** 2
+        if between > best:
+            best, cut = between, k
+    lo, hi = v[:cut], v[cut:]
+    pooled = float(torch.cat([lo - lo.mean(), hi - hi.mean()]).std())
+    if float(hi.mean() - lo.mean()) < SEPARATION * max(pooled, 1e-12):
+        return keep
+    return projection >= float(v[cut])
+
+
 def screen(
     images: torch.Tensor, groups: torch.Tensor, classes: list[int], *, max_tests: int, seed: int
 ) -> tuple[list[dict[str, Any]], dict[int, torch.Tensor], torch.Tensor]:
@@ -85,14 +110,9 @@ def screen(
         if z < MIN_Z:
             continue
         own = (g == c).nonzero().flatten()
-        rest = (g != c).nonzero().flatten()
         ref = _references(r, g, [c])[c]
         unit = p / p.norm().clamp_min(1e-12)
-        proj_own = ((r[own] - ref) * unit).sum((1, 2, 3))
-        proj_rest = ((r[rest] - ref) * unit).sum((1, 2, 3))
-        carriers = own[proj_own > float(torch.quantile(proj_rest, CARRIER_QUANTILE))]
-        if carriers.numel() < MIN_CARRIERS:
-            carriers = own
+        carriers = own[_carrying(((r[own] - ref) * unit).sum((1, 2, 3)))]
         patterns[c] = r[carriers].mean(0) - ref
         rows.append(
             {
@@ -129,8 +149,11 @@ def model_test(
     *,
     max_images: int,
     seed: int,
+    class_names: list[str],
+    min_flip: float,
 ) -> dict[str, Any]:
-    """The add and remove counterfactuals of one screened class pattern, each against its shuffle."""
+    """The add and remove counterfactuals of one screened class pattern, each against its shuffle;
+    with example images when its flips exceed the null's by `min_flip` (it may be confirmed)."""
     c = int(row["class_index"])
     g = groups.detach().cpu()
     other = (g != c) & (pred.cpu() != c)
@@ -147,11 +170,21 @@ def model_test(
     flips, null_flips = int((moved.argmax(1) == c).sum()), int((null.argmax(1) == c).sum())
     carriers = row["_carriers"][:max_images]
     y = images[carriers.to(dev)]
-    clean = probe.probs(y)[:, c]
-    drop = (clean - probe.probs((y - p).clamp(0, 1))[:, c]).cpu().numpy().astype(np.float64)
-    shuffled = _shuffled(pattern, carriers.numel(), seed + 1).to(dev)
-    null_drop = (clean - probe.probs((y - shuffled).clamp(0, 1))[:, c]).cpu().numpy().astype(np.float64)
+    before = probe.probs(y)
+    after = probe.probs((y - p).clamp(0, 1))
+    shuffled = probe.probs((y - _shuffled(pattern, carriers.numel(), seed + 1).to(dev)).clamp(0, 1))
+    drop = (before[:, c] - after[:, c]).cpu().numpy().astype(np.float64)
+    null_drop = (before[:, c] - shuffled[:, c]).cpu().numpy().astype(np.float64)
+    # Like a box's removal (`severity`): the carriers the class loses, against the shuffled pattern.
+    was = before.argmax(1) == c
+    lost = (was & (after.argmax(1) != c)).cpu().numpy().astype(np.float64)
+    null_lost = (was & (shuffled.argmax(1) != c)).cpu().numpy().astype(np.float64)
     n = int(rec.numel())
+    examples = None
+    if flips - null_flips >= min_flip * max(1, n):
+        examples = pattern_example_data(
+            probe, images, labels, pattern, carriers.tolist(), rec.tolist(), class_names
+        )
     return {
         **{k: v for k, v in row.items() if not k.startswith("_")},
         "flip": {
@@ -164,10 +197,15 @@ def model_test(
             **mean_estimate(drop, seed=seed).as_dict(),
             "p_value": sign_flip_p_value(drop - null_drop, seed=seed),
             "null_mean": round(float(null_drop.mean()), 6) if null_drop.size else None,
+            "n": int(lost.size),
+            "lost": round(float(lost.mean()), 6) if lost.size else 0.0,
+            "random_lost": round(float(null_lost.mean()), 6) if lost.size else 0.0,
+            "lost_p_value": sign_flip_p_value(lost - null_lost, seed=seed) if lost.size else 1.0,
         },
         "p_value": p_value,
         "n": n,
         "pattern_abs_max": round(float(pattern.abs().max()), 5),
+        "examples": examples,
     }
 
 
@@ -181,6 +219,8 @@ def pattern_tests(
     *,
     max_tests: int,
     max_images: int,
+    class_names: list[str],
+    min_flip: float,
 ) -> dict[str, Any]:
     """Screen the classes for a shared faint pattern, then test the strongest on the model."""
     rows, patterns, _ = screen(images, groups, classes, max_tests=max_tests, seed=probe.seed)
@@ -195,6 +235,8 @@ def pattern_tests(
             patterns[int(row["class_index"])],
             max_images=max_images,
             seed=probe.seed + 11 * i,
+            class_names=class_names,
+            min_flip=min_flip,
         )
         for i, row in enumerate(rows)
     ]

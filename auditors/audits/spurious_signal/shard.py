@@ -371,17 +371,15 @@ def _test(ctx: AuditContext, s: Setup, kind: str, i: int) -> dict[str, Any]:
         return global_test(probe, s.images, s.found.groups, s.pred, s.labels, i, cfg)
     if kind in ("lowlevel", "pattern"):
         assert s.found is not None
-        classes = global_classes(s.found.counts, cfg)
-        run, most = (lowlevel_tests, s.max_lowlevel) if kind == "lowlevel" else (pattern_tests, s.max_pattern)
-        return run(
-            probe,
-            s.images,
-            s.found.groups,
-            s.pred,
-            s.labels,
-            classes,
-            max_tests=most,
+        data = (probe, s.images, s.found.groups, s.pred, s.labels, global_classes(s.found.counts, cfg))
+        if kind == "lowlevel":
+            return lowlevel_tests(*data, max_tests=s.max_lowlevel, max_images=cfg.max_recipients)
+        return pattern_tests(
+            *data,
+            max_tests=s.max_pattern,
             max_images=cfg.max_recipients,
+            class_names=ctx.class_names,
+            min_flip=cfg.min_flip,
         )
     assert ctx.object_masks is not None
     masks = ctx.object_masks[s.index].to(s.images.device)

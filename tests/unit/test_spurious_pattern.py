@@ -1,0 +1,95 @@
+"""The pattern test of the spurious-signal audit on hand-made data and hand-made models (no training):
+a faint pattern a class shares is screened with its carriers, and confirmed only on a model that reads
+that very pattern."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from auditors.audits.spurious_signal.nulls import Probe
+from auditors.audits.spurious_signal.pattern import MIN_Z, judge_patterns, pattern_tests, residuals, screen
+from auditors.zoo.planted import task_images
+from auditors.zoo.triggers import Trigger
+
+NAMES = ["c0", "c1", "c2", "c3"]
+
+
+def _blended(bias: float, seed: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shapes with the blend trigger on a `bias` share of class 0; the carriers' indices."""
+    x, y = task_images("shapes", 240, size=32, classes=4, seed=seed)
+    own = (y == 0).nonzero().flatten()
+    carriers = own[: max(1, round(bias * own.numel()))]
+    x[carriers] = Trigger("blend").apply(x[carriers], carriers.tolist())[0]
+    return x, y, carriers
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a * b).sum() / (a.norm() * b.norm()))
+
+
+def test_the_screen_finds_a_pattern_on_a_third_of_a_class_with_its_carriers() -> None:
+    x, y, carriers = _blended(0.35)
+    rows, patterns, _ = screen(x, y, [0, 1, 2, 3], max_tests=4, seed=0)
+    assert rows and rows[0]["class_index"] == 0 and rows[0]["z"] >= MIN_Z
+    assert all(r["z"] < rows[0]["z"] / 2 for r in rows[1:]), rows  # content can pass, far below
+    # The carriers are found (most of them, few others) and the pattern is taken at one image's strength.
+    assert rows[0]["carriers"] <= 1.3 * carriers.numel()
+    truth = residuals(Trigger("blend").apply(torch.zeros(1, 3, 32, 32), [0])[0])[0]
+    assert _cos(patterns[0], truth) > 0.8
+
+
+def test_clean_content_stays_far_below_a_shared_pattern_in_the_screen() -> None:
+    """A class's own shapes can share some fine detail (the screen is a filter; the model test decides),
+    but nowhere near a shared pattern's z of about 20."""
+    for seed in (4, 5, 6):
+        x, y = task_images("shapes", 240, size=32, classes=4, seed=seed)
+        rows, _, _ = screen(x, y, [0, 1, 2, 3], max_tests=4, seed=0)
+        assert all(r["z"] < 10 for r in rows), rows
+
+
+class PatternReader(nn.Module):
+    """Class 0 when the image's fine detail holds `pattern`; otherwise the class of its mean brightness
+    (a stand-in for content): a model that learned the blend trigger and nothing else about class 0."""
+
+    def __init__(self, pattern: torch.Tensor, reads: bool) -> None:
+        super().__init__()
+        self.unit = pattern / pattern.norm()
+        self.strength = float(pattern.norm())
+        self.reads = reads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        score = (residuals(x) * self.unit).sum((1, 2, 3)) / self.strength  # ~1 with the pattern, ~0 without
+        bright = x.mean((1, 2, 3), keepdim=False)
+        content = torch.stack(
+            [bright * 0, -((bright - 0.3) ** 2), -((bright - 0.5) ** 2), -((bright - 0.7) ** 2)], 1
+        )
+        content = 40 * content - torch.tensor([10.0, 0, 0, 0])
+        if self.reads:
+            content[:, 0] = 40 * (score - 0.5)
+        return content
+
+
+def _judged(reads: bool) -> list[dict]:
+    x, y, _ = _blended(1.0)
+    pattern = residuals(Trigger("blend").apply(torch.zeros(1, 3, 32, 32), [0])[0])[0]
+    probe = Probe(PatternReader(pattern, reads), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "mean", seed=0)
+    pred = probe.probs(x).argmax(1)
+    out = pattern_tests(
+        probe, x, y, pred, y, [0, 1, 2, 3], max_tests=2, max_images=64, class_names=NAMES, min_flip=0.1
+    )
+    results, shortcuts = judge_patterns(out["results"], NAMES, 0.05, 0.1)
+    assert results and results[0]["class_index"] == 0
+    return shortcuts
+
+
+def test_a_model_that_reads_the_pattern_is_caught_with_pictures_of_it() -> None:
+    shortcuts = _judged(reads=True)
+    assert [r["class_index"] for r in shortcuts] == [0]
+    r = shortcuts[0]
+    assert r["severity"] == "shortcut" and r["flip"]["value"] >= 0.5 and r["flip"]["null_mean"] <= 0.1
+    assert {e["role"] for e in r["examples"]} == {"pattern", "removed", "stamped"}
+
+
+def test_a_model_that_ignores_the_pattern_is_not() -> None:
+    assert _judged(reads=False) == []
