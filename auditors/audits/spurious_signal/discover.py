@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -54,16 +54,6 @@ class DiscoverySettings:
     max_candidates: int = 8
     n_random_boxes: int = 8
     global_test: bool = True
-
-
-@dataclass
-class Discovery:
-    candidates: list[dict[str, Any]]
-    confirmed: list[dict[str, Any]]
-    global_candidates: list[dict[str, Any]]
-    global_confirmed: list[dict[str, Any]]
-    content_null: dict[str, float]
-    untested_classes: list[str] = field(default_factory=list)
 
 
 def merge_signatures(sigs: list[Signature], gap: int) -> list[Signature]:
@@ -235,38 +225,6 @@ def judge_candidates(
         if annotate(cand, cfg.alpha, cfg.min_flip) == "shortcut":
             confirmed.append(j)
     return candidates, confirmed
-
-
-def discover(
-    probe: Probe,
-    images: torch.Tensor,
-    pred: torch.Tensor,
-    labels: torch.Tensor | None,
-    class_names: list[str],
-    settings: DiscoverySettings | None = None,
-) -> Discovery:
-    """Run content, stamp, correction, removal and global tests on `images` [N,3,H,W] in [0,1]."""
-    cfg = settings or DiscoverySettings()
-    found = find_candidates(images, pred, labels, class_names, cfg, probe.seed)
-    sigs = found.signatures
-    tests = [candidate_stamp(probe, images, pred, labels, s, j, cfg) for j, s in enumerate(sigs)]
-    summaries = [signature_summary(s, found.counts) for s in sigs]
-    candidates, confirmed_idx = judge_candidates(
-        summaries,
-        tests,
-        class_names,
-        cfg,
-        lambda j: candidate_removal(probe, images, found.groups, sigs[j], cfg),
-    )
-    confirmed = []
-    for j in confirmed_idx:
-        candidates[j]["_signature"] = sigs[j]
-        candidates[j]["_stamp"] = tests[j]
-        confirmed.append(candidates[j])
-    tested = global_classes(found.counts, cfg) if cfg.global_test else []
-    results = [global_test(probe, images, found.groups, pred, labels, c, cfg) for c in tested]
-    g_cands, g_conf = judge_global(results, class_names, cfg)
-    return Discovery(candidates, confirmed, g_cands, g_conf, found.content_null, found.untested_classes)
 
 
 def global_classes(counts: torch.Tensor, cfg: DiscoverySettings) -> list[int]:

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditors.audits.spurious_signal.discover import OUT_OF_SCOPE, Discovery
 from auditors.audits.spurious_signal.nulls import Probe, paste
 from auditors.report import Finding
 
@@ -179,26 +178,6 @@ def draw_examples(write: ArtifactPath, tag: str, data: list[dict[str, Any]]) -> 
         _png(path, arr.reshape(e["shape"]), e["box"])
 
 
-def write_examples(write: ArtifactPath, tag: str, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Write the example PNGs of `example_data`; the report's example list."""
-    draw_examples(write, tag, data)
-    return example_entries(lambda name: write(name)[1], tag, data)
-
-
-def examples(
-    write: ArtifactPath,
-    tag: str,
-    probe: Probe,
-    images: torch.Tensor,
-    labels: torch.Tensor | None,
-    cand: dict[str, Any],
-    class_names: list[str],
-) -> list[dict[str, Any]]:
-    """The examples of a confirmed local candidate, computed and written in one go."""
-    data = example_data(probe, images, labels, cand["_signature"], cand["_stamp"], class_names)
-    return write_examples(write, tag, data)
-
-
 def _estimate(d: dict[str, Any] | None) -> dict[str, Any] | None:
     if d is None:
         return None
@@ -274,37 +253,6 @@ def global_finding(g: dict[str, Any], height: int, width: int) -> Finding:
         "excess_flip": g["excess_flip"],
     }
     return global_shortcut(cls, summary, evidence, height, width)
-
-
-def _public(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if not k.startswith("_")}
-
-
-def report_discovery(
-    found: Discovery,
-    probe: Probe,
-    images: torch.Tensor,
-    labels: torch.Tensor | None,
-    class_names: list[str],
-    write: ArtifactPath,
-) -> tuple[list[Finding], dict[str, Any]]:
-    """The findings of a discovery run (one per merged local mark, one per colour-cast class) and the
-    metrics block behind them: every candidate with its statistics, the content null, what was not
-    tested and which kinds of signal are out of scope."""
-    height, width = images.shape[-2:]
-    findings = [
-        local_finding(c, examples(write, f"discovered_{j}", probe, images, labels, c, class_names))
-        for j, c in enumerate(found.confirmed)
-    ]
-    findings += [global_finding(g, height, width) for g in found.global_confirmed]
-    metrics = {
-        "candidates": [_public(c) for c in found.candidates],
-        "global": [_public(g) for g in found.global_candidates],
-        "content_null": found.content_null,
-        "untested_classes": found.untested_classes,
-        "out_of_scope": list(OUT_OF_SCOPE),
-    }
-    return findings, metrics
 
 
 def global_shortcut(cls: str, summary: str, evidence: dict[str, Any], height: int, width: int) -> Finding:

@@ -38,6 +38,7 @@ from auditors.audits.spurious_signal.verdict import (
     already_found,
     conclude,
     max_enrichment,
+    without_covered_patterns,
 )
 from auditors.report import Artifact, Finding
 
@@ -250,7 +251,7 @@ def judge(meta: ShardMeta, config: SpuriousConfig, shards: Shards[SpuriousPartia
     discovery: dict[str, Any] = {"candidates": [], "global": [], "out_of_scope": list(OUT_OF_SCOPE)}
     if config.discovery:
         new, discovery = _discovery(first, tests, meta, config, examples)
-        findings += [f for f in new if not already_found(findings, f)]
+        findings = without_covered_patterns(findings + [f for f in new if not already_found(findings, f)])
     candidates = discovery["candidates"]
     flips = [r["flip"]["value"] for r in [*region_metrics.values(), *candidates] if r.get("flip")]
     metrics: dict[str, Any] = {

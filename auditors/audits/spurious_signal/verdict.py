@@ -112,6 +112,20 @@ def already_found(findings: list[Finding], new: Finding) -> bool:
     )
 
 
+def without_covered_patterns(findings: list[Finding]) -> list[Finding]:
+    """A class's shared pattern is not reported beside a region found on the same class: a fixed mark's
+    fine detail is a pattern too, and the region says more (where it is). The pattern's test stays in
+    the metrics."""
+    boxed = {f.class_name for f in findings if f.kind == "spurious_region"}
+    return [
+        f
+        for f in findings
+        if not (
+            f.kind == "global_shortcut" and f.evidence.get("statistic") == "pattern" and f.class_name in boxed
+        )
+    ]
+
+
 def strongest_effect(tested: list[dict[str, Any]], confirmed: list[dict[str, Any]]) -> dict[str, Any] | None:
     """What the verdict rests on: the stamp flip rate (n, 95% interval, corrected p, null) of the
     confirmed shortcut with the largest excess over its null, else of the strongest effect tested."""
