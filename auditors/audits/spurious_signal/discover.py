@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,6 +26,7 @@ from auditors.audits.spurious_signal.boxes import merge_groups, union
 from auditors.audits.spurious_signal.content import Signature, box_signature, find_signatures
 from auditors.audits.spurious_signal.counterfactual import carries_artifact
 from auditors.audits.spurious_signal.global_shift import colour_shift_test
+from auditors.audits.spurious_signal.motif import Motif, find_motifs
 from auditors.audits.spurious_signal.nulls import Probe, removal_test, stamp_test
 from auditors.audits.spurious_signal.severity import annotate, judge_class_tests
 from auditors.sampling import stratified_indices
@@ -95,7 +96,7 @@ def merge_signatures(sigs: list[Signature], gap: int) -> list[Signature]:
     return out
 
 
-def _recipients(pred: torch.Tensor, labels: torch.Tensor | None, c: int, n: int, seed: int) -> torch.Tensor:
+def recipients(pred: torch.Tensor, labels: torch.Tensor | None, c: int, n: int, seed: int) -> torch.Tensor:
     other = pred != c
     if labels is not None:
         other &= labels != c
@@ -114,6 +115,7 @@ class Candidates:
     untested_classes: list[str]
     groups: torch.Tensor  # [N] labels where there are labels, else predictions
     counts: torch.Tensor  # [K] images per group
+    motifs: list[Motif] = field(default_factory=list)  # marks that move (`motif`)
 
 
 def find_candidates(
@@ -136,7 +138,10 @@ def find_candidates(
     )
     # Parts of one mark closer than an eighth of the image are one mark (5 fixed pixels in a 6-px box).
     sigs = merge_signatures(sigs, gap=max(2, min(images.shape[-2:]) // 8))[: cfg.max_candidates]
-    return Candidates(sigs, content_null, untested, groups, counts)
+    motifs, _ = find_motifs(
+        images, groups, k, min_group=cfg.min_group, alpha=cfg.alpha, n_perm=cfg.n_perm, seed=seed
+    )
+    return Candidates(sigs, content_null, untested, groups, counts, motifs[: cfg.max_candidates])
 
 
 def candidate_stamp(
@@ -151,8 +156,8 @@ def candidate_stamp(
     """The stamp test of candidate `j` against its nulls; its draws (recipients, donors, null
     content) are keyed by `j`, so any shard that tests it gets the same numbers."""
     seed = probe.seed + j
-    rec = _recipients(pred, labels, s.class_index, cfg.max_recipients, seed)
-    donors = images[_recipients(pred, labels, s.class_index, images.shape[0], seed + 101)]
+    rec = recipients(pred, labels, s.class_index, cfg.max_recipients, seed)
+    donors = images[recipients(pred, labels, s.class_index, images.shape[0], seed + 101)]
     t = stamp_test(probe, images[rec], donors, s.class_index, s.box, s.rgb, s.alpha, seed=seed)
     return t | {"recipients": rec}
 
@@ -286,8 +291,8 @@ def region_test(
         else:
             s = box_signature(images, groups, k, c, box)
             rgb, alpha, carriers = s.rgb, s.alpha, s.carriers
-        rec = _recipients(pred, labels, c, cfg.max_recipients, seed + c)
-        donors = images[_recipients(pred, labels, c, images.shape[0], seed + 101 + c)]
+        rec = recipients(pred, labels, c, cfg.max_recipients, seed + c)
+        donors = images[recipients(pred, labels, c, images.shape[0], seed + 101 + c)]
         t = stamp_test(probe, images[rec], donors, c, box, rgb, alpha, seed=seed + c)
         results.append((c, t, rgb, alpha, carriers))
     if not results:
@@ -329,5 +334,5 @@ def region_test(
     )
     out["confirmed"] = out["stamp_confirmed"] and out["removal_confirmed"]
     out["_signature"] = Signature(c, box, rgb, alpha, 0.0, int(alpha.sum()), removed_on.cpu(), float("nan"))
-    out["_stamp"] = t | {"recipients": _recipients(pred, labels, c, cfg.max_recipients, seed + c)}
+    out["_stamp"] = t | {"recipients": recipients(pred, labels, c, cfg.max_recipients, seed + c)}
     return out

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditors.audits.spurious_signal.nulls import Probe, paste
+from auditors.audits.spurious_signal.nulls import Probe, paste, paste_each
 from auditors.report import Finding
 
 ArtifactPath = Callable[[str], tuple[Path, str]]  # file name -> (absolute path, path relative to report)
@@ -159,6 +159,53 @@ def pattern_example_data(
     return out
 
 
+def moving_example_data(
+    probe: Probe,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    motif: Any,
+    stamp: dict[str, Any],
+    class_names: list[str],
+) -> list[dict[str, Any]]:
+    """`example_data` for a mark that moves (`motif.Motif`): each image with the mark's box at its own
+    place: carriers as they are and with it removed, other classes' images with it stamped."""
+    out: list[dict[str, Any]] = []
+
+    def true_of(i: int) -> str | None:
+        return class_names[int(labels[i])] if labels is not None else None
+
+    carriers = motif.carriers.nonzero().flatten()[:N_EXAMPLES].tolist()
+    boxes = motif.boxes()[:N_EXAMPLES]
+    if carriers:
+        x = images[carriers]
+        probs = probe.probs(x)
+        keep = torch.ones(len(carriers), *x.shape[-2:], dtype=torch.bool, device=x.device)
+        grey = x.clone()
+        for j, (bx, by, bw, bh) in enumerate(boxes):
+            keep[j, by : by + bh, bx : bx + bw] = False
+            grey[j, :, by : by + bh, bx : bx + bw] = 0.5
+        removed = probe.removed_probs(x, keep)
+        for j, i in enumerate(carriers):
+            t, b = true_of(i), list(boxes[j])
+            out.append(_example(f"in_class_{j}", x[j], b, "in_class", t, probs[j], probs[j], class_names))
+            out.append(_example(f"removed_{j}", grey[j], b, "removed", t, probs[j], removed[j], class_names))
+    rec = stamp["recipients"][:N_EXAMPLES].tolist()
+    if rec:
+        x = images[rec]
+        before = probe.probs(x)
+        placed = stamp["boxes"][: len(rec)]
+        stamped = paste_each(x, placed, motif.rgb, motif.alpha)
+        after = stamp["stamped_probs"][: len(rec)]
+        for j, i in enumerate(rec):
+            b = list(placed[j])
+            out.append(
+                _example(
+                    f"stamped_{j}", stamped[j], b, "stamped", true_of(i), before[j], after[j], class_names
+                )
+            )
+    return out
+
+
 def example_entries(rel: Callable[[str], str], tag: str, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The report's example list for `example_data`: each image's recorded path (`rel` of its file
     name `{tag}_{suffix}.png`) and what the model said before and after."""
@@ -189,7 +236,14 @@ def local_finding(
 ) -> Finding:
     """The `spurious_region` finding of a confirmed candidate, or of a hinted region called `name`."""
     cls, box, flip, null = cand["class"], cand["box"], cand["flip"], cand["null_flip"]
-    what = f"the hinted region {name!r}" if name else "a fixed mark"
+    placement = cand.get("placement", "fixed")
+    if name:
+        what = f"the hinted region {name!r}"
+    elif placement == "moving":
+        size = cand["mark_size"]
+        what = f"a {size[0]} x {size[1]} mark that moves from image to image within the zone"
+    else:
+        what = "a fixed mark"
     rem = cand.get("removal") or {"effect": 0.0, "random_effect": 0.0, "n": 0, "removal": None}
     summary = (
         f"{cls!r} is decided by {what} at {box}: stamping it on {flip['n']} images of other classes "
@@ -221,6 +275,9 @@ def local_finding(
         "excess_flip": cand["excess_flip"],
         "source": "hint" if name else "discovery",
         "region": name,
+        "placement": placement,
+        "mark_size": cand.get("mark_size", list(box[2:])),
+        "positions_heat_map": cand.get("positions_heat_map"),
         "examples": example_list,
     }
     return Finding(

@@ -137,6 +137,13 @@ def _discovery(
     candidates, confirmed = judge_candidates(
         d.candidates, ctests, meta.class_names, settings, lambda j: ctests[j]["removal"]
     )
+    mtests = [tests[f"motif:{j}"] for j in range(len(d.motifs))]
+    moving, m_confirmed = judge_candidates(
+        d.motifs, mtests, meta.class_names, settings, lambda j: mtests[j]["removal"]
+    )
+    for cand, summary in zip(moving, d.motifs, strict=True):
+        cand |= {k: summary[k] for k in ("placement", "mark_size", "positions_heat_map")}
+        cand["correction"] = f"holm over {len(d.motifs)} moving marks"
     results = [tests[f"global:{c}"] for c in d.global_classes]
     g_cands, g_conf = judge_global(results, meta.class_names, settings)
     low = tests.get("lowlevel:0") or {"results": [], "screened": 0}
@@ -149,6 +156,9 @@ def _discovery(
         findings.append(
             local_finding(candidates[j], example_entries(_rel, f"discovered_{k}", ctests[j]["examples"]))
         )
+    for k, j in enumerate(m_confirmed):
+        examples[f"moving_{k}"] = mtests[j]["examples"]
+        findings.append(local_finding(moving[j], example_entries(_rel, f"moving_{k}", mtests[j]["examples"])))
     findings += [global_finding(g, first.height, first.width) for g in g_conf]
     findings += [lowlevel_finding(r, first.height, first.width) for r in l_conf]
     for k, r in enumerate(p_conf):
@@ -162,11 +172,12 @@ def _discovery(
     # Signals the model reacts to without depending on them: notes, not failures (`severity`).
     findings += [
         sensitivity_finding(r, first.height, first.width)
-        for r in [*candidates, *g_cands, *l_cands, *p_cands]
+        for r in [*candidates, *moving, *g_cands, *l_cands, *p_cands]
         if r.get("severity") == "sensitivity"
     ]
     return findings, {
         "candidates": candidates,
+        "moving": moving,
         "global": g_cands,
         "lowlevel": l_cands,
         "lowlevel_screened": low["screened"],

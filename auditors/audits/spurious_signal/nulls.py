@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -59,12 +59,30 @@ def paste(images: torch.Tensor, box: Box, rgb: torch.Tensor, alpha: torch.Tensor
     return out
 
 
+def paste_each(
+    images: torch.Tensor, boxes: Sequence[Box], rgb: torch.Tensor, alpha: torch.Tensor
+) -> torch.Tensor:
+    """`paste` with a box per image (a mark that moves); `rgb` [3,h,w] or one per image [N,3,h,w]."""
+    out = images.clone()
+    for b in dict.fromkeys(boxes):
+        idx = [i for i, other in enumerate(boxes) if other == b]
+        out[idx] = paste(images[idx], b, rgb if rgb.dim() == 3 else rgb[idx], alpha)
+    return out
+
+
+def _per_image(box: Box | Sequence[Box], n: int) -> list[Box]:
+    """One box per image: `box` itself for each, or the given list (a moving mark)."""
+    if isinstance(box[0], int):
+        return [cast(Box, tuple(cast(Box, box)))] * n
+    return [cast(Box, tuple(b)) for b in cast(Sequence[Box], box)]
+
+
 def stamp_test(
     probe: Probe,
     recipients: torch.Tensor,
     donors: torch.Tensor,
     target: int,
-    box: Box,
+    box: Box | Sequence[Box],
     rgb: torch.Tensor,
     alpha: torch.Tensor,
     *,
@@ -83,16 +101,21 @@ def stamp_test(
     more), `gain` (mean paired gain over that null, with its interval), `nulls` (both), and the stamped
     probabilities for the examples.
     """
-    x, y, w, h = box
-    gen = torch.Generator().manual_seed(seed)
-    pick = torch.randint(0, donors.shape[0], (recipients.shape[0],), generator=gen)
-    null_content = donors[pick][:, :, y : y + h, x : x + w]
-    solid = torch.rand(recipients.shape[0], 3, 1, 1, generator=gen).expand(-1, -1, h, w)
-    stamped = probe.probs(paste(recipients, box, rgb, alpha))
     n = int(recipients.shape[0])
+    boxes = _per_image(box, n)
+    _, _, w, h = boxes[0] if boxes else (0, 0, 0, 0)
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randint(0, donors.shape[0], (n,), generator=gen)
+    null_content = (
+        torch.stack([donors[int(pick[i]), :, y : y + h, x : x + w] for i, (x, y, _, _) in enumerate(boxes)])
+        if n
+        else donors[:0, :, :h, :w]
+    )
+    solid = torch.rand(n, 3, 1, 1, generator=gen).expand(-1, -1, h, w)
+    stamped = probe.probs(paste_each(recipients, boxes, rgb, alpha))
     tested: dict[str, dict[str, Any]] = {}
     for name, content in (("other_content", null_content), ("solid_colour", solid)):
-        null = probe.probs(paste(recipients, box, content, alpha))
+        null = probe.probs(paste_each(recipients, boxes, content, alpha))
         gain = (stamped[:, target] - null[:, target]).cpu().numpy().astype(np.float64)
         tested[name] = {
             "gain": gain,
@@ -139,7 +162,7 @@ def _keep(boxes: Sequence[Box], height: int, width: int, device: torch.device) -
 
 
 def removal_test(
-    probe: Probe, images: torch.Tensor, target: int, box: Box, *, n_random: int, seed: int
+    probe: Probe, images: torch.Tensor, target: int, box: Box | Sequence[Box], *, n_random: int, seed: int
 ) -> dict[str, Any]:
     """Drop of p(`target`) when `box` is removed from `images` vs when random equal boxes are removed.
 
@@ -151,32 +174,34 @@ def removal_test(
     if n == 0:
         return {"effect": 0.0, "random_effect": 0.0, "n": 0, "removal": None}
     height, width = images.shape[-2:]
-    boxes = [box, *random_boxes(box, height, width, n_random, seed)]
-    keep = _keep(boxes, height, width, images.device)
+    per_image = _per_image(box, n)  # a moving mark: each image's own box, against random boxes of its size
+    keeps = {
+        b: _keep([b, *random_boxes(b, height, width, n_random, seed)], height, width, images.device)
+        for b in dict.fromkeys(per_image)
+    }
     clean_probs = probe.probs(images)
     clean = clean_probs[:, target]
-    drops = torch.empty(n, len(boxes))
-    # Whether the image leaves the class once the box is removed (it was the class before): a model
-    # that depends on the mark loses the class, one that merely reacts to it only loses confidence.
-    lost = torch.zeros(n, len(boxes))
+    # Per image: its box's drop and the mean over its random boxes; and whether it leaves the class
+    # (it was the class before): a model that depends on the mark loses the class, one that merely
+    # reacts to it only loses confidence.
+    rows = torch.zeros(n, 4)  # own drop, random drop, own lost, random lost
     was = (clean_probs.argmax(1) == target).cpu()
     for i in range(n):
-        masked_all = probe.removed_probs(images[i : i + 1].expand(len(boxes), -1, -1, -1), keep)
-        drops[i] = (clean[i] - masked_all[:, target]).cpu()
-        lost[i] = ((masked_all.argmax(1) != target).cpu() & was[i]).float()
-    own, rand = drops[:, 0].numpy().astype(np.float64), drops[:, 1:].mean(1).numpy().astype(np.float64)
+        keep = keeps[per_image[i]]
+        masked_all = probe.removed_probs(images[i : i + 1].expand(keep.shape[0], -1, -1, -1), keep)
+        drop = (clean[i] - masked_all[:, target]).cpu()
+        lost = ((masked_all.argmax(1) != target).cpu() & was[i]).float()
+        rows[i] = torch.stack([drop[0], drop[1:].mean(), lost[0], lost[1:].mean()])
+    own, rand = rows[:, 0].numpy().astype(np.float64), rows[:, 1].numpy().astype(np.float64)
     p = sign_flip_p_value(own - rand, seed=seed)
     est = mean_estimate(own, seed=seed)
     removal = {**est.as_dict(), "p_value": p, "null_mean": round(float(rand.mean()), 6)}
-    lost_own, lost_rand = (
-        lost[:, 0].numpy().astype(np.float64),
-        lost[:, 1:].mean(1).numpy().astype(np.float64),
-    )
+    lost_own, lost_rand = rows[:, 2].numpy().astype(np.float64), rows[:, 3].numpy().astype(np.float64)
     return {
         "effect": round(float(own.mean()), 4),
         "random_effect": round(float(rand.mean()), 4),
         "n": n,
-        "n_random_boxes": len(boxes) - 1,
+        "n_random_boxes": min(k.shape[0] for k in keeps.values()) - 1,
         "removal": removal,
         "lost": round(float(lost_own.mean()), 4),
         "random_lost": round(float(lost_rand.mean()), 4),

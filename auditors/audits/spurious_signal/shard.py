@@ -54,6 +54,7 @@ from auditors.audits.spurious_signal.discover import (
 )
 from auditors.audits.spurious_signal.findings import example_data
 from auditors.audits.spurious_signal.lowlevel import lowlevel_tests
+from auditors.audits.spurious_signal.moving import motif_summary, motif_test
 from auditors.audits.spurious_signal.nulls import Probe
 from auditors.audits.spurious_signal.pattern import pattern_tests
 from auditors.engine import applicable_strategies, model_device, plain_logits
@@ -108,6 +109,7 @@ class DiscoverySummary(BaseModel):
     """Discovery's candidates and colour-cast classes: pixel statistics every shard computes alike."""
 
     candidates: list[dict[str, Any]]
+    motifs: list[dict[str, Any]] = []  # marks that move (`motif`, `moving`)
     content_null: dict[str, Any]
     untested_classes: list[str]
     global_classes: list[int]
@@ -219,6 +221,7 @@ def setup(ctx: AuditContext, config: SpuriousConfig, patch: int, seed: int, pick
         ctx.report(0.05, "discovery: class signatures")
         found = find_candidates(images, pred, labels, ctx.class_names, settings, seed)
         tests += [("candidate", j) for j in range(len(found.signatures))]
+        tests += [("motif", j) for j in range(len(found.motifs))]
         if settings.global_test:
             tests += [("global", c) for c in global_classes(found.counts, settings)]
         if config.lowlevel_test:  # one test: the screen needs every class at once
@@ -366,6 +369,9 @@ def _test(ctx: AuditContext, s: Setup, kind: str, i: int) -> dict[str, Any]:
             out["removal"] = candidate_removal(probe, s.images, s.found.groups, sig, cfg)
             out["examples"] = example_data(probe, s.images, s.labels, sig, t, ctx.class_names)
         return out
+    if kind == "motif":
+        assert s.found is not None
+        return motif_test(probe, s.images, s.pred, s.labels, s.found.motifs[i], i, cfg, ctx.class_names)
     if kind == "global":
         assert s.found is not None
         return global_test(probe, s.images, s.found.groups, s.pred, s.labels, i, cfg)
@@ -431,6 +437,7 @@ def run_shard(ctx: AuditContext, config: SpuriousConfig, work: Work, patch: int)
         if s.found is None
         else DiscoverySummary(
             candidates=[signature_summary(g, s.found.counts) for g in s.found.signatures],
+            motifs=[motif_summary(m, s.found.counts, height, width) for m in s.found.motifs],
             content_null=s.found.content_null,
             untested_classes=s.found.untested_classes,
             global_classes=[i for kind, i in s.tests if kind == "global"],

@@ -61,7 +61,8 @@ def conclude(
     else:
         notes = [f for f in findings if f.kind == "sensitivity"]
         summary = (
-            f"No shortcut confirmed ({n_regions} hinted, {len(candidates)} discovery candidates, "
+            f"No shortcut confirmed ({n_regions} hinted, {len(candidates)} fixed and "
+            f"{len(discovery.get('moving', []))} moving discovery candidates, "
             f"{len(discovery['global'])} class colour casts, {len(discovery.get('lowlevel', []))} "
             f"class low-level statistics and {len(discovery.get('patterns', []))} class patterns tested"
             + (
@@ -77,6 +78,7 @@ def conclude(
     tested = [
         *tested_regions,
         *candidates,
+        *discovery.get("moving", []),
         *discovery["global"],
         *discovery.get("lowlevel", []),
         *discovery.get("patterns", []),
