@@ -33,10 +33,11 @@ from auditors.sampling import stratified_indices
 from auditors.stats import holm
 
 OUT_OF_SCOPE = (
-    "a mark that moves from image to image is found only where it sits often enough to repeat in "
-    "colour (one finding per place); a mark whose colour or place changes every time is not",
-    "a recoloured mark, whose colour changes from image to image: the content search looks for one "
-    "repeated colour per pixel, and the pattern test for one repeated faint pattern of fine detail",
+    "a mark whose colour changes from image to image (recoloured, or semi-transparent over a busy "
+    "background): the content and moving-mark searches look for repeated colours, and the pattern test "
+    "for one repeated faint pattern of fine detail",
+    "a mark that changes shape or scale from image to image beyond a few pixels: the moving-mark search "
+    "grows a mark from the 3 x 3 patches its carriers share",
     "a class's brightness, contrast or saturation: they belong to its content as much as to a source "
     "(a class of skies is flatter), so the low-level test takes only detail and JPEG blockiness, "
     "each relative to the image's contrast",
