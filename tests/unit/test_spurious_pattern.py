@@ -93,3 +93,20 @@ def test_a_model_that_reads_the_pattern_is_caught_with_pictures_of_it() -> None:
 
 def test_a_model_that_ignores_the_pattern_is_not() -> None:
     assert _judged(reads=False) == []
+
+
+def test_a_pattern_gives_way_to_a_region_of_its_class_only_when_that_region_is_a_shortcut() -> None:
+    from auditors.audits.spurious_signal.verdict import without_covered_patterns
+    from auditors.report import Finding
+
+    def f(kind: str, cls: str, statistic: str | None = None) -> Finding:
+        return Finding(kind=kind, summary=kind, class_name=cls, evidence={"statistic": statistic})
+
+    region, note = f("spurious_region", "c0"), f("sensitivity", "c0")
+    pattern, pattern_note = f("global_shortcut", "c0", "pattern"), f("sensitivity", "c0", "pattern")
+    assert without_covered_patterns([region, pattern]) == [region]
+    # A region the model merely reacts to never hides a pattern the class depends on.
+    assert without_covered_patterns([note, pattern]) == [note, pattern]
+    assert without_covered_patterns([note, pattern_note]) == [note]
+    other = f("global_shortcut", "c1", "pattern")
+    assert without_covered_patterns([region, other]) == [region, other]

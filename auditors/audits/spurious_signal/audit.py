@@ -95,7 +95,8 @@ class SpuriousSignal(Audit[SpuriousConfig, SpuriousPartial]):
             total += confirm
         if config.discovery:  # candidates come from pixel statistics (no model); each is then tested,
             # fixed marks (up to max_candidates) and marks that move (up to two a class)
-            for _ in range(config.max_candidates + min(config.max_candidates, 2 * shape.num_classes)):
+            moving = min(config.max_candidates, 2 * shape.num_classes) if config.moving_test else 0
+            for _ in range(config.max_candidates + moving):
                 total += confirm
         if config.global_test:  # per class: the cast moved onto others and off its own, each with a null
             total += Passes(forward=4 * n, calls=4 * shape.num_classes)

@@ -30,6 +30,10 @@ class SpuriousConfig(AuditConfig):
     global_test: bool = Field(
         default=True, description="test each class's colour cast (a non-local shortcut)"
     )
+    moving_test: bool = Field(
+        default=True,
+        description="search for marks that move from image to image (a tag in another corner of each)",
+    )
     lowlevel_test: bool = Field(
         default=True,
         description="test each class's detail (blur) and JPEG blockiness, each relative to contrast: "

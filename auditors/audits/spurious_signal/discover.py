@@ -56,6 +56,7 @@ class DiscoverySettings:
     max_candidates: int = 8
     n_random_boxes: int = 8
     global_test: bool = True
+    moving_test: bool = True  # search for marks that move (`motif`)
 
 
 def merge_signatures(sigs: list[Signature], gap: int) -> list[Signature]:
@@ -139,9 +140,11 @@ def find_candidates(
     )
     # Parts of one mark closer than an eighth of the image are one mark (5 fixed pixels in a 6-px box).
     sigs = merge_signatures(sigs, gap=max(2, min(images.shape[-2:]) // 8))[: cfg.max_candidates]
-    motifs, _ = find_motifs(
-        images, groups, k, min_group=cfg.min_group, alpha=cfg.alpha, n_perm=cfg.n_perm, seed=seed
-    )
+    motifs: list[Motif] = []
+    if cfg.moving_test:
+        motifs, _ = find_motifs(
+            images, groups, k, min_group=cfg.min_group, alpha=cfg.alpha, n_perm=cfg.n_perm, seed=seed
+        )
     return Candidates(sigs, content_null, untested, groups, counts, motifs[: cfg.max_candidates])
 
 

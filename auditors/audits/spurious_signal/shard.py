@@ -186,6 +186,7 @@ def settings_of(config: SpuriousConfig) -> DiscoverySettings:
         max_candidates=config.max_candidates,
         n_random_boxes=config.n_random_boxes,
         global_test=config.global_test,
+        moving_test=config.moving_test,
     )
 
 

@@ -83,6 +83,7 @@ def conclude(
         *discovery.get("lowlevel", []),
         *discovery.get("patterns", []),
     ]
+    tested = [t for t in tested if _shown(t, findings)]  # the verdict rests on what the report shows
     return SpuriousJudgement(
         verdict=verdict,
         summary=summary,
@@ -114,18 +115,37 @@ def already_found(findings: list[Finding], new: Finding) -> bool:
     )
 
 
+def _covering(findings: list[Finding]) -> tuple[set[str | None], set[str | None]]:
+    """Classes with a shortcut region, and classes with any region (a shortcut or a sensitivity note)."""
+    shortcut = {f.class_name for f in findings if f.kind == "spurious_region"}
+    noted = {
+        f.class_name for f in findings if f.kind == "sensitivity" and f.evidence.get("statistic") is None
+    }
+    return shortcut, shortcut | noted
+
+
 def without_covered_patterns(findings: list[Finding]) -> list[Finding]:
     """A class's shared pattern is not reported beside a region found on the same class: a fixed mark's
-    fine detail is a pattern too, and the region says more (where it is). The pattern's test stays in
-    the metrics."""
-    boxed = {f.class_name for f in findings if f.kind == "spurious_region"}
+    fine detail is a pattern too, and the region says more (where it is). A pattern shortcut gives way
+    only to a region shortcut, never to a region that is a mere sensitivity. Its test stays in the
+    metrics."""
+    shortcut, region = _covering(findings)
     return [
         f
         for f in findings
-        if not (
-            f.kind == "global_shortcut" and f.evidence.get("statistic") == "pattern" and f.class_name in boxed
-        )
+        if f.evidence.get("statistic") != "pattern"
+        or (f.kind == "global_shortcut" and f.class_name not in shortcut)
+        or (f.kind == "sensitivity" and f.class_name not in region)
+        or f.kind not in ("global_shortcut", "sensitivity")
     ]
+
+
+def _shown(t: dict[str, Any], findings: list[Finding]) -> bool:
+    """Whether a tested signal is one the report shows (`without_covered_patterns`)."""
+    if t.get("statistic") != "pattern":
+        return True
+    shortcut, region = _covering(findings)
+    return t.get("class") not in (shortcut if t.get("confirmed") else region)
 
 
 def strongest_effect(tested: list[dict[str, Any]], confirmed: list[dict[str, Any]]) -> dict[str, Any] | None:
