@@ -25,7 +25,8 @@ import torch
 from auditors.audits.spurious_signal.boxes import merge_groups, union
 from auditors.audits.spurious_signal.content import Signature, box_signature, find_signatures
 from auditors.audits.spurious_signal.counterfactual import carries_artifact
-from auditors.audits.spurious_signal.global_shift import colour_shift_test
+from auditors.audits.spurious_signal.global_shift import MIN_Z as COLOUR_MIN_Z
+from auditors.audits.spurious_signal.global_shift import colour_shift_test, colour_z
 from auditors.audits.spurious_signal.motif import Motif, find_motifs
 from auditors.audits.spurious_signal.nulls import Probe, removal_test, stamp_test
 from auditors.audits.spurious_signal.severity import annotate, judge_class_tests
@@ -118,6 +119,7 @@ class Candidates:
     groups: torch.Tensor  # [N] labels where there are labels, else predictions
     counts: torch.Tensor  # [K] images per group
     motifs: list[Motif] = field(default_factory=list)  # marks that move (`motif`)
+    colour_z: dict[int, float] = field(default_factory=dict)  # the colour-cast screen (`global_shift`)
 
 
 def find_candidates(
@@ -145,7 +147,9 @@ def find_candidates(
         motifs, _ = find_motifs(
             images, groups, k, min_group=cfg.min_group, alpha=cfg.alpha, n_perm=cfg.n_perm, seed=seed
         )
-    return Candidates(sigs, content_null, untested, groups, counts, motifs[: cfg.max_candidates])
+    tested = [c for c in range(k) if int(counts[c]) >= cfg.min_group]
+    z = colour_z(images, groups, tested, n_perm=cfg.n_perm, seed=seed) if cfg.global_test else {}
+    return Candidates(sigs, content_null, untested, groups, counts, motifs[: cfg.max_candidates], z)
 
 
 def candidate_stamp(
@@ -237,8 +241,14 @@ def judge_candidates(
 
 
 def global_classes(counts: torch.Tensor, cfg: DiscoverySettings) -> list[int]:
-    """The classes whose colour cast is tested: those with at least `min_group` images."""
+    """The classes the whole-image tests screen: those with at least `min_group` images."""
     return [c for c in range(counts.numel()) if int(counts[c]) >= cfg.min_group]
+
+
+def colour_classes(found: Candidates, cfg: DiscoverySettings) -> list[int]:
+    """The classes whose colour cast goes to the model test: screened ones whose mean colour stands
+    out from the others' beyond the permutation null (`global_shift.MIN_Z`)."""
+    return [c for c in global_classes(found.counts, cfg) if found.colour_z.get(c, 0.0) >= COLOUR_MIN_Z]
 
 
 def global_test(

@@ -6,7 +6,8 @@ channel, over its images and pixels, minus the median of the other classes' mean
 how many turn into the class; and it takes the same shift away from the class's own images and asks
 how much p(class) they lose. The null shift has the same size in a random colour direction, drawn
 afresh for every image, so a model that flips on any colour change of that size is not blamed on one
-class. Texture and frequency statistics
+class. Only classes whose mean colour differs beyond what label permutations give (`colour_z` >=
+`MIN_Z`) are tested. Texture and frequency statistics
 spread over the whole image are not tested (the report says so).
 """
 
@@ -19,6 +20,34 @@ import torch
 
 from auditors.audits.spurious_signal.nulls import Probe
 from auditors.stats import mean_estimate, proportion, sign_flip_p_value
+
+MIN_Z = 3.0  # standard deviations of the label-permutation null a class's mean colour must differ by
+
+
+def _shift_norm(means: torch.Tensor, groups: torch.Tensor, c: int) -> float:
+    others = [means[groups == o].mean(0) for o in groups.unique().tolist() if o != c]
+    return float((means[groups == c].mean(0) - torch.stack(others).median(0).values).norm())
+
+
+def colour_z(
+    images: torch.Tensor, groups: torch.Tensor, classes: list[int], *, n_perm: int, seed: int
+) -> dict[int, float]:
+    """Per class: how far its mean colour stands from the other classes' (the size of the shift the
+    model test moves), in standard deviations of the same size under label permutations. A class
+    whose images are no more tinted than a random draw of as many images is not tested: on a weak model
+    a chance drift of a class's mean colour moves predictions as a cast would (the data screen the
+    low-level and pattern tests have too)."""
+    means = images.detach().float().mean((2, 3)).cpu()
+    g = groups.detach().cpu()
+    if len(g.unique()) < 2:
+        return {c: 0.0 for c in classes}
+    gen = torch.Generator().manual_seed(seed)
+    perms = [g[torch.randperm(g.numel(), generator=gen)] for _ in range(n_perm)]
+    out = {}
+    for c in classes:
+        null = np.asarray([_shift_norm(means, p, c) for p in perms])
+        out[c] = round((_shift_norm(means, g, c) - float(null.mean())) / max(float(null.std()), 1e-9), 3)
+    return out
 
 
 def _null_shifts(shift: torch.Tensor, count: int, seed: int) -> torch.Tensor:

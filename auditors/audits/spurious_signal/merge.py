@@ -28,6 +28,7 @@ from auditors.audits.spurious_signal.findings import (
     global_finding,
     local_finding,
 )
+from auditors.audits.spurious_signal.global_shift import MIN_Z as COLOUR_MIN_Z
 from auditors.audits.spurious_signal.lowlevel import judge_lowlevel
 from auditors.audits.spurious_signal.notes import lowlevel_finding, pattern_finding, sensitivity_finding
 from auditors.audits.spurious_signal.pattern import judge_patterns
@@ -184,6 +185,10 @@ def _discovery(
         "patterns": p_cands,
         "patterns_screened": pat["screened"],
         "content_null": d.content_null,
+        "colour_screen": {
+            "z": {meta.class_names[c]: z for c, z in d.colour_z.items()},
+            "min_z": COLOUR_MIN_Z,
+        },
         "untested_classes": d.untested_classes,
         "out_of_scope": list(OUT_OF_SCOPE),
     }

@@ -45,6 +45,7 @@ from auditors.audits.spurious_signal.discover import (
     DiscoverySettings,
     candidate_removal,
     candidate_stamp,
+    colour_classes,
     could_confirm,
     find_candidates,
     global_classes,
@@ -113,6 +114,7 @@ class DiscoverySummary(BaseModel):
     content_null: dict[str, Any]
     untested_classes: list[str]
     global_classes: list[int]
+    colour_z: dict[int, float] = {}  # the colour-cast screen of every class screened
 
 
 class SpuriousPartial(ShardPartial):
@@ -224,7 +226,7 @@ def setup(ctx: AuditContext, config: SpuriousConfig, patch: int, seed: int, pick
         tests += [("candidate", j) for j in range(len(found.signatures))]
         tests += [("motif", j) for j in range(len(found.motifs))]
         if settings.global_test:
-            tests += [("global", c) for c in global_classes(found.counts, settings)]
+            tests += [("global", c) for c in colour_classes(found, settings)]
         if config.lowlevel_test:  # one test: the screen needs every class at once
             tests.append(("lowlevel", 0))
         if config.pattern_test:  # likewise: a class's pattern is measured against the others'
@@ -442,5 +444,6 @@ def run_shard(ctx: AuditContext, config: SpuriousConfig, work: Work, patch: int)
             content_null=s.found.content_null,
             untested_classes=s.found.untested_classes,
             global_classes=[i for kind, i in s.tests if kind == "global"],
+            colour_z=s.found.colour_z,
         ),
     )
