@@ -13,15 +13,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from auditors.audits.context import AuditContext
 from auditors.audits.spurious_signal.boxes import iou, merge_groups, touches
-from auditors.audits.spurious_signal.config import SpuriousConfig
 from auditors.audits.spurious_signal.content import find_signatures
 from auditors.audits.spurious_signal.discover import DiscoverySettings, find_candidates, signature_summary
 from auditors.audits.spurious_signal.global_shift import colour_shift_test
 from auditors.audits.spurious_signal.nulls import Probe, stamp_test
-from auditors.registry import get_auditor
 from auditors.report import AuditResult
+from tests.fixtures.audits import run_spurious
 
 K, S, PER_CLASS = 4, 32, 40
 
@@ -123,18 +121,7 @@ def _probe(model: nn.Module) -> Probe:
 def _audit(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, out: Path, **config: object
 ) -> AuditResult:
-    """The spurious-signal audit on a hand-made model, by the path a worker runs for one audit."""
-    ctx = AuditContext(
-        model=model,
-        images=images,
-        labels=labels,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        class_names=[f"c{i}" for i in range(K)],
-        out_dir=out,
-    )
-    settings = {"methods": ["gradient"], "n_overlays": 0, "strategy": "blur", "n_permutations": 50} | config
-    return get_auditor("spurious_signal").run(ctx, SpuriousConfig.model_validate(settings))
+    return run_spurious(model, images, labels, out, K, **config)
 
 
 def test_stamp_test_catches_a_model_that_reads_the_mark_and_clears_one_that_does_not():
@@ -243,22 +230,8 @@ def test_scattered_fixed_pixels_merge_into_one_candidate_box():
 
 
 def test_audit_on_too_few_images_per_class_is_inconclusive_not_a_pass(tmp_path):
-    from auditors.audits.context import AuditContext
-    from auditors.audits.spurious_signal.config import SpuriousConfig
-    from auditors.registry import get_auditor
-
     images, labels = _plain()
-    ctx = AuditContext(
-        model=_ReadsPixel(True),
-        images=images[:12],
-        labels=labels[:12],
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        class_names=[f"c{i}" for i in range(K)],
-        out_dir=tmp_path,
-    )
-    config = SpuriousConfig.model_validate({"methods": ["gradient"], "n_overlays": 0, "strategy": "blur"})
-    result = get_auditor("spurious_signal").run(ctx, config)
+    result = _audit(_ReadsPixel(True), images[:12], labels[:12], tmp_path)
     assert result.verdict == "inconclusive" and "Too few images" in result.summary
     assert result.metrics["untested_classes"] == ["c0", "c1", "c2", "c3"]
 

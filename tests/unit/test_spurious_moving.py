@@ -9,11 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from auditors.audits.context import AuditContext
-from auditors.audits.spurious_signal.config import SpuriousConfig
 from auditors.audits.spurious_signal.motif import find_motifs, heat_map
-from auditors.registry import get_auditor
 from auditors.report import AuditResult
+from tests.fixtures.audits import run_spurious
 
 K, S, PER_CLASS = 4, 32, 40
 TAG = torch.tensor([[0.1] * 4, [0.1, 1.0, 0.1, 0.1], [0.1, 1.0, 0.1, 0.1], [0.1, 1.0, 1.0, 0.1], [0.1] * 4])
@@ -89,17 +87,7 @@ class _ReadsTag(nn.Module):
 
 
 def _audit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, out: Path) -> AuditResult:
-    ctx = AuditContext(
-        model=model,
-        images=images,
-        labels=labels,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        class_names=[f"c{i}" for i in range(K)],
-        out_dir=out,
-    )
-    config = {"methods": ["gradient"], "n_overlays": 0, "strategy": "blur", "n_permutations": 50}
-    return get_auditor("spurious_signal").run(ctx, SpuriousConfig.model_validate(config))
+    return run_spurious(model, images, labels, out, K)
 
 
 def test_the_audit_fails_a_model_that_reads_the_moving_tag_with_a_moving_finding(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditors.audits.spurious_signal.nulls import Probe, paste, paste_each
+from auditors.audits.spurious_signal.nulls import Box, Probe, paste_each
 from auditors.report import Finding
 
 ArtifactPath = Callable[[str], tuple[Path, str]]  # file name -> (absolute path, path relative to report)
@@ -53,6 +53,11 @@ def _png(path: Path, arr: np.ndarray, box: list[int] | None, scale: int = 4) -> 
     img.save(path)
 
 
+def _true(labels: torch.Tensor | None, i: int, class_names: list[str]) -> str | None:
+    """Image `i`'s true class name, when the dataset has labels."""
+    return class_names[int(labels[i])] if labels is not None else None
+
+
 def _example(
     suffix: str,
     image: torch.Tensor,
@@ -79,6 +84,49 @@ def _example(
     }
 
 
+def _mark_examples(
+    probe: Probe,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    carriers: list[tuple[int, Box]],
+    recipients: list[tuple[int, Box]],
+    mark: tuple[torch.Tensor, torch.Tensor],
+    stamped_probs: torch.Tensor,
+    class_names: list[str],
+) -> list[dict[str, Any]]:
+    """Up to `N_EXAMPLES` (image, box) per role, as JSON: the class's carriers as they are
+    (`in_class`) and with the box removed (`removed`), other classes' images with the mark (`rgb`,
+    `alpha`) stamped at their box (`stamped`, after-probabilities from the stamp test)."""
+    out: list[dict[str, Any]] = []
+    if carriers:
+        idx, boxes = [i for i, _ in carriers], [b for _, b in carriers]
+        x = images[idx]
+        probs = probe.probs(x)
+        keep = torch.ones(len(idx), *x.shape[-2:], dtype=torch.bool, device=x.device)
+        grey = x.clone()
+        for j, (bx, by, bw, bh) in enumerate(boxes):
+            keep[j, by : by + bh, bx : bx + bw] = False
+            grey[j, :, by : by + bh, bx : bx + bw] = 0.5
+        removed = probe.removed_probs(x, keep)
+        for j, i in enumerate(idx):
+            t, b = _true(labels, i, class_names), list(boxes[j])
+            out.append(_example(f"in_class_{j}", x[j], b, "in_class", t, probs[j], probs[j], class_names))
+            out.append(_example(f"removed_{j}", grey[j], b, "removed", t, probs[j], removed[j], class_names))
+    if recipients:
+        idx, boxes = [i for i, _ in recipients], [b for _, b in recipients]
+        x = images[idx]
+        before = probe.probs(x)
+        stamped = paste_each(x, boxes, *mark)
+        for j, i in enumerate(idx):
+            t, b = _true(labels, i, class_names), list(boxes[j])
+            out.append(
+                _example(
+                    f"stamped_{j}", stamped[j], b, "stamped", t, before[j], stamped_probs[j], class_names
+                )
+            )
+    return out
+
+
 def example_data(
     probe: Probe,
     images: torch.Tensor,
@@ -87,42 +135,14 @@ def example_data(
     stamp: dict[str, Any],
     class_names: list[str],
 ) -> list[dict[str, Any]]:
-    """Up to `N_EXAMPLES` images per role for a local candidate (see the module doc), as JSON: the
-    model work happens where the images are (a shard), the files are written by `write_examples`."""
-    box = list(sig.box)
-    out: list[dict[str, Any]] = []
-
-    def true_of(i: int) -> str | None:
-        return class_names[int(labels[i])] if labels is not None else None
-
-    carriers = sig.carriers.nonzero().flatten()[:N_EXAMPLES].tolist()
-    if carriers:
-        x = images[carriers]
-        probs = probe.probs(x)
-        keep = torch.ones(len(carriers), *x.shape[-2:], dtype=torch.bool, device=x.device)
-        keep[:, box[1] : box[1] + box[3], box[0] : box[0] + box[2]] = False
-        removed = probe.removed_probs(x, keep)
-        grey = x.clone()
-        grey[:, :, box[1] : box[1] + box[3], box[0] : box[0] + box[2]] = 0.5
-        for j, i in enumerate(carriers):
-            t = true_of(i)
-            out.append(_example(f"in_class_{j}", x[j], box, "in_class", t, probs[j], probs[j], class_names))
-            out.append(
-                _example(f"removed_{j}", grey[j], box, "removed", t, probs[j], removed[j], class_names)
-            )
-    rec = stamp["recipients"][:N_EXAMPLES].tolist()
-    if rec:
-        x = images[rec]
-        before = probe.probs(x)
-        stamped = paste(x, sig.box, sig.rgb, sig.alpha)
-        after = stamp["stamped_probs"][: len(rec)]
-        for j, i in enumerate(rec):
-            out.append(
-                _example(
-                    f"stamped_{j}", stamped[j], box, "stamped", true_of(i), before[j], after[j], class_names
-                )
-            )
-    return out
+    """The examples of a fixed mark (a content `Signature`) and its stamp test, as JSON: the model work
+    happens where the images are (a shard), the files are written by `draw_examples`."""
+    box = tuple(sig.box)
+    carriers = [(i, box) for i in sig.carriers.nonzero().flatten()[:N_EXAMPLES].tolist()]
+    recipients = [(i, box) for i in stamp["recipients"][:N_EXAMPLES].tolist()]
+    return _mark_examples(
+        probe, images, labels, carriers, recipients, (sig.rgb, sig.alpha), stamp["stamped_probs"], class_names
+    )
 
 
 def pattern_example_data(
@@ -143,9 +163,6 @@ def pattern_example_data(
     one = probe.probs(shown[None])[0]
     out = [_example("pattern", shown, None, "pattern", None, one, one, class_names)]
 
-    def true_of(i: int) -> str | None:
-        return class_names[int(labels[i])] if labels is not None else None
-
     for role, picked, sign in (("removed", carriers, -1.0), ("stamped", recipients, 1.0)):
         if not picked:
             continue
@@ -154,7 +171,16 @@ def pattern_example_data(
         before, after = probe.probs(x), probe.probs(edited)
         for j, i in enumerate(picked[:N_EXAMPLES]):
             out.append(
-                _example(f"{role}_{j}", edited[j], None, role, true_of(i), before[j], after[j], class_names)
+                _example(
+                    f"{role}_{j}",
+                    edited[j],
+                    None,
+                    role,
+                    _true(labels, i, class_names),
+                    before[j],
+                    after[j],
+                    class_names,
+                )
             )
     return out
 
@@ -168,42 +194,19 @@ def moving_example_data(
     class_names: list[str],
 ) -> list[dict[str, Any]]:
     """`example_data` for a mark that moves (`motif.Motif`): each image with the mark's box at its own
-    place: carriers as they are and with it removed, other classes' images with it stamped."""
-    out: list[dict[str, Any]] = []
-
-    def true_of(i: int) -> str | None:
-        return class_names[int(labels[i])] if labels is not None else None
-
-    carriers = motif.carriers.nonzero().flatten()[:N_EXAMPLES].tolist()
-    boxes = motif.boxes()[:N_EXAMPLES]
-    if carriers:
-        x = images[carriers]
-        probs = probe.probs(x)
-        keep = torch.ones(len(carriers), *x.shape[-2:], dtype=torch.bool, device=x.device)
-        grey = x.clone()
-        for j, (bx, by, bw, bh) in enumerate(boxes):
-            keep[j, by : by + bh, bx : bx + bw] = False
-            grey[j, :, by : by + bh, bx : bx + bw] = 0.5
-        removed = probe.removed_probs(x, keep)
-        for j, i in enumerate(carriers):
-            t, b = true_of(i), list(boxes[j])
-            out.append(_example(f"in_class_{j}", x[j], b, "in_class", t, probs[j], probs[j], class_names))
-            out.append(_example(f"removed_{j}", grey[j], b, "removed", t, probs[j], removed[j], class_names))
-    rec = stamp["recipients"][:N_EXAMPLES].tolist()
-    if rec:
-        x = images[rec]
-        before = probe.probs(x)
-        placed = stamp["boxes"][: len(rec)]
-        stamped = paste_each(x, placed, motif.rgb, motif.alpha)
-        after = stamp["stamped_probs"][: len(rec)]
-        for j, i in enumerate(rec):
-            b = list(placed[j])
-            out.append(
-                _example(
-                    f"stamped_{j}", stamped[j], b, "stamped", true_of(i), before[j], after[j], class_names
-                )
-            )
-    return out
+    place."""
+    carriers = list(zip(motif.carriers.nonzero().flatten().tolist(), motif.boxes(), strict=True))[:N_EXAMPLES]
+    recipients = list(zip(stamp["recipients"].tolist(), stamp["boxes"], strict=True))[:N_EXAMPLES]
+    return _mark_examples(
+        probe,
+        images,
+        labels,
+        carriers,
+        recipients,
+        (motif.rgb, motif.alpha),
+        stamp["stamped_probs"],
+        class_names,
+    )
 
 
 def example_entries(rel: Callable[[str], str], tag: str, data: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditors.audits.spurious_signal.nulls import Probe
+from auditors.audits.spurious_signal.nulls import Probe, other_images, whole_image_result
 from auditors.audits.spurious_signal.severity import judge_class_tests
 from auditors.methods.image_stats import measure, set_level
-from auditors.stats import mean_estimate, proportion, sign_flip_p_value
 
 # Colour casts are the colour test's (`global_shift`). These are what a source leaves, each measured
 # relative to the image's own contrast, so that content does not read as a source. Measured on crops of
@@ -105,17 +104,9 @@ def model_test(
     """The add and remove counterfactuals of one screened (class, statistic), each against its null."""
     c, s = int(row["class_index"]), str(row["statistic"])
     g, level = groups.cpu(), levels[s]
-    other = (g != c) & (pred.cpu() != c)
-    if labels is not None:
-        other &= labels.cpu() != c
-    rec = other.nonzero().flatten()[:max_images]
+    rec = other_images(groups, pred, labels, c, max_images)
     target, back = float(row["class_level"]), float(row["others_level"])
     x = images[rec.to(images.device)]
-    moved = probe.probs(set_level(x, s, target))
-    null = probe.probs(_mirror(x, s, level[rec], target))
-    gain = (moved[:, c] - null[:, c]).cpu().numpy().astype(np.float64)
-    p = sign_flip_p_value(gain, seed=seed)
-    flips, null_flips = int((moved.argmax(1) == c).sum()), int((null.argmax(1) == c).sum())
     # Removal on the class's images that sit at its level (the carriers, when the shortcut is partial).
     own = (g == c).nonzero().flatten()
     side = np.sign(row["shift"]) or 1.0
@@ -123,28 +114,15 @@ def model_test(
     if at_level.numel() == 0:
         at_level = own[:max_images]
     y = images[at_level.to(images.device)]
-    clean = probe.probs(y)[:, c]
-    drop = (clean - probe.probs(set_level(y, s, back))[:, c]).cpu().numpy().astype(np.float64)
-    null_drop = (
-        (clean - probe.probs(_mirror(y, s, level[at_level], back))[:, c]).cpu().numpy().astype(np.float64)
+    return row | whole_image_result(
+        c,
+        probe.probs(set_level(x, s, target)),
+        probe.probs(_mirror(x, s, level[rec], target)),
+        probe.probs(y),
+        probe.probs(set_level(y, s, back)),
+        probe.probs(_mirror(y, s, level[at_level], back)),
+        seed=seed,
     )
-    n = int(rec.numel())
-    return {
-        **row,
-        "flip": {
-            **proportion(flips, n).as_dict(),
-            "p_value": p,
-            "null_mean": round(null_flips / max(1, n), 6),
-        },
-        "gain": mean_estimate(gain, seed=seed).as_dict(),
-        "removal": {
-            **mean_estimate(drop, seed=seed).as_dict(),
-            "p_value": sign_flip_p_value(drop - null_drop, seed=seed),
-            "null_mean": round(float(null_drop.mean()), 6) if null_drop.size else None,
-        },
-        "p_value": p,
-        "n": n,
-    }
 
 
 def lowlevel_tests(

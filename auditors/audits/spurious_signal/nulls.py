@@ -207,3 +207,66 @@ def removal_test(
         "random_lost": round(float(lost_rand.mean()), 4),
         "lost_p_value": sign_flip_p_value(lost_own - lost_rand, seed=seed),
     }
+
+
+def other_images(
+    groups: torch.Tensor, pred: torch.Tensor, labels: torch.Tensor | None, c: int, most: int
+) -> torch.Tensor:
+    """Up to `most` positions of images neither of class `c` (group, label) nor predicted `c`: the
+    images a whole-image test moves toward `c`."""
+    other = (groups.cpu() != c) & (pred.cpu() != c)
+    if labels is not None:
+        other &= labels.cpu() != c
+    return other.nonzero().flatten()[:most]
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy().astype(np.float64)
+
+
+def whole_image_result(
+    c: int,
+    moved: torch.Tensor,
+    null: torch.Tensor,
+    before: torch.Tensor,
+    removed: torch.Tensor,
+    null_removed: torch.Tensor,
+    *,
+    seed: int,
+    count_lost: bool = False,
+) -> dict[str, Any]:
+    """The statistics of a whole-image class test (`severity.judge_class_tests` reads them) from
+    probabilities: other classes' images with the signal added (`moved`) and under its null; the
+    class's own images `before`, with the signal taken off (`removed`) and under the null removal.
+    `count_lost`: also the share of the class's images that leave it, against the null (how a box's
+    removal is judged)."""
+    gain = _np(moved[:, c] - null[:, c])
+    p = sign_flip_p_value(gain, seed=seed)
+    n = int(moved.shape[0])
+    flips, null_flips = int((moved.argmax(1) == c).sum()), int((null.argmax(1) == c).sum())
+    drop, null_drop = _np(before[:, c] - removed[:, c]), _np(before[:, c] - null_removed[:, c])
+    removal: dict[str, Any] = {
+        **mean_estimate(drop, seed=seed).as_dict(),
+        "p_value": sign_flip_p_value(drop - null_drop, seed=seed),
+        "null_mean": round(float(null_drop.mean()), 6) if null_drop.size else None,
+    }
+    if count_lost:
+        was = before.argmax(1) == c
+        lost, null_lost = _np(was & (removed.argmax(1) != c)), _np(was & (null_removed.argmax(1) != c))
+        removal |= {
+            "n": int(lost.size),
+            "lost": round(float(lost.mean()), 6) if lost.size else 0.0,
+            "random_lost": round(float(null_lost.mean()), 6) if lost.size else 0.0,
+            "lost_p_value": sign_flip_p_value(lost - null_lost, seed=seed) if lost.size else 1.0,
+        }
+    return {
+        "flip": {
+            **proportion(flips, n).as_dict(),
+            "p_value": p,
+            "null_mean": round(null_flips / max(1, n), 6),
+        },
+        "gain": mean_estimate(gain, seed=seed).as_dict(),
+        "removal": removal,
+        "p_value": p,
+        "n": n,
+    }

@@ -32,10 +32,9 @@ import numpy as np
 import torch
 
 from auditors.audits.spurious_signal.findings import pattern_example_data
-from auditors.audits.spurious_signal.nulls import Probe
+from auditors.audits.spurious_signal.nulls import Probe, other_images, whole_image_result
 from auditors.audits.spurious_signal.severity import judge_class_tests
 from auditors.engine.fills import gaussian_blur
-from auditors.stats import mean_estimate, proportion, sign_flip_p_value
 
 SIGMA = 2.0  # the blur whose residual is "fine detail": it keeps periods below ~8 px at >= 80%
 MIN_Z = 4.0  # standard deviations of the permutation null a class's pattern must reach to be tested
@@ -155,55 +154,30 @@ def model_test(
     """The add and remove counterfactuals of one screened class pattern, each against its shuffle;
     with example images when its flips exceed the null's by `min_flip` (it may be confirmed)."""
     c = int(row["class_index"])
-    g = groups.detach().cpu()
-    other = (g != c) & (pred.cpu() != c)
-    if labels is not None:
-        other &= labels.cpu() != c
-    rec = other.nonzero().flatten()[:max_images]
+    rec = other_images(groups, pred, labels, c, max_images)
     dev = images.device
     p = pattern.to(dev)
     x = images[rec.to(dev)]
-    moved = probe.probs((x + p).clamp(0, 1))
-    null = probe.probs((x + _shuffled(pattern, rec.numel(), seed).to(dev)).clamp(0, 1))
-    gain = (moved[:, c] - null[:, c]).cpu().numpy().astype(np.float64)
-    p_value = sign_flip_p_value(gain, seed=seed)
-    flips, null_flips = int((moved.argmax(1) == c).sum()), int((null.argmax(1) == c).sum())
     carriers = row["_carriers"][:max_images]
     y = images[carriers.to(dev)]
-    before = probe.probs(y)
-    after = probe.probs((y - p).clamp(0, 1))
-    shuffled = probe.probs((y - _shuffled(pattern, carriers.numel(), seed + 1).to(dev)).clamp(0, 1))
-    drop = (before[:, c] - after[:, c]).cpu().numpy().astype(np.float64)
-    null_drop = (before[:, c] - shuffled[:, c]).cpu().numpy().astype(np.float64)
-    # Like a box's removal (`severity`): the carriers the class loses, against the shuffled pattern.
-    was = before.argmax(1) == c
-    lost = (was & (after.argmax(1) != c)).cpu().numpy().astype(np.float64)
-    null_lost = (was & (shuffled.argmax(1) != c)).cpu().numpy().astype(np.float64)
-    n = int(rec.numel())
+    out = whole_image_result(
+        c,
+        probe.probs((x + p).clamp(0, 1)),
+        probe.probs((x + _shuffled(pattern, rec.numel(), seed).to(dev)).clamp(0, 1)),
+        probe.probs(y),
+        probe.probs((y - p).clamp(0, 1)),
+        probe.probs((y - _shuffled(pattern, carriers.numel(), seed + 1).to(dev)).clamp(0, 1)),
+        seed=seed,
+        count_lost=True,  # like a box's removal (`severity`): the carriers the class loses
+    )
     examples = None
-    if flips - null_flips >= min_flip * max(1, n):
+    if out["flip"]["value"] - out["flip"]["null_mean"] >= min_flip:
         examples = pattern_example_data(
             probe, images, labels, pattern, carriers.tolist(), rec.tolist(), class_names
         )
     return {
         **{k: v for k, v in row.items() if not k.startswith("_")},
-        "flip": {
-            **proportion(flips, n).as_dict(),
-            "p_value": p_value,
-            "null_mean": round(null_flips / max(1, n), 6),
-        },
-        "gain": mean_estimate(gain, seed=seed).as_dict(),
-        "removal": {
-            **mean_estimate(drop, seed=seed).as_dict(),
-            "p_value": sign_flip_p_value(drop - null_drop, seed=seed),
-            "null_mean": round(float(null_drop.mean()), 6) if null_drop.size else None,
-            "n": int(lost.size),
-            "lost": round(float(lost.mean()), 6) if lost.size else 0.0,
-            "random_lost": round(float(null_lost.mean()), 6) if lost.size else 0.0,
-            "lost_p_value": sign_flip_p_value(lost - null_lost, seed=seed) if lost.size else 1.0,
-        },
-        "p_value": p_value,
-        "n": n,
+        **out,
         "pattern_abs_max": round(float(pattern.abs().max()), 5),
         "examples": examples,
     }
