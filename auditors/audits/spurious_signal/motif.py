@@ -120,7 +120,12 @@ def find_motifs(
     width = small.shape[-1] - CODE + 1
     present = [torch.unique(row[row >= 0]) for row in codes]
     img = torch.cat([torch.full((p.numel(),), i, dtype=torch.long) for i, p in enumerate(present)])
-    values, inv = torch.unique(torch.cat(present), return_inverse=True)
+    values, inv, seen = torch.unique(torch.cat(present), return_inverse=True, return_counts=True)
+    # A code in one image only is no mark (and on large textured images most codes are): dropping them
+    # whatever the labels keeps the permutation test exact and the search fast.
+    shared = seen[inv] >= 2
+    img, values = img[shared], values[seen >= 2]
+    inv = torch.cumsum(seen >= 2, 0)[inv[shared]] - 1
     observed = _differences(img, inv, values.numel(), groups, k, min_group)
     gen = torch.Generator().manual_seed(seed)
     maxima = [

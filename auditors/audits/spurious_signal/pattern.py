@@ -49,10 +49,17 @@ def residuals(images: torch.Tensor) -> torch.Tensor:
     return x - gaussian_blur(x, kernel=2 * int(3 * SIGMA) + 1, sigma=SIGMA)
 
 
+MANY_CLASSES = 8  # beyond this, one class moves the median of all class means too little to matter
+
+
 def _references(r: torch.Tensor, g: torch.Tensor, classes: list[int]) -> dict[int, torch.Tensor]:
     """Per class: the pixelwise median of the other classes' mean residuals (what the class's images
-    would average to without a pattern of their own)."""
+    would average to without a pattern of their own); with many classes, of all of them (one median
+    instead of one per class, the same rule under permutation)."""
     means = {k: r[g == k].mean(0) for k in g.unique().tolist()}
+    if len(means) > MANY_CLASSES:
+        shared = torch.stack(list(means.values())).median(0).values
+        return {c: shared for c in classes if c in means}
     return {
         c: torch.stack([m for k, m in means.items() if k != c]).median(0).values
         for c in classes
