@@ -109,3 +109,12 @@ def test_the_audit_passes_a_model_that_ignores_it(tmp_path: Path) -> None:
     result = _audit(_ReadsTag(False), images, labels, tmp_path)
     assert result.verdict == "pass", result.findings
     assert [c["class"] for c in result.metrics["moving"]] == ["c0"]  # tested, not confirmed
+
+
+def test_images_whose_patches_never_repeat_have_no_moving_mark() -> None:
+    """Uniform noise: no 3 x 3 code is in two images, so the search has nothing to test (and does not
+    fail on an empty set of codes)."""
+    gen = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(40, 3, 24, 24, generator=gen), torch.arange(40) % K
+    motifs, null = find_motifs(images, labels, K, min_group=8, alpha=0.05, n_perm=20, seed=0)
+    assert motifs == [] and null["observed_max"] == 0.0

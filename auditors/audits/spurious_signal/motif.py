@@ -126,6 +126,8 @@ def find_motifs(
     shared = seen[inv] >= 2
     img, values = img[shared], values[seen >= 2]
     inv = torch.cumsum(seen >= 2, 0)[inv[shared]] - 1
+    if values.numel() == 0:  # no code repeats in two images: nothing can be a mark
+        return [], {"threshold": 1.0, "observed_max": 0.0, "n_perm": n_perm}
     observed = _differences(img, inv, values.numel(), groups, k, min_group)
     gen = torch.Generator().manual_seed(seed)
     maxima = [
@@ -162,7 +164,7 @@ def find_motifs(
     found.sort(key=lambda m: -(m.share - m.others_share))
     return found, {
         "threshold": round(threshold, 4),
-        "observed_max": round(float(observed.max()), 4) if observed.numel() else 0.0,
+        "observed_max": round(float(observed.max()), 4),
         "n_perm": n_perm,
     }
 
