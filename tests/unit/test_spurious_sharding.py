@@ -17,7 +17,7 @@ import torch
 from auditors.audits.base import ShardMeta
 from auditors.audits.context import AuditContext, ResolvedRegion
 from auditors.audits.spurious_signal.config import SpuriousConfig
-from auditors.audits.spurious_signal.shard import block_size
+from auditors.audits.spurious_signal.saliency_pass import block_size
 from auditors.registry import get_auditor
 from auditors.report import AuditResult
 from tests.fixtures.models import get_planted
@@ -89,7 +89,7 @@ def test_a_shard_of_a_large_input_keeps_its_class_hotspots_small(tmp_path: Path)
 
     import auditors.zoo.architectures  # noqa: F401  (registers the tiny architectures with timm)
     from auditors.audits.partials import unpack_arrays
-    from auditors.audits.spurious_signal.shard import HOT_SIDE
+    from auditors.audits.spurious_signal.saliency_pass import HOT_SIDE
 
     torch.manual_seed(0)
     model = timm.create_model("occulta_resnet_tiny", num_classes=3).eval()

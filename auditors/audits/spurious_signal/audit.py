@@ -26,7 +26,8 @@ from auditors.audits.spurious_signal import INFO
 from auditors.audits.spurious_signal import merge as merging
 from auditors.audits.spurious_signal import shard as sharding
 from auditors.audits.spurious_signal.config import SpuriousConfig
-from auditors.audits.spurious_signal.shard import SpuriousPartial, block_size
+from auditors.audits.spurious_signal.saliency_pass import block_size
+from auditors.audits.spurious_signal.shard import SpuriousPartial
 from auditors.audits.spurious_signal.verdict import SpuriousJudgement
 from auditors.passes import PIXEL_FILL_COUNT, Passes, RunShape, masked_passes, native_strategy
 from auditors.report import Artifact
@@ -42,7 +43,7 @@ class SpuriousSignal(Audit[SpuriousConfig, SpuriousPartial]):
     unrecorded: ClassVar[Any] = {"regions": {"__all__": {"artifact"}}}  # artifacts are bytes
 
     def cut(self, n: int, n_shards: int, config: SpuriousConfig) -> list[range]:
-        """Positions cut only between saliency blocks (`shard.block_size`)."""
+        """Positions cut only between saliency blocks (`saliency_pass.block_size`)."""
         return block_ranges(n, n_shards, block_size(n))
 
     def pick(self, ctx: AuditContext, config: SpuriousConfig, seed: int) -> Sequence[int]:

@@ -32,7 +32,8 @@ from auditors.audits.spurious_signal.global_shift import MIN_Z as COLOUR_MIN_Z
 from auditors.audits.spurious_signal.lowlevel import judge_lowlevel
 from auditors.audits.spurious_signal.notes import lowlevel_finding, pattern_finding, sensitivity_finding
 from auditors.audits.spurious_signal.pattern import judge_patterns
-from auditors.audits.spurious_signal.shard import HOT_SCALE, RegionSummary, SpuriousPartial, settings_of
+from auditors.audits.spurious_signal.saliency_pass import HOT_SCALE
+from auditors.audits.spurious_signal.shard import RegionSummary, SpuriousPartial, settings_of
 from auditors.audits.spurious_signal.verdict import (
     AUDIT,
     SpuriousJudgement,
@@ -229,7 +230,7 @@ def _pictures(parts: list[SpuriousPartial], methods: list[str]) -> tuple[Drawn, 
     classes = sorted(sorted(sums, key=lambda c: (-sums[c][0], c))[:MAX_HOTSPOT_CLASSES])
     hot = torch.stack([torch.from_numpy(sums[c][1] / sums[c][0] / HOT_SCALE).float() for c in classes])
     mean_images = torch.stack([torch.from_numpy(sums[c][2] / sums[c][0] / 255).float() for c in classes])
-    if tuple(hot.shape[-2:]) != (height, width):  # thumbnails (shard.HOT_SIDE): back to input pixels,
+    if tuple(hot.shape[-2:]) != (height, width):  # thumbnails (saliency_pass.HOT_SIDE): back to input pixels,
         # so the candidate boxes drawn on them stay in the input's coordinates
         hot = torch.nn.functional.interpolate(hot[:, None], size=(height, width), mode="nearest")[:, 0]
         mean_images = torch.nn.functional.interpolate(mean_images, size=(height, width), mode="nearest")

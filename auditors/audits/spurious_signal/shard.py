@@ -26,17 +26,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from pydantic import BaseModel
 
 from auditors.audits.base import ShardPartial, Work
 from auditors.audits.context import AuditContext, ResolvedRegion
-from auditors.audits.partials import pack_arrays
 from auditors.audits.spurious_signal.box_saliency import area_baseline
 from auditors.audits.spurious_signal.config import SpuriousConfig
 from auditors.audits.spurious_signal.counterfactual import (
-    carries_artifact,
     choose_removal_strategy,
     mask_shape_leakage,
 )
@@ -58,19 +55,13 @@ from auditors.audits.spurious_signal.lowlevel import lowlevel_tests
 from auditors.audits.spurious_signal.moving import motif_summary, motif_test
 from auditors.audits.spurious_signal.nulls import Probe
 from auditors.audits.spurious_signal.pattern import pattern_tests
+from auditors.audits.spurious_signal.saliency_pass import (
+    SaliencySummary,
+    region_artifact,
+    region_positions,
+    saliency_summary,
+)
 from auditors.engine import applicable_strategies, model_device, plain_logits
-from auditors.methods.saliency import box_share, saliency_maps, top_q_mask
-
-HOT_SCALE = 2.0**32  # fixed point of the hotspot sums: integer sums are the same in any order
-# Class hotspots are summed at most this many pixels a side: a 224 px map per class present would make
-# a shard's partial of a many-class model hundreds of MB, and a thumbnail row shows no more anyway.
-HOT_SIDE = 56
-
-
-def block_size(n: int) -> int:
-    """Images per saliency batch, from the sample size alone: one image for small samples (so a
-    shard can be any size), up to 64 on large ones (the GPU stays busy)."""
-    return max(1, min(64, n // 32))
 
 
 def sample_index(n_images: int, n: int, seed: int) -> list[int]:
@@ -90,20 +81,6 @@ class RegionSummary(BaseModel):
     image_index: int | None
     has_artifact: bool
     baseline: float
-
-
-class RegionSaliency(BaseModel):
-    """A region's saliency on this shard's positions: per method, the top-q share inside the box of
-    each image; `has`: whether each image carries the region's artifact (None: no artifact to look for)."""
-
-    positions: list[int]
-    has: list[bool] | None
-    shares: dict[str, list[float]]
-
-
-class SaliencySummary(BaseModel):
-    regions: list[RegionSaliency]
-    arrays: str  # `partials.pack_arrays`: hotspot sums, the drawn images and their maps
 
 
 class DiscoverySummary(BaseModel):
@@ -192,13 +169,6 @@ def settings_of(config: SpuriousConfig) -> DiscoverySettings:
     )
 
 
-def region_positions(region: ResolvedRegion, index: torch.Tensor) -> list[int]:
-    """Positions in the sample whose saliency a region is judged on (a per-image region: its image)."""
-    if region.image_index is None:
-        return list(range(index.numel()))
-    return (index == region.image_index).nonzero().flatten().tolist()
-
-
 def setup(ctx: AuditContext, config: SpuriousConfig, patch: int, seed: int, picked: list[int]) -> Setup:
     height, width = ctx.image_size
     regions = [*ctx.regions, *(ResolvedRegion.of(r, height, width) for r in config.regions)]
@@ -253,111 +223,13 @@ def setup(ctx: AuditContext, config: SpuriousConfig, patch: int, seed: int, pick
     )
 
 
-def _region_artifact(s: Setup, region: ResolvedRegion) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    """The region's artifact; a per-image region without one stamps that image's own box content."""
-    if region.artifact is not None:
-        return (region.artifact, region.artifact_alpha)
-    if region.image_index is not None:
-        x, y, w, h = region.box
-        pos = region_positions(region, s.index)[0]
-        return (s.images[pos, :, y : y + h, x : x + w].cpu(), None)
-    return None
-
-
-def _saliency(ctx: AuditContext, config: SpuriousConfig, s: Setup, r: range) -> SaliencySummary:
-    """Per block of positions in `r`: the maps of every method, summarised per image and region."""
-    b = block_size(s.n)
-    per_region: list[RegionSaliency] = []
-    for region in s.regions:
-        mine = [p for p in region_positions(region, s.index) if p in r]
-        art = _region_artifact(s, region) if mine else None
-        has = None if art is None else carries_artifact(s.images[mine], region.box, *art).tolist()
-        per_region.append(RegionSaliency(positions=mine, has=has, shares={m: [] for m in config.methods}))
-    hot: dict[int, list[Any]] = {}
-    drawn: dict[str, list[np.ndarray]] = {m: [] for m in config.methods}
-    start = r.start
-    while start < r.stop:
-        stop = min(r.stop, (start // b + 1) * b)
-        ctx.report(0.1 + 0.6 * (start - r.start) / max(1, len(r)), "saliency")
-        x, target = s.images[start:stop], s.pred[start:stop]
-        for k, method in enumerate(config.methods):
-            maps = saliency_maps(
-                ctx.model,
-                x,
-                method,
-                mean=ctx.mean,
-                std=ctx.std,
-                target=target,
-                n_samples=config.n_samples,
-                noise=config.noise,
-                steps=config.steps,
-                patch_size=s.patch,
-                strategy=s.strategy,
-                batch_size=b,
-                seed=s.seed,
-                offset=start,
-            )
-            top, _ = top_q_mask(maps, config.q, s.seed, offset=start)
-            for region, entry in zip(s.regions, per_region, strict=True):
-                rows = [p - start for p in entry.positions if start <= p < stop]
-                if rows:
-                    entry.shares[method] += box_share(top[rows], region.box).tolist()
-            n_draw = max(0, min(stop, config.n_overlays) - start)
-            if n_draw:
-                drawn[method].append(maps[:n_draw].detach().cpu().numpy().astype(np.float16))
-            if k == 0:
-                _add_hotspots(hot, maps, x, target)
-        start = stop
-    arrays: dict[str, np.ndarray] = {}
-    if hot:
-        classes = sorted(hot)
-        arrays["hot_classes"] = np.array(classes, dtype=np.int64)
-        arrays["hot_count"] = np.array([hot[c][0] for c in classes], dtype=np.int64)
-        arrays["hot_sum"] = np.stack([hot[c][1] for c in classes])
-        arrays["hot_pixels"] = np.stack([hot[c][2] for c in classes])
-    for method, parts in drawn.items():
-        if parts:
-            arrays[f"map_{method}"] = np.concatenate(parts)
-    n_draw = max(0, min(r.stop, config.n_overlays) - r.start)
-    if n_draw:
-        arrays["drawn_images"] = _uint8(s.images[r.start : r.start + n_draw])
-    return SaliencySummary(regions=per_region, arrays=pack_arrays(arrays))
-
-
-def _uint8(images: torch.Tensor) -> np.ndarray:
-    return np.asarray((images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy())
-
-
-def _add_hotspots(hot: dict[int, list[Any]], maps: torch.Tensor, x: torch.Tensor, pred: torch.Tensor) -> None:
-    """Per predicted class: image count, fixed-point sum of the maps normalised to sum 1, and the sum
-    of the uint8 pixels (the class's mean image); integers, so the shards' sums add up exactly."""
-    for i in range(maps.shape[0]):
-        m = _thumbnail(maps[i].detach().double().cpu()[None])[0]
-        norm = m / max(float(m.sum()), 1e-12)
-        c = int(pred[i])
-        entry = hot.setdefault(c, [0, 0, 0])
-        entry[0] += 1
-        entry[1] = entry[1] + (norm * HOT_SCALE).round().to(torch.int64).numpy()
-        entry[2] = entry[2] + _uint8(_thumbnail(x[i].detach().double().cpu())).astype(np.int64)
-
-
-def _thumbnail(x: torch.Tensor) -> torch.Tensor:
-    """[C,H,W] averaged down to at most HOT_SIDE a side (unchanged when already that small)."""
-    h, w = x.shape[-2:]
-    if max(h, w) <= HOT_SIDE:
-        return x
-    scale = HOT_SIDE / max(h, w)
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    return torch.nn.functional.adaptive_avg_pool2d(x[None], size)[0]
-
-
 def _test(ctx: AuditContext, s: Setup, kind: str, i: int) -> dict[str, Any]:
     """One test of the deal (a hinted region, a discovery candidate, a class's colour cast, leakage)."""
     probe, cfg = s.probe, s.settings
     if kind == "region":
         region = s.regions[i]
         out = region_test(
-            probe, s.images, s.pred, s.labels, ctx.class_names, region.box, _region_artifact(s, region), cfg
+            probe, s.images, s.pred, s.labels, ctx.class_names, region.box, region_artifact(s, region), cfg
         )
         ex = None
         if out.get("stamp_confirmed"):
@@ -408,7 +280,7 @@ def run_shard(ctx: AuditContext, config: SpuriousConfig, work: Work, patch: int)
     s = setup(ctx, config, patch, work.seed, list(work.picked))
     r = work.positions
     height, width = ctx.image_size
-    saliency = _saliency(ctx, config, s, r)
+    saliency = saliency_summary(ctx, config, s, r)
     tests: dict[str, Any] = {}
     for t, (kind, i) in enumerate(s.tests):
         if s.owner(t) in r:
