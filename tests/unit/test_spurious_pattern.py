@@ -30,7 +30,7 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_the_screen_finds_a_pattern_on_a_third_of_a_class_with_its_carriers() -> None:
     x, y, carriers = _blended(0.35)
-    rows, patterns, _ = screen(x, y, [0, 1, 2, 3], max_tests=4, seed=0)
+    rows, patterns = screen(x, y, [0, 1, 2, 3], max_tests=4, seed=0)
     assert rows and rows[0]["class_index"] == 0 and rows[0]["z"] >= MIN_Z
     assert all(r["z"] < rows[0]["z"] / 2 for r in rows[1:]), rows  # content can pass, far below
     # The carriers are found (most of them, few others) and the pattern is taken at one image's strength.
@@ -44,7 +44,7 @@ def test_clean_content_stays_far_below_a_shared_pattern_in_the_screen() -> None:
     but nowhere near a shared pattern's z of about 20."""
     for seed in (4, 5, 6):
         x, y = task_images("shapes", 240, size=32, classes=4, seed=seed)
-        rows, _, _ = screen(x, y, [0, 1, 2, 3], max_tests=4, seed=0)
+        rows, _ = screen(x, y, [0, 1, 2, 3], max_tests=4, seed=0)
         assert all(r["z"] < 10 for r in rows), rows
 
 

@@ -96,9 +96,9 @@ def _carrying(projection: torch.Tensor) -> torch.Tensor:
 
 def screen(
     images: torch.Tensor, groups: torch.Tensor, classes: list[int], *, max_tests: int, seed: int
-) -> tuple[list[dict[str, Any]], dict[int, torch.Tensor], torch.Tensor]:
+) -> tuple[list[dict[str, Any]], dict[int, torch.Tensor]]:
     """Per class, the data evidence for a shared pattern (a z-score against label permutations); the
-    strongest `max_tests` at MIN_Z or beyond, their carrier-estimated patterns, and the residuals."""
+    strongest `max_tests` at MIN_Z or beyond, and their carrier-estimated patterns."""
     r = residuals(images)
     g = groups.detach().cpu()
     observed = _class_patterns(r, g, classes)
@@ -132,7 +132,7 @@ def screen(
             }
         )
     rows.sort(key=lambda row: -row["z"])
-    return rows[:max_tests], patterns, r
+    return rows[:max_tests], patterns
 
 
 def _shuffled(pattern: torch.Tensor, count: int, seed: int) -> torch.Tensor:
@@ -204,7 +204,7 @@ def pattern_tests(
     min_flip: float,
 ) -> dict[str, Any]:
     """Screen the classes for a shared faint pattern, then test the strongest on the model."""
-    rows, patterns, _ = screen(images, groups, classes, max_tests=max_tests, seed=probe.seed)
+    rows, patterns = screen(images, groups, classes, max_tests=max_tests, seed=probe.seed)
     results = [
         model_test(
             probe,
