@@ -233,6 +233,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "detection_rate": _mean([float(r["detected"]) for r in must]),
             "detected_all": sum(r["detected"] for r in rs),
             "auroc": None if (a := auroc([r["evidence"] for r in rs], neg)) is None else round(a, 3),
+            "auroc_used": None if (u := auroc([r["evidence"] for r in must], neg)) is None else round(u, 3),
             "iou_ge_0.5": f"{sum(r['best_iou'] >= MIN_IOU for r in fixed)}/{len(fixed)}" if fixed else None,
             "zone_hit": f"{sum(bool(r['zone_hit']) for r in moving)}/{len(moving)}" if moving else None,
             "seconds": _mean([r["audit_seconds"] for r in rs]),
@@ -240,6 +241,9 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     planted = [r for r in rows if r["kind"] != "none"]
     must = [r for r in planted if r["must_find"]]
     all_auroc = auroc([r["evidence"] for r in planted], neg)
+    # A planted model that does not use its shortcut (stamp flip < MUST_FLIP) behaves as a clean one:
+    # the verdict's separation is measured on the shortcuts the models use, all planted ones beside it.
+    used_auroc = auroc([r["evidence"] for r in must], neg)
     return {
         "planted": len(planted),
         "clean": len(clean),
@@ -247,6 +251,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "detected_must": sum(r["detected"] for r in must),
         "clean_failed": sum(r["verdict"] == "fail" for r in clean),
         "auroc": None if all_auroc is None else round(all_auroc, 3),
+        "auroc_used": None if used_auroc is None else round(used_auroc, 3),
         "seconds_per_model": _mean([r["audit_seconds"] for r in rows]),
         "per_kind": per_kind,
     }
@@ -254,15 +259,18 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def markdown(rows: list[dict[str, Any]], title: str) -> str:
     s = summary(rows)
-    head = "| kind | placement | models | flip >= 0.30 | detected | AUROC vs clean | IoU >= 0.5 | zone hit | s/model |"
-    lines = [head, "|" + "---|" * 9]
+    head = (
+        "| kind | placement | models | flip >= 0.30 | detected | AUROC used vs clean | AUROC all vs clean "
+        "| IoU >= 0.5 | zone hit | s/model |"
+    )
+    lines = [head, "|" + "---|" * 10]
     for kind, k in s["per_kind"].items():
         place = (
             "fixed" if kind in FIXED else "moving" if kind in MOVING else "global" if kind in GLOBAL else "-"
         )
         lines.append(
             f"| {kind} | {place} | {k['models']} | {k['must_find']} | {k['detected_must']}/{k['must_find']} "
-            f"(all: {k['detected_all']}/{k['models']}) | {k['auroc']} | {k['iou_ge_0.5'] or '-'} "
+            f"(all: {k['detected_all']}/{k['models']}) | {k['auroc_used']} | {k['auroc']} | {k['iou_ge_0.5'] or '-'} "
             f"| {k['zone_hit'] or '-'} | {k['seconds']} |"
         )
     cases = [
@@ -281,11 +289,14 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
         "160 held-out images with the training bias, no hint; shortcut class `class0`. *detected*: the "
         "model verdict fails with a finding on class0, counted over planted models whose stamp flip is "
         ">= 0.30; *AUROC*: the verdict's evidence (1 + largest excess flip when it fails, else the "
-        "largest excess flip of any candidate) of that kind's planted models against all clean twins.\n\n"
+        "largest excess flip of any candidate) of that kind's planted models against all clean twins: "
+        "*used*, the planted models whose stamp flip is >= 0.30 (a model that ignores its planted "
+        "shortcut behaves as a clean one); *all*, every planted model.\n\n"
         f"- planted models: {s['planted']}, clean twins: {s['clean']} (every third one weak)\n"
         f"- shortcuts with stamp flip >= 0.30 detected: {s['detected_must']}/{s['must_find']}\n"
         f"- clean twins whose verdict fails: {s['clean_failed']}/{s['clean']}\n"
-        f"- AUROC planted vs clean (all kinds): {s['auroc']}; mean audit seconds per model: "
+        f"- AUROC used shortcuts vs clean (all kinds): {s['auroc_used']}; every planted model vs clean: "
+        f"{s['auroc']}; mean audit seconds per model: "
         f"{s['seconds_per_model']} (CPU, 1 thread)\n\n"
         + "\n".join(lines)
         + "\n\n## Every model\n\n"
@@ -323,6 +334,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     todo = [c for c in population(args.quick) if args.only in c.name]
     if args.train_only:  # a second process can fill the cache ahead of the one that audits
+        if args.shard:  # N processes fill it together
+            k, n = (int(v) for v in args.shard.split("/"))
+            todo = todo[k::n]
         for case in todo:
             built_case(case, args.cache)
             print(f"trained {case.name}", flush=True)
