@@ -91,3 +91,24 @@ def test_a_signal_that_alone_turns_most_other_images_into_the_class_is_a_shortcu
     # annotate reads the flip from the candidate's stamp estimate.
     strong = {"confirmed": True, "removal": NO_COST, "flip": {"value": 0.55}}
     assert annotate(strong, 0.05) == "shortcut" and strong["confirmed"] is True
+
+
+def test_a_minority_mark_is_a_shortcut_when_the_model_learned_that_very_mark() -> None:
+    """Below sufficiency, a mark that beats a similar mark (same size, shape, colours, contrast) and
+    whose removal costs the class confidence is a shortcut; a reaction to any such patch is not."""
+    costs = {"effect": 0.22, "random_effect": 0.01, "n": 20, "removal": {"p_value": 0.001}}
+    costs |= {"lost": 0.05, "random_lost": 0.0, "lost_p_value": 0.3}
+    learned = {"flip": {"value": 0.1}, "p_value": 0.002, "excess": 0.3}
+    level, why = judge(True, costs, 0.05, flip=0.4, similar=learned)
+    assert level == "shortcut" and "this very mark" in why and "30%" in why
+    # The demo's clean control: a solid square's similar mark is the square itself (excess 0).
+    any_patch = {"flip": {"value": 0.32}, "p_value": 1.0, "excess": 0.0}
+    assert judge(True, costs, 0.05, flip=0.32, similar=any_patch)[0] == "sensitivity"
+    # Beating the similar mark is not enough when removing the mark costs the class nothing.
+    assert judge(True, NO_COST, 0.05, flip=0.4, similar=learned)[0] == "sensitivity"
+    # Nor a small excess, however significant.
+    small = learned | {"excess": 0.05}
+    assert judge(True, costs, 0.05, flip=0.4, similar=small)[0] == "sensitivity"
+    # annotate reads the similar mark from the candidate.
+    cand = {"confirmed": True, "removal": costs, "flip": {"value": 0.4}, "similar_mark": learned}
+    assert annotate(cand, 0.05) == "shortcut"

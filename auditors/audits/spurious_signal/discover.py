@@ -28,7 +28,7 @@ from auditors.audits.spurious_signal.counterfactual import carries_artifact
 from auditors.audits.spurious_signal.global_shift import MIN_Z as COLOUR_MIN_Z
 from auditors.audits.spurious_signal.global_shift import colour_shift_test, colour_z
 from auditors.audits.spurious_signal.motif import Motif, find_motifs
-from auditors.audits.spurious_signal.nulls import Probe, removal_test, stamp_test
+from auditors.audits.spurious_signal.nulls import Probe, matched_test, removal_test, stamp_test
 from auditors.audits.spurious_signal.severity import annotate, judge_class_tests
 from auditors.sampling import stratified_indices
 from auditors.stats import holm
@@ -167,7 +167,17 @@ def candidate_stamp(
     rec = recipients(pred, labels, s.class_index, cfg.max_recipients, seed)
     donors = images[recipients(pred, labels, s.class_index, images.shape[0], seed + 101)]
     t = stamp_test(probe, images[rec], donors, s.class_index, s.box, s.rgb, s.alpha, seed=seed)
-    return t | {"recipients": rec}
+    return t | {"recipients": rec, "donors": donors}
+
+
+def candidate_matched(
+    probe: Probe, images: torch.Tensor, s: Signature, t: dict[str, Any], j: int
+) -> dict[str, Any]:
+    """Candidate `j`'s stamp (`t`, from `candidate_stamp`) against a similar mark (`nulls.matched_test`)."""
+    rec = images[t["recipients"]]
+    return matched_test(
+        probe, rec, t["donors"], s.class_index, s.box, s.rgb, s.alpha, t["stamped_probs"], seed=probe.seed + j
+    )
 
 
 def could_confirm(t: dict[str, Any], cfg: DiscoverySettings) -> bool:
@@ -234,6 +244,8 @@ def judge_candidates(
         candidates.append(cand)
         if cand["confirmed"]:
             cand["removal"] = removal(j)
+            if t.get("matched"):
+                cand["similar_mark"] = t["matched"]
         # Adding alone is a sensitivity; a shortcut also costs its class when removed (`severity`).
         if annotate(cand, cfg.alpha, cfg.min_flip) == "shortcut":
             confirmed.append(j)

@@ -16,7 +16,7 @@ import torch
 from auditors.audits.spurious_signal.discover import DiscoverySettings, could_confirm, recipients
 from auditors.audits.spurious_signal.findings import moving_example_data
 from auditors.audits.spurious_signal.motif import Motif, heat_map
-from auditors.audits.spurious_signal.nulls import Probe, removal_test, stamp_test
+from auditors.audits.spurious_signal.nulls import Probe, matched_test, removal_test, stamp_test
 
 SALT = 7919  # keeps a moving mark's draws apart from the fixed candidate of the same index
 
@@ -38,7 +38,7 @@ def motif_stamp(
     all_boxes = m.boxes()
     boxes = [all_boxes[int(i)] for i in torch.randint(0, len(all_boxes), (rec.numel(),), generator=gen)]
     t = stamp_test(probe, images[rec], donors, m.class_index, boxes, m.rgb, m.alpha, seed=seed)
-    return t | {"recipients": rec, "boxes": boxes}
+    return t | {"recipients": rec, "boxes": boxes, "donors": donors}
 
 
 def motif_removal(probe: Probe, images: torch.Tensor, m: Motif, cfg: DiscoverySettings) -> dict[str, Any]:
@@ -88,6 +88,17 @@ def motif_test(
     t = motif_stamp(probe, images, pred, labels, m, j, cfg)
     out = {k: t[k] for k in ("flip", "null_flip", "gain", "n", "p_value")}
     if could_confirm(t, cfg):
+        out["matched"] = matched_test(
+            probe,
+            images[t["recipients"]],
+            t["donors"],
+            m.class_index,
+            t["boxes"],
+            m.rgb,
+            m.alpha,
+            t["stamped_probs"],
+            seed=probe.seed + SALT + j,
+        )
         out["removal"] = motif_removal(probe, images, m, cfg)
         out["examples"] = moving_example_data(probe, images, labels, m, t, class_names)
     return out

@@ -137,6 +137,60 @@ def stamp_test(
     }
 
 
+def _moments(x: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image and channel, the mean and standard deviation of `x` [N,3,h,w] over the mark's shape."""
+    m = alpha.to(x.dtype).view(1, 1, *alpha.shape)
+    k = m.sum().clamp_min(1.0)
+    mean = (x * m).sum((-2, -1), keepdim=True) / k
+    sd = (((x - mean) ** 2 * m).sum((-2, -1), keepdim=True) / k).sqrt()
+    return mean, sd
+
+
+def matched_test(
+    probe: Probe,
+    recipients: torch.Tensor,
+    donors: torch.Tensor,
+    target: int,
+    box: Box | Sequence[Box],
+    rgb: torch.Tensor,
+    alpha: torch.Tensor,
+    stamped: torch.Tensor,
+    *,
+    seed: int,
+) -> dict[str, Any]:
+    """The mark against a similar mark: other images' content at the same place and in the same shape,
+    its colours moved to the mark's own mean and spread per channel (the same size, shape, colour and
+    contrast, another structure). A model that reacts to any dark or bright patch of that kind moves as
+    much for it as for the mark; a model that learned *this* mark moves more. For a solid mark the
+    similar mark is the mark itself, so the test cannot tell (its gain is nil). `stamped`: the
+    recipients' probabilities with the mark (`stamp_test`'s). Returns the similar mark's `flip` (share
+    predicted `target`), the one-sided `p_value` of the paired gains in p(target) and the `excess`."""
+    n = int(recipients.shape[0])
+    if n == 0:
+        return {"flip": proportion(0, 0).as_dict(), "p_value": 1.0, "excess": 0.0}
+    boxes = _per_image(box, n)
+    _, _, w, h = boxes[0]
+    gen = torch.Generator().manual_seed(seed + 7)
+    pick = torch.randint(0, donors.shape[0], (n,), generator=gen)
+    other = torch.stack(
+        [donors[int(pick[i]), :, y : y + h, x : x + w] for i, (x, y, _, _) in enumerate(boxes)]
+    )
+    mark = (rgb if rgb.dim() == 4 else rgb.unsqueeze(0)).to(other.dtype).to(other.device)
+    mark_mean, mark_sd = _moments(mark, alpha)
+    other_mean, other_sd = _moments(other, alpha)
+    z = torch.where(other_sd > 1e-6, (other - other_mean) / other_sd.clamp_min(1e-6), torch.zeros_like(other))
+    similar = (mark_mean + z * mark_sd).clamp(0, 1)
+    null = probe.probs(paste_each(recipients, boxes, similar, alpha))
+    gain = (stamped[:, target].to(null.device) - null[:, target]).cpu().numpy().astype(np.float64)
+    flip = proportion(int((null.argmax(1) == target).sum()), n)
+    marked = int((stamped.argmax(1) == target).sum())
+    return {
+        "flip": flip.as_dict(),
+        "p_value": sign_flip_p_value(gain, seed=seed),
+        "excess": round(marked / max(1, n) - flip.value, 4),
+    }
+
+
 def random_boxes(box: Box, height: int, width: int, n: int, seed: int) -> list[Box]:
     """`n` boxes of `box`'s size at random places overlapping it by at most a quarter of its area."""
     _, _, w, h = box

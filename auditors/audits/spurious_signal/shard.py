@@ -40,6 +40,7 @@ from auditors.audits.spurious_signal.counterfactual import (
 from auditors.audits.spurious_signal.discover import (
     Candidates,
     DiscoverySettings,
+    candidate_matched,
     candidate_removal,
     candidate_stamp,
     colour_classes,
@@ -241,6 +242,7 @@ def _test(ctx: AuditContext, s: Setup, kind: str, i: int) -> dict[str, Any]:
         t = candidate_stamp(probe, s.images, s.pred, s.labels, sig, i, cfg)
         out = {k: t[k] for k in ("flip", "null_flip", "gain", "n", "p_value")}
         if could_confirm(t, cfg):
+            out["matched"] = candidate_matched(probe, s.images, sig, t, i)
             out["removal"] = candidate_removal(probe, s.images, s.found.groups, sig, cfg)
             out["examples"] = example_data(probe, s.images, s.labels, sig, t, ctx.class_names)
         return out
