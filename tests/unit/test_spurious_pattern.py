@@ -99,10 +99,18 @@ def test_a_pattern_gives_way_to_a_region_of_its_class_only_when_that_region_is_a
     from auditors.audits.spurious_signal.verdict import without_covered_patterns
     from auditors.report import Finding
 
-    def f(kind: str, cls: str, statistic: str | None = None) -> Finding:
-        return Finding(kind=kind, summary=kind, class_name=cls, evidence={"statistic": statistic})
+    def f(kind: str, cls: str, statistic: str | None = None, box: list[float] | None = None) -> Finding:
+        scope = "region" if box or (kind == "sensitivity" and statistic is None) else "image"
+        return Finding(
+            kind=kind,
+            summary=kind,
+            class_name=cls,
+            box=box,
+            evidence={"statistic": statistic, "scope": scope},
+        )
 
-    region, note = f("spurious_region", "c0"), f("sensitivity", "c0")
+    corner = [0.0, 0.0, 6.0, 6.0]
+    region, note = f("spurious_region", "c0", box=corner), f("sensitivity", "c0", box=corner)
     pattern, pattern_note = f("global_shortcut", "c0", "pattern"), f("sensitivity", "c0", "pattern")
     assert without_covered_patterns([region, pattern]) == [region]
     # A region the model merely reacts to never hides a pattern the class depends on.
@@ -110,3 +118,23 @@ def test_a_pattern_gives_way_to_a_region_of_its_class_only_when_that_region_is_a
     assert without_covered_patterns([note, pattern_note]) == [note]
     other = f("global_shortcut", "c1", "pattern")
     assert without_covered_patterns([region, other]) == [region, other]
+    # A pattern that sits in one place gives way only to a region over it, not to one elsewhere.
+    here = f("spurious_region", "c0", "pattern", box=[1.0, 0.0, 6.0, 6.0])
+    there = f("spurious_region", "c0", "pattern", box=[20.0, 20.0, 6.0, 6.0])
+    assert without_covered_patterns([region, here, there]) == [region, there]
+    # A colour cast the model reacts to is no region: it hides no pattern.
+    cast = f("sensitivity", "c0")
+    cast.evidence["scope"] = "image"
+    assert without_covered_patterns([cast, pattern_note]) == [cast, pattern_note]
+
+
+def test_a_pattern_in_one_small_place_is_cut_to_its_tight_box() -> None:
+    """A semi-transparent watermark's detail sits in one place: its extent is the mark's box; a
+    pattern spread over the image has none."""
+    from auditors.audits.spurious_signal.pattern import extent
+
+    mark = Trigger("watermark")
+    marked = residuals(mark.apply(torch.full((1, 3, 32, 32), 0.3), [0])[0])[0]
+    assert extent(marked) == mark.box
+    spread = residuals(Trigger("blend").apply(torch.zeros(1, 3, 32, 32), [0])[0])[0]
+    assert extent(spread) is None

@@ -23,8 +23,9 @@ def _estimate(e: dict[str, Any] | None) -> dict[str, Any] | None:
 def _what(r: dict[str, Any]) -> str:
     """How a tested signal is named in a sentence."""
     if r.get("statistic") == "pattern":
+        where = f" at {r['box']}" if r.get("box") else ""
         return (
-            f"a faint pattern that {r['carriers']} of its {r['class_images']} images share (largest "
+            f"a faint pattern{where} that {r['carriers']} of its {r['class_images']} images share (largest "
             f"amplitude {num(r['pattern_abs_max'], 3)} of the [0, 1] range)"
         )
     if "statistic" in r:
@@ -66,7 +67,9 @@ def lowlevel_finding(r: dict[str, Any], height: int, width: int) -> Finding:
 def pattern_finding(
     r: dict[str, Any], height: int, width: int, example_list: list[dict[str, Any]]
 ) -> Finding:
-    """The `global_shortcut` finding of a confirmed class pattern (a blend, a sinusoid, a watermark)."""
+    """The finding of a confirmed class pattern: a `global_shortcut` for one spread over the image (a
+    blend, a sinusoid), a `spurious_region` at its tight box for one that sits in one place (a
+    semi-transparent watermark: `pattern.extent`)."""
     cls, flip, rem = r["class"], r["flip"], r["removal"]
     summary = (
         f"{cls!r} is decided by {_what(r)}: adding it to other classes' images turns "
@@ -76,9 +79,12 @@ def pattern_finding(
         f"{pct(rem['lost'])} of them leave the class, against {pct(rem['random_lost'])} for the shuffled "
         f"pattern. Advice: {r['advice']}."
     )
+    box = r.get("box")
     evidence = {
-        "scope": "image",
+        "scope": "region" if box else "image",
         "statistic": "pattern",
+        "placement": "fixed" if box else "global",
+        "blend": "additive",
         "data_z": r["z"],
         "carriers": r["carriers"],
         "class_images": r["class_images"],
@@ -92,13 +98,23 @@ def pattern_finding(
         "why": r["why"],
         "examples": example_list,
     }
+    if box:
+        evidence["mark_size"] = list(box[2:])
+        return Finding(
+            kind="spurious_region",
+            summary=summary,
+            class_name=cls,
+            box=[float(v) for v in box],
+            evidence=evidence,
+        )
     return global_shortcut(cls, summary, evidence, height, width)
 
 
 def sensitivity_finding(r: dict[str, Any], height: int, width: int) -> Finding:
     """A `sensitivity` note: the model reacts to the signal without depending on it."""
     cls, flip = r["class"], r["flip"]
-    box = r.get("box") if "statistic" not in r and "shift" not in r else [0, 0, width, height]
+    local = r.get("box") is not None and ("statistic" not in r or r["statistic"] == "pattern")
+    box = r["box"] if local else [0, 0, width, height]
     summary = (
         f"Sensitivity, not a shortcut: {_what(r)} moves {pct(flip['value'])} of {flip['n']} other-class "
         f"images to {cls!r}, but {r['why'].split(', but ', 1)[-1]}. Advice: {r['advice']}."
@@ -115,5 +131,6 @@ def sensitivity_finding(r: dict[str, Any], height: int, width: int) -> Finding:
             "severity": r["severity"],
             "why": r["why"],
             "statistic": r.get("statistic"),
+            "scope": "region" if local else "image",
         },
     )

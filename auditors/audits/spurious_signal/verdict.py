@@ -115,28 +115,37 @@ def already_found(findings: list[Finding], new: Finding) -> bool:
     )
 
 
-def _covering(findings: list[Finding]) -> tuple[set[str | None], set[str | None]]:
-    """Classes with a shortcut region, and classes with any region (a shortcut or a sensitivity note)."""
-    shortcut = {f.class_name for f in findings if f.kind == "spurious_region"}
-    noted = {
-        f.class_name for f in findings if f.kind == "sensitivity" and f.evidence.get("statistic") is None
-    }
-    return shortcut, shortcut | noted
+def covered(cls: str | None, box: list[float] | None, shortcut: bool, findings: list[Finding]) -> bool:
+    """Whether a class pattern (localized to `box`, or spread when None) is covered by a region found
+    on its class: a region shortcut covers any pattern, a region the model merely reacts to covers only
+    a pattern that is itself a sensitivity; a localized pattern only by a region over it."""
+    for f in findings:
+        if f.class_name != cls or f.evidence.get("statistic") == "pattern":
+            continue
+        region = f.kind == "spurious_region" or (
+            f.kind == "sensitivity" and f.evidence.get("scope") == "region"
+        )
+        if not region or (shortcut and f.kind != "spurious_region"):
+            continue
+        if box is None or (f.box is not None and iou(f.box, box) > 0.3):
+            return True
+    return False
+
+
+def _pattern_box(f: Finding) -> list[float] | None:
+    return f.box if f.evidence.get("scope") == "region" else None
 
 
 def without_covered_patterns(findings: list[Finding]) -> list[Finding]:
-    """A class's shared pattern is not reported beside a region found on the same class: a fixed mark's
-    fine detail is a pattern too, and the region says more (where it is). A pattern shortcut gives way
-    only to a region shortcut, never to a region that is a mere sensitivity. Its test stays in the
-    metrics."""
-    shortcut, region = _covering(findings)
+    """A class's shared pattern is not reported beside a region found on the same class (`covered`): a
+    fixed mark's fine detail is a pattern too, and the region says more (where it is and what it
+    looks like). A pattern shortcut gives way only to a region shortcut, never to a region that is a
+    mere sensitivity. Its test stays in the metrics."""
     return [
         f
         for f in findings
         if f.evidence.get("statistic") != "pattern"
-        or (f.kind == "global_shortcut" and f.class_name not in shortcut)
-        or (f.kind == "sensitivity" and f.class_name not in region)
-        or f.kind not in ("global_shortcut", "sensitivity")
+        or not covered(f.class_name, _pattern_box(f), f.kind != "sensitivity", findings)
     ]
 
 
@@ -144,8 +153,7 @@ def _shown(t: dict[str, Any], findings: list[Finding]) -> bool:
     """Whether a tested signal is one the report shows (`without_covered_patterns`)."""
     if t.get("statistic") != "pattern":
         return True
-    shortcut, region = _covering(findings)
-    return t.get("class") not in (shortcut if t.get("confirmed") else region)
+    return not covered(t.get("class"), t.get("box"), bool(t.get("confirmed")), findings)
 
 
 def strongest_effect(tested: list[dict[str, Any]], confirmed: list[dict[str, Any]]) -> dict[str, Any] | None:
