@@ -118,3 +118,31 @@ def test_images_whose_patches_never_repeat_have_no_moving_mark() -> None:
     images, labels = torch.rand(40, 3, 24, 24, generator=gen), torch.arange(40) % K
     motifs, null = find_motifs(images, labels, K, min_group=8, alpha=0.05, n_perm=20, seed=0)
     assert motifs == [] and null["observed_max"] == 0.0
+
+
+def test_a_ruler_s_span_covers_the_whole_ruler_in_each_image() -> None:
+    """A ruler's ticks repeat along it, so the mark grown from one code is one stretch of it; the span
+    (every place the code occurs) is the ruler itself, whatever its start and length."""
+    from auditors.zoo.triggers import Trigger
+
+    images, labels = _images()
+    own = (labels == 0).nonzero().flatten()
+    ruled, truth = Trigger("ruler").apply(images[own], own.tolist())
+    images[own] = ruled
+    motifs, _ = find_motifs(images, labels, K, min_group=8, alpha=0.05, n_perm=20, seed=0)
+    assert motifs and motifs[0].class_index == 0
+    m = motifs[0]
+    boxes = dict(zip(own.tolist(), truth, strict=True))
+    carriers = m.carriers.nonzero().flatten().tolist()
+    assert len(carriers) >= 0.9 * own.numel()
+
+    def cover(span: tuple[int, int, int, int], ruler: tuple[int, int, int, int]) -> float:
+        x, y, w, h = span
+        rx, ry, rw, rh = ruler
+        ix = max(0, min(x + w, rx + rw) - max(x, rx))
+        iy = max(0, min(y + h, ry + rh) - max(y, ry))
+        return ix * iy / (rw * rh)
+
+    spans = [cover(s, boxes[i]) for s, i in zip(m.spans, carriers, strict=True)]
+    marks = [cover(b, boxes[i]) for b, i in zip(m.boxes(), carriers, strict=True)]
+    assert sum(spans) / len(spans) >= 0.9 > sum(marks) / len(marks)

@@ -21,7 +21,7 @@ they carry it), against the same nulls as a fixed mark.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -37,16 +37,19 @@ MIN_SPREAD = 3  # positions further apart than this (pixels, either axis) make a
 @dataclass
 class Motif:
     """A class's moving mark: `rgb` [3,h,w] under `alpha` [h,w]; `positions` its top-left corner in each
-    carrier (model-input pixels); `carriers` [N] the images that carry it."""
+    carrier (model-input pixels); `carriers` [N] the images that carry it; `spans` per carrier the box
+    over every place its code occurs there (a ruler's ticks repeat along it: the span is the whole
+    ruler, where the mark is one stretch of it)."""
 
     class_index: int
     rgb: torch.Tensor
     alpha: torch.Tensor
     positions: list[tuple[int, int]]
     carriers: torch.Tensor
-    share: float  # of the class's images containing its code
-    others_share: float
-    threshold: float
+    share: float = 0.0  # of the class's images containing its code
+    others_share: float = 0.0
+    threshold: float = 0.0
+    spans: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -207,21 +210,46 @@ def _grow(
     rgb = torch.where(hit[:, None], crops, torch.nan).nanmedian(0).values[:, top:, left:]
     rgb = rgb[:, : mask.shape[0], : mask.shape[1]].nan_to_num(0.5)
     positions = [(x - GROW + left, y - GROW + top) for x, y in zip(xs, ys, strict=True)]
+    spans = [
+        _span(codes[i], code, width, (left - GROW, top - GROW), mask.shape, (h, w)) for i in idx.tolist()
+    ]
     if f != 1.0:  # back to model-input pixels
-        big = images.shape[-1]
+        big_h, big_w = images.shape[-2:]
         rgb = F.interpolate(rgb[None], scale_factor=1 / f, mode="nearest")[0]
         mask = F.interpolate(mask[None, None].float(), scale_factor=1 / f, mode="nearest")[0, 0] > 0
         positions = [(round(x / f), round(y / f)) for x, y in positions]
-        positions = [
-            (min(max(0, x), big - mask.shape[1]), min(max(0, y), big - mask.shape[0])) for x, y in positions
+        spans = [
+            _clip((round(x / f), round(y / f), round(bw / f), round(bh / f)), big_h, big_w)
+            for x, y, bw, bh in spans
         ]
-    else:
-        positions = [
-            (min(max(0, x), w - mask.shape[1]), min(max(0, y), h - mask.shape[0])) for x, y in positions
-        ]
+        h, w = big_h, big_w
+    positions = [(min(max(0, x), w - mask.shape[1]), min(max(0, y), h - mask.shape[0])) for x, y in positions]
     full = torch.zeros(carriers.numel(), dtype=torch.bool)
     full[idx] = True
-    return Motif(c, rgb, mask, positions, full, 0.0, 0.0, 0.0)
+    return Motif(c, rgb, mask, positions, full, spans=spans)
+
+
+def _clip(box: tuple[int, int, int, int], height: int, width: int) -> tuple[int, int, int, int]:
+    x, y, bw, bh = box
+    x0, y0 = min(max(0, x), width - 1), min(max(0, y), height - 1)
+    return (x0, y0, max(1, min(width, x + bw) - x0), max(1, min(height, y + bh) - y0))
+
+
+def _span(
+    codes: torch.Tensor,
+    code: int,
+    width: int,
+    offset: tuple[int, int],
+    shape: tuple[int, ...],
+    size: tuple[int, int],
+) -> tuple[int, int, int, int]:
+    """The box over the mark (of `shape`, at `offset` from its code) at every place `code` occurs in one
+    image's `codes`, clipped to the image (`size`: height, width)."""
+    places = (codes == code).nonzero().flatten()
+    xs, ys = places % width + offset[0], places // width + offset[1]
+    x0, y0 = int(xs.min()), int(ys.min())
+    x1, y1 = int(xs.max()) + shape[1], int(ys.max()) + shape[0]
+    return _clip((x0, y0, x1 - x0, y1 - y0), *size)
 
 
 def heat_map(motif: Motif, height: int, width: int, cells: int = 8) -> list[list[int]]:

@@ -42,13 +42,14 @@ def motif_stamp(
 
 
 def motif_removal(probe: Probe, images: torch.Tensor, m: Motif, cfg: DiscoverySettings) -> dict[str, Any]:
-    """The removal test of a moving mark on the class's images that carry it, each at its own place."""
+    """The removal test of a moving mark on the class's images that carry it, each over its own span
+    (every place the mark's code occurs there: the whole of a ruler, not one stretch of it)."""
     idx = m.carriers.nonzero().flatten()
     return removal_test(
         probe,
         images[idx.to(images.device)],
         m.class_index,
-        m.boxes(),
+        m.spans or m.boxes(),
         n_random=cfg.n_random_boxes,
         seed=probe.seed + SALT,
     )
