@@ -105,12 +105,7 @@ def stamp_test(
     boxes = _per_image(box, n)
     _, _, w, h = boxes[0] if boxes else (0, 0, 0, 0)
     gen = torch.Generator().manual_seed(seed)
-    pick = torch.randint(0, donors.shape[0], (n,), generator=gen)
-    null_content = (
-        torch.stack([donors[int(pick[i]), :, y : y + h, x : x + w] for i, (x, y, _, _) in enumerate(boxes)])
-        if n
-        else donors[:0, :, :h, :w]
-    )
+    null_content = _other_content(donors, boxes, gen)
     solid = torch.rand(n, 3, 1, 1, generator=gen).expand(-1, -1, h, w)
     stamped = probe.probs(paste_each(recipients, boxes, rgb, alpha))
     tested: dict[str, dict[str, Any]] = {}
@@ -135,6 +130,17 @@ def stamp_test(
         "n": n,
         "stamped_probs": stamped.detach().cpu(),
     }
+
+
+def _other_content(donors: torch.Tensor, boxes: list[Box], gen: torch.Generator) -> torch.Tensor:
+    """[N,3,h,w]: for each box, the pixels a random donor has there (other-class content)."""
+    _, _, w, h = boxes[0] if boxes else (0, 0, 0, 0)
+    pick = torch.randint(0, donors.shape[0], (len(boxes),), generator=gen)
+    if not boxes:
+        return donors[:0, :, :h, :w]
+    return torch.stack(
+        [donors[int(pick[i]), :, y : y + h, x : x + w] for i, (x, y, _, _) in enumerate(boxes)]
+    )
 
 
 def _moments(x: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,12 +175,7 @@ def matched_test(
     if n == 0:
         return {"flip": proportion(0, 0).as_dict(), "p_value": 1.0, "excess": 0.0}
     boxes = _per_image(box, n)
-    _, _, w, h = boxes[0]
-    gen = torch.Generator().manual_seed(seed + 7)
-    pick = torch.randint(0, donors.shape[0], (n,), generator=gen)
-    other = torch.stack(
-        [donors[int(pick[i]), :, y : y + h, x : x + w] for i, (x, y, _, _) in enumerate(boxes)]
-    )
+    other = _other_content(donors, boxes, torch.Generator().manual_seed(seed + 7))
     mark = (rgb if rgb.dim() == 4 else rgb.unsqueeze(0)).to(other.dtype).to(other.device)
     mark_mean, mark_sd = _moments(mark, alpha)
     other_mean, other_sd = _moments(other, alpha)
