@@ -95,6 +95,40 @@ def test_a_model_that_ignores_the_pattern_is_not() -> None:
     assert _judged(reads=False) == []
 
 
+def test_a_watermark_read_as_a_pattern_is_a_region_at_its_tight_box() -> None:
+    """A semi-transparent watermark is found by the pattern test, cut to its box, and reported as a
+    fixed `spurious_region` there (a sensitivity note on it carries the same box)."""
+    from auditors.audits.spurious_signal.notes import pattern_finding, sensitivity_finding
+
+    mark = Trigger("watermark")
+    x, y = task_images("shapes", 240, size=32, classes=4, seed=3)
+    own = (y == 0).nonzero().flatten()
+    x[own] = mark.apply(x[own], own.tolist())[0]
+    pattern = residuals(mark.apply(torch.full((1, 3, 32, 32), 0.3), [0])[0])[0]
+    probe = Probe(PatternReader(pattern, True), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "mean", seed=0)
+    out = pattern_tests(
+        probe,
+        x,
+        y,
+        probe.probs(x).argmax(1),
+        y,
+        [0, 1, 2, 3],
+        max_tests=2,
+        max_images=64,
+        class_names=NAMES,
+        min_flip=0.1,
+    )
+    _, shortcuts = judge_patterns(out["results"], NAMES, 0.05, 0.1)
+    assert [r["class_index"] for r in shortcuts] == [0]
+    r = shortcuts[0]
+    assert r["placement"] == "fixed" and tuple(r["box"]) == mark.box
+    f = pattern_finding(r, 32, 32, [])
+    assert f.kind == "spurious_region" and f.box == [float(v) for v in mark.box]
+    assert f.evidence["placement"] == "fixed" and f.evidence["scope"] == "region"
+    note = sensitivity_finding(r | {"severity": "sensitivity", "why": "a, but b"}, 32, 32)
+    assert note.box == f.box and note.evidence["scope"] == "region"
+
+
 def test_a_pattern_gives_way_to_a_region_of_its_class_only_when_that_region_is_a_shortcut() -> None:
     from auditors.audits.spurious_signal.verdict import without_covered_patterns
     from auditors.report import Finding
