@@ -86,10 +86,11 @@ class SpuriousSignal(Audit[SpuriousConfig, SpuriousPartial]):
             else:  # occlusion
                 windows = (shape.height // patch) * (shape.width // patch)
                 total += Passes(forward=n, calls=1) + masked_passes(strategy, n * windows, n)
-        # A stamp test: up to max_recipients other-class images, stamped and with the paired null
-        # patch; a removal test: the mark's class images with its box and n_random_boxes random boxes.
+        # A stamp test: up to max_recipients other-class images, stamped and with each paired null
+        # (other content, a random colour, and the similar mark of a stamp that could confirm); a
+        # removal test: the mark's class images with its box and n_random_boxes random boxes.
         recipients = min(config.max_recipients, n)
-        confirm = Passes(forward=2 * recipients, calls=2) + masked_passes(
+        confirm = Passes(forward=4 * recipients, calls=4) + masked_passes(
             strategy, per_class * (1 + config.n_random_boxes), 2
         )
         for _ in range(shape.n_regions + len(config.regions)):
