@@ -156,6 +156,10 @@ def test_a_pattern_gives_way_to_a_region_of_its_class_only_when_that_region_is_a
     here = f("spurious_region", "c0", "pattern", box=[1.0, 0.0, 6.0, 6.0])
     there = f("spurious_region", "c0", "pattern", box=[20.0, 20.0, 6.0, 6.0])
     assert without_covered_patterns([region, here, there]) == [region, there]
+    # ...or to a moving mark's zone that holds it (the class mean keeps the tag where it sits most).
+    zone = f("spurious_region", "c0", box=[1.0, 1.0, 30.0, 30.0])
+    at_corner = f("spurious_region", "c0", "pattern", box=[27.0, 26.0, 4.0, 5.0])
+    assert without_covered_patterns([zone, at_corner]) == [zone]
     # A colour cast the model reacts to is no region: it hides no pattern.
     cast = f("sensitivity", "c0")
     cast.evidence["scope"] = "image"

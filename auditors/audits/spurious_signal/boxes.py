@@ -20,6 +20,13 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def inside(a: Sequence[float], b: Sequence[float]) -> float:
+    """The share of box `a`'s area that lies in box `b`."""
+    ox = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    oy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return float(ox * oy / (a[2] * a[3])) if a[2] * a[3] > 0 else 0.0
+
+
 def touches(a: Sequence[float], b: Sequence[float], gap: int = 1) -> bool:
     """Whether two boxes overlap or leave at most `gap` empty pixels between them on both axes."""
     gap_x = max(a[0], b[0]) - min(a[0] + a[2], b[0] + b[2])

@@ -7,7 +7,7 @@ from typing import Any
 
 from auditors.audits.base import Judgement
 from auditors.audits.spurious_signal import INFO
-from auditors.audits.spurious_signal.boxes import iou
+from auditors.audits.spurious_signal.boxes import inside, iou
 from auditors.audits.spurious_signal.config import SpuriousConfig
 from auditors.audits.spurious_signal.discover import OUT_OF_SCOPE
 from auditors.report import Finding, Verdict
@@ -118,7 +118,9 @@ def already_found(findings: list[Finding], new: Finding) -> bool:
 def covered(cls: str | None, box: list[float] | None, shortcut: bool, findings: list[Finding]) -> bool:
     """Whether a class pattern (localized to `box`, or spread when None) is covered by a region found
     on its class: a region shortcut covers any pattern, a region the model merely reacts to covers only
-    a pattern that is itself a sensitivity; a localized pattern only by a region over it."""
+    a pattern that is itself a sensitivity; a localized pattern only by a region holding at least half
+    of it (a fixed mark's box, or the zone of a mark that moves, whose detail the class mean keeps at
+    the places it sits most)."""
     for f in findings:
         if f.class_name != cls or f.evidence.get("statistic") == "pattern":
             continue
@@ -127,7 +129,7 @@ def covered(cls: str | None, box: list[float] | None, shortcut: bool, findings: 
         )
         if not region or (shortcut and f.kind != "spurious_region"):
             continue
-        if box is None or (f.box is not None and iou(f.box, box) > 0.3):
+        if box is None or (f.box is not None and inside(box, f.box) >= 0.5):
             return True
     return False
 
