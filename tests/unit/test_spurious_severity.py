@@ -112,3 +112,18 @@ def test_a_minority_mark_is_a_shortcut_when_the_model_learned_that_very_mark() -
     # annotate reads the similar mark from the candidate.
     cand = {"confirmed": True, "removal": costs, "flip": {"value": 0.4}, "similar_mark": learned}
     assert annotate(cand, 0.05) == "shortcut"
+
+
+def test_a_class_pattern_is_sufficient_only_when_its_removal_costs_the_class() -> None:
+    """A class's mean detail can be its object's own: adding it alone may move most other images, yet
+    a clean model loses little when it is taken off. A pattern needs that cost to be sufficient."""
+    no_cost = {"value": 0.14, "null_mean": 0.17, "p_value": 0.06, "n": 12, "lost": 0.25, "random_lost": 0.1}
+    no_cost |= {"lost_p_value": 0.2}
+    content = {"confirmed": True, "statistic": "pattern", "removal": no_cost, "flip": {"value": 0.52}}
+    assert annotate(content, 0.05) == "sensitivity"
+    costs = no_cost | {"value": 0.3, "null_mean": 0.02, "p_value": 0.001}
+    trigger = {"confirmed": True, "statistic": "pattern", "removal": costs, "flip": {"value": 0.6}}
+    assert annotate(trigger, 0.05) == "shortcut" and "sufficient" in trigger["why"]
+    # A statistic moved alone (a JPEG level) stays sufficient: removing a compression is not undone.
+    jpeg = {"confirmed": True, "statistic": "blockiness", "removal": no_cost, "flip": {"value": 0.87}}
+    assert annotate(jpeg, 0.05) == "shortcut"
