@@ -15,9 +15,10 @@ their fine detail averages out over the class while a shared pattern does not. P
    diluted in the class mean; noise spreads its energy over every pixel and frequency while a sparse
    pattern keeps it in a few, so the matching statistic still stands out (a photographs' sinusoid on 30%
    of a class: norm z 2.8, Fourier z 13.6; real content reaches 5.7). Classes whose largest z is
-   `MIN_Z` or beyond, strongest first, go on. The pattern is then re-estimated from the class's *carriers*: when the class's projections
-   onto it fall into two groups well apart, the upper group, so a pattern on 30% of the class is taken
-   at the strength it has in one image, not diluted by the rest.
+   `MIN_Z` or beyond, strongest first, go on. The pattern is then re-estimated from the class's
+   *carriers*: when the class's projections onto it fall into two groups well apart, the upper group,
+   so a pattern on 30% of the class is taken at the strength it has in one image, not diluted by the
+   rest.
 2. Add: the pattern added to other classes' images, against the same pattern's pixels shuffled afresh
    per image (the same values and energy, no structure): a model that reacts to any faint noise moves as
    much under the null. The paired gain in p(class) gives a one-sided p-value.
