@@ -283,6 +283,13 @@ def local_finding(
         "positions_heat_map": cand.get("positions_heat_map"),
         "examples": example_list,
     }
+    return spurious_region(cls, summary, box, evidence)
+
+
+def spurious_region(
+    cls: str, summary: str, box: list[float] | list[int], evidence: dict[str, Any]
+) -> Finding:
+    """A `spurious_region` finding: a mark at `box` (a fixed mark's tight box, a moving one's zone)."""
     return Finding(
         kind="spurious_region",
         summary=summary,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from auditors.audits.spurious_signal.findings import global_shortcut, num, pct
+from auditors.audits.spurious_signal.findings import global_shortcut, num, pct, spurious_region
 from auditors.report import Finding
 
 
@@ -100,13 +100,7 @@ def pattern_finding(
     }
     if box:
         evidence["mark_size"] = list(box[2:])
-        return Finding(
-            kind="spurious_region",
-            summary=summary,
-            class_name=cls,
-            box=[float(v) for v in box],
-            evidence=evidence,
-        )
+        return spurious_region(cls, summary, box, evidence)
     return global_shortcut(cls, summary, evidence, height, width)
 
 

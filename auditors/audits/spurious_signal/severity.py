@@ -126,8 +126,12 @@ def judge(
     if not stamp_confirmed:
         return "none", "adding it does not move other classes' images beyond the null"
     level, why = _by_removal(removal, alpha, min_lost)
-    enough = flip is not None and flip >= SUFFICIENT_FLIP and (sufficient_alone or _costs(removal, alpha))
-    if level == "sensitivity" and enough and flip is not None:
+    if (
+        level == "sensitivity"
+        and flip is not None
+        and flip >= SUFFICIENT_FLIP
+        and (sufficient_alone or _costs(removal, alpha))
+    ):
         return "shortcut", (
             f"adding it alone turns {flip:.0%} of other classes' images into the class, far beyond the "
             "null: the signal is sufficient for the class on most inputs (its removal costs the class's "
@@ -154,7 +158,7 @@ def _by_likeness(
         return None
     drop, null_drop, p_drop, n = nums
     excess, p_add = float(similar["excess"]), float(similar["p_value"])
-    if p_add < alpha and excess >= min_flip and _costs(removal, alpha):
+    if p_add < alpha and excess >= min_flip and p_drop < alpha and drop > null_drop:  # `_costs`
         return "shortcut", (
             f"the model learned this very mark: it turns {excess:.0%} more of other classes' images into "
             f"the class than a similar mark (the same size, shape, colours and contrast, another "
