@@ -103,9 +103,10 @@ class SpuriousSignal(Audit[SpuriousConfig, SpuriousPartial]):
         if config.global_test:  # per class: the cast moved onto others and off its own, each with a null
             total += Passes(forward=4 * n, calls=4 * shape.num_classes)
         if config.discovery and config.lowlevel_test:  # per screened class statistic: the level added
-            # to up to max_recipients others and taken off the class's own, each with its mirror null
+            # to up to max_recipients others with its mirror null (and noise of the same energy, for a
+            # compression), and the class's own before and after it is taken off, and under the mirror
             tests = min(config.max_lowlevel_tests, 3 * shape.num_classes)
-            total += Passes(forward=tests * 2 * (recipients + per_class), calls=4 * tests)
+            total += Passes(forward=tests * 3 * (recipients + per_class), calls=5 * tests)
         if config.discovery and config.pattern_test:  # per screened class pattern: added to others and
             # taken off the class's carriers, each against its shuffled null (the screen needs no model)
             tests = min(config.max_pattern_tests, shape.num_classes)

@@ -39,12 +39,22 @@ def _what(r: dict[str, Any]) -> str:
 def lowlevel_finding(r: dict[str, Any], height: int, width: int) -> Finding:
     """The `global_shortcut` finding of a confirmed low-level statistic."""
     cls, flip, rem = r["class"], r["flip"], r["removal"]
+    if rem is not None:
+        after = (
+            f"taking it off the class's own images costs {num(rem['value'])} confidence vs "
+            f"{num(rem['null_mean'] or 0.0)}"
+        )
+    else:
+        sim = r["similar_mark"]
+        after = (
+            f"noise of the same energy turns {pct(sim['flip']['value'])} (it cannot be taken off the "
+            "class's own images: a compression is not undone)"
+        )
     summary = (
         f"{cls!r} is decided by {_what(r)}: giving other classes' images that level turns "
         f"{pct(flip['value'])} of {flip['n']} (95% CI {pct(flip['lo'])}–{pct(flip['hi'])}) into {cls!r}, "
         f"against {pct(flip['null_mean'])} for the same change the other way (p = {flip['p_value']:.2g}, "
-        f"{r['correction']}); taking it off the class's own images costs {num(rem['value'])} confidence "
-        f"vs {num(rem['null_mean'] or 0.0)}. Advice: {r['advice']}."
+        f"{r['correction']}); {after}. Advice: {r['advice']}."
     )
     evidence = {
         "scope": "image",
@@ -52,9 +62,11 @@ def lowlevel_finding(r: dict[str, Any], height: int, width: int) -> Finding:
         "class_level": r["class_level"],
         "others_level": r["others_level"],
         "data_shift": r["shift"],
-        "data_p_value": r["data_p_adjusted"],
+        "data_p_value": r["data_p_value"],
+        "data_correction": r["data_correction"],
         "flip": _estimate(flip),
-        "removal": _estimate(rem),
+        "removal": None if rem is None else _estimate(rem),
+        "similar_change": r.get("similar_mark"),
         "gain": _estimate(r["gain"]),
         "correction": r["correction"],
         "excess_flip": r["excess_flip"],

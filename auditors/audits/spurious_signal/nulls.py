@@ -8,7 +8,9 @@ paired difference and its p-value comes from random sign flips of those differen
 
 - stamp: the class's pattern at its box vs the same pixels copied from a random image of another class;
 - removal: the box removed (engine strategy) vs random boxes of the same size, on the class's images
-  that carry the pattern.
+  that carry the pattern;
+- similar: the mark vs a similar mark (`matched_test`), a whole-image change vs noise of the same
+  energy (`similar_change`).
 """
 
 from __future__ import annotations
@@ -279,26 +281,75 @@ def _np(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy().astype(np.float64)
 
 
+def similar_change(
+    probe: Probe, before: torch.Tensor, changed: torch.Tensor, moved: torch.Tensor, target: int, *, seed: int
+) -> dict[str, Any]:
+    """A whole-image change against a similar change: each image changed as much (the same root mean
+    square per image) by Gaussian noise, the same energy with another structure. A model that flips
+    on any degradation of that size flips as often for it; one that learned *this* change (a
+    compression's grid) flips more. `moved`: the probabilities of `changed`. Returns the similar
+    change's `flip`, the one-sided `p_value` of the paired gains in p(target) and the `excess`, the
+    shape of `matched_test`'s."""
+    n = int(before.shape[0])
+    if n == 0:
+        return {"flip": proportion(0, 0).as_dict(), "p_value": 1.0, "excess": 0.0}
+    rms = (changed - before).pow(2).mean((1, 2, 3), keepdim=True).sqrt()
+    noise = torch.randn(before.shape, generator=torch.Generator().manual_seed(seed + 11))
+    null = probe.probs((before + rms * noise.to(before.device, before.dtype)).clamp(0, 1))
+    gain = _np(moved[:, target] - null[:, target])
+    flip = proportion(int((null.argmax(1) == target).sum()), n)
+    return {
+        "flip": flip.as_dict(),
+        "p_value": sign_flip_p_value(gain, seed=seed),
+        "excess": round(int((moved.argmax(1) == target).sum()) / n - flip.value, 4),
+    }
+
+
 def whole_image_result(
     c: int,
     moved: torch.Tensor,
     null: torch.Tensor,
-    before: torch.Tensor,
-    removed: torch.Tensor,
-    null_removed: torch.Tensor,
+    before: torch.Tensor | None,
+    removed: torch.Tensor | None,
+    null_removed: torch.Tensor | None,
     *,
     seed: int,
     count_lost: bool = False,
 ) -> dict[str, Any]:
     """The statistics of a whole-image class test (`severity.judge_class_tests` reads them) from
     probabilities: other classes' images with the signal added (`moved`) and under its null; the
-    class's own images `before`, with the signal taken off (`removed`) and under the null removal.
-    `count_lost`: also the share of the class's images that leave it, against the null (how a box's
-    removal is judged)."""
+    class's own images `before`, with the signal taken off (`removed`) and under the null removal
+    (None for a signal that cannot be taken off: `removal` is None then). `count_lost`: also the
+    share of the class's images that leave it, against the null (how a box's removal is judged)."""
     gain = _np(moved[:, c] - null[:, c])
     p = sign_flip_p_value(gain, seed=seed)
     n = int(moved.shape[0])
     flips, null_flips = int((moved.argmax(1) == c).sum()), int((null.argmax(1) == c).sum())
+    removal: dict[str, Any] | None = None
+    if before is not None and removed is not None and null_removed is not None:
+        removal = _removal(c, before, removed, null_removed, seed=seed, count_lost=count_lost)
+    return {
+        "flip": {
+            **proportion(flips, n).as_dict(),
+            "p_value": p,
+            "null_mean": round(null_flips / max(1, n), 6),
+        },
+        "gain": mean_estimate(gain, seed=seed).as_dict(),
+        "removal": removal,
+        "p_value": p,
+        "n": n,
+    }
+
+
+def _removal(
+    c: int,
+    before: torch.Tensor,
+    removed: torch.Tensor,
+    null_removed: torch.Tensor,
+    *,
+    seed: int,
+    count_lost: bool,
+) -> dict[str, Any]:
     drop, null_drop = _np(before[:, c] - removed[:, c]), _np(before[:, c] - null_removed[:, c])
     removal: dict[str, Any] = {
         **mean_estimate(drop, seed=seed).as_dict(),
@@ -314,14 +365,4 @@ def whole_image_result(
             "random_lost": round(float(null_lost.mean()), 6) if lost.size else 0.0,
             "lost_p_value": sign_flip_p_value(lost - null_lost, seed=seed) if lost.size else 1.0,
         }
-    return {
-        "flip": {
-            **proportion(flips, n).as_dict(),
-            "p_value": p,
-            "null_mean": round(null_flips / max(1, n), 6),
-        },
-        "gain": mean_estimate(gain, seed=seed).as_dict(),
-        "removal": removal,
-        "p_value": p,
-        "n": n,
-    }
+    return removal

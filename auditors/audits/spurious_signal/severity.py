@@ -35,6 +35,11 @@ for its similar marks), while a partly biased model that learned the mark, and t
 loses little of the class when the mark is removed yet reacts to this mark far more than to its like.
 A solid mark's similar mark is the mark itself, so for it only removal or sufficiency can tell.
 
+A compression cannot be taken off: nothing gives a compressed image back its detail. For it the data
+screen has shown that the class's images carry it, and the model must have learned *that* change: it
+turns other classes' images into the class beyond noise of the same energy per image does (another
+structure, the same size of change), by at least `min_flip` with p < alpha, or alone turns most of them.
+
 Adding alone, below that, is a `sensitivity`: the model reacts to the signal but does not need it,
 so it is reported as a note with its numbers and does not fail the model. Each judgement says why,
 and the advice fits it.
@@ -114,6 +119,7 @@ def judge(
     flip: float | None = None,
     similar: dict[str, Any] | None = None,
     sufficient_alone: bool = True,
+    removable: bool = True,
 ) -> tuple[Severity, str]:
     """The severity of a tested signal and the reason, in a sentence's words. A signal whose stamp
     is confirmed and turns `flip` >= SUFFICIENT_FLIP of other classes' images is sufficient for the
@@ -122,9 +128,12 @@ def judge(
     but its images stay the class. Below both, a mark that beats its `similar` mark (the module doc)
     and whose removal costs the class confidence is a shortcut the model learned beside the object.
     Without `sufficient_alone` (a class pattern: its mean detail can be the object's own where objects
-    sit alike), sufficiency also needs that cost."""
+    sit alike), sufficiency also needs that cost. A signal that is not `removable` (a compression) is
+    judged by sufficiency and likeness alone (`_unremovable`)."""
     if not stamp_confirmed:
         return "none", "adding it does not move other classes' images beyond the null"
+    if not removable:
+        return _unremovable(flip, similar, alpha, min_lost)
     level, why = _by_removal(removal, alpha, min_lost)
     if (
         level == "sensitivity"
@@ -140,6 +149,40 @@ def judge(
     if level == "sensitivity" and similar is not None:
         return _by_likeness(similar, removal, alpha, min_lost) or (level, why)
     return level, why
+
+
+def _unremovable(
+    flip: float | None, similar: dict[str, Any] | None, alpha: float, min_flip: float
+) -> tuple[Severity, str]:
+    """A signal that cannot be taken off the class's own images (nothing gives a compressed image back
+    its detail): a shortcut when it is sufficient for the class, or when the model learned *this*
+    change, moving other classes' images beyond a similar change (the same energy, another
+    structure) by `min_flip` with p < alpha. The data screen has already shown the class's images
+    carry it; a model that merely reacts to any degradation of that size moves as much for the
+    similar change."""
+    if flip is not None and flip >= SUFFICIENT_FLIP:
+        return "shortcut", (
+            f"adding it alone turns {flip:.0%} of other classes' images into the class, far beyond the "
+            "null: the signal is sufficient for the class on most inputs"
+        )
+    if similar is not None:
+        excess, p_add = float(similar["excess"]), float(similar["p_value"])
+        if p_add < alpha and excess >= min_flip:
+            return "shortcut", (
+                f"the model learned this very change: it turns {excess:.0%} more of other classes' images "
+                f"into the class than noise of the same energy does (p = {p_add:.3g}), and the class's own "
+                "images carry it; it cannot be taken off them (a compression is not undone), so the "
+                "model's dependence rests on that"
+            )
+        return "sensitivity", (
+            f"adding it moves other classes' images toward the class, but only {excess:.0%} more than "
+            f"noise of the same energy (p = {p_add:.3g}), and it cannot be taken off the class's own "
+            "images to show that the class depends on it: the model reacts to degradation of that size"
+        )
+    return "sensitivity", (
+        "adding it moves other classes' images toward the class, but it cannot be taken off the class's "
+        "own images to show that the class depends on it"
+    )
 
 
 def _costs(removal: dict[str, Any] | None, alpha: float) -> bool:
@@ -206,6 +249,7 @@ def annotate(result: dict[str, Any], alpha: float, min_lost: float = 0.1) -> Sev
         None if flip is None else float(flip),
         result.get("similar_mark"),
         sufficient_alone=result.get("statistic") != "pattern",
+        removable=result.get("removable", True),
     )
     result["stamp_confirmed"] = bool(result.get("confirmed"))
     result["severity"], result["why"], result["advice"] = level, why, ADVICE[level]
