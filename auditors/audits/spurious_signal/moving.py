@@ -41,6 +41,23 @@ def motif_stamp(
     return t | {"recipients": rec, "boxes": boxes, "donors": donors}
 
 
+def motif_matched(probe: Probe, images: torch.Tensor, m: Motif, t: dict[str, Any], j: int) -> dict[str, Any]:
+    """Motif `j`'s stamp (`t`, from `motif_stamp`) against a similar mark at the same places
+    (`nulls.matched_test`), as `discover.candidate_matched` does for a fixed mark."""
+    rec = images[t["recipients"]]
+    return matched_test(
+        probe,
+        rec,
+        t["donors"],
+        m.class_index,
+        t["boxes"],
+        m.rgb,
+        m.alpha,
+        t["stamped_probs"],
+        seed=probe.seed + SALT + j,
+    )
+
+
 def motif_removal(probe: Probe, images: torch.Tensor, m: Motif, cfg: DiscoverySettings) -> dict[str, Any]:
     """The removal test of a moving mark on the class's images that carry it, each over its own span
     (every place the mark's code occurs there: the whole of a ruler, not one stretch of it)."""
@@ -89,17 +106,7 @@ def motif_test(
     t = motif_stamp(probe, images, pred, labels, m, j, cfg)
     out = {k: t[k] for k in ("flip", "null_flip", "gain", "n", "p_value")}
     if could_confirm(t, cfg):
-        out["matched"] = matched_test(
-            probe,
-            images[t["recipients"]],
-            t["donors"],
-            m.class_index,
-            t["boxes"],
-            m.rgb,
-            m.alpha,
-            t["stamped_probs"],
-            seed=probe.seed + SALT + j,
-        )
+        out["matched"] = motif_matched(probe, images, m, t, j)
         out["removal"] = motif_removal(probe, images, m, cfg)
         out["examples"] = moving_example_data(probe, images, labels, m, t, class_names)
     return out
