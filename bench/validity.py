@@ -12,6 +12,7 @@ rate on clean twins, box IoU (fixed marks), zone hit (moving marks), seconds per
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 nice python -m bench.validity            # the full population
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 python -m bench.validity --quick         # a smoke test
     ... --baseline   (writes bench/results/validity_baseline.json instead)
+    ... --size 64 --limit 22   (the shapes task's 100% models and twins at 64 px, into validity_64px.*)
 
 Writes bench/results/validity.json (every case as it finishes) and validity.md (the tables).
 """
@@ -36,16 +37,17 @@ MIN_IOU = 0.5
 AUDIT = "spurious_signal"
 
 
-def population(quick: bool) -> list[PopCase]:
+def population(quick: bool, size: int = 32) -> list[PopCase]:
     """The full design: every kind at every bias on both tasks (66 planted), the architecture
     alternating so each kind meets both on each task; one clean twin per planted case (same task, arch and seed),
-    every third one weak. `quick`: three planted kinds and two clean twins on small data."""
+    every third one weak; images of `size` pixels. `quick`: three planted kinds and two clean twins on
+    small data."""
     if quick:
         n = 600
         planted = [
-            PopCase("shapes", "patch", 1.0, CNN, seed=1, n_train=n, n_audit=160),
-            PopCase("photos", "moving_tag", 1.0, CNN, seed=2, n_train=n, n_audit=160),
-            PopCase("shapes", "blur", 1.0, CNN, seed=3, n_train=n, n_audit=160),
+            PopCase("shapes", "patch", 1.0, CNN, seed=1, n_train=n, n_audit=160, size=size),
+            PopCase("photos", "moving_tag", 1.0, CNN, seed=2, n_train=n, n_audit=160, size=size),
+            PopCase("shapes", "blur", 1.0, CNN, seed=3, n_train=n, n_audit=160, size=size),
         ]
         return [*planted, planted[0].twin(), planted[1].twin(weak=True)]
     planted = []
@@ -54,7 +56,7 @@ def population(quick: bool) -> list[PopCase]:
         for bias in BIASES:
             for task in ("shapes", "photos"):
                 arch = CNN if (i // 2) % 2 == 0 else VIT  # flips with bias: both archs on both tasks
-                planted.append(PopCase(task, kind, bias, arch, seed=i, n_audit=160))
+                planted.append(PopCase(task, kind, bias, arch, seed=i, n_audit=160, size=size))
                 i += 1
     twins = [c.twin(weak=j % 3 == 2) for j, c in enumerate(planted)]
     # Run order (names and seeds stay as above): each planted model beside its twin, the strongest
@@ -312,6 +314,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--limit", type=int, default=0, help="stop after this many models (0: all)")
     ap.add_argument("--baseline", action="store_true", help="write validity_baseline.json (a record)")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
+    ap.add_argument(
+        "--size",
+        type=int,
+        default=32,
+        help="image side in pixels (default 32); other sizes write validity_<size>px.json and .md",
+    )
     ap.add_argument("--cache", type=Path, default=None, help="keep trained models here and reuse them")
     ap.add_argument("--train-only", action="store_true", help="only fill --cache, in run order")
     ap.add_argument(
@@ -331,8 +339,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "validity_baseline" if args.baseline else "validity"
+    if args.size != 32:
+        stem += f"_{args.size}px"
     rows: list[dict[str, Any]] = []
-    todo = [c for c in population(args.quick) if args.only in c.name]
+    todo = [c for c in population(args.quick, args.size) if args.only in c.name]
     if args.train_only:  # a second process can fill the cache ahead of the one that audits
         if args.shard:  # N processes fill it together
             k, n = (int(v) for v in args.shard.split("/"))
@@ -342,9 +352,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"trained {case.name}", flush=True)
         return {"summary": {}, "cases": []}
     if args.update:
-        return _update(args.out / f"{stem}.json", args.update.split(","), args.cache)
+        return _update(args.out / f"{stem}.json", args.update.split(","), args.cache, args.size)
     if args.combine:
-        return _combine(args.out, stem, title="Spurious-signal audit on a planted population")
+        return _combine(args.out, stem, _title(args.quick, args.size), args.size)
     if args.shard:
         k, n = (int(v) for v in args.shard.split("/"))
         todo, stem = todo[k::n], f"{stem}.shard{k}"
@@ -360,14 +370,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result = {"summary": summary(rows), "cases": rows}
             (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
             if not args.baseline and not args.shard:
-                title = "Spurious-signal audit on a planted population" + (" (quick)" if args.quick else "")
-                (args.out / f"{stem}.md").write_text(markdown(rows, title))
+                (args.out / f"{stem}.md").write_text(markdown(rows, _title(args.quick, args.size)))
     return {"summary": summary(rows), "cases": rows}
 
 
-def _combine(out: Path, stem: str, title: str) -> dict[str, Any]:
+def _title(quick: bool, size: int) -> str:
+    extra = ([f"{size} px"] if size != 32 else []) + (["quick"] if quick else [])
+    return "Spurious-signal audit on a planted population" + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _combine(out: Path, stem: str, title: str, size: int = 32) -> dict[str, Any]:
     """validity.json and .md from the shards' rows, in the population's run order."""
-    order = {c.name: i for i, c in enumerate(population(False))}
+    order = {c.name: i for i, c in enumerate(population(False, size))}
     parts = sorted(out.glob(f"{stem}.shard*.json"))
     if not parts:
         raise SystemExit(f"--combine: no {stem}.shard*.json in {out}; run --shard K/N first")
@@ -383,12 +397,12 @@ def _combine(out: Path, stem: str, title: str) -> dict[str, Any]:
     return result
 
 
-def _update(path: Path, names: list[str], cache: Path | None) -> dict[str, Any]:
+def _update(path: Path, names: list[str], cache: Path | None, size: int = 32) -> dict[str, Any]:
     """Re-audit the named cases and put their rows in place of the old ones: a full population run
     takes the better part of an hour on 2 cores, and a rule that can only move a few verdicts (the
     ones it names) need not re-run the rest. The result records which rows are new."""
     old = json.loads(path.read_text())
-    cases = {c.name: c for c in population(False)}
+    cases = {c.name: c for c in population(False, size)}
     unknown = [n for n in names if n not in cases]
     if unknown:
         raise SystemExit(f"--update: no case named {unknown[0]!r} in the population")

@@ -46,9 +46,10 @@ class PopCase:
     @property
     def name(self) -> str:
         short = "cnn" if "resnet" in self.arch else "vit"
+        px = "" if self.size == 32 else f"-{self.size}px"  # the population's own size goes unnamed
         if self.kind == "none":
-            return f"{self.task}-clean{'-weak' if self.weak else ''}-{short}-s{self.seed}"
-        return f"{self.task}-{self.kind}-{self.bias:g}-{short}-s{self.seed}"
+            return f"{self.task}-clean{'-weak' if self.weak else ''}-{short}-s{self.seed}{px}"
+        return f"{self.task}-{self.kind}-{self.bias:g}-{short}-s{self.seed}{px}"
 
     @property
     def trigger(self) -> Trigger | None:

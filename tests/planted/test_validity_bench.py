@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.validity import auroc, main
+from bench.validity import auroc, main, population
 
 
 def test_quick_population_runs_the_product_path_and_scores_it(tmp_path: Path) -> None:
@@ -28,3 +28,10 @@ def test_auroc_counts_ties_half() -> None:
     assert auroc([2.0, 1.0], [0.0]) == 1.0
     assert auroc([1.0], [1.0]) == 0.5
     assert auroc([], [1.0]) is None
+
+
+def test_another_image_size_names_its_cases_and_keeps_the_design() -> None:
+    at32, at64 = population(False), population(False, 64)
+    assert len(at64) == len(at32) == 132 and {c.size for c in at64} == {64}
+    assert [c.name for c in at64] == [f"{c.name}-64px" for c in at32]
+    assert {c.size for c in population(True, 48)} == {48}
