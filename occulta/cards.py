@@ -330,13 +330,22 @@ def check_architecture(card: ModelCard, max_params: int = MAX_MODEL_PARAMS) -> n
     return model
 
 
-def _check_fit(skeleton: nn.Module, state: dict[str, Any], arch: str) -> None:
+def _check_fit(skeleton: nn.Module, state: dict[str, Any], card: ModelCard) -> None:
     """Keys and shapes of the weights against the (meta) model, before the real model is built."""
-    own = skeleton.state_dict()
+    own, arch = skeleton.state_dict(), card.arch
     for k, v in state.items():
         if k in own and tuple(own[k].shape) != tuple(v.shape):
+            hint = ""
+            if "pos_embed" in k and "img_size" not in card.arch_kwargs:
+                # A ViT's position table is sized by the image side it was built for; a card that
+                # does not say so gets the architecture's default.
+                hint = (
+                    f"; a ViT trained at another image size needs it in the card: arch_kwargs.img_size "
+                    f"= {card.input_size[1]} (its input_size)"
+                )
             raise WeightsError(
                 f"weights do not fit {arch}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}"
+                + hint
             )
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -356,7 +365,7 @@ def load_model(
     the weights are known to fit it, so its cost is bounded by what was uploaded."""
     skeleton = check_architecture(card, max_params)
     state = read_state_dict(weights_path(card, card_path))
-    _check_fit(skeleton, state, card.arch)
+    _check_fit(skeleton, state, card)
     model = build_model(card)
     model.load_state_dict(state, strict=True)
     return model.eval().to(device)

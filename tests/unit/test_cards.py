@@ -113,6 +113,21 @@ def test_weights_for_another_architecture_say_which_tensor_does_not_fit(tmp_path
         load_model(load_card(card), card)
 
 
+def test_a_vit_trained_at_another_size_is_told_to_say_its_img_size_and_then_loads(tmp_path):
+    vit = timm.create_model("occulta_vit_tiny", num_classes=3, img_size=64).state_dict()
+    save_file(vit, str(tmp_path / "w.safetensors"))
+    card = _card(tmp_path, arch="occulta_vit_tiny", input_size=[3, 64, 64])
+    with pytest.raises(WeightsError, match=r"pos_embed .*arch_kwargs.img_size = 64 \(its input_size\)"):
+        load_model(load_card(card), card)
+    card = _card(
+        tmp_path,
+        arch="occulta_vit_tiny",
+        input_size=[3, 64, 64],
+        arch_kwargs={"num_classes": 3, "img_size": 64},
+    )
+    assert load_model(load_card(card), card)(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
