@@ -75,8 +75,10 @@ def _save(built: Built, folder: Path) -> tuple[Path, str, list[str]]:
 
     names = [f"class{k}" for k in range(built.case.classes)]
     save_file({k: v.contiguous() for k, v in built.model.state_dict().items()}, str(folder / "m.safetensors"))
+    vit = built.case.arch == VIT  # a ViT's position table is sized by its image side: the card says it
     card = ModelCard(
         arch=built.case.arch,
+        arch_kwargs={"img_size": built.case.size} if vit else {},
         weights="m.safetensors",
         input_size=(3, built.case.size, built.case.size),
         mean=MEAN,
