@@ -287,6 +287,7 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
             f"| {r['case']} | {r['accuracy']:.2f} | {r['stamp_flip']} ({r['n_flip']}) | {r['verdict']} "
             f"| {r['detected']} | {r['evidence']:.2f} | {r['best_iou']} | {r['zone_hit']} | {kinds} |"
         )
+    weak = sum(bool(r["weak"]) for r in rows if r["kind"] == "none")
     return (
         f"# {title}\n\nWritten by `python -m bench.validity`: each model audited by "
         "`occulta.runner.run_battery` (the path `occulta audit` runs) with the product's defaults, "
@@ -296,7 +297,7 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
         "largest excess flip of any candidate) of that kind's planted models against all clean twins: "
         "*used*, the planted models whose stamp flip is >= 0.30 (a model that ignores its planted "
         "shortcut behaves as a clean one); *all*, every planted model.\n\n"
-        f"- planted models: {s['planted']}, clean twins: {s['clean']} (every third one weak)\n"
+        f"- planted models: {s['planted']}, clean twins: {s['clean']} ({weak} of them weak)\n"
         f"- shortcuts with stamp flip >= 0.30 detected: {s['detected_must']}/{s['must_find']}\n"
         f"- clean twins whose verdict fails: {s['clean_failed']}/{s['clean']}\n"
         f"- AUROC used shortcuts vs clean (all kinds): {s['auroc_used']}; every planted model vs clean: "
@@ -400,9 +401,10 @@ def _combine(out: Path, stem: str, title: str, size: int = 32) -> dict[str, Any]
 
 
 def _update(path: Path, names: list[str], cache: Path | None, size: int = 32) -> dict[str, Any]:
-    """Re-audit the named cases and put their rows in place of the old ones: a full population run
-    takes the better part of an hour on 2 cores, and a rule that can only move a few verdicts (the
-    ones it names) need not re-run the rest. The result records which rows are new."""
+    """Re-audit the named cases and put their rows in place of the old ones (or add them, in the
+    population's order, to a partial run such as `--limit`'s): a full population run takes the better
+    part of an hour on 2 cores, and a rule that can only move a few verdicts (the ones it names) need
+    not re-run the rest. The result records which rows are new."""
     old = json.loads(path.read_text())
     cases = {c.name: c for c in population(False, size)}
     unknown = [n for n in names if n not in cases]
@@ -413,14 +415,14 @@ def _update(path: Path, names: list[str], cache: Path | None, size: int = 32) ->
         for name in names:
             row = run_case(cases[name], Path(tmp), cache)
             print(f"{name}: verdict {row['verdict']} detected {row['detected']}", flush=True)
-            rows = [row if r["case"] == name else r for r in rows]
+            rows = [r for r in rows if r["case"] != name] + [row]
+    order = {name: i for i, name in enumerate(cases)}
+    rows.sort(key=lambda r: order.get(r["case"], len(order)))
     rerun = sorted(set(old.get("rerun", [])) | set(names))
     result = {"summary": summary(rows), "cases": rows, "rerun": rerun}
     path.write_text(json.dumps(result, indent=2))
-    note = (
-        f"\n\nRe-audited at a later commit with `--update` (every other row unchanged): {', '.join(rerun)}.\n"
-    )
-    md = markdown(rows, "Spurious-signal audit on a planted population")
+    note = f"\n\nRe-audited or added with `--update` (every other row unchanged): {', '.join(rerun)}.\n"
+    md = markdown(rows, _title(False, size))
     path.with_suffix(".md").write_text(md.rstrip("\n") + note)
     return result
 
