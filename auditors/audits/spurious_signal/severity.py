@@ -175,7 +175,7 @@ def _unremovable(
                 "model's dependence rests on that"
             )
         return "sensitivity", (
-            f"adding it moves other classes' images toward the class, but only {excess:.0%} more than "
+            f"adding it moves other classes' images toward the class, but only {max(excess, 0.0):.0%} more than "
             f"noise of the same energy (p = {p_add:.3g}), and it cannot be taken off the class's own "
             "images to show that the class depends on it: the model reacts to degradation of that size"
         )
