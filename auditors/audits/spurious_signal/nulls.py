@@ -183,14 +183,20 @@ def matched_test(
     other_mean, other_sd = _moments(other, alpha)
     z = torch.where(other_sd > 1e-6, (other - other_mean) / other_sd.clamp_min(1e-6), torch.zeros_like(other))
     similar = (mark_mean + z * mark_sd).clamp(0, 1)
-    null = probe.probs(paste_each(recipients, boxes, similar, alpha))
-    gain = (stamped[:, target].to(null.device) - null[:, target]).cpu().numpy().astype(np.float64)
+    return _likeness(stamped, probe.probs(paste_each(recipients, boxes, similar, alpha)), target, seed=seed)
+
+
+def _likeness(moved: torch.Tensor, null: torch.Tensor, target: int, *, seed: int) -> dict[str, Any]:
+    """A signal (`moved`: probabilities with it) against its similar null (`null`) on the same
+    non-empty recipients: the null's `flip` share, the one-sided `p_value` of the paired gains in
+    p(target) and the `excess` of the signal's flip share over the null's."""
+    n = int(moved.shape[0])
+    gain = _np(moved[:, target].to(null.device) - null[:, target])
     flip = proportion(int((null.argmax(1) == target).sum()), n)
-    marked = int((stamped.argmax(1) == target).sum())
     return {
         "flip": flip.as_dict(),
         "p_value": sign_flip_p_value(gain, seed=seed),
-        "excess": round(marked / max(1, n) - flip.value, 4),
+        "excess": round(int((moved.argmax(1) == target).sum()) / n - flip.value, 4),
     }
 
 
@@ -296,13 +302,7 @@ def similar_change(
     rms = (changed - before).pow(2).mean((1, 2, 3), keepdim=True).sqrt()
     noise = torch.randn(before.shape, generator=torch.Generator().manual_seed(seed + 11))
     null = probe.probs((before + rms * noise.to(before.device, before.dtype)).clamp(0, 1))
-    gain = _np(moved[:, target] - null[:, target])
-    flip = proportion(int((null.argmax(1) == target).sum()), n)
-    return {
-        "flip": flip.as_dict(),
-        "p_value": sign_flip_p_value(gain, seed=seed),
-        "excess": round(int((moved.argmax(1) == target).sum()) / n - flip.value, 4),
-    }
+    return _likeness(moved, null, target, seed=seed)
 
 
 def whole_image_result(
