@@ -201,7 +201,7 @@ def _by_likeness(
         return None
     drop, null_drop, p_drop, n = nums
     excess, p_add = float(similar["excess"]), float(similar["p_value"])
-    if p_add < alpha and excess >= min_flip and p_drop < alpha and drop > null_drop:  # `_costs`
+    if p_add < alpha and excess >= min_flip and _costs(removal, alpha):
         return "shortcut", (
             f"the model learned this very mark: it turns {excess:.0%} more of other classes' images into "
             f"the class than a similar mark (the same size, shape, colours and contrast, another "
