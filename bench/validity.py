@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from auditors.audits.spurious_signal.boxes import inside, iou
 from auditors.zoo.population import CNN, MEAN, STD, VIT, Built, PopCase, build
-from auditors.zoo.triggers import BIASES, FIXED, GLOBAL, KINDS, MOVING, Box
+from auditors.zoo.triggers import BIASES, FIXED, GLOBAL, KINDS, MOVING
 
 MUST_FLIP = 0.3
 MIN_IOU = 0.5
@@ -93,24 +94,6 @@ def _save(built: Built, folder: Path) -> tuple[Path, str, list[str]]:
         (data / names[y]).mkdir(parents=True, exist_ok=True)
         Image.fromarray(a).save(data / names[y] / f"{i:05d}.png")
     return folder / "card.json", str(data), names
-
-
-def _iou(a: Box | list[float], b: Box) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    return inter / (aw * ah + bw * bh - inter) if inter else 0.0
-
-
-def _covers(box: list[float], mark: Box) -> bool:
-    """At least half of the mark's area lies in the box."""
-    x, y, w, h = box
-    mx, my, mw, mh = mark
-    ix = max(0.0, min(x + w, mx + mw) - max(x, mx))
-    iy = max(0.0, min(y + h, my + mh) - max(y, my))
-    return ix * iy >= 0.5 * mw * mh
 
 
 def evidence_score(audit: dict[str, Any]) -> float:
@@ -195,8 +178,9 @@ def run_case(case: PopCase, work: Path, cache: Path | None = None) -> dict[str, 
         "verdict": audit["verdict"],
         "detected": audit["verdict"] == "fail" and bool(mine),
         "evidence": round(evidence_score(audit), 4),
-        "best_iou": round(max((_iou(b, fixed_box) for b in boxes), default=0.0), 3) if fixed_box else None,
-        "zone_hit": any(_covers(b, m) for b in boxes for m in marks) if case.kind in MOVING else None,
+        "best_iou": round(max((iou(b, fixed_box) for b in boxes), default=0.0), 3) if fixed_box else None,
+        # a zone hits when it holds at least half of some carrier's mark
+        "zone_hit": any(inside(m, b) >= 0.5 for b in boxes for m in marks) if case.kind in MOVING else None,
         "findings": [
             {"kind": f["kind"], "class": f.get("class"), "box": f.get("box"), "summary": f["summary"][:160]}
             for f in findings
