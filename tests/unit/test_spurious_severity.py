@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from auditors.audits.spurious_signal.lowlevel import judge_lowlevel, screen
 from auditors.audits.spurious_signal.severity import annotate, judge
 from auditors.zoo.photos import photo_images
@@ -127,3 +129,26 @@ def test_a_class_pattern_is_sufficient_only_when_its_removal_costs_the_class() -
     # A statistic moved alone (a JPEG level) stays sufficient: removing a compression is not undone.
     jpeg = {"confirmed": True, "statistic": "blockiness", "removal": no_cost, "flip": {"value": 0.87}}
     assert annotate(jpeg, 0.05) == "shortcut"
+
+
+def test_a_box_with_no_room_for_random_boxes_has_no_removal_null_and_is_no_error() -> None:
+    """A moving mark's box that covers most of the image leaves no random box of its size overlapping
+    it by at most a quarter: those images have no null, and with none left the removal does not run
+    and severity says why (it used to meet a NaN and fail the whole audit)."""
+    from torch import nn
+
+    from auditors.audits.spurious_signal.nulls import Probe, removal_test
+
+    class Dark(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([10 * (0.5 - x.mean((1, 2, 3))), torch.zeros(x.shape[0])], 1)
+
+    probe = Probe(Dark(), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "mean", seed=0)
+    images = torch.rand(4, 3, 32, 32) * 0.4
+    big, small = (2, 2, 28, 28), (2, 2, 6, 6)
+    none = removal_test(probe, images, 0, [big] * 4, n_random=8, seed=0)
+    assert none["n"] == 0 and none["removal"] is None and none["n_random_boxes"] == 0
+    level, why = judge(True, none, 0.05, flip=0.3)
+    assert level == "sensitivity" and "no room" in why
+    mixed = removal_test(probe, images, 0, [big, small, big, small], n_random=8, seed=0)
+    assert mixed["n"] == 2 and mixed["n_random_boxes"] == 8 and mixed["random_lost"] == mixed["random_lost"]

@@ -233,15 +233,20 @@ def removal_test(
     sign-flip p-value. Returns `removal` (mean drop, interval, p) and the `effect` / `random_effect` /
     `n` triple the report's evidence carries.
     """
-    n = int(images.shape[0])
-    if n == 0:
-        return {"effect": 0.0, "random_effect": 0.0, "n": 0, "removal": None}
     height, width = images.shape[-2:]
-    per_image = _per_image(box, n)  # a moving mark: each image's own box, against random boxes of its size
+    per_image = _per_image(box, int(images.shape[0]))  # a moving mark: each image's own box, against
+    # random boxes of its size
     keeps = {
         b: _keep([b, *random_boxes(b, height, width, n_random, seed)], height, width, images.device)
         for b in dict.fromkeys(per_image)
     }
+    # A box too large for any random box of its size to overlap it by at most a quarter has no null:
+    # its images are left out, and with none left the removal does not run.
+    usable = [i for i, b in enumerate(per_image) if keeps[b].shape[0] > 1]
+    images, per_image = images[usable], [per_image[i] for i in usable]
+    n = len(usable)
+    if n == 0:
+        return {"effect": 0.0, "random_effect": 0.0, "n": 0, "n_random_boxes": 0, "removal": None}
     clean_probs = probe.probs(images)
     clean = clean_probs[:, target]
     # Per image: its box's drop and the mean over its random boxes; and whether it leaves the class
@@ -264,7 +269,7 @@ def removal_test(
         "effect": round(float(own.mean()), 4),
         "random_effect": round(float(rand.mean()), 4),
         "n": n,
-        "n_random_boxes": min(k.shape[0] for k in keeps.values()) - 1,
+        "n_random_boxes": min(keeps[b].shape[0] for b in per_image) - 1,
         "removal": removal,
         "lost": round(float(lost_own.mean()), 4),
         "random_lost": round(float(lost_rand.mean()), 4),

@@ -217,6 +217,11 @@ def _by_removal(removal: dict[str, Any] | None, alpha: float, min_lost: float) -
     if removal and removal.get("n") and "lost" in removal:
         return _lost_class(removal, alpha, min_lost)
     nums = removal_numbers(removal)
+    if nums is None and removal and removal.get("n_random_boxes") == 0:
+        return "sensitivity", (
+            "adding it moves other classes' images toward the class, but its box leaves no room for a "
+            "random box of its size, so its removal has no null to show that the class depends on it"
+        )
     if nums is None:
         return "sensitivity", (
             "adding it moves other classes' images toward the class, but the class's own images do not "
