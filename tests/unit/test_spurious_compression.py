@@ -106,3 +106,27 @@ def test_the_screen_skips_classes_too_small_to_compare() -> None:
     y = torch.zeros_like(y)
     y[0] = 1  # one image of class 1: no quantiles to compare
     assert screen(x, y, [0, 1], max_tests=6)[0] == []
+
+
+def test_with_many_classes_the_screen_compares_each_with_all_images_and_still_finds_one() -> None:
+    """20 classes (past `MANY_CLASSES`): each class against the quantiles of all the images, which do
+    not move under permutation; the grouped quantiles are numpy's, and one compressed class is found
+    with the others left alone."""
+    import numpy as np
+
+    from auditors.audits.spurious_signal.lowlevel import MANY_CLASSES, QUANTILES, _class_quantiles
+
+    x, y = task_images("shapes", 400, size=32, classes=4, seed=5)
+    x = (x.clamp(0, 1) * 255 + 0.5).floor() / 255
+    y = torch.arange(400) % 20
+    assert MANY_CLASSES < 20
+    values = np.random.default_rng(0).gamma(2.0, size=400)
+    got = _class_quantiles(values, y.numpy(), [0, 7, 19])
+    want = [np.quantile(values[y.numpy() == c], QUANTILES) for c in (0, 7, 19)]
+    assert np.allclose(got, want, rtol=0, atol=1e-12)
+    assert screen(x, y, list(range(20)), max_tests=6, seed=0)[0] == []  # clean: nothing
+    own = (y == 7).nonzero().flatten()
+    x[own[:8]] = jpeg(x[own[:8]], quality=12)
+    kept, _ = screen(x, y, list(range(20)), max_tests=6, seed=0)
+    assert [(r["class_index"], r["statistic"]) for r in kept] == [(7, "blockiness")]
+    assert kept[0]["data_p_value"] < 0.05
