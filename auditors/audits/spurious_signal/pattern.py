@@ -30,7 +30,11 @@ A pattern whose detail sits in one small place (a semi-transparent watermark, a 
 at a fixed box, not a whole-image signal: `extent` gives the tight box of the pixels holding at least
 half its peak energy, and when that box covers at most a quarter of the image the pattern is cut to it,
 shuffled only within it for the nulls (the same values at the same place, without their structure),
-and reported as a region (`placement: fixed`) with that box.
+and reported as a region (`placement: fixed`) with that box. Its spectral twin: a pattern whose screen
+stood out by one frequency (a sinusoid) is kept to its strongest frequencies (`tones`), since what the
+carriers' mean holds beside them is their content. A pattern kept to a box or to its tones (`kept`) is
+one definite signal, so its shuffle is a similar mark (`severity`: the same values and energy, no
+structure); a pattern kept whole may be the objects' own mean detail, and is not.
 
 `severity.judge_class_tests` then applies the stamp rule and tells a shortcut from a sensitivity, as for
 the other whole-image tests.
@@ -136,6 +140,18 @@ def _carrying(projection: torch.Tensor) -> torch.Tensor:
 SHAPES = ("spread", "local", "periodic")
 
 
+def tones(pattern: torch.Tensor) -> torch.Tensor:
+    """The pattern kept to its strongest frequencies (those with at least `PEAK_SHARE` of its peak
+    power, the constant excluded): the spectral twin of `extent`'s box, for a pattern whose screen
+    stood out by one frequency. What the carriers' mean holds beside it is their content, which would
+    otherwise be added and taken off with the pattern and feed its shuffled null."""
+    spectrum = torch.fft.rfft2(pattern)
+    power = spectrum.abs().pow(2).sum(0)
+    power[0, 0] = 0.0
+    keep = power >= PEAK_SHARE * power.max()
+    return torch.fft.irfft2(spectrum * keep, s=pattern.shape[-2:])
+
+
 def _statistics(p: torch.Tensor) -> list[float]:
     """A class pattern's norm, largest pixel and largest non-constant Fourier coefficient (`SHAPES`)."""
     power = torch.fft.rfft2(p).abs().pow(2).sum(0)
@@ -170,8 +186,10 @@ def screen(
         ref = _references(r, g, [c])[c]
         unit = p / p.norm().clamp_min(1e-12)
         carriers = own[_carrying(((r[own] - ref) * unit).sum((1, 2, 3)))]
-        box = extent(r[carriers].mean(0) - ref)
-        patterns[c] = _cut(r[carriers].mean(0) - ref, box)
+        estimate = r[carriers].mean(0) - ref
+        box = extent(estimate)
+        periodic = box is None and SHAPES[int(zs.argmax())] == "periodic"
+        patterns[c] = tones(estimate) if periodic else _cut(estimate, box)
         rows.append(
             {
                 "class_index": c,
@@ -180,6 +198,7 @@ def screen(
                 "box": None if box is None else list(box),
                 "z": round(z, 3),
                 "z_by_shape": {k: round(float(v), 3) for k, v in zip(SHAPES, zs, strict=True)},
+                "kept": "box" if box is not None else "tones" if periodic else "whole",
                 "norm": round(float(patterns[c].norm()), 5),
                 "carriers": int(carriers.numel()),
                 "class_images": int(own.numel()),

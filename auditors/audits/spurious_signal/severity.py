@@ -28,8 +28,9 @@ removal also costs the class confidence beyond its null.
 A mark that moves fewer than half of them is still a shortcut when the model learned *that* mark:
 stamping it moves other classes' images far beyond a similar mark does (the same size, shape, colours
 and contrast with another structure: `nulls.matched_test`; for a mark found as a pattern at one place,
-its own pixels shuffled there), by at least `min_flip` with p < alpha, and taking it off the class's own
-images costs the class confidence beyond the null (p < alpha). A clean model that merely reacts to a dark
+its own pixels shuffled there, and for one kept to its tones, its values shuffled over the image), by
+at least `min_flip` with p < alpha, and taking it off the class's own images costs the class confidence
+beyond the null (p < alpha). A clean model that merely reacts to a dark
 patch moves as much for any dark patch of that size (the demo's clean control: 32% for the mark, 32%
 for its similar marks), while a partly biased model that learned the mark, and the object as well,
 loses little of the class when the mark is removed yet reacts to this mark far more than to its like.
@@ -191,6 +192,9 @@ def _costs(removal: dict[str, Any] | None, alpha: float) -> bool:
     return nums is not None and nums[2] < alpha and nums[0] > nums[1]
 
 
+LIKE = "a similar mark (the same size, shape, colours and contrast, another structure)"
+
+
 def _by_likeness(
     similar: dict[str, Any], removal: dict[str, Any] | None, alpha: float, min_flip: float
 ) -> tuple[Severity, str] | None:
@@ -204,8 +208,7 @@ def _by_likeness(
     if p_add < alpha and excess >= min_flip and _costs(removal, alpha):
         return "shortcut", (
             f"the model learned this very mark: it turns {excess:.0%} more of other classes' images into "
-            f"the class than a similar mark (the same size, shape, colours and contrast, another "
-            f"structure; p = {p_add:.3g}), and removing it from {n} of the class's own images lowers "
+            f"the class than {similar.get('like', LIKE)} does (p = {p_add:.3g}), and removing it from {n} of the class's own images lowers "
             f"p(class) by {drop:.2f} against {null_drop:.2f} for the null (p = {p_drop:.3g}); the class "
             "keeps most of them, so the model uses the object as well"
         )
@@ -276,9 +279,15 @@ def judge_class_tests(
         r["correction"] = f"holm over {len(results)} {over}"
         r["excess_flip"] = round(r["flip"]["value"] - r["flip"]["null_mean"], 4)
         r["confirmed"] = bool(p_adj < alpha and r["excess_flip"] >= min_flip)
-        if r.get("placement") == "fixed":  # a pattern at one place: its add null is its own pixels
-            # shuffled there, a similar mark already (`pattern.extent`)
-            r["similar_mark"] = {"flip": r["flip"]["null_mean"], "p_value": p_adj, "excess": r["excess_flip"]}
+        # A pattern cut to one place or to its tones (`pattern.extent`, `pattern.tones`): its add null,
+        # its own values shuffled, is a similar mark already.
+        if r.get("placement") == "fixed" or r.get("kept") == "tones":
+            r["similar_mark"] = {
+                "flip": r["flip"]["null_mean"],
+                "p_value": p_adj,
+                "excess": r["excess_flip"],
+                "like": "its own values shuffled (the same energy, no structure)",
+            }
         if annotate(r, alpha, min_flip) == "shortcut":
             shortcuts.append(r)
     return results, shortcuts
