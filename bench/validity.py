@@ -39,7 +39,7 @@ AUDIT = "spurious_signal"
 
 
 def population(quick: bool, size: int = 32) -> list[PopCase]:
-    """The full design: every kind at every bias on both tasks (66 planted), the architecture
+    """The full design: every kind at every bias on both tasks (72 planted), the architecture
     alternating so each kind meets both on each task; one clean twin per planted case (same task, arch and seed),
     every third one weak; images of `size` pixels. `quick`: three planted kinds and two clean twins on
     small data."""

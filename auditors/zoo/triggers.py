@@ -2,8 +2,8 @@
 
 Real shortcuts move (a hospital token in a different corner of each X-ray), vary (a ruler of changing
 start and length), blend (a semi-transparent source watermark) or spread over the whole image (a
-scanner's blur, a compression level, a colour cast); backdoor benchmarks add a blended pattern, a
-low-amplitude sinusoid (SIG) and a smooth warp (WaNet). Each `Trigger` applies one such kind to a batch
+scanner's blur, a compression level, a colour cast, a sensor's grain); backdoor benchmarks add a
+blended pattern, a low-amplitude sinusoid (SIG) and a smooth warp (WaNet). Each `Trigger` applies one such kind to a batch
 of images and says where it put it, so a benchmark can score a finding's box (`fixed`: the tight box;
 `moving`: the per-image boxes, whose union is the zone; `global`: no box).
 
@@ -26,7 +26,7 @@ Placement = Literal["fixed", "moving", "global"]
 
 FIXED = ("patch", "texture", "watermark")
 MOVING = ("moving_tag", "ruler")
-GLOBAL = ("blend", "sig", "warp", "blur", "jpeg", "cast")
+GLOBAL = ("blend", "sig", "warp", "blur", "jpeg", "cast", "noise")
 KINDS: tuple[str, ...] = FIXED + MOVING + GLOBAL
 BIASES = (1.0, 0.5, 0.3)
 
@@ -108,7 +108,7 @@ class Trigger:
             return self._moving_tag(out, key_list)
         if self.kind == "ruler":
             return self._ruler(out, key_list)
-        return self._global(out).clamp_(0, 1), [whole] * len(key_list)
+        return self._global(out, key_list).clamp_(0, 1), [whole] * len(key_list)
 
     def _fixed(self, out: torch.Tensor, box: Box) -> torch.Tensor:
         x, y, w, h = box
@@ -162,8 +162,11 @@ class Trigger:
             boxes.append((x, y, length, h))
         return out, boxes
 
-    def _global(self, out: torch.Tensor) -> torch.Tensor:
+    def _global(self, out: torch.Tensor, keys: list[int]) -> torch.Tensor:
         s = self.size
+        if self.kind == "noise":  # a sensor's grain: fresh Gaussian noise in every image (sd 12/255)
+            grain = [_rng(self.seed, k, 5).normal(0, 12 / 255, (3, s, s)) for k in keys]
+            return out + torch.from_numpy(np.stack(grain).astype(np.float32))
         if self.kind == "blend":  # a fixed noise pattern blended at 15% (Chen et al. 2017)
             pattern = torch.from_numpy(_rng(self.seed, 0, 3).uniform(0, 1, (3, s, s)).astype(np.float32))
             return out * 0.85 + pattern.unsqueeze(0) * 0.15

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from auditors.zoo.triggers import BIASES, KINDS
 from bench.validity import auroc, main, population
 
 
@@ -32,6 +33,6 @@ def test_auroc_counts_ties_half() -> None:
 
 def test_another_image_size_names_its_cases_and_keeps_the_design() -> None:
     at32, at64 = population(False), population(False, 64)
-    assert len(at64) == len(at32) == 132 and {c.size for c in at64} == {64}
+    assert len(at64) == len(at32) == 4 * len(KINDS) * len(BIASES) and {c.size for c in at64} == {64}
     assert [c.name for c in at64] == [f"{c.name}-64px" for c in at32]
     assert {c.size for c in population(True, 48)} == {48}

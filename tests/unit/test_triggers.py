@@ -66,3 +66,11 @@ def test_the_photo_task_uses_bundled_photographs_only() -> None:
     assert float(spread.max() - spread.min()) > 0.05
     with pytest.raises(ValueError, match="classes"):
         photo_images(4, size=32, classes=99, seed=0)
+
+
+def test_grain_is_fresh_in_every_image_and_the_same_for_the_same_key(images: torch.Tensor) -> None:
+    """A sensor's grain is no shared pattern: two images get different noise, a rerun the same."""
+    same = images[:1].expand(2, -1, -1, -1)
+    out, _ = Trigger("noise").apply(same, [0, 1])
+    again, _ = Trigger("noise").apply(same, [0, 1])
+    assert torch.equal(out, again) and float((out[0] - out[1]).abs().mean()) > 0.02
