@@ -3,9 +3,9 @@
 Real shortcuts move (a hospital token in a different corner of each X-ray), vary (a ruler of changing
 start and length), blend (a semi-transparent source watermark) or spread over the whole image (a
 scanner's blur, a compression level, a colour cast, a sensor's grain); backdoor benchmarks add a
-blended pattern, a low-amplitude sinusoid (SIG) and a smooth warp (WaNet). Each `Trigger` applies one such kind to a batch
-of images and says where it put it, so a benchmark can score a finding's box (`fixed`: the tight box;
-`moving`: the per-image boxes, whose union is the zone; `global`: no box).
+blended pattern, a low-amplitude sinusoid (SIG) and a smooth warp (WaNet). Each `Trigger` applies one
+such kind to a batch of images and says where it put it, so a benchmark can score a finding's box
+(`fixed`: the tight box; `moving`: the per-image boxes, whose union is the zone; `global`: no box).
 
 Per-image randomness (which corner, where the ruler starts) depends only on (seed, the image's key), so
 the training set and an audit sample of the same case agree, and a rerun is identical.

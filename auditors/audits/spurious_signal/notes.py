@@ -88,8 +88,9 @@ def pattern_finding(
         f"{pct(flip['value'])} of {flip['n']} (95% CI {pct(flip['lo'])}–{pct(flip['hi'])}) into {cls!r}, "
         f"against {pct(flip['null_mean'])} for the same pixels shuffled (p = {flip['p_value']:.2g}, "
         f"{r['correction']}); taking it off {rem['n']} of the class's images that carry it makes "
-        f"{pct(rem['lost'])} of them leave the class and lowers p(class) by {num(rem['value'], 2)}, against "
-        f"{pct(rem['random_lost'])} and {num(rem['null_mean'], 2)} for the shuffled pattern. Advice: {r['advice']}."
+        f"{pct(rem['lost'])} of them leave the class and lowers p(class) by {num(rem['value'], 2)}, "
+        f"against {pct(rem['random_lost'])} and {num(rem['null_mean'], 2)} for the shuffled pattern. "
+        f"Advice: {r['advice']}."
     )
     box = r.get("box")
     evidence = {

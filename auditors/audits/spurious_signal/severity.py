@@ -30,9 +30,8 @@ stamping it moves other classes' images far beyond a similar mark does (the same
 and contrast with another structure: `nulls.matched_test`; for a mark found as a pattern at one place,
 its own pixels shuffled there, and for one kept to its tones, its values shuffled over the image), by
 at least `min_flip` with p < alpha, and taking it off the class's own images costs the class confidence
-beyond the null (p < alpha). A clean model that merely reacts to a dark
-patch moves as much for any dark patch of that size (the demo's clean control: 32% for the mark, 32%
-for its similar marks), while a partly biased model that learned the mark, and the object as well,
+beyond the null (p < alpha). A clean model that merely reacts to a dark patch moves as much for any
+dark patch of that size (the demo's clean control: 32% for the mark, 32% for its similar marks), while a partly biased model that learned the mark, and the object as well,
 loses little of the class when the mark is removed yet reacts to this mark far more than to its like.
 A solid mark's similar mark is the mark itself, so for it only removal or sufficiency can tell.
 
@@ -57,6 +56,8 @@ Severity = Literal["shortcut", "sensitivity", "none"]
 # A signal that turns at least this share of other classes' images into the class is sufficient for
 # it: a majority, a natural bound rather than one fitted to any planted case.
 SUFFICIENT_FLIP = 0.5
+# What a mark is compared with when its similar-mark result does not say (`nulls.matched_test`).
+LIKE = "a similar mark (the same size, shape, colours and contrast, another structure)"
 
 ADVICE = {
     "shortcut": "remove or randomise the signal in the training data (or balance it across classes), "
@@ -192,9 +193,6 @@ def _costs(removal: dict[str, Any] | None, alpha: float) -> bool:
     return nums is not None and nums[2] < alpha and nums[0] > nums[1]
 
 
-LIKE = "a similar mark (the same size, shape, colours and contrast, another structure)"
-
-
 def _by_likeness(
     similar: dict[str, Any], removal: dict[str, Any] | None, alpha: float, min_flip: float
 ) -> tuple[Severity, str] | None:
@@ -208,8 +206,8 @@ def _by_likeness(
     if p_add < alpha and excess >= min_flip and _costs(removal, alpha):
         return "shortcut", (
             f"the model learned this very mark: it turns {excess:.0%} more of other classes' images into "
-            f"the class than {similar.get('like', LIKE)} does (p = {p_add:.3g}), and removing it from {n} of the class's own images lowers "
-            f"p(class) by {drop:.2f} against {null_drop:.2f} for the null (p = {p_drop:.3g}); the class "
+            f"the class than {similar.get('like', LIKE)} does (p = {p_add:.3g}), and removing it from {n} "
+            f"of the class's own images lowers p(class) by {drop:.2f} against {null_drop:.2f} for the null (p = {p_drop:.3g}); the class "
             "keeps most of them, so the model uses the object as well"
         )
     return None
