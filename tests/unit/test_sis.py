@@ -244,18 +244,20 @@ def test_retrain_on_subsets_reports_accuracies_next_to_the_original(pixels_model
 
 
 def test_sis_sharded_unevenly_with_an_empty_shard_equals_the_single_run(planted_resnet, tmp_path):
-    """11 of 16 images are confident at tau 0.9, so positions 1 / 3 / 11 (7 of them picked) / 1
-    (beyond the pick) split the pick unevenly and leave one shard empty. Every shard makes the same
-    pick, its images' numbers do not depend on the shard (per-position random subsets, batches of one
-    shape), and the partials, through JSON as a worker stores them, merge into the single run."""
+    """Some of 16 images are confident at tau 0.9 (11 on one machine, 12 on another: the fixture's
+    training is not bit-identical across CPUs), so positions 1 / 3 / 11 / 1 split the pick unevenly
+    and the last shard, beyond the pick, is empty. Every shard makes the same pick, its images'
+    numbers do not depend on the shard (per-position random subsets, batches of one shape), and the
+    partials, through JSON as a worker stores them, merge into the single run."""
     audit = get_auditor("sis")
     cfg = parse_config("sis", {"n_images": 16, "tau": 0.9, "gradient_k": 64, "n_show": 3})
     single = audit.run(_ctx(planted_resnet, tmp_path / "single"), cfg)
-    assert single.metrics["n_images"] == 11 and single.metrics["sis_size"]["n_with_sis"] == 11
+    k = single.metrics["n_images"]
+    assert 5 <= k <= 15 and single.metrics["sis_size"]["n_with_sis"] == k
     ctx = _ctx(planted_resnet, tmp_path / "sharded")
     ranges = [range(0, 1), range(1, 4), range(4, 15), range(15, 16)]
     partials = [json.loads(json.dumps(audit.run_shard(ctx, cfg, r))) for r in reversed(ranges)]
-    assert [len(p["clean"]) for p in reversed(partials)] == [1, 3, 7, 0]
+    assert [len(p["clean"]) for p in reversed(partials)] == [1, 3, k - 4, 0]
     merged = audit.merge(ShardMeta.from_context(ctx), cfg, partials)
     assert merged.metrics == single.metrics
     assert merged.model_dump(mode="json", exclude={"seconds"}) == single.model_dump(
