@@ -145,17 +145,23 @@ def tones(pattern: torch.Tensor) -> torch.Tensor:
     power, the constant excluded): the spectral twin of `extent`'s box, for a pattern whose screen
     stood out by one frequency. What the carriers' mean holds beside it is their content, which would
     otherwise be added and taken off with the pattern and feed its shuffled null."""
-    spectrum = torch.fft.rfft2(pattern)
-    power = spectrum.abs().pow(2).sum(0)
-    power[0, 0] = 0.0
+    spectrum, power = _spectrum(pattern)
     keep = power >= PEAK_SHARE * power.max()
     return torch.fft.irfft2(spectrum * keep, s=pattern.shape[-2:])
 
 
+def _spectrum(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A pattern's 2-D Fourier coefficients per channel and their power summed over channels, the
+    constant's set to 0 (a mean offset is not a pattern)."""
+    spectrum = torch.fft.rfft2(p)
+    power = spectrum.abs().pow(2).sum(0)
+    power[0, 0] = 0.0
+    return spectrum, power
+
+
 def _statistics(p: torch.Tensor) -> list[float]:
     """A class pattern's norm, largest pixel and largest non-constant Fourier coefficient (`SHAPES`)."""
-    power = torch.fft.rfft2(p).abs().pow(2).sum(0)
-    power[0, 0] = 0.0
+    power = _spectrum(p)[1]
     return [float(p.norm()), float(p.pow(2).sum(0).max().sqrt()), float(power.max().sqrt())]
 
 

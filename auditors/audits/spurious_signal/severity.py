@@ -31,8 +31,9 @@ and contrast with another structure: `nulls.matched_test`; for a mark found as a
 its own pixels shuffled there, and for one kept to its tones, its values shuffled over the image), by
 at least `min_flip` with p < alpha, and taking it off the class's own images costs the class confidence
 beyond the null (p < alpha). A clean model that merely reacts to a dark patch moves as much for any
-dark patch of that size (the demo's clean control: 32% for the mark, 32% for its similar marks), while a partly biased model that learned the mark, and the object as well,
-loses little of the class when the mark is removed yet reacts to this mark far more than to its like.
+dark patch of that size (the demo's clean control: 32% for the mark, 32% for its similar marks), while
+a partly biased model that learned the mark, and the object as well, loses little of the class when the
+mark is removed yet reacts to this mark far more than to its like.
 A solid mark's similar mark is the mark itself, so for it only removal or sufficiency can tell.
 
 A compression cannot be taken off: nothing gives a compressed image back its detail. For it the data
@@ -177,8 +178,8 @@ def _unremovable(
                 "model's dependence rests on that"
             )
         return "sensitivity", (
-            f"adding it moves other classes' images toward the class, but only {max(excess, 0.0):.0%} more than "
-            f"noise of the same energy (p = {p_add:.3g}), and it cannot be taken off the class's own "
+            f"adding it moves other classes' images toward the class, but only {max(excess, 0.0):.0%} more "
+            f"than noise of the same energy (p = {p_add:.3g}), and it cannot be taken off the class's own "
             "images to show that the class depends on it: the model reacts to degradation of that size"
         )
     return "sensitivity", (
@@ -207,8 +208,8 @@ def _by_likeness(
         return "shortcut", (
             f"the model learned this very mark: it turns {excess:.0%} more of other classes' images into "
             f"the class than {similar.get('like', LIKE)} does (p = {p_add:.3g}), and removing it from {n} "
-            f"of the class's own images lowers p(class) by {drop:.2f} against {null_drop:.2f} for the null (p = {p_drop:.3g}); the class "
-            "keeps most of them, so the model uses the object as well"
+            f"of the class's own images lowers p(class) by {drop:.2f} against {null_drop:.2f} for the null "
+            f"(p = {p_drop:.3g}); the class keeps most of them, so the model uses the object as well"
         )
     return None
 
