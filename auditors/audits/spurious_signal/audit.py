@@ -26,6 +26,7 @@ from auditors.audits.spurious_signal import INFO
 from auditors.audits.spurious_signal import merge as merging
 from auditors.audits.spurious_signal import shard as sharding
 from auditors.audits.spurious_signal.config import SpuriousConfig
+from auditors.audits.spurious_signal.lowlevel import STATISTICS as LOWLEVEL_STATISTICS
 from auditors.audits.spurious_signal.saliency_pass import block_size
 from auditors.audits.spurious_signal.shard import SpuriousPartial
 from auditors.audits.spurious_signal.verdict import SpuriousJudgement
@@ -105,7 +106,7 @@ class SpuriousSignal(Audit[SpuriousConfig, SpuriousPartial]):
         if config.discovery and config.lowlevel_test:  # per screened class statistic: the level added
             # to up to max_recipients others with its mirror null (and noise of the same energy, for a
             # compression), and the class's own before and after it is taken off, and under the mirror
-            tests = min(config.max_lowlevel_tests, 3 * shape.num_classes)
+            tests = min(config.max_lowlevel_tests, len(LOWLEVEL_STATISTICS) * shape.num_classes)
             total += Passes(forward=tests * 3 * (recipients + per_class), calls=5 * tests)
         if config.discovery and config.pattern_test:  # per screened class pattern: added to others and
             # taken off the class's carriers, each against its shuffled null (the screen needs no model)

@@ -39,9 +39,10 @@ OUT_OF_SCOPE = (
     "for one repeated faint pattern of fine detail",
     "a mark that changes shape or scale from image to image beyond a few pixels: the moving-mark search "
     "grows a mark from the 3 x 3 patches its carriers share",
-    "a class's brightness, contrast, saturation or sensor noise (grain): they belong to its content as "
-    "much as to a source (a class of skies is flatter, one of foliage noisier), so the low-level test "
-    "takes only detail and JPEG blockiness, each relative to the image's contrast",
+    "a class's brightness, contrast or saturation, and a class set apart by *less* pixel noise than the "
+    "rest: they belong to its content as much as to a source (a class of skies is flatter and cleaner), "
+    "so the low-level test takes detail and JPEG blockiness, each relative to the image's contrast, and "
+    "a rise in pixel noise (grain)",
     "a smooth warp, and whole-image patterns coarser than about 8 pixels a period: the pattern test "
     "looks at fine detail (the image minus its blur), where content averages out over a class",
 )

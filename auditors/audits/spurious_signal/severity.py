@@ -57,6 +57,9 @@ Severity = Literal["shortcut", "sensitivity", "none"]
 # A signal that turns at least this share of other classes' images into the class is sufficient for
 # it: a majority, a natural bound rather than one fitted to any planted case.
 SUFFICIENT_FLIP = 0.5
+# A class pattern's mean detail can be the objects' own, and a class's pixel noise its texture's: each
+# is sufficient only when taking it off costs the class too.
+NOT_SUFFICIENT_ALONE = frozenset({"pattern", "noise"})
 # What a mark is compared with when its similar-mark result does not say (`nulls.matched_test`).
 LIKE = "a similar mark (the same size, shape, colours and contrast, another structure)"
 
@@ -131,8 +134,8 @@ def judge(
     but its images stay the class. Below both, a mark that beats its `similar` mark (the module doc)
     and whose removal costs the class confidence is a shortcut the model learned beside the object.
     Without `sufficient_alone` (a class pattern: its mean detail can be the object's own where objects
-    sit alike), sufficiency also needs that cost. A signal that is not `removable` (a compression) is
-    judged by sufficiency and likeness alone (`_unremovable`)."""
+    sit alike; a class's pixel noise, its texture's), sufficiency also needs that cost. A signal that
+    is not `removable` (a compression) is judged by sufficiency and likeness alone (`_unremovable`)."""
     if not stamp_confirmed:
         return "none", "adding it does not move other classes' images beyond the null"
     if not removable:
@@ -255,7 +258,7 @@ def annotate(result: dict[str, Any], alpha: float, min_lost: float = 0.1) -> Sev
         min_lost,
         None if flip is None else float(flip),
         result.get("similar_mark"),
-        sufficient_alone=result.get("statistic") != "pattern",
+        sufficient_alone=result.get("statistic") not in NOT_SUFFICIENT_ALONE,
         removable=result.get("removable", True),
     )
     result["stamp_confirmed"] = bool(result.get("confirmed"))
