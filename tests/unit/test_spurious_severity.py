@@ -152,3 +152,25 @@ def test_a_box_with_no_room_for_random_boxes_has_no_removal_null_and_is_no_error
     assert level == "sensitivity" and "no room" in why
     mixed = removal_test(probe, images, 0, [big, small, big, small], n_random=8, seed=0)
     assert mixed["n"] == 2 and mixed["n_random_boxes"] == 8 and mixed["random_lost"] == mixed["random_lost"]
+
+
+def test_a_removal_cost_is_tested_on_the_evidence_where_confident_images_hide_it_in_p() -> None:
+    """Nine carriers confident from their object too lose 1.7 nats each when the signal is taken off
+    (0.995 to 0.97: a drop of 0.025 in p), one unsure carrier gains: the mean drop of p(class) is
+    below its null, the log-odds show the cost."""
+    from auditors.audits.spurious_signal.nulls import log_odds, whole_image_result
+
+    def probs(p: list[float]) -> torch.Tensor:
+        t = torch.tensor(p).view(-1, 1)
+        return torch.cat([t, 1 - t], 1)
+
+    before = probs([0.995] * 9 + [0.6])
+    removed = probs([0.97] * 9 + [0.75])
+    null = probs([0.995] * 9 + [0.5])
+    moved = probs([0.9] * 10)
+    out = whole_image_result(0, moved, probs([0.1] * 10), before, removed, null, seed=0)
+    rem = out["removal"]
+    assert rem["value"] < rem["null_mean"] + 0.01  # in p the cost is all but invisible
+    assert rem["log_odds_drop"] > 1.0 and rem["log_odds_null"] < 0.1
+    assert rem["p_value"] < 0.01
+    assert torch.allclose(log_odds(torch.tensor([0.5, 0.99])), torch.tensor([0.0, 4.59512]), atol=1e-4)

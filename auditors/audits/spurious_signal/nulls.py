@@ -8,7 +8,8 @@ paired difference and its p-value comes from random sign flips of those differen
 
 - stamp: the class's pattern at its box vs the same pixels copied from a random image of another class;
 - removal: the box removed (engine strategy) vs random boxes of the same size, on the class's images
-  that carry the pattern;
+  that carry the pattern; its paired differences are taken in log-odds of p(class) (`log_odds`), where
+  a confident image's lost evidence shows, and reported in p(class);
 - similar: the mark vs a similar mark (`matched_test`), a whole-image change vs noise of the same
   energy (`similar_change`).
 """
@@ -229,9 +230,9 @@ def removal_test(
 ) -> dict[str, Any]:
     """Drop of p(`target`) when `box` is removed from `images` vs when random equal boxes are removed.
 
-    Paired per image (the box's drop minus the mean random-box drop on the same image), one-sided
-    sign-flip p-value. Returns `removal` (mean drop, interval, p) and the `effect` / `random_effect` /
-    `n` triple the report's evidence carries.
+    Paired per image (the box's drop minus the mean random-box drop on the same image, in log-odds:
+    `log_odds`), one-sided sign-flip p-value. Returns `removal` (mean drop, interval, p) and the
+    `effect` / `random_effect` / `n` triple the report's evidence carries.
     """
     height, width = images.shape[-2:]
     per_image = _per_image(box, int(images.shape[0]))  # a moving mark: each image's own box, against
@@ -252,18 +253,26 @@ def removal_test(
     # Per image: its box's drop and the mean over its random boxes; and whether it leaves the class
     # (it was the class before): a model that depends on the mark loses the class, one that merely
     # reacts to it only loses confidence.
-    rows = torch.zeros(n, 4)  # own drop, random drop, own lost, random lost
+    rows = torch.zeros(n, 6)  # own drop, random drop, own lost, random lost, and the drops in log-odds
     was = (clean_probs.argmax(1) == target).cpu()
     for i in range(n):
         keep = keeps[per_image[i]]
         masked_all = probe.removed_probs(images[i : i + 1].expand(keep.shape[0], -1, -1, -1), keep)
         drop = (clean[i] - masked_all[:, target]).cpu()
+        lo = (log_odds(clean[i]) - log_odds(masked_all[:, target])).cpu()
         lost = ((masked_all.argmax(1) != target).cpu() & was[i]).float()
-        rows[i] = torch.stack([drop[0], drop[1:].mean(), lost[0], lost[1:].mean()])
+        rows[i] = torch.stack([drop[0], drop[1:].mean(), lost[0], lost[1:].mean(), lo[0], lo[1:].mean()])
     own, rand = rows[:, 0].numpy().astype(np.float64), rows[:, 1].numpy().astype(np.float64)
-    p = sign_flip_p_value(own - rand, seed=seed)
+    lo_own, lo_rand = rows[:, 4].numpy().astype(np.float64), rows[:, 5].numpy().astype(np.float64)
+    p = sign_flip_p_value(lo_own - lo_rand, seed=seed)  # on the evidence (`log_odds`)
     est = mean_estimate(own, seed=seed)
-    removal = {**est.as_dict(), "p_value": p, "null_mean": round(float(rand.mean()), 6)}
+    removal = {
+        **est.as_dict(),
+        "p_value": p,
+        "null_mean": round(float(rand.mean()), 6),
+        "log_odds_drop": round(float(lo_own.mean()), 4),
+        "log_odds_null": round(float(lo_rand.mean()), 4),
+    }
     lost_own, lost_rand = rows[:, 2].numpy().astype(np.float64), rows[:, 3].numpy().astype(np.float64)
     return {
         "effect": round(float(own.mean()), 4),
@@ -346,6 +355,15 @@ def whole_image_result(
     }
 
 
+def log_odds(p: torch.Tensor) -> torch.Tensor:
+    """log p / (1 - p), p clamped to [1e-6, 1 - 1e-6]: the scale a removal's cost is tested on.
+    Probabilities saturate: a confident image that loses much of its evidence for the class (0.99 to
+    0.96 is 1.4 nats) barely moves p(class), and a partly biased model's carriers are confident from
+    their object as well, so a mean drop of p(class) hides the cost where it matters most."""
+    q = p.clamp(1e-6, 1 - 1e-6)
+    return torch.log(q) - torch.log1p(-q)
+
+
 def _removal(
     c: int,
     before: torch.Tensor,
@@ -356,10 +374,14 @@ def _removal(
     count_lost: bool,
 ) -> dict[str, Any]:
     drop, null_drop = _np(before[:, c] - removed[:, c]), _np(before[:, c] - null_removed[:, c])
+    start = log_odds(before[:, c])
+    lo, null_lo = _np(start - log_odds(removed[:, c])), _np(start - log_odds(null_removed[:, c]))
     removal: dict[str, Any] = {
         **mean_estimate(drop, seed=seed).as_dict(),
-        "p_value": sign_flip_p_value(drop - null_drop, seed=seed),
+        "p_value": sign_flip_p_value(lo - null_lo, seed=seed),  # on the evidence (`log_odds`)
         "null_mean": round(float(null_drop.mean()), 6) if null_drop.size else None,
+        "log_odds_drop": round(float(lo.mean()), 4) if lo.size else 0.0,
+        "log_odds_null": round(float(null_lo.mean()), 4) if null_lo.size else 0.0,
     }
     if count_lost:
         was = before.argmax(1) == c
