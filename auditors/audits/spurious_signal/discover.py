@@ -121,6 +121,7 @@ class Candidates:
     counts: torch.Tensor  # [K] images per group
     motifs: list[Motif] = field(default_factory=list)  # marks that move (`motif`)
     colour_z: dict[int, float] = field(default_factory=dict)  # the colour-cast screen (`global_shift`)
+    colour_resolution: dict[int, float] = field(default_factory=dict)  # the smallest cast it shows
 
 
 def find_candidates(
@@ -149,8 +150,8 @@ def find_candidates(
             images, groups, k, min_group=cfg.min_group, alpha=cfg.alpha, n_perm=cfg.n_perm, seed=seed
         )
     tested = [c for c in range(k) if int(counts[c]) >= cfg.min_group]
-    z = colour_z(images, groups, tested, n_perm=cfg.n_perm, seed=seed) if cfg.global_test else {}
-    return Candidates(sigs, content_null, untested, groups, counts, motifs[: cfg.max_candidates], z)
+    z, res = colour_z(images, groups, tested, n_perm=cfg.n_perm, seed=seed) if cfg.global_test else ({}, {})
+    return Candidates(sigs, content_null, untested, groups, counts, motifs[: cfg.max_candidates], z, res)
 
 
 def candidate_stamp(

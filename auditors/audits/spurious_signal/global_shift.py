@@ -31,23 +31,28 @@ def _shift_norm(means: torch.Tensor, groups: torch.Tensor, c: int) -> float:
 
 def colour_z(
     images: torch.Tensor, groups: torch.Tensor, classes: list[int], *, n_perm: int, seed: int
-) -> dict[int, float]:
+) -> tuple[dict[int, float], dict[int, float]]:
     """Per class: how far its mean colour stands from the other classes' (the size of the shift the
     model test moves), in standard deviations of the same size under label permutations. A class
     whose images are no more tinted than a random draw of as many images is not tested: on a weak model
     a chance drift of a class's mean colour moves predictions as a cast would (the data screen the
-    low-level and pattern tests have too)."""
+    low-level and pattern tests have too). Also per class, the screen's resolution: the mean colour
+    shift (RGB norm, [0, 1] units) a cast must give the class to reach `MIN_Z` at this sample; a cast
+    on a fraction f of the class must be 1/f times as strong on its images, and the resolution
+    shrinks as one over the square root of the images per class."""
     means = images.detach().float().mean((2, 3)).cpu()
     g = groups.detach().cpu()
     if len(g.unique()) < 2:
-        return {c: 0.0 for c in classes}
+        return {c: 0.0 for c in classes}, {}
     gen = torch.Generator().manual_seed(seed)
     perms = [g[torch.randperm(g.numel(), generator=gen)] for _ in range(n_perm)]
-    out = {}
+    z, resolution = {}, {}
     for c in classes:
         null = np.asarray([_shift_norm(means, p, c) for p in perms])
-        out[c] = round((_shift_norm(means, g, c) - float(null.mean())) / max(float(null.std()), 1e-9), 3)
-    return out
+        sd = max(float(null.std()), 1e-9)
+        z[c] = round((_shift_norm(means, g, c) - float(null.mean())) / sd, 3)
+        resolution[c] = round(float(null.mean()) + MIN_Z * sd, 4)
+    return z, resolution
 
 
 def _null_shifts(shift: torch.Tensor, count: int, seed: int) -> torch.Tensor:

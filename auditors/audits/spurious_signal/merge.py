@@ -189,6 +189,9 @@ def _discovery(
         "colour_screen": {
             "z": {meta.class_names[c]: z for c, z in d.colour_z.items()},
             "min_z": COLOUR_MIN_Z,
+            # per class, the mean RGB shift a cast on the whole class must reach to be tested at this
+            # sample (on a fraction f of the class, 1/f times that on its images)
+            "resolution": {meta.class_names[c]: r for c, r in d.colour_resolution.items()},
         },
         "untested_classes": d.untested_classes,
         "out_of_scope": list(OUT_OF_SCOPE),

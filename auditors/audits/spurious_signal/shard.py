@@ -93,6 +93,7 @@ class DiscoverySummary(BaseModel):
     untested_classes: list[str]
     global_classes: list[int]
     colour_z: dict[int, float] = {}  # the colour-cast screen of every class screened
+    colour_resolution: dict[int, float] = {}  # the smallest whole-class cast the screen shows
 
 
 class SpuriousPartial(ShardPartial):
@@ -319,5 +320,6 @@ def run_shard(ctx: AuditContext, config: SpuriousConfig, work: Work, patch: int)
             untested_classes=s.found.untested_classes,
             global_classes=[i for kind, i in s.tests if kind == "global"],
             colour_z=s.found.colour_z,
+            colour_resolution=s.found.colour_resolution,
         ),
     )
