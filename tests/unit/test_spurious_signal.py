@@ -155,6 +155,9 @@ def test_model_without_artifact_raises_no_alarm_with_or_without_a_hint(tmp_path:
     # No class of the clean data is tinted beyond chance, so no colour cast goes to the model test.
     screen = blind.metrics["colour_screen"]
     assert len(screen["z"]) == 4 and all(z < screen["min_z"] for z in screen["z"].values())
+    # The pass says how faint a cast would escape the screen at this sample.
+    assert set(screen["resolution"]) == set(screen["z"]) and all(r > 0 for r in screen["resolution"].values())
+    assert "cannot show at this sample" in blind.summary
     assert not any(g["confirmed"] for g in blind.metrics["global"]) and blind.metrics["out_of_scope"]
     leak = blind.metrics["mask_leakage"]
     assert {"layer_mask", "black", "blur"} <= set(leak)

@@ -71,6 +71,7 @@ def conclude(
                 else ""
             )
             + (f"; too few images to test {', '.join(untested)}" if untested else "")
+            + _colour_resolution(discovery)
             + "); not tested: "
             + "; ".join(OUT_OF_SCOPE)
             + "."
@@ -177,6 +178,20 @@ def strongest_effect(tested: list[dict[str, Any]], confirmed: list[dict[str, Any
     }
 
 
+def _colour_resolution(discovery: dict[str, Any]) -> str:
+    """What the colour screen could not see at this sample (`global_shift.colour_z`): a pass says how
+    small a cast escapes it, so that a reader does not take it for a clean bill on faint casts."""
+    res = (discovery.get("colour_screen") or {}).get("resolution") or {}
+    if not res:
+        return ""
+    worst = max(res.values())
+    return (
+        f"; a colour cast moving a class's mean colour by less than {worst:.3f} (RGB, 0-1) cannot show "
+        "at this sample (on a third of a class, three times that on its images; more images per class "
+        "shrink it as one over their square root)"
+    )
+
+
 def meaning(verdict: str, confirmed: list[Finding]) -> str:
     if verdict == "fail":
         classes = ", ".join(sorted({repr(f.class_name) for f in confirmed}))
@@ -187,6 +202,6 @@ def meaning(verdict: str, confirmed: list[Finding]) -> str:
     if verdict == "inconclusive":
         return "Too few images per class to test for shortcuts: audit more images."
     return (
-        "No fixed mark, colour cast or low-level statistic (detail, JPEG blockiness) decides a "
-        "class on these images; not tested: " + "; ".join(OUT_OF_SCOPE) + "."
+        "No fixed mark, colour cast or low-level statistic (detail, JPEG blockiness, pixel noise) "
+        "decides a class on these images; not tested: " + "; ".join(OUT_OF_SCOPE) + "."
     )
