@@ -59,8 +59,9 @@ RISES_ONLY = frozenset({"blockiness"})
 # smoothing the carriers to the others' level, against the same amount of noise added. A textured
 # class would lose its texture too: hence the screen's threshold beyond the photographs' own texture,
 # and taking the level off must cost the class even when adding it turns most other images
-# (`severity.NOT_SUFFICIENT_ALONE`). On the bench's clean models, giving other images a textured
-# class's noise level turned none of them into it, screened down to shifts of 1.5.
+# (`severity.NOT_SUFFICIENT_ALONE`). On six clean models of the bench (the photographs' textured
+# class, screened down to shifts of 1.5), other images given that class's noise level turned none
+# of them into it.
 ONE_SIDED = frozenset({"noise"})
 N_PERM = 200  # label permutations behind the max-T null (p >= 1/201)
 ALPHA = 0.05
