@@ -140,12 +140,15 @@ def screen(
     every = np.ones_like(textured)
     values = {s: levels[s].numpy().astype(np.float64) for s in STATISTICS}
     use = {s: textured if s in NEEDS_TEXTURE else every for s in STATISTICS}
-    rise = {s: s in ONE_SIDED for s in STATISTICS}
-    observed = np.stack([_shifts(values[s], g, classes, use[s], rise[s]) for s in STATISTICS])  # [S, C, Q]
+    observed = np.stack(
+        [_shifts(values[s], g, classes, use[s], s in ONE_SIDED) for s in STATISTICS]
+    )  # [S, C, Q]
     rng = np.random.default_rng(seed)
     null = np.stack(
         [
-            _largest(np.stack([_shifts(values[s], fake, classes, use[s], rise[s]) for s in STATISTICS]))
+            _largest(
+                np.stack([_shifts(values[s], fake, classes, use[s], s in ONE_SIDED) for s in STATISTICS])
+            )
             for fake in (rng.permutation(g) for _ in range(N_PERM))
         ]
     )  # [P, S, C]

@@ -264,15 +264,7 @@ def removal_test(
         rows[i] = torch.stack([drop[0], drop[1:].mean(), lost[0], lost[1:].mean(), lo[0], lo[1:].mean()])
     own, rand = rows[:, 0].numpy().astype(np.float64), rows[:, 1].numpy().astype(np.float64)
     lo_own, lo_rand = rows[:, 4].numpy().astype(np.float64), rows[:, 5].numpy().astype(np.float64)
-    p = sign_flip_p_value(lo_own - lo_rand, seed=seed)  # on the evidence (`log_odds`)
-    est = mean_estimate(own, seed=seed)
-    removal = {
-        **est.as_dict(),
-        "p_value": p,
-        "null_mean": round(float(rand.mean()), 6),
-        "log_odds_drop": round(float(lo_own.mean()), 4),
-        "log_odds_null": round(float(lo_rand.mean()), 4),
-    }
+    removal = _cost(own, rand, lo_own, lo_rand, seed=seed)
     lost_own, lost_rand = rows[:, 2].numpy().astype(np.float64), rows[:, 3].numpy().astype(np.float64)
     return {
         "effect": round(float(own.mean()), 4),
@@ -364,6 +356,20 @@ def log_odds(p: torch.Tensor) -> torch.Tensor:
     return torch.log(q) - torch.log1p(-q)
 
 
+def _cost(
+    drop: np.ndarray, null_drop: np.ndarray, lo: np.ndarray, null_lo: np.ndarray, *, seed: int
+) -> dict[str, Any]:
+    """What both removal tests report: the mean drop of p(class) (interval) beside its null's, and the
+    one-sided p-value of the paired drops in log-odds (`log_odds`), with their means."""
+    return {
+        **mean_estimate(drop, seed=seed).as_dict(),
+        "p_value": sign_flip_p_value(lo - null_lo, seed=seed),
+        "null_mean": round(float(null_drop.mean()), 6) if null_drop.size else None,
+        "log_odds_drop": round(float(lo.mean()), 4) if lo.size else 0.0,
+        "log_odds_null": round(float(null_lo.mean()), 4) if null_lo.size else 0.0,
+    }
+
+
 def _removal(
     c: int,
     before: torch.Tensor,
@@ -373,16 +379,14 @@ def _removal(
     seed: int,
     count_lost: bool,
 ) -> dict[str, Any]:
-    drop, null_drop = _np(before[:, c] - removed[:, c]), _np(before[:, c] - null_removed[:, c])
-    start = log_odds(before[:, c])
-    lo, null_lo = _np(start - log_odds(removed[:, c])), _np(start - log_odds(null_removed[:, c]))
-    removal: dict[str, Any] = {
-        **mean_estimate(drop, seed=seed).as_dict(),
-        "p_value": sign_flip_p_value(lo - null_lo, seed=seed),  # on the evidence (`log_odds`)
-        "null_mean": round(float(null_drop.mean()), 6) if null_drop.size else None,
-        "log_odds_drop": round(float(lo.mean()), 4) if lo.size else 0.0,
-        "log_odds_null": round(float(null_lo.mean()), 4) if null_lo.size else 0.0,
-    }
+    p, start = before[:, c], log_odds(before[:, c])
+    removal = _cost(
+        _np(p - removed[:, c]),
+        _np(p - null_removed[:, c]),
+        _np(start - log_odds(removed[:, c])),
+        _np(start - log_odds(null_removed[:, c])),
+        seed=seed,
+    )
     if count_lost:
         was = before.argmax(1) == c
         lost, null_lost = _np(was & (removed.argmax(1) != c)), _np(was & (null_removed.argmax(1) != c))
