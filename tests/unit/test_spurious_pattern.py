@@ -8,7 +8,14 @@ import torch
 from torch import nn
 
 from auditors.audits.spurious_signal.nulls import Probe
-from auditors.audits.spurious_signal.pattern import MIN_Z, judge_patterns, pattern_tests, residuals, screen
+from auditors.audits.spurious_signal.pattern import (
+    MIN_Z,
+    class_patterns,
+    judge_patterns,
+    pattern_tests,
+    residuals,
+    screen,
+)
 from auditors.zoo.planted import task_images
 from auditors.zoo.triggers import Trigger
 
@@ -239,3 +246,16 @@ def test_a_pattern_kept_to_its_tones_is_judged_against_its_shuffle_as_a_similar_
     assert "shuffled" in tones["why"] and "19%" in tones["why"]
     (whole,), confirmed = judge_patterns([result("whole")], NAMES, 0.05, 0.1)
     assert whole["severity"] == "sensitivity" and confirmed == []
+
+
+def test_class_patterns_are_the_class_means_minus_the_others_median() -> None:
+    """`class_patterns` takes the means as one product with the class indicators (fast at 224 px);
+    it must equal the plain per-class means."""
+    gen = torch.Generator().manual_seed(1)
+    r = torch.randn(30, 3, 5, 5, generator=gen)
+    g = torch.arange(30) % 3
+    got = class_patterns(r, g, [0, 2])
+    means = {k: r[g == k].mean(0) for k in range(3)}
+    assert torch.allclose(got[0], means[0] - torch.stack([means[1], means[2]]).median(0).values, atol=1e-6)
+    assert torch.allclose(got[2], means[2] - torch.stack([means[0], means[1]]).median(0).values, atol=1e-6)
+    assert set(got) == {0, 2}

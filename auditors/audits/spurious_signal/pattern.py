@@ -54,7 +54,7 @@ from auditors.engine.fills import gaussian_blur
 
 SIGMA = 2.0  # the blur whose residual is "fine detail": it keeps periods below ~8 px at >= 80%
 MIN_Z = 4.0  # standard deviations of the permutation null a class's pattern must reach to be tested
-N_PERM = 30
+N_PERM = 100  # label permutations behind the screen's z (with 30, a class's z moved by 0.5-1 with the draw)
 MIN_CARRIERS = 3
 SEPARATION = 3.0  # pooled standard deviations between carriers and the rest of their class
 PEAK_SHARE = 0.5  # a localized pattern's pixels hold at least half its peak detail energy...
@@ -95,11 +95,20 @@ def residuals(images: torch.Tensor) -> torch.Tensor:
 MANY_CLASSES = 8  # beyond this, one class moves the median of all class means too little to matter
 
 
-def _references(r: torch.Tensor, g: torch.Tensor, classes: list[int]) -> dict[int, torch.Tensor]:
+def _class_means(r: torch.Tensor, g: torch.Tensor) -> dict[int, torch.Tensor]:
+    """Per class present in `g`: the mean of its rows of `r`, as one product with the class indicator
+    matrix (indexing each class's rows copies them, which at 224 px costs most of a screen's time)."""
+    ks = g.unique()
+    flat = r.reshape(r.shape[0], -1)
+    onehot = (g[None, :] == ks[:, None]).to(flat.dtype)
+    means = (onehot @ flat) / onehot.sum(1, keepdim=True)
+    return {int(k): m.view(r.shape[1:]) for k, m in zip(ks.tolist(), means, strict=True)}
+
+
+def _references(means: dict[int, torch.Tensor], classes: list[int]) -> dict[int, torch.Tensor]:
     """Per class: the pixelwise median of the other classes' mean residuals (what the class's images
     would average to without a pattern of their own); with many classes, of all of them (one median
     instead of one per class, the same rule under permutation)."""
-    means = {k: r[g == k].mean(0) for k in g.unique().tolist()}
     if len(means) > MANY_CLASSES:
         shared = torch.stack(list(means.values())).median(0).values
         return {c: shared for c in classes if c in means}
@@ -110,12 +119,13 @@ def _references(r: torch.Tensor, g: torch.Tensor, classes: list[int]) -> dict[in
     }
 
 
-def _class_patterns(r: torch.Tensor, g: torch.Tensor, classes: list[int]) -> dict[int, torch.Tensor]:
+def class_patterns(r: torch.Tensor, g: torch.Tensor, classes: list[int]) -> dict[int, torch.Tensor]:
     """Per class: its mean residual minus its reference."""
-    return {c: r[g == c].mean(0) - ref for c, ref in _references(r, g, classes).items()}
+    means = _class_means(r, g)
+    return {c: means[c] - ref for c, ref in _references(means, classes).items()}
 
 
-def _carrying(projection: torch.Tensor) -> torch.Tensor:
+def carrying(projection: torch.Tensor) -> torch.Tensor:
     """Which of a class's images carry its pattern, from their projections onto it: the upper group of
     the best two-group split (Otsu's threshold) when the groups stand `SEPARATION` pooled standard
     deviations apart, else all of them (a pattern on the whole class, or none)."""
@@ -173,12 +183,12 @@ def screen(
     patterns."""
     r = residuals(images)
     g = groups.detach().cpu()
-    observed = _class_patterns(r, g, classes)
+    observed = class_patterns(r, g, classes)
     gen = torch.Generator().manual_seed(seed)
     null: dict[int, list[list[float]]] = {c: [] for c in observed}
     for _ in range(N_PERM):
         fake = g[torch.randperm(g.numel(), generator=gen)]
-        for c, p in _class_patterns(r, fake, list(observed)).items():
+        for c, p in class_patterns(r, fake, list(observed)).items():
             null[c].append(_statistics(p))
     rows: list[dict[str, Any]] = []
     patterns: dict[int, torch.Tensor] = {}
@@ -189,9 +199,9 @@ def screen(
         if z < MIN_Z:
             continue
         own = (g == c).nonzero().flatten()
-        ref = _references(r, g, [c])[c]
+        ref = _references(_class_means(r, g), [c])[c]
         unit = p / p.norm().clamp_min(1e-12)
-        carriers = own[_carrying(((r[own] - ref) * unit).sum((1, 2, 3)))]
+        carriers = own[carrying(((r[own] - ref) * unit).sum((1, 2, 3)))]
         estimate = r[carriers].mean(0) - ref
         box = extent(estimate)
         periodic = box is None and SHAPES[int(zs.argmax())] == "periodic"
