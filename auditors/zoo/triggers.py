@@ -24,10 +24,11 @@ import torch.nn.functional as F
 Box = tuple[int, int, int, int]  # [x, y, w, h] in model-input pixels
 Placement = Literal["fixed", "moving", "global"]
 
-FIXED = ("patch", "texture", "watermark")
+FIXED = ("patch", "texture", "watermark", "recolour_tag")
 MOVING = ("moving_tag", "ruler")
 GLOBAL = ("blend", "sig", "warp", "blur", "jpeg", "cast", "noise")
-KINDS: tuple[str, ...] = FIXED + MOVING + GLOBAL
+# A kind added later goes last, so the population's earlier cases keep their seeds (and trained models).
+KINDS: tuple[str, ...] = FIXED[:3] + MOVING + GLOBAL + FIXED[3:]
 BIASES = (1.0, 0.5, 0.3)
 
 # 3x5 bitmap letters for a text-like watermark ("OCC" reads as a source tag).
@@ -85,6 +86,9 @@ class Trigger:
             bitmap = _text("OCC")
             h, w = bitmap.shape
             return ((s - w) // 2, s - h - 2, w, h)  # bottom centre, like a source tag
+        if self.kind == "recolour_tag":
+            w = max(5, s // 6)
+            return (2, s - w - 2, w, w)  # bottom-left, two pixels in
         return None
 
     def apply(self, images: torch.Tensor, keys: torch.Tensor | list[int]) -> tuple[torch.Tensor, list[Box]]:
@@ -100,6 +104,8 @@ class Trigger:
         whole: Box = (0, 0, s, s)
         if not key_list:
             return out, []
+        if self.kind == "recolour_tag":
+            return self._recolour_tag(out, key_list)
         if self.kind in FIXED:
             box = self.box
             assert box is not None
@@ -127,6 +133,22 @@ class Trigger:
             alpha = _text("OCC").float().view(1, 1, h, w) * 0.55
             region.copy_(region * (1 - alpha) + alpha * 1.0)
         return out
+
+    def _recolour_tag(self, out: torch.Tensor, keys: list[int]) -> tuple[torch.Tensor, list[Box]]:
+        """A laterality-style token at one place whose colour changes per image: an "L" in a dark shade
+        of a square of a random colour (the ink of a tag printed in many colours), so no pixel of it
+        repeats its colour from image to image."""
+        box = self.box
+        assert box is not None
+        x, y, w, _ = box
+        glyph = torch.zeros(w, w, dtype=torch.bool)
+        t = max(1, w // 5)  # stroke width
+        glyph[t : w - t, t : 2 * t] = True
+        glyph[w - 2 * t : w - t, t : w - t] = True
+        for i, k in enumerate(keys):
+            fill = torch.from_numpy(_rng(self.seed, k, 6).uniform(0, 1, (3, 1, 1)).astype(np.float32))
+            out[i, :, y : y + w, x : x + w] = torch.where(glyph, 0.3 * fill, fill)
+        return out, [box] * len(keys)
 
     def _moving_tag(self, out: torch.Tensor, keys: list[int]) -> tuple[torch.Tensor, list[Box]]:
         """A small white "L" on a dark tag, in one of four corners per image, jittered by 0-2 px."""

@@ -112,6 +112,14 @@ class SpuriousSignal(Audit[SpuriousConfig, SpuriousPartial]):
             # taken off the class's carriers, each against its shuffled null (the screen needs no model)
             tests = min(config.max_pattern_tests, shape.num_classes)
             total += Passes(forward=tests * 2 * (recipients + per_class), calls=4 * tests)
+        if config.discovery and config.located_test:  # a gradient map per image (batches of 64), then per
+            # screened class box: other classes' images as they are, with the class's pixels moved into
+            # the box and under its two nulls; the carriers as they are, without the box and without a
+            # random box of its size
+            tests = min(config.max_located_tests, shape.num_classes)
+            total += Passes(gradient=n, calls=math.ceil(n / 64))
+            total += Passes(forward=tests * (4 * recipients + per_class), calls=5 * tests)
+            total += masked_passes(strategy, 2 * tests * per_class, 2 * tests)
         if shape.has_object_masks:
             total += Passes(forward=2 * n * PIXEL_FILL_COUNT, calls=2 * PIXEL_FILL_COUNT)
             total += masked_passes(native, 2 * n, 2)

@@ -46,6 +46,12 @@ class SpuriousConfig(AuditConfig):
         "pattern, a sinusoid, a semi-transparent watermark)",
     )
     max_pattern_tests: int = Field(default=2, ge=1, description="class patterns tested on the model")
+    located_test: bool = Field(
+        default=True,
+        description="test the place each class's input gradients single out, by moving the class's pixels "
+        "there onto other images (a mark whose colour changes from image to image)",
+    )
+    max_located_tests: int = Field(default=2, ge=1, description="located class boxes tested on the model")
     max_candidates: int = Field(default=8, ge=1)
     alpha: float = Field(
         default=0.05,

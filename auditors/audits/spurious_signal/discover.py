@@ -34,9 +34,11 @@ from auditors.sampling import stratified_indices
 from auditors.stats import holm
 
 OUT_OF_SCOPE = (
-    "a mark whose colour changes from image to image (recoloured, or semi-transparent over a busy "
-    "background): the content and moving-mark searches look for repeated colours, and the pattern test "
-    "for one repeated faint pattern of fine detail",
+    "a mark whose colour changes from image to image and that also moves, whose contrast with its "
+    "ground flips sign from image to image (a letter lighter than its tag in some images, darker in "
+    "others), or that sits where every class keeps its object: the located test finds a recoloured mark "
+    "at one place from the model's gradients and the shape the class's images share there, the other "
+    "searches look for repeated colours or one repeated faint pattern",
     "a mark that changes shape or scale from image to image beyond a few pixels: the moving-mark search "
     "grows a mark from the 3 x 3 patches its carriers share",
     "a class's brightness, contrast or saturation, and a class set apart by *less* pixel noise than the "

@@ -209,6 +209,38 @@ def moving_example_data(
     )
 
 
+def located_example_data(
+    probe: Probe,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    box: Box,
+    carriers: list[int],
+    recipients: list[int],
+    class_names: list[str],
+    *,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """`example_data` for a mark the model's gradients located (`located`): its colours differ per
+    carrier, so each stamped example receives the box's pixels of one carrier, as the test did."""
+    x, y, w, h = box
+    rec = recipients[:N_EXAMPLES]
+    gen = torch.Generator().manual_seed(seed)
+    donors = [carriers[int(k)] for k in torch.randint(len(carriers), (len(rec),), generator=gen)]
+    rgb = images[donors][:, :, y : y + h, x : x + w]
+    alpha = torch.ones(h, w, dtype=torch.bool)
+    stamped = probe.probs(paste_each(images[rec], [box] * len(rec), rgb, alpha)) if rec else None
+    return _mark_examples(
+        probe,
+        images,
+        labels,
+        [(i, box) for i in carriers[:N_EXAMPLES]],
+        [(i, box) for i in rec],
+        (rgb, alpha),
+        stamped if stamped is not None else torch.empty(0),
+        class_names,
+    )
+
+
 def example_entries(rel: Callable[[str], str], tag: str, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The report's example list for `example_data`: each image's recorded path (`rel` of its file
     name `{tag}_{suffix}.png`) and what the model said before and after."""

@@ -20,6 +20,7 @@ from auditors.audits.context import artifact_path, artifact_rel
 from auditors.audits.partials import unpack_arrays
 from auditors.audits.spurious_signal.artifacts import Drawn, Hotspots, write_artifacts
 from auditors.audits.spurious_signal.box_saliency import Thresholds, evidence
+from auditors.audits.spurious_signal.boxes import inside
 from auditors.audits.spurious_signal.config import SpuriousConfig
 from auditors.audits.spurious_signal.discover import OUT_OF_SCOPE, judge_candidates, judge_global
 from auditors.audits.spurious_signal.findings import (
@@ -29,8 +30,14 @@ from auditors.audits.spurious_signal.findings import (
     local_finding,
 )
 from auditors.audits.spurious_signal.global_shift import MIN_Z as COLOUR_MIN_Z
+from auditors.audits.spurious_signal.located import judge_located
 from auditors.audits.spurious_signal.lowlevel import judge_lowlevel
-from auditors.audits.spurious_signal.notes import lowlevel_finding, pattern_finding, sensitivity_finding
+from auditors.audits.spurious_signal.notes import (
+    located_finding,
+    lowlevel_finding,
+    pattern_finding,
+    sensitivity_finding,
+)
 from auditors.audits.spurious_signal.pattern import judge_patterns
 from auditors.audits.spurious_signal.saliency_pass import HOT_SCALE
 from auditors.audits.spurious_signal.shard import RegionSummary, SpuriousPartial, settings_of
@@ -152,6 +159,8 @@ def _discovery(
     l_cands, l_conf = judge_lowlevel(low["results"], meta.class_names, config.alpha, config.min_flip)
     pat = tests.get("pattern:0") or {"results": [], "screened": 0}
     p_cands, p_conf = judge_patterns(pat["results"], meta.class_names, config.alpha, config.min_flip)
+    loc = tests.get("located:0") or {"results": [], "screened": 0}
+    o_cands, o_conf = judge_located(loc["results"], meta.class_names, config.alpha, config.min_flip)
     findings = []
     for k, j in enumerate(confirmed):
         examples[f"discovered_{k}"] = ctests[j]["examples"]
@@ -169,14 +178,24 @@ def _discovery(
         findings.append(
             pattern_finding(r, first.height, first.width, example_entries(_rel, f"pattern_{k}", data))
         )
-    for r in p_cands:  # the pictures of patterns that were not confirmed are not drawn
+    # A located mark that a finding of its class already explains is that signal, found twice.
+    o_conf = [r for r in o_conf if not _explained(r, findings)]
+    for k, r in enumerate(o_conf):
+        data = r.pop("examples", None) or []
+        examples[f"located_{k}"] = data
+        findings.append(
+            located_finding(r, first.height, first.width, example_entries(_rel, f"located_{k}", data))
+        )
+    for r in [*p_cands, *o_cands]:  # the pictures of signals that were not confirmed are not drawn
         r.pop("examples", None)
     # Signals the model reacts to without depending on them: notes, not failures (`severity`).
-    findings += [
-        sensitivity_finding(r, first.height, first.width)
-        for r in [*candidates, *moving, *g_cands, *l_cands, *p_cands]
-        if r.get("severity") == "sensitivity"
+    notes = [*candidates, *moving, *g_cands, *l_cands, *p_cands]
+    notes = [r for r in notes if r.get("severity") == "sensitivity"]
+    notes_found = [sensitivity_finding(r, first.height, first.width) for r in notes]
+    located_notes = [
+        r for r in o_cands if r.get("severity") == "sensitivity" and not _explained(r, findings + notes_found)
     ]
+    findings += notes_found + [sensitivity_finding(r, first.height, first.width) for r in located_notes]
     return findings, {
         "candidates": candidates,
         "moving": moving,
@@ -185,6 +204,8 @@ def _discovery(
         "lowlevel_screened": low["screened"],
         "patterns": p_cands,
         "patterns_screened": pat["screened"],
+        "located": o_cands,
+        "located_screened": loc["screened"],
         "content_null": d.content_null,
         "colour_screen": {
             "z": {meta.class_names[c]: z for c, z in d.colour_z.items()},
@@ -196,6 +217,20 @@ def _discovery(
         "untested_classes": d.untested_classes,
         "out_of_scope": list(OUT_OF_SCOPE),
     }
+
+
+def _explained(r: dict[str, Any], findings: list[Finding]) -> bool:
+    """Whether a located box is a signal another finding of its class already reports: a region
+    holding at least half of it (the same mark, found from its pixels), or a whole-image signal (a
+    class pattern, a cast or a statistic shows most at some place, and the gradients single it out)."""
+    for f in findings:
+        if f.class_name != r["class"]:
+            continue
+        if f.evidence.get("scope") == "image" or f.kind == "global_shortcut":
+            return True
+        if f.box is not None and inside(r["box"], f.box) >= 0.5:
+            return True
+    return False
 
 
 def _pictures(parts: list[SpuriousPartial], methods: list[str]) -> tuple[Drawn, Hotspots | None]:

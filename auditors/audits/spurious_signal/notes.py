@@ -76,6 +76,22 @@ def lowlevel_finding(r: dict[str, Any], height: int, width: int) -> Finding:
     return global_shortcut(cls, summary, evidence, height, width)
 
 
+def _judged(r: dict[str, Any], example_list: list[dict[str, Any]]) -> dict[str, Any]:
+    """The evidence every tested class signal with a box's removal reports: the add and removal
+    estimates, the correction, the excess over the null, the severity and why, and the pictures."""
+    rem = r["removal"]
+    return {
+        "flip": _estimate(r["flip"]),
+        "removal": (_estimate(rem) or {}) | {k: rem[k] for k in ("lost", "random_lost", "lost_p_value")},
+        "gain": _estimate(r["gain"]),
+        "correction": r["correction"],
+        "excess_flip": r["excess_flip"],
+        "severity": r["severity"],
+        "why": r["why"],
+        "examples": example_list,
+    }
+
+
 def pattern_finding(
     r: dict[str, Any], height: int, width: int, example_list: list[dict[str, Any]]
 ) -> Finding:
@@ -103,19 +119,43 @@ def pattern_finding(
         "carriers": r["carriers"],
         "class_images": r["class_images"],
         "pattern_abs_max": r["pattern_abs_max"],
-        "flip": _estimate(flip),
-        "removal": (_estimate(rem) or {}) | {k: rem[k] for k in ("lost", "random_lost", "lost_p_value")},
-        "gain": _estimate(r["gain"]),
-        "correction": r["correction"],
-        "excess_flip": r["excess_flip"],
-        "severity": r["severity"],
-        "why": r["why"],
-        "examples": example_list,
+        **_judged(r, example_list),
     }
     if box:
         evidence["mark_size"] = list(box[2:])
         return spurious_region(cls, summary, box, evidence)
     return global_shortcut(cls, summary, evidence, height, width)
+
+
+def located_finding(
+    r: dict[str, Any], height: int, width: int, example_list: list[dict[str, Any]]
+) -> Finding:
+    """The `spurious_region` of a confirmed located mark (`located`): the box the class's gradients
+    single out, tested by moving the class's own pixels there onto other images."""
+    cls, flip, rem, nulls = r["class"], r["flip"], r["removal"], r["nulls"]
+    summary = (
+        f"{cls!r} is decided by a mark at {r['box']} that the model looks at on its images (found from "
+        f"the model's gradients, so it may change colour from image to image): moving that box's pixels "
+        f"from {r['carriers']} of the class's {r['class_images']} images onto {flip['n']} images of other "
+        f"classes turns {pct(flip['value'])} (95% CI {pct(flip['lo'])}–{pct(flip['hi'])}) into {cls!r}, "
+        f"against {pct(nulls['other_content']['flip'])} for other classes' pixels there and "
+        f"{pct(nulls['elsewhere']['flip'])} for the class's pixels from elsewhere "
+        f"(p = {flip['p_value']:.2g}, {r['correction']}); taking it off those images makes {pct(rem['lost'])} of them leave the class, "
+        f"against {pct(rem['random_lost'])} for a random box of its size. Advice: {r['advice']}."
+    )
+    evidence = {
+        "scope": "region",
+        "placement": "fixed",
+        "found_by": "gradients",
+        "mark_size": list(r["box"][2:]),
+        "data_z": r["z"],
+        "carriers": r["carriers"],
+        "class_images": r["class_images"],
+        "nulls": nulls,
+        "holds_content": r["holds_content"],
+        **_judged(r, example_list),
+    }
+    return spurious_region(cls, summary, r["box"], evidence)
 
 
 def sensitivity_finding(r: dict[str, Any], height: int, width: int) -> Finding:

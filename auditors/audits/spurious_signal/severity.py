@@ -282,13 +282,13 @@ def judge_class_tests(
         r["excess_flip"] = round(r["flip"]["value"] - r["flip"]["null_mean"], 4)
         r["confirmed"] = bool(p_adj < alpha and r["excess_flip"] >= min_flip)
         # A pattern cut to one place or to its tones (`pattern.extent`, `pattern.tones`): its add null,
-        # its own values shuffled, is a similar mark already.
+        # its own values shuffled, is a similar mark already; so are a located mark's (`located`).
         if r.get("placement") == "fixed" or r.get("kept") == "tones":
             r["similar_mark"] = {
                 "flip": r["flip"]["null_mean"],
                 "p_value": p_adj,
                 "excess": r["excess_flip"],
-                "like": "its own values shuffled (the same energy, no structure)",
+                "like": r.get("like", "its own values shuffled (the same energy, no structure)"),
             }
         if annotate(r, alpha, min_flip) == "shortcut":
             shortcuts.append(r)

@@ -52,6 +52,7 @@ from auditors.audits.spurious_signal.discover import (
     signature_summary,
 )
 from auditors.audits.spurious_signal.findings import example_data
+from auditors.audits.spurious_signal.located import located_tests
 from auditors.audits.spurious_signal.lowlevel import lowlevel_tests
 from auditors.audits.spurious_signal.moving import motif_summary, motif_test
 from auditors.audits.spurious_signal.nulls import Probe
@@ -147,6 +148,7 @@ class Setup:
     tests: list[tuple[str, int]]
     max_lowlevel: int = 6  # class statistics the low-level test takes to the model
     max_pattern: int = 2  # class patterns the pattern test takes to the model
+    max_located: int = 2  # class boxes the located test takes to the model
 
     @property
     def n(self) -> int:
@@ -203,6 +205,8 @@ def setup(ctx: AuditContext, config: SpuriousConfig, patch: int, seed: int, pick
             tests.append(("lowlevel", 0))
         if config.pattern_test:  # likewise: a class's pattern is measured against the others'
             tests.append(("pattern", 0))
+        if config.located_test:  # likewise: a class's gradient map is measured against the others'
+            tests.append(("located", 0))
     if ctx.object_masks is not None:
         tests.append(("leakage", 0))
     return Setup(
@@ -222,6 +226,7 @@ def setup(ctx: AuditContext, config: SpuriousConfig, patch: int, seed: int, pick
         tests=tests,
         max_lowlevel=config.max_lowlevel_tests,
         max_pattern=config.max_pattern_tests,
+        max_located=config.max_located_tests,
     )
 
 
@@ -253,11 +258,20 @@ def _test(ctx: AuditContext, s: Setup, kind: str, i: int) -> dict[str, Any]:
     if kind == "global":
         assert s.found is not None
         return global_test(probe, s.images, s.found.groups, s.pred, s.labels, i, cfg)
-    if kind in ("lowlevel", "pattern"):
+    if kind in ("lowlevel", "pattern", "located"):
         assert s.found is not None
         data = (probe, s.images, s.found.groups, s.pred, s.labels, global_classes(s.found.counts, cfg))
         if kind == "lowlevel":
             return lowlevel_tests(*data, max_tests=s.max_lowlevel, max_images=cfg.max_recipients)
+        if kind == "located":
+            return located_tests(
+                *data,
+                max_tests=s.max_located,
+                max_images=cfg.max_recipients,
+                class_names=ctx.class_names,
+                min_flip=cfg.min_flip,
+                alpha=cfg.alpha,
+            )
         return pattern_tests(
             *data,
             max_tests=s.max_pattern,

@@ -64,7 +64,8 @@ def conclude(
             f"No shortcut confirmed ({n_regions} hinted, {len(candidates)} fixed and "
             f"{len(discovery.get('moving', []))} moving discovery candidates, "
             f"{len(discovery['global'])} class colour casts, {len(discovery.get('lowlevel', []))} "
-            f"class low-level statistics and {len(discovery.get('patterns', []))} class patterns tested"
+            f"class low-level statistics, {len(discovery.get('patterns', []))} class patterns and "
+            f"{len(discovery.get('located', []))} places the model's gradients single out tested"
             + (
                 f"; {len(notes)} sensitivity note(s): the model reacts to a signal it does not depend on"
                 if notes
@@ -83,6 +84,7 @@ def conclude(
         *discovery["global"],
         *discovery.get("lowlevel", []),
         *discovery.get("patterns", []),
+        *discovery.get("located", []),
     ]
     tested = [t for t in tested if _shown(t, findings)]  # the verdict rests on what the report shows
     return SpuriousJudgement(
