@@ -76,3 +76,16 @@ def test_a_solid_mark_s_similar_mark_is_the_mark_itself() -> None:
     t = stamp_test(probe, recipients, donors, 1, BOX, solid, alpha, seed=0)
     out = matched_test(probe, recipients, donors, 1, BOX, solid, alpha, t["stamped_probs"], seed=0)
     assert out["excess"] == 0.0
+
+
+def test_a_mark_of_one_colour_is_solid_and_one_with_structure_is_not() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2)).eval()
+    probe = Probe(model, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "mean", 0)
+    x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    alpha = torch.ones(4, 4, dtype=torch.bool)
+    black = torch.zeros(3, 4, 4)
+    stamped = probe.probs(x)
+    assert matched_test(probe, x, x, 0, (2, 2, 4, 4), black, alpha, stamped, seed=0)["solid"]
+    halves = black.clone()
+    halves[:, 2:] = 1.0
+    assert not matched_test(probe, x, x, 0, (2, 2, 4, 4), halves, alpha, stamped, seed=0)["solid"]

@@ -178,8 +178,11 @@ def _discovery(
         findings.append(
             pattern_finding(r, first.height, first.width, example_entries(_rel, f"pattern_{k}", data))
         )
-    # A located mark that a finding of its class already explains is that signal, found twice.
-    o_conf = [r for r in o_conf if not _explained(r, findings)]
+    # A located mark that a finding of its class already explains is that signal, found twice: it
+    # stays in the metrics, marked, and the verdict does not rest on it (`verdict._shown`).
+    for r in o_conf:
+        r["explained"] = _explained(r, findings)
+    o_conf = [r for r in o_conf if not r["explained"]]
     for k, r in enumerate(o_conf):
         data = r.pop("examples", None) or []
         examples[f"located_{k}"] = data
@@ -192,9 +195,10 @@ def _discovery(
     notes = [*candidates, *moving, *g_cands, *l_cands, *p_cands]
     notes = [r for r in notes if r.get("severity") == "sensitivity"]
     notes_found = [sensitivity_finding(r, first.height, first.width) for r in notes]
-    located_notes = [
-        r for r in o_cands if r.get("severity") == "sensitivity" and not _explained(r, findings + notes_found)
-    ]
+    located_notes = [r for r in o_cands if r.get("severity") == "sensitivity"]
+    for r in located_notes:
+        r["explained"] = _explained(r, findings + notes_found)
+    located_notes = [r for r in located_notes if not r["explained"]]
     findings += notes_found + [sensitivity_finding(r, first.height, first.width) for r in located_notes]
     return findings, {
         "candidates": candidates,

@@ -173,18 +173,23 @@ def matched_test(
     much for it as for the mark; a model that learned *this* mark moves more. For a solid mark the
     similar mark is the mark itself, so the test cannot tell (its gain is nil). `stamped`: the
     recipients' probabilities with the mark (`stamp_test`'s). Returns the similar mark's `flip` (share
-    predicted `target`), the one-sided `p_value` of the paired gains in p(target) and the `excess`."""
+    predicted `target`), the one-sided `p_value` of the paired gains in p(target), the `excess`, and
+    whether the mark is `solid` (`severity` then asks more of it)."""
     n = int(recipients.shape[0])
+    mark = rgb if rgb.dim() == 4 else rgb.unsqueeze(0)
+    # No spread beyond one grey level inside its shape: no structure a similar mark could lack.
+    solid = bool(float(_moments(mark.float(), alpha)[1].max()) <= 1 / 255)
     if n == 0:
-        return {"flip": proportion(0, 0).as_dict(), "p_value": 1.0, "excess": 0.0}
+        return {"flip": proportion(0, 0).as_dict(), "p_value": 1.0, "excess": 0.0, "solid": solid}
     boxes = _per_image(box, n)
     other = _other_content(donors, boxes, torch.Generator().manual_seed(seed + 7))
-    mark = (rgb if rgb.dim() == 4 else rgb.unsqueeze(0)).to(other.dtype).to(other.device)
+    mark = mark.to(other.dtype).to(other.device)
     mark_mean, mark_sd = _moments(mark, alpha)
     other_mean, other_sd = _moments(other, alpha)
     z = torch.where(other_sd > 1e-6, (other - other_mean) / other_sd.clamp_min(1e-6), torch.zeros_like(other))
     similar = (mark_mean + z * mark_sd).clamp(0, 1)
-    return _likeness(stamped, probe.probs(paste_each(recipients, boxes, similar, alpha)), target, seed=seed)
+    null = probe.probs(paste_each(recipients, boxes, similar, alpha))
+    return _likeness(stamped, null, target, seed=seed) | {"solid": solid}
 
 
 def _likeness(moved: torch.Tensor, null: torch.Tensor, target: int, *, seed: int) -> dict[str, Any]:

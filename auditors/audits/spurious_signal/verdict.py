@@ -155,7 +155,10 @@ def without_covered_patterns(findings: list[Finding]) -> list[Finding]:
 
 
 def _shown(t: dict[str, Any], findings: list[Finding]) -> bool:
-    """Whether a tested signal is one the report shows (`without_covered_patterns`)."""
+    """Whether a tested signal is one the report shows (`without_covered_patterns`; a located mark that
+    another finding explains, `merge._explained`)."""
+    if t.get("explained"):
+        return False
     if t.get("statistic") != "pattern":
         return True
     return not covered(t.get("class"), t.get("box"), bool(t.get("confirmed")), findings)
