@@ -2,8 +2,8 @@
 
 Issue 18 asks that, on a 4-class 32-px model with 160 images, the audit stays within 3x of its
 earlier CPU time. Severity reuses the removal test the audit already ran, so the new work is the
-low-level test (`lowlevel_test`), the pattern test (`pattern_test`) and the moving-mark search and
-tests (`moving_test`); this runs the audit through `occulta.runner.run_battery` on one planted model
+low-level test (`lowlevel_test`), the pattern test (`pattern_test`), the moving-mark search and
+tests (`moving_test`) and the located test (`located_test`); this runs the audit through `occulta.runner.run_battery` on one planted model
 and its clean twin, alternating the configs without them and with them (the defaults) `--repeats`
 times on the same warm process, and reports process CPU seconds (not wall time, which other work on
 the machine inflates).
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     planted = PopCase("shapes", "moving_tag", 1.0, CNN, seed=18, n_audit=160)
-    without = {"lowlevel_test": False, "pattern_test": False, "moving_test": False}
+    without = {"lowlevel_test": False, "pattern_test": False, "moving_test": False, "located_test": False}
     configs = {"without_new_steps": without, "with_new_steps": {}}
     seconds: dict[str, list[float]] = {f"{c}/{k}": [] for c in ("planted", "clean") for k in configs}
     with tempfile.TemporaryDirectory() as tmp:

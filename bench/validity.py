@@ -12,7 +12,8 @@ rate on clean twins, box IoU (fixed marks), zone hit (moving marks), seconds per
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 nice python -m bench.validity            # the full population
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 python -m bench.validity --quick         # a smoke test
     ... --baseline   (writes bench/results/validity_baseline.json instead)
-    ... --size 64 --limit 22   (the shapes task's 100% models and twins at 64 px, into validity_64px.*)
+    ... --size 64 --limit 26 --shard K/2   (each kind's 100% model and twin on both tasks at 64 px, into
+        validity_64px.*; `--combine`, then `--update` with weak twins to add a few)
 
 Writes bench/results/validity.json (every case as it finishes) and validity.md (the tables).
 """
@@ -100,7 +101,9 @@ def evidence_score(audit: dict[str, Any]) -> float:
     """The verdict's evidence as one number: 1 + the largest excess flip if the verdict fails, else
     the largest excess flip any candidate reached (so AUROC ranks by verdict, then by strength)."""
     metrics = audit.get("metrics", {})
-    cands = [c for k in ("candidates", "global", "lowlevel", "patterns") for c in metrics.get(k) or []]
+    cands = [
+        c for k in ("candidates", "global", "lowlevel", "patterns", "located") for c in metrics.get(k) or []
+    ]
     excess = [float(c.get("excess_flip") or 0.0) for c in cands if isinstance(c, dict)]
     best = max([0.0, *excess])
     return (1.0 + best) if audit.get("verdict") == "fail" else best
