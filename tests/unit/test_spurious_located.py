@@ -12,7 +12,13 @@ import torch
 from torch import nn
 
 from auditors.audits.spurious_signal.boxes import iou
-from auditors.audits.spurious_signal.located import judge_located, located_tests, peak_box, structure_z
+from auditors.audits.spurious_signal.located import (
+    judge_located,
+    located_tests,
+    model_test,
+    peak_box,
+    structure_z,
+)
 from auditors.audits.spurious_signal.nulls import Probe
 from auditors.zoo.planted import task_images
 from auditors.zoo.triggers import Trigger
@@ -146,3 +152,29 @@ def test_a_box_that_holds_every_class_s_object_is_not_judged() -> None:
     }
     results, shortcuts = judge_located([row], NAMES, 0.05, 0.1)
     assert shortcuts == [] and results[0]["severity"] == "none" and "holds the objects" in results[0]["why"]
+
+
+def test_a_class_every_image_is_predicted_as_leaves_no_recipient_and_is_no_error() -> None:
+    x, y = _shapes()
+    probe = Probe(_TagReader().eval(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "mean", 0)
+    row = {
+        "class_index": 0,
+        "placement": "fixed",
+        "box": list(BOX),
+        "z": 9.0,
+        "_carriers": (y == 0).nonzero().flatten(),
+    }
+    out = model_test(
+        probe,
+        x,
+        y,
+        torch.zeros_like(y),
+        y,
+        row,
+        max_images=128,
+        seed=0,
+        class_names=NAMES,
+        min_flip=0.1,
+        alpha=0.05,
+    )
+    assert out["flip"]["n"] == 0 and out["holds_content"]["p_value"] == 1.0

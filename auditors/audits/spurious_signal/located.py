@@ -291,7 +291,7 @@ def model_test(
     # The same other-class pixels at a random place of the box's size: what any place holds for them.
     spots = random_boxes(box, height, width, n, seed + 1)
     anywhere = before
-    if len(spots) == n:
+    if n and len(spots) == n:
         anywhere = probe.probs(
             torch.cat(
                 [
