@@ -41,6 +41,7 @@ and tells a shortcut from a sensitivity, as for a class pattern kept to a box.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,18 @@ def _pixels(cells: Box, k: int, height: int, width: int) -> Box:
     return (x, y, min(w, width - x), min(h, height - y))
 
 
+def _permuted(
+    values: torch.Tensor, groups: torch.Tensor, c: int, seed: int, statistic: Callable[[torch.Tensor], float]
+) -> list[float]:
+    """`statistic` of class `c`'s excess (`class_patterns`) of `values` under `N_PERM` label
+    permutations: the null both data screens of a box (`tighten`, `structure_z`) are held to."""
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        statistic(class_patterns(values, groups[torch.randperm(groups.numel(), generator=gen)], [c])[c])
+        for _ in range(N_PERM)
+    ]
+
+
 def _edges(images: torch.Tensor) -> torch.Tensor:
     """[N, 1, H, W] each pixel's step to its right and lower neighbours (largest over the channels,
     summed): where an image has edges, whatever their colours."""
@@ -144,11 +157,7 @@ def tighten(images: torch.Tensor, groups: torch.Tensor, c: int, box: Box, grow: 
     e = _edges(images[:, :, y0:y1, x0:x1])
     g = groups.detach().cpu()
     excess = class_patterns(e, g, [c])[c][0]
-    gen = torch.Generator().manual_seed(seed)
-    null = [
-        float(class_patterns(e, g[torch.randperm(g.numel(), generator=gen)], [c])[c].max())
-        for _ in range(N_PERM)
-    ]
+    null = _permuted(e, g, c, seed, lambda p: float(p.max()))
     ys, xs = np.nonzero((excess > float(np.quantile(null, 0.95))).numpy())
     if xs.size == 0:
         return box
@@ -176,11 +185,7 @@ def structure_z(images: torch.Tensor, groups: torch.Tensor, c: int, box: Box, se
     d = _standardised(images, box)
     g = groups.detach().cpu()
     observed = float(class_patterns(d, g, [c])[c].norm())
-    gen = torch.Generator().manual_seed(seed)
-    null = [
-        float(class_patterns(d, g[torch.randperm(g.numel(), generator=gen)], [c])[c].norm())
-        for _ in range(N_PERM)
-    ]
+    null = _permuted(d, g, c, seed, lambda p: float(p.norm()))
     return (observed - float(np.mean(null))) / max(float(np.std(null)), 1e-12)
 
 

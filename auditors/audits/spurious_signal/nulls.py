@@ -176,15 +176,14 @@ def matched_test(
     predicted `target`), the one-sided `p_value` of the paired gains in p(target), the `excess`, and
     whether the mark is `solid` (`severity` then asks more of it)."""
     n = int(recipients.shape[0])
-    mark = rgb if rgb.dim() == 4 else rgb.unsqueeze(0)
+    mark_mean, mark_sd = _moments((rgb if rgb.dim() == 4 else rgb.unsqueeze(0)).float(), alpha)
     # No spread beyond one grey level inside its shape: no structure a similar mark could lack.
-    solid = bool(float(_moments(mark.float(), alpha)[1].max()) <= 1 / 255)
+    solid = bool(float(mark_sd.max()) <= 1 / 255)
     if n == 0:
         return {"flip": proportion(0, 0).as_dict(), "p_value": 1.0, "excess": 0.0, "solid": solid}
     boxes = _per_image(box, n)
     other = _other_content(donors, boxes, torch.Generator().manual_seed(seed + 7))
-    mark = mark.to(other.dtype).to(other.device)
-    mark_mean, mark_sd = _moments(mark, alpha)
+    mark_mean, mark_sd = (m.to(other.dtype).to(other.device) for m in (mark_mean, mark_sd))
     other_mean, other_sd = _moments(other, alpha)
     z = torch.where(other_sd > 1e-6, (other - other_mean) / other_sd.clamp_min(1e-6), torch.zeros_like(other))
     similar = (mark_mean + z * mark_sd).clamp(0, 1)

@@ -192,6 +192,7 @@ def screen(
             null[c].append(_statistics(p))
     rows: list[dict[str, Any]] = []
     patterns: dict[int, torch.Tensor] = {}
+    refs = _references(_class_means(r, g), list(observed))
     for c, p in observed.items():
         stats = np.asarray(null[c])
         zs = (np.asarray(_statistics(p)) - stats.mean(0)) / np.maximum(stats.std(0), 1e-9)
@@ -199,7 +200,7 @@ def screen(
         if z < MIN_Z:
             continue
         own = (g == c).nonzero().flatten()
-        ref = _references(_class_means(r, g), [c])[c]
+        ref = refs[c]
         unit = p / p.norm().clamp_min(1e-12)
         carriers = own[carrying(((r[own] - ref) * unit).sum((1, 2, 3)))]
         estimate = r[carriers].mean(0) - ref
